@@ -1,0 +1,392 @@
+//! Configuration: the one [`Config`] struct, parsed from flags or `CLOUDTRAIL_INGEST_*`
+//! environment variables, and validated all at once.
+//!
+//! Input: the command line and the environment. Output: a [`Config`] whose fields are
+//! known to be usable, or a [`ConfigError`] listing every problem in one line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use url::Url;
+
+/// Environment variables for every flag share this prefix.
+pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";
+
+/// SQS rejects long polls longer than this.
+const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
+
+/// Ships CloudTrail logs announced on an SQS queue into daily Elasticsearch/OpenSearch indices.
+///
+/// AWS settings (region, credentials, profiles, endpoints) come from the standard AWS chain:
+/// AWS_REGION, AWS_PROFILE, the ECS task role or EC2 instance profile, AWS_ENDPOINT_URL,
+/// AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cloudtrail-ingest", version, about, long_about = None)]
+pub struct Config {
+    /// URL of the SQS queue that receives the trail's notifications.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_QUEUE_URL", value_name = "URL")]
+    pub queue_url: Option<String>,
+
+    /// URL of the Elasticsearch or OpenSearch cluster, e.g. https://search.example.com:9200.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_URL", value_name = "URL")]
+    pub elasticsearch_url: Option<String>,
+
+    /// Documents go to `<prefix>-YYYY.MM.DD`, by the event's own eventTime in UTC.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_INDEX_PREFIX",
+        default_value = "cloudtrail",
+        value_name = "PREFIX"
+    )]
+    pub index_prefix: String,
+
+    /// Exit 0 once a receive comes back empty and nothing is in flight (backfills, batch jobs).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
+    pub exit_when_idle: bool,
+
+    /// Use path-style S3 addressing (for S3-compatible stores that need it).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+
+    /// Cluster user for basic authentication (needs --elasticsearch-password).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_USERNAME", value_name = "USER")]
+    pub elasticsearch_username: Option<String>,
+
+    /// Cluster password for basic authentication.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub elasticsearch_password: Option<String>,
+
+    /// Cluster API key, base64-encoded `id:key` as Elasticsearch and Kibana print it.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub elasticsearch_api_key: Option<String>,
+
+    /// PEM file with CA certificates to trust for the cluster, in addition to the system roots.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_CA_FILE", value_name = "PATH")]
+    pub elasticsearch_ca_file: Option<PathBuf>,
+
+    /// Timeout of one request to the cluster.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub elasticsearch_timeout: Duration,
+
+    /// Maximum size of one bulk request body, in bytes.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_BULK_MAX_BYTES",
+        default_value_t = 5 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub bulk_max_bytes: usize,
+
+    /// How long a partly filled bulk request may wait for more documents.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_BULK_LINGER", default_value = "500ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub bulk_linger: Duration,
+
+    /// Bulk requests in flight at once.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_BULK_CONCURRENCY",
+        default_value_t = 2,
+        value_name = "N"
+    )]
+    pub bulk_concurrency: usize,
+
+    /// Attempts per bulk request (and per failed item) before giving up on its messages,
+    /// which the queue then redelivers.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_BULK_MAX_ATTEMPTS",
+        default_value_t = 6,
+        value_name = "N"
+    )]
+    pub bulk_max_attempts: usize,
+
+    /// SQS messages processed at once.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_MAX_IN_FLIGHT",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub max_in_flight: usize,
+
+    /// Long-poll wait of one ReceiveMessage call (at most 20s).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_RECEIVE_WAIT", default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub receive_wait: Duration,
+
+    /// On SIGTERM/SIGINT, how long in-flight messages may take to finish before exit.
+    /// Keep it below the orchestrator's kill timeout (ECS: 30s by default).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+}
+
+/// Everything wrong with a configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Cluster credentials, at most one kind.
+#[derive(Clone)]
+pub enum ClusterAuth {
+    None,
+    Basic { username: String, password: String },
+    ApiKey(String),
+}
+
+impl Config {
+    /// Checks every field and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        check_url(
+            &mut problems,
+            "--queue-url",
+            "QUEUE_URL",
+            self.queue_url.as_deref(),
+        );
+        check_url(
+            &mut problems,
+            "--elasticsearch-url",
+            "ELASTICSEARCH_URL",
+            self.elasticsearch_url.as_deref(),
+        );
+        if !valid_index_prefix(&self.index_prefix) {
+            problems.push(format!(
+                "--index-prefix {:?} is not a valid index name prefix (lowercase letters, digits, '-', '_', '.'; not starting with '-', '_' or '+')",
+                self.index_prefix
+            ));
+        }
+        match (
+            &self.elasticsearch_username,
+            &self.elasticsearch_password,
+            &self.elasticsearch_api_key,
+        ) {
+            (Some(_), None, _) | (None, Some(_), _) => problems.push(
+                "--elasticsearch-username and --elasticsearch-password must be given together"
+                    .into(),
+            ),
+            (Some(_), Some(_), Some(_)) => problems.push(
+                "give either --elasticsearch-username/--elasticsearch-password or --elasticsearch-api-key, not both"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if let Some(path) = &self.elasticsearch_ca_file {
+            if !path.is_file() {
+                problems.push(format!(
+                    "--elasticsearch-ca-file {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+        if self.bulk_max_bytes < 1024 {
+            problems.push("--bulk-max-bytes must be at least 1024".into());
+        }
+        for (flag, value) in [
+            ("--bulk-concurrency", self.bulk_concurrency),
+            ("--bulk-max-attempts", self.bulk_max_attempts),
+            ("--max-in-flight", self.max_in_flight),
+        ] {
+            if value == 0 {
+                problems.push(format!("{flag} must be at least 1"));
+            }
+        }
+        if self.receive_wait > MAX_RECEIVE_WAIT {
+            problems.push("--receive-wait must be at most 20s (the SQS limit)".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The queue URL; only call after [`Config::validate`] succeeded.
+    pub fn queue_url(&self) -> &str {
+        self.queue_url
+            .as_deref()
+            .expect("validated config has a queue URL")
+    }
+
+    /// The cluster URL; only call after [`Config::validate`] succeeded.
+    pub fn elasticsearch_url(&self) -> Url {
+        let raw = self
+            .elasticsearch_url
+            .as_deref()
+            .expect("validated config has a cluster URL");
+        Url::parse(raw).expect("validated config has a parseable cluster URL")
+    }
+
+    pub fn cluster_auth(&self) -> ClusterAuth {
+        match (
+            &self.elasticsearch_username,
+            &self.elasticsearch_password,
+            &self.elasticsearch_api_key,
+        ) {
+            (Some(username), Some(password), _) => ClusterAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(key)) => ClusterAuth::ApiKey(key.clone()),
+            _ => ClusterAuth::None,
+        }
+    }
+
+    /// A one-line summary for the start-up log; never contains secrets.
+    pub fn redacted_summary(&self) -> String {
+        let auth = match self.cluster_auth() {
+            ClusterAuth::None => "none".to_string(),
+            ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
+            ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
+        };
+        format!(
+            "queue_url={} elasticsearch_url={} index_prefix={} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} max_in_flight={} receive_wait={:?} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
+            self.queue_url.as_deref().unwrap_or("-"),
+            self.elasticsearch_url.as_deref().map(redact_url).unwrap_or_else(|| "-".into()),
+            self.index_prefix,
+            auth,
+            self.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            self.bulk_max_bytes,
+            self.bulk_linger,
+            self.bulk_concurrency,
+            self.bulk_max_attempts,
+            self.max_in_flight,
+            self.receive_wait,
+            self.shutdown_grace,
+            self.exit_when_idle,
+            self.s3_force_path_style,
+        )
+    }
+}
+
+fn check_url(problems: &mut Vec<String>, flag: &str, env: &str, value: Option<&str>) {
+    match value {
+        None => problems.push(format!("{flag} ({ENV_PREFIX}{env}) is required")),
+        Some(raw) => match Url::parse(raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            Ok(_) => problems.push(format!("{flag} {raw:?} must be an http or https URL")),
+            Err(err) => problems.push(format!("{flag} {raw:?} is not a valid URL: {err}")),
+        },
+    }
+}
+
+/// Index names are lowercase and may not start with `-`, `_` or `+`; we also keep the
+/// prefix to characters that need no escaping in a URL path.
+fn valid_index_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 200
+        && !prefix.starts_with(['-', '_', '+', '.'])
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Drops user:password from a URL before it is logged.
+fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("redacted");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["cloudtrail-ingest"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("arguments parse")
+    }
+
+    const GOOD: [&str; 4] = [
+        "--queue-url",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/trail",
+        "--elasticsearch-url",
+        "http://127.0.0.1:9200",
+    ];
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse(&GOOD);
+        config.validate().expect("valid");
+        assert_eq!(config.index_prefix, "cloudtrail");
+        assert_eq!(config.bulk_max_bytes, 5 * 1024 * 1024);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+        assert!(!config.exit_when_idle);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let config = parse(&[
+            "--elasticsearch-url",
+            "not a url",
+            "--index-prefix",
+            "Bad",
+            "--elasticsearch-username",
+            "elastic",
+            "--max-in-flight",
+            "0",
+        ]);
+        let err = config.validate().expect_err("invalid").to_string();
+        for needle in [
+            "--queue-url (CLOUDTRAIL_INGEST_QUEUE_URL) is required",
+            "--elasticsearch-url \"not a url\" is not a valid URL",
+            "--index-prefix \"Bad\"",
+            "must be given together",
+            "--max-in-flight must be at least 1",
+        ] {
+            assert!(err.contains(needle), "{needle:?} missing from {err}");
+        }
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let mut args = GOOD.to_vec();
+        args.extend(["--shutdown-grace", "5s", "--bulk-linger", "250ms"]);
+        let config = parse(&args);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(config.bulk_linger, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn summary_redacts_secrets() {
+        let mut args = GOOD.to_vec();
+        args.extend([
+            "--elasticsearch-username",
+            "elastic",
+            "--elasticsearch-password",
+            "hunter2",
+        ]);
+        let summary = parse(&args).redacted_summary();
+        assert!(summary.contains("basic(elastic"));
+        assert!(!summary.contains("hunter2"));
+        let mut args = GOOD.to_vec();
+        args[3] = "https://user:secret@search.example.com:9200";
+        let summary = parse(&args).redacted_summary();
+        assert!(!summary.contains("secret"), "{summary}");
+    }
+
+    #[test]
+    fn receive_wait_is_capped_by_sqs() {
+        let mut args = GOOD.to_vec();
+        args.extend(["--receive-wait", "30s"]);
+        assert!(parse(&args).validate().is_err());
+    }
+}

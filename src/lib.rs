@@ -1,0 +1,4 @@
+pub mod config;
+pub mod document;
+pub mod notification;
+pub mod records;

@@ -1,0 +1,369 @@
+//! Notification: an SQS message body -> the S3 objects it announces.
+//!
+//! Accepted shapes, each either bare (SNS RawMessageDelivery, S3 or EventBridge straight to
+//! SQS) or inside an SNS envelope (`"Type": "Notification"`, JSON in `Message`):
+//! - CloudTrail's own `{"s3Bucket": "...", "s3ObjectKey": ["...", ...]}` (keys as stored);
+//! - S3 event notifications, `Records[].s3.{bucket.name,object.key}`, every record, keys
+//!   form-URL-encoded (`+` is a space) and decoded here;
+//! - EventBridge `aws.s3` events with `detail.{bucket.name,object.key}`, key taken as given;
+//! - `s3:TestEvent`, which names nothing.
+//!
+//! S3/EventBridge events that are not "object created" (deletes, restores) and keys that are
+//! not CloudTrail event logs (digests, non-`.json[.gz]` keys) are skipped, not fetched.
+//! Anything else is a [`NotificationError`]: the message must stay in the queue.
+
+use serde_json::Value;
+
+/// One S3 object to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Which shape the body had; for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    CloudTrail,
+    S3Event,
+    EventBridge,
+    TestEvent,
+}
+
+/// Why an announced object is not fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `CloudTrail-Digest/` objects hold hashes of log files, not events.
+    Digest,
+    /// Not named `.json` or `.json.gz`: not a CloudTrail log file.
+    NotEventLog,
+    /// An S3/EventBridge event about something other than a new object.
+    NotObjectCreated,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Digest => "digest",
+            SkipReason::NotEventLog => "not_event_log",
+            SkipReason::NotObjectCreated => "not_object_created",
+        }
+    }
+}
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub kind: Kind,
+    pub objects: Vec<ObjectRef>,
+    /// Announcements acknowledged without fetching, with the reason.
+    pub skipped: Vec<SkipReason>,
+}
+
+/// A body that is none of the accepted shapes. Always permanent: redelivering the same
+/// bytes cannot help, so the queue's redrive policy should park it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotificationError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("SNS envelope of type {0:?} is not a Notification")]
+    SnsType(String),
+    #[error("SNS Message is not JSON: {0}")]
+    SnsMessageNotJson(String),
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("not a CloudTrail, S3 event, EventBridge or s3:TestEvent notification")]
+    Unrecognized,
+}
+
+impl NotificationError {
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Parses one SQS message body.
+pub fn parse(body: &str) -> Result<Notification, NotificationError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
+    let inner = match unwrap_sns(&value)? {
+        Some(message) => serde_json::from_str(message)
+            .map_err(|e| NotificationError::SnsMessageNotJson(e.to_string()))?,
+        None => value,
+    };
+    classify(&inner)
+}
+
+/// Returns the `Message` of an SNS envelope, or `None` when the body is not an envelope.
+fn unwrap_sns(value: &Value) -> Result<Option<&str>, NotificationError> {
+    let Some(kind) = value.get("Type").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if value.get("TopicArn").is_none() {
+        return Ok(None);
+    }
+    if kind != "Notification" {
+        return Err(NotificationError::SnsType(kind.to_string()));
+    }
+    value
+        .get("Message")
+        .and_then(Value::as_str)
+        .map(Some)
+        .ok_or(NotificationError::Malformed(
+            "SNS envelope has no string Message",
+        ))
+}
+
+fn classify(value: &Value) -> Result<Notification, NotificationError> {
+    if value.get("s3Bucket").is_some() {
+        return cloudtrail(value);
+    }
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Notification {
+            kind: Kind::TestEvent,
+            objects: vec![],
+            skipped: vec![],
+        });
+    }
+    if let Some(records) = value.get("Records").and_then(Value::as_array) {
+        if !records.is_empty() && records.iter().all(|r| r.get("s3").is_some()) {
+            return s3_event(records);
+        }
+    }
+    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge(value);
+    }
+    Err(NotificationError::Unrecognized)
+}
+
+fn cloudtrail(value: &Value) -> Result<Notification, NotificationError> {
+    let bucket = value
+        .get("s3Bucket")
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty())
+        .ok_or(NotificationError::Malformed(
+            "CloudTrail notification s3Bucket is not a non-empty string",
+        ))?;
+    let keys = value
+        .get("s3ObjectKey")
+        .and_then(Value::as_array)
+        .ok_or(NotificationError::Malformed(
+            "CloudTrail notification s3ObjectKey is not an array",
+        ))?;
+    let mut builder = Builder::new(Kind::CloudTrail);
+    for key in keys {
+        let key = key.as_str().ok_or(NotificationError::Malformed(
+            "CloudTrail notification s3ObjectKey holds a non-string",
+        ))?;
+        builder.announce(bucket, key.to_string());
+    }
+    Ok(builder.finish())
+}
+
+fn s3_event(records: &[Value]) -> Result<Notification, NotificationError> {
+    let mut builder = Builder::new(Kind::S3Event);
+    for record in records {
+        let created = record
+            .get("eventName")
+            .and_then(Value::as_str)
+            .is_some_and(|name| name.starts_with("ObjectCreated:"));
+        if !created {
+            builder.skipped.push(SkipReason::NotObjectCreated);
+            continue;
+        }
+        let bucket = record.pointer("/s3/bucket/name").and_then(Value::as_str);
+        let key = record.pointer("/s3/object/key").and_then(Value::as_str);
+        let (Some(bucket), Some(key)) = (bucket, key) else {
+            return Err(NotificationError::Malformed(
+                "S3 event record lacks s3.bucket.name or s3.object.key",
+            ));
+        };
+        builder.announce(bucket, decode_s3_event_key(key));
+    }
+    Ok(builder.finish())
+}
+
+fn eventbridge(value: &Value) -> Result<Notification, NotificationError> {
+    let mut builder = Builder::new(Kind::EventBridge);
+    if value.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+        builder.skipped.push(SkipReason::NotObjectCreated);
+        return Ok(builder.finish());
+    }
+    let bucket = value.pointer("/detail/bucket/name").and_then(Value::as_str);
+    let key = value.pointer("/detail/object/key").and_then(Value::as_str);
+    let (Some(bucket), Some(key)) = (bucket, key) else {
+        return Err(NotificationError::Malformed(
+            "EventBridge Object Created event lacks detail.bucket.name or detail.object.key",
+        ));
+    };
+    builder.announce(bucket, key.to_string());
+    Ok(builder.finish())
+}
+
+struct Builder {
+    kind: Kind,
+    objects: Vec<ObjectRef>,
+    skipped: Vec<SkipReason>,
+}
+
+impl Builder {
+    fn new(kind: Kind) -> Self {
+        Builder {
+            kind,
+            objects: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn announce(&mut self, bucket: &str, key: String) {
+        match skip_reason(&key) {
+            Some(reason) => self.skipped.push(reason),
+            None => self.objects.push(ObjectRef {
+                bucket: bucket.to_string(),
+                key,
+            }),
+        }
+    }
+
+    fn finish(self) -> Notification {
+        Notification {
+            kind: self.kind,
+            objects: self.objects,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// `None` when the key names a CloudTrail event log (including CloudTrail-Insight logs).
+pub fn skip_reason(key: &str) -> Option<SkipReason> {
+    if key.contains("/CloudTrail-Digest/") || key.starts_with("CloudTrail-Digest/") {
+        Some(SkipReason::Digest)
+    } else if key.ends_with(".json.gz") || key.ends_with(".json") {
+        None
+    } else {
+        Some(SkipReason::NotEventLog)
+    }
+}
+
+/// S3 event keys are form-URL-encoded: `+` is a space and `%XX` an escaped byte.
+fn decode_s3_event_key(key: &str) -> String {
+    form_urlencoded::parse(format!("k={key}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/123456789012_CloudTrail_us-east-1_20241030T2030Z_ySRwAYukLwiNORzN.json.gz";
+
+    fn objects(body: &str) -> Vec<String> {
+        parse(body)
+            .expect("parses")
+            .objects
+            .into_iter()
+            .map(|o| o.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn cloudtrail_raw_and_sns_wrapped() {
+        let raw = format!(r#"{{"s3Bucket":"trail-bucket","s3ObjectKey":["{KEY}","a+b c.json.gz"]}}"#);
+        let expected = vec![
+            format!("s3://trail-bucket/{KEY}"),
+            "s3://trail-bucket/a+b c.json.gz".to_string(),
+        ];
+        assert_eq!(objects(&raw), expected);
+        let sns = serde_json::json!({
+            "Type": "Notification", "MessageId": "x", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+            "Message": raw,
+        })
+        .to_string();
+        assert_eq!(objects(&sns), expected);
+        assert_eq!(parse(&sns).unwrap().kind, Kind::CloudTrail);
+    }
+
+    #[test]
+    fn s3_event_decodes_every_record() {
+        let body = r#"{"Records":[
+            {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"ct+logs%2Barchive%3D1/AWSLogs%2Fx.json.gz"}}},
+            {"eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"y.json"}}},
+            {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"z.json.gz"}}}
+        ]}"#;
+        let n = parse(body).unwrap();
+        assert_eq!(n.kind, Kind::S3Event);
+        assert_eq!(
+            objects(body),
+            vec![
+                "s3://b/ct logs+archive=1/AWSLogs/x.json.gz",
+                "s3://b/y.json"
+            ]
+        );
+        assert_eq!(n.skipped, vec![SkipReason::NotObjectCreated]);
+    }
+
+    #[test]
+    fn eventbridge_object_created_and_others() {
+        let created = r#"{"version":"0","detail-type":"Object Created","source":"aws.s3",
+            "detail":{"bucket":{"name":"b"},"object":{"key":"k+1.json.gz"}}}"#;
+        assert_eq!(objects(created), vec!["s3://b/k+1.json.gz"]);
+        let deleted = r#"{"detail-type":"Object Deleted","source":"aws.s3","detail":{}}"#;
+        let n = parse(deleted).unwrap();
+        assert!(n.objects.is_empty());
+        assert_eq!(n.skipped, vec![SkipReason::NotObjectCreated]);
+    }
+
+    #[test]
+    fn test_event_names_nothing() {
+        let n = parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#).unwrap();
+        assert_eq!(n.kind, Kind::TestEvent);
+        assert!(n.objects.is_empty() && n.skipped.is_empty());
+    }
+
+    #[test]
+    fn skips_digests_and_non_logs() {
+        let table = [
+            ("AWSLogs/1/CloudTrail-Digest/us-east-1/2020/09/11/x.json.gz", Some(SkipReason::Digest)),
+            ("AWSLogs/1/CloudTrail-Insight/us-east-1/2020/09/11/x.json.gz", None),
+            ("AWSLogs/1/CloudTrail/us-east-1/2020/09/11/x.json", None),
+            ("HappyFace.jpg", Some(SkipReason::NotEventLog)),
+            ("AWSLogs/1/CloudTrail/", Some(SkipReason::NotEventLog)),
+        ];
+        for (key, expected) in table {
+            assert_eq!(skip_reason(key), expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_know() {
+        let table: [(&str, fn(&NotificationError) -> bool); 6] = [
+            ("This is a test message.", |e| matches!(e, NotificationError::NotJson(_))),
+            (r#"{"message":"foo1"}"#, |e| *e == NotificationError::Unrecognized),
+            (r#"{"Type":"Notification","TopicArn":"t","Message":"hello"}"#, |e| {
+                matches!(e, NotificationError::SnsMessageNotJson(_))
+            }),
+            (r#"{"Type":"SubscriptionConfirmation","TopicArn":"t"}"#, |e| {
+                matches!(e, NotificationError::SnsType(_))
+            }),
+            (r#"{"s3Bucket":"b","s3ObjectKey":"not-an-array"}"#, |e| {
+                matches!(e, NotificationError::Malformed(_))
+            }),
+            (r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{}}]}"#, |e| {
+                matches!(e, NotificationError::Malformed(_))
+            }),
+        ];
+        for (body, check) in table {
+            let err = parse(body).expect_err(body);
+            assert!(check(&err), "{body}: {err:?}");
+            assert!(!err.is_transient());
+        }
+    }
+}
