@@ -50,7 +50,11 @@ pub struct Config {
     pub s3_force_path_style: bool,
 
     /// Cluster user for basic authentication (needs --elasticsearch-password).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_USERNAME", value_name = "USER")]
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_USERNAME",
+        value_name = "USER"
+    )]
     pub elasticsearch_username: Option<String>,
 
     /// Cluster password for basic authentication.
@@ -72,7 +76,11 @@ pub struct Config {
     pub elasticsearch_api_key: Option<String>,
 
     /// PEM file with CA certificates to trust for the cluster, in addition to the system roots.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_CA_FILE", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_CA_FILE",
+        value_name = "PATH"
+    )]
     pub elasticsearch_ca_file: Option<PathBuf>,
 
     /// Timeout of one request to the cluster.

@@ -91,7 +91,11 @@ pub fn build(
     bytes.extend_from_slice(b",\"_id\":");
     serde_json::to_writer(&mut bytes, &id).expect("writing to a Vec cannot fail");
     bytes.extend_from_slice(b"}}\n");
-    append_source(&mut bytes, record, keys.timestamp.is_none().then_some(&timestamp));
+    append_source(
+        &mut bytes,
+        record,
+        keys.timestamp.is_none().then_some(&timestamp),
+    );
     bytes.push(b'\n');
     Ok(Document {
         index,
@@ -215,39 +219,72 @@ mod tests {
         let b = build(record, "ct", None).unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.len(), 64);
-        let other = build(br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:55Z"}"#, "ct", None).unwrap();
+        let other = build(
+            br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:55Z"}"#,
+            "ct",
+            None,
+        )
+        .unwrap();
         assert_ne!(a.id, other.id);
-        let empty_id = build(br#"{"eventID":"","eventTime":"2014-03-06T21:22:55Z"}"#, "ct", None).unwrap();
+        let empty_id = build(
+            br#"{"eventID":"","eventTime":"2014-03-06T21:22:55Z"}"#,
+            "ct",
+            None,
+        )
+        .unwrap();
         assert_eq!(empty_id.id.len(), 64);
     }
 
     #[test]
     fn time_falls_back_when_event_time_is_missing_or_bad() {
         let fallback = datetime!(2020-02-03 04:05:06 UTC);
-        for record in [&br#"{"eventID":"a"}"#[..], br#"{"eventID":"a","eventTime":"yesterday"}"#, br#"{"eventID":"a","eventTime":7}"#] {
+        for record in [
+            &br#"{"eventID":"a"}"#[..],
+            br#"{"eventID":"a","eventTime":"yesterday"}"#,
+            br#"{"eventID":"a","eventTime":7}"#,
+        ] {
             let doc = build(record, "ct", Some(fallback)).unwrap();
             assert_eq!(doc.index, "ct-2020.02.03");
             assert!(doc.used_fallback_time);
             assert_eq!(lines(&doc).1["@timestamp"], "2020-02-03T04:05:06Z");
-            assert!(matches!(build(record, "ct", None), Err(DocumentError::NoTime)));
+            assert!(matches!(
+                build(record, "ct", None),
+                Err(DocumentError::NoTime)
+            ));
         }
     }
 
     #[test]
     fn keeps_an_existing_timestamp_and_handles_empty_objects() {
-        let doc = build(br#"{"@timestamp":"x","eventTime":"2020-01-01T00:00:00Z"}"#, "ct", None).unwrap();
+        let doc = build(
+            br#"{"@timestamp":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
+            "ct",
+            None,
+        )
+        .unwrap();
         assert_eq!(lines(&doc).1["@timestamp"], "x");
         let doc = build(b"{ }", "ct", Some(datetime!(2020-01-01 0:00 UTC))).unwrap();
-        assert_eq!(lines(&doc).1, serde_json::json!({"@timestamp": "2020-01-01T00:00:00Z"}));
+        assert_eq!(
+            lines(&doc).1,
+            serde_json::json!({"@timestamp": "2020-01-01T00:00:00Z"})
+        );
     }
 
     #[test]
     fn escapes_ids_and_rejects_invalid_json() {
-        let doc = build(br#"{"eventID":"a\"b\\c","eventTime":"2020-01-01T00:00:00Z"}"#, "ct", None).unwrap();
+        let doc = build(
+            br#"{"eventID":"a\"b\\c","eventTime":"2020-01-01T00:00:00Z"}"#,
+            "ct",
+            None,
+        )
+        .unwrap();
         assert_eq!(doc.id, "a\"b\\c");
         assert_eq!(lines(&doc).0["create"]["_id"], "a\"b\\c");
         for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\":\"\x01\"}"] {
-            assert!(matches!(build(bad, "ct", None), Err(DocumentError::InvalidJson(_))));
+            assert!(matches!(
+                build(bad, "ct", None),
+                Err(DocumentError::InvalidJson(_))
+            ));
         }
     }
 }

@@ -1,1 +1,66 @@
-fn main() {}
+//! `cloudtrail-ingest`: parse the configuration, start logging, build the clients, run the
+//! worker until SIGTERM/SIGINT (or until idle), and map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cloudtrail_ingest::config::Config;
+use cloudtrail_ingest::worker::{self, Clients};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::try_parse() {
+        Ok(config) => config,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("cloudtrail-ingest: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = config.validate() {
+        eprintln!("cloudtrail-ingest: {err}");
+        return ExitCode::from(2);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    info!(config = %config.redacted_summary(), "starting");
+
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clients = Clients::new(&aws, &config)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    worker::run(&config, clients, shutdown).await?;
+    Ok(())
+}
+
+/// Cancels `token` on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).
+async fn cancel_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutdown requested");
+    token.cancel();
+}

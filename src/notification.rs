@@ -150,12 +150,13 @@ fn cloudtrail(value: &Value) -> Result<Notification, NotificationError> {
         .ok_or(NotificationError::Malformed(
             "CloudTrail notification s3Bucket is not a non-empty string",
         ))?;
-    let keys = value
-        .get("s3ObjectKey")
-        .and_then(Value::as_array)
-        .ok_or(NotificationError::Malformed(
-            "CloudTrail notification s3ObjectKey is not an array",
-        ))?;
+    let keys =
+        value
+            .get("s3ObjectKey")
+            .and_then(Value::as_array)
+            .ok_or(NotificationError::Malformed(
+                "CloudTrail notification s3ObjectKey is not an array",
+            ))?;
     let mut builder = Builder::new(Kind::CloudTrail);
     for key in keys {
         let key = key.as_str().ok_or(NotificationError::Malformed(
@@ -276,7 +277,8 @@ mod tests {
 
     #[test]
     fn cloudtrail_raw_and_sns_wrapped() {
-        let raw = format!(r#"{{"s3Bucket":"trail-bucket","s3ObjectKey":["{KEY}","a+b c.json.gz"]}}"#);
+        let raw =
+            format!(r#"{{"s3Bucket":"trail-bucket","s3ObjectKey":["{KEY}","a+b c.json.gz"]}}"#);
         let expected = vec![
             format!("s3://trail-bucket/{KEY}"),
             "s3://trail-bucket/a+b c.json.gz".to_string(),
@@ -331,8 +333,14 @@ mod tests {
     #[test]
     fn skips_digests_and_non_logs() {
         let table = [
-            ("AWSLogs/1/CloudTrail-Digest/us-east-1/2020/09/11/x.json.gz", Some(SkipReason::Digest)),
-            ("AWSLogs/1/CloudTrail-Insight/us-east-1/2020/09/11/x.json.gz", None),
+            (
+                "AWSLogs/1/CloudTrail-Digest/us-east-1/2020/09/11/x.json.gz",
+                Some(SkipReason::Digest),
+            ),
+            (
+                "AWSLogs/1/CloudTrail-Insight/us-east-1/2020/09/11/x.json.gz",
+                None,
+            ),
             ("AWSLogs/1/CloudTrail/us-east-1/2020/09/11/x.json", None),
             ("HappyFace.jpg", Some(SkipReason::NotEventLog)),
             ("AWSLogs/1/CloudTrail/", Some(SkipReason::NotEventLog)),
@@ -345,20 +353,27 @@ mod tests {
     #[test]
     fn rejects_what_it_does_not_know() {
         let table: [(&str, fn(&NotificationError) -> bool); 6] = [
-            ("This is a test message.", |e| matches!(e, NotificationError::NotJson(_))),
-            (r#"{"message":"foo1"}"#, |e| *e == NotificationError::Unrecognized),
-            (r#"{"Type":"Notification","TopicArn":"t","Message":"hello"}"#, |e| {
-                matches!(e, NotificationError::SnsMessageNotJson(_))
+            ("This is a test message.", |e| {
+                matches!(e, NotificationError::NotJson(_))
             }),
-            (r#"{"Type":"SubscriptionConfirmation","TopicArn":"t"}"#, |e| {
-                matches!(e, NotificationError::SnsType(_))
+            (r#"{"message":"foo1"}"#, |e| {
+                *e == NotificationError::Unrecognized
             }),
+            (
+                r#"{"Type":"Notification","TopicArn":"t","Message":"hello"}"#,
+                |e| matches!(e, NotificationError::SnsMessageNotJson(_)),
+            ),
+            (
+                r#"{"Type":"SubscriptionConfirmation","TopicArn":"t"}"#,
+                |e| matches!(e, NotificationError::SnsType(_)),
+            ),
             (r#"{"s3Bucket":"b","s3ObjectKey":"not-an-array"}"#, |e| {
                 matches!(e, NotificationError::Malformed(_))
             }),
-            (r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{}}]}"#, |e| {
-                matches!(e, NotificationError::Malformed(_))
-            }),
+            (
+                r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{}}]}"#,
+                |e| matches!(e, NotificationError::Malformed(_)),
+            ),
         ];
         for (body, check) in table {
             let err = parse(body).expect_err(body);

@@ -1,0 +1,425 @@
+//! Bulk: documents -> bulk requests -> a final outcome per document.
+//!
+//! Documents from every message and object are batched together, bounded by bytes
+//! (`--bulk-max-bytes`) and by a linger time (`--bulk-linger`); up to `--bulk-concurrency`
+//! requests are in flight, and while they are, no more documents are taken, so the bounded
+//! channel in front pushes back on the fetch stage.
+//!
+//! Every item of every response is read: `errors: true` is not success. Per item:
+//! 2xx is indexed, 409 is "already indexed" (an earlier delivery of the same event: done),
+//! 429/5xx is retried, anything else is a rejection that keeps the item's message in the
+//! queue. Whole requests are retried on connection errors, 429 and 5xx. This module is the
+//! one retry layer for cluster writes: jittered exponential backoff, a bounded number of
+//! attempts, fresh for every batch. When attempts run out, the documents fail and their
+//! messages are redelivered later by SQS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::Method;
+use elasticsearch::Elasticsearch;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::fetch::PendingDocument;
+use crate::stats::Stats;
+
+/// Only what classification needs comes back from the cluster.
+const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+
+/// How batches are cut and retried.
+#[derive(Debug, Clone)]
+pub struct BulkSettings {
+    pub max_bytes: usize,
+    pub linger: Duration,
+    pub concurrency: usize,
+    pub max_attempts: usize,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// The final word on one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    Indexed,
+    /// 409 on `create`: the same `_id` is already there.
+    AlreadyIndexed,
+    /// 429 or 5xx: worth another try.
+    Retry {
+        status: u16,
+        reason: String,
+    },
+    /// Any other 4xx: the cluster will not take this document as it is.
+    Rejected {
+        status: u16,
+        reason: String,
+    },
+}
+
+/// A whole bulk request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkError {
+    #[error("bulk request failed to reach the cluster: {0}")]
+    Connection(#[source] elasticsearch::Error),
+    #[error("bulk request answered HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("bulk response unusable: {0}")]
+    Response(String),
+}
+
+impl BulkError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BulkError::Connection(_) => true,
+            BulkError::Status { status, .. } => *status == 429 || *status >= 500,
+            BulkError::Response(_) => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<ItemError>,
+}
+
+#[derive(Deserialize)]
+struct ItemError {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Classifies a bulk response body; one outcome per action, in request order.
+pub fn classify_response(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, BulkError> {
+    let response: BulkResponse =
+        serde_json::from_slice(body).map_err(|e| BulkError::Response(e.to_string()))?;
+    if response.items.len() != expected {
+        return Err(BulkError::Response(format!(
+            "{} items answered for {expected} sent",
+            response.items.len()
+        )));
+    }
+    Ok(response
+        .items
+        .into_iter()
+        .map(|item| {
+            let item = item
+                .into_values()
+                .next()
+                .expect("a bulk item holds its action");
+            classify_item(item)
+        })
+        .collect())
+}
+
+fn classify_item(item: BulkItem) -> ItemOutcome {
+    let reason = || {
+        item.error
+            .as_ref()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.kind.as_deref().unwrap_or("error"),
+                    e.reason.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| format!("HTTP {}", item.status))
+    };
+    match item.status {
+        200..=299 => ItemOutcome::Indexed,
+        409 => ItemOutcome::AlreadyIndexed,
+        429 | 500..=599 => ItemOutcome::Retry {
+            status: item.status,
+            reason: reason(),
+        },
+        status => ItemOutcome::Rejected {
+            status,
+            reason: reason(),
+        },
+    }
+}
+
+/// Sends one bulk body and classifies its items.
+async fn send(
+    client: &Elasticsearch,
+    body: Bytes,
+    items: usize,
+) -> Result<Vec<ItemOutcome>, BulkError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    let response = client
+        .send(
+            Method::Post,
+            "/_bulk",
+            headers,
+            Some(&[("filter_path", FILTER_PATH)]),
+            Some(body),
+            None,
+        )
+        .await
+        .map_err(BulkError::Connection)?;
+    let status = response.status_code().as_u16();
+    let bytes = response.bytes().await.map_err(BulkError::Connection)?;
+    if status != 200 {
+        return Err(BulkError::Status {
+            status,
+            body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+        });
+    }
+    classify_response(&bytes, items)
+}
+
+/// Takes documents until the channel closes, indexes them, and settles each on its ticket.
+pub async fn run_indexer(
+    client: Elasticsearch,
+    settings: BulkSettings,
+    mut documents: mpsc::Receiver<PendingDocument>,
+    stats: Arc<Stats>,
+) {
+    let mut batch: Vec<PendingDocument> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut deadline: Option<Instant> = None;
+    let mut in_flight = JoinSet::new();
+    loop {
+        let linger = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = documents.recv() => {
+                let Some(pending) = received else { break };
+                let len = pending.document.bytes.len();
+                if !batch.is_empty() && batch_bytes + len > settings.max_bytes {
+                    dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
+                    batch_bytes = 0;
+                    deadline = None;
+                }
+                batch_bytes += len;
+                batch.push(pending);
+                deadline.get_or_insert_with(|| Instant::now() + settings.linger);
+                if batch_bytes >= settings.max_bytes {
+                    dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
+                    batch_bytes = 0;
+                    deadline = None;
+                }
+            }
+            () = linger => {
+                dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
+                batch_bytes = 0;
+                deadline = None;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        dispatch(&client, &settings, &stats, &mut in_flight, batch).await;
+    }
+    while let Some(joined) = in_flight.join_next().await {
+        joined.expect("bulk task does not panic");
+    }
+}
+
+/// Starts a bulk request for `batch`, first waiting for a free slot.
+async fn dispatch(
+    client: &Elasticsearch,
+    settings: &BulkSettings,
+    stats: &Arc<Stats>,
+    in_flight: &mut JoinSet<()>,
+    batch: Vec<PendingDocument>,
+) {
+    while in_flight.len() >= settings.concurrency {
+        if let Some(joined) = in_flight.join_next().await {
+            joined.expect("bulk task does not panic");
+        }
+    }
+    let client = client.clone();
+    let settings = settings.clone();
+    let stats = stats.clone();
+    let bytes: usize = batch.iter().map(|p| p.document.bytes.len()).sum();
+    let span = info_span!("bulk", docs = batch.len(), bytes);
+    in_flight.spawn(
+        async move { index_batch(&client, &settings, &stats, batch).await }.instrument(span),
+    );
+}
+
+/// Sends `batch`, retrying the whole request or only its failed items, and settles every
+/// document exactly once.
+async fn index_batch(
+    client: &Elasticsearch,
+    settings: &BulkSettings,
+    stats: &Stats,
+    mut pending: Vec<PendingDocument>,
+) {
+    let mut backoff = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(settings.min_backoff)
+        .with_max_delay(settings.max_backoff)
+        .with_max_times(settings.max_attempts.saturating_sub(1))
+        .build();
+    loop {
+        let mut body = Vec::with_capacity(pending.iter().map(|p| p.document.bytes.len()).sum());
+        for p in &pending {
+            body.extend_from_slice(&p.document.bytes);
+        }
+        stats.add(&stats.bulk_requests, 1);
+        let started = Instant::now();
+        let result = send(client, Bytes::from(body), pending.len()).await;
+        debug!(elapsed = ?started.elapsed(), "bulk request answered");
+        let retry_reason = match result {
+            Err(err) if err.is_transient() => {
+                let reason = err.to_string();
+                match backoff.next() {
+                    Some(delay) => {
+                        warn!(error = %err, retry_in = ?delay, "bulk request failed; retrying");
+                        stats.add(&stats.bulk_retries, 1);
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    None => reason,
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, docs = pending.len(), "bulk request failed; their messages stay in the queue");
+                settle_all(pending, &err.to_string());
+                return;
+            }
+            Ok(outcomes) => {
+                let mut retry = Vec::new();
+                let mut last_reason = String::new();
+                for (p, outcome) in pending.into_iter().zip(outcomes) {
+                    match outcome {
+                        ItemOutcome::Indexed => {
+                            stats.add(&stats.documents_indexed, 1);
+                            p.ticket.document_settled(Ok(()));
+                        }
+                        ItemOutcome::AlreadyIndexed => {
+                            stats.add(&stats.documents_existing, 1);
+                            p.ticket.document_settled(Ok(()));
+                        }
+                        ItemOutcome::Retry { status, reason } => {
+                            last_reason = format!("HTTP {status} {reason}");
+                            retry.push(p);
+                        }
+                        ItemOutcome::Rejected { status, reason } => {
+                            stats.add(&stats.documents_rejected, 1);
+                            warn!(
+                                index = %p.document.index,
+                                id = %p.document.id,
+                                status,
+                                reason = %reason,
+                                "document rejected; its message stays in the queue"
+                            );
+                            p.ticket.document_settled(Err(format!(
+                                "document {} rejected by {}: HTTP {status} {reason}",
+                                p.document.id, p.document.index
+                            )));
+                        }
+                    }
+                }
+                if retry.is_empty() {
+                    return;
+                }
+                pending = retry;
+                match backoff.next() {
+                    Some(delay) => {
+                        warn!(items = pending.len(), reason = %last_reason, retry_in = ?delay, "bulk items failed; retrying them");
+                        stats.add(&stats.bulk_retries, 1);
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    None => last_reason,
+                }
+            }
+        };
+        warn!(docs = pending.len(), reason = %retry_reason, "bulk retries exhausted; their messages stay in the queue");
+        settle_all(pending, &format!("bulk retries exhausted: {retry_reason}"));
+        return;
+    }
+}
+
+fn settle_all(pending: Vec<PendingDocument>, reason: &str) {
+    for p in pending {
+        p.ticket.document_settled(Err(reason.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_item() {
+        let body = br#"{"errors":true,"items":[
+            {"create":{"status":201}},
+            {"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
+            {"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
+            {"create":{"status":503,"error":{"type":"unavailable_shards_exception","reason":"primary"}}},
+            {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [requestParameters.filter]"}}},
+            {"index":{"status":200}}
+        ]}"#;
+        let outcomes = classify_response(body, 6).unwrap();
+        assert_eq!(outcomes[0], ItemOutcome::Indexed);
+        assert_eq!(outcomes[1], ItemOutcome::AlreadyIndexed);
+        assert!(matches!(
+            outcomes[2],
+            ItemOutcome::Retry { status: 429, .. }
+        ));
+        assert!(matches!(
+            outcomes[3],
+            ItemOutcome::Retry { status: 503, .. }
+        ));
+        assert_eq!(
+            outcomes[4],
+            ItemOutcome::Rejected {
+                status: 400,
+                reason:
+                    "mapper_parsing_exception: failed to parse field [requestParameters.filter]"
+                        .into()
+            }
+        );
+        assert_eq!(outcomes[5], ItemOutcome::Indexed);
+    }
+
+    #[test]
+    fn a_response_that_does_not_match_the_request_is_an_error() {
+        assert!(classify_response(
+            br#"{"errors":false,"items":[{"create":{"status":201}}]}"#,
+            2
+        )
+        .is_err());
+        assert!(classify_response(b"<html>", 1).is_err());
+        assert!(!classify_response(b"{}", 1).unwrap_err().is_transient());
+    }
+
+    #[test]
+    fn whole_request_failures_are_classified() {
+        let status = |status| BulkError::Status {
+            status,
+            body: String::new(),
+        };
+        assert!(status(429).is_transient());
+        assert!(status(502).is_transient());
+        assert!(!status(400).is_transient());
+        assert!(!status(401).is_transient());
+        assert!(!status(413).is_transient());
+    }
+}

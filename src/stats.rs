@@ -1,0 +1,71 @@
+//! Counters of what the worker did, shared by all stages; logged at exit and returned by
+//! [`crate::worker::run`] so that callers and tests can check them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_received: AtomicU64,
+    pub messages_deleted: AtomicU64,
+    /// Messages left in the queue because something failed (redelivered later).
+    pub messages_kept: AtomicU64,
+    /// Messages still in flight when the shutdown grace period ran out.
+    pub messages_abandoned: AtomicU64,
+    pub delete_failures: AtomicU64,
+    pub objects_read: AtomicU64,
+    pub objects_failed: AtomicU64,
+    /// Announced keys acknowledged without fetching (digests, non-log keys, deletes).
+    pub keys_skipped: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub documents_indexed: AtomicU64,
+    /// Documents answered 409: already indexed by an earlier delivery.
+    pub documents_existing: AtomicU64,
+    pub documents_rejected: AtomicU64,
+    pub bulk_requests: AtomicU64,
+    pub bulk_retries: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Summary {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            messages_received: get(&self.messages_received),
+            messages_deleted: get(&self.messages_deleted),
+            messages_kept: get(&self.messages_kept),
+            messages_abandoned: get(&self.messages_abandoned),
+            delete_failures: get(&self.delete_failures),
+            objects_read: get(&self.objects_read),
+            objects_failed: get(&self.objects_failed),
+            keys_skipped: get(&self.keys_skipped),
+            bytes_read: get(&self.bytes_read),
+            documents_indexed: get(&self.documents_indexed),
+            documents_existing: get(&self.documents_existing),
+            documents_rejected: get(&self.documents_rejected),
+            bulk_requests: get(&self.bulk_requests),
+            bulk_retries: get(&self.bulk_retries),
+        }
+    }
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub messages_received: u64,
+    pub messages_deleted: u64,
+    pub messages_kept: u64,
+    pub messages_abandoned: u64,
+    pub delete_failures: u64,
+    pub objects_read: u64,
+    pub objects_failed: u64,
+    pub keys_skipped: u64,
+    pub bytes_read: u64,
+    pub documents_indexed: u64,
+    pub documents_existing: u64,
+    pub documents_rejected: u64,
+    pub bulk_requests: u64,
+    pub bulk_retries: u64,
+}

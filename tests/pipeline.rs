@@ -1,0 +1,395 @@
+//! End to end against the local stand-ins: SNS -> SQS -> worker -> S3 -> search cluster.
+//! Every test has its own bucket, topic, queue, dead-letter queue and index prefix.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use cloudtrail_ingest::cluster::{self, Distribution};
+use serde_json::json;
+use support::*;
+
+/// All 38 Elastic records in one object: two eventIDs are shared by different records.
+const COMBINED: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/123456789012_CloudTrail_us-east-1_20241030T2030Z_ySRwAYukLwiNORzN.json.gz";
+const INSIGHT: &str = "AWSLogs/123456789012/CloudTrail-Insight/us-east-1/2020/09/09/123456789012_CloudTrail-Insight_us-east-1_20200909T2300Z_i7JyAaXAeAUMmr5d.json.gz";
+/// Pretty-printed AWS documentation log file, records without eventID.
+const DOC_LOG: &str = "AWSLogs/123456789012/CloudTrail/us-east-2/2014/03/06/123456789012_CloudTrail_us-east-2_20140306T1710Z_z3l1uDlGhEyg19kR.json.gz";
+/// Key with a space, a plus and an equals sign.
+const ODD_KEY: &str = "ct logs+archive=1/AWSLogs/111122223333/CloudTrail/us-east-2/2014/07/16/111122223333_CloudTrail_us-east-2_20140716T1545Z_j1AfAurCzOMhBbnp.json.gz";
+/// Real gzipped log file from an organization trail.
+const ORG_TRAIL: &str = "AWSLogs/o-1234abcde/222222222222/CloudTrail/us-east-1/2025/03/06/222222222222_CloudTrail_us-east-1_20250306T0230Z_QF6qcgyiaVnSueXa.json.gz";
+const DIGEST: &str = "AWSLogs/123456789123/CloudTrail-Digest/us-west-2/2020/09/11/123456789123_CloudTrail-Digest_us-west-2_leh-ct-test_us-west-2_20200911T193649Z.json.gz";
+
+fn ids(key: &str) -> u64 {
+    distinct_ids(&fixture_object(key)) as u64
+}
+
+/// Distinct document ids over several objects (objects may share records).
+fn ids_of(keys: &[&str]) -> u64 {
+    let mut all = std::collections::HashSet::new();
+    for key in keys {
+        let log: serde_json::Value = serde_json::from_slice(&gunzip(&fixture_object(key))).unwrap();
+        for record in log["Records"].as_array().unwrap() {
+            all.insert(
+                record["eventID"]
+                    .as_str()
+                    .map_or_else(|| record.to_string(), str::to_string),
+            );
+        }
+    }
+    all.len() as u64
+}
+
+fn first_record(key: &str) -> serde_json::Value {
+    let log: serde_json::Value = serde_json::from_slice(&gunzip(&fixture_object(key))).unwrap();
+    log["Records"][0].clone()
+}
+
+fn records(key: &str) -> u64 {
+    record_count(&fixture_object(key)) as u64
+}
+
+fn s3_event(bucket: &str, records: &[(&str, &str)]) -> String {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(event, key)| {
+            let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
+            json!({
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2024-10-30T20:31:00.000Z", "eventName": event,
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                       "object": {"key": encoded.replace("%2F", "/"), "size": 1024}}
+            })
+        })
+        .collect();
+    json!({ "Records": records }).to_string()
+}
+
+fn eventbridge_created(bucket: &str, key: &str) -> String {
+    json!({
+        "version": "0", "id": "f5f1e65c-dc3a-93ca-6c1e-b1647eac7963", "detail-type": "Object Created",
+        "source": "aws.s3", "account": "123456789012", "time": "2024-10-30T20:31:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{bucket}")],
+        "detail": {"version": "0", "bucket": {"name": bucket}, "object": {"key": key, "size": 1024},
+                   "reason": "PutObject"}
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn cloudtrail_notification_through_sns_is_indexed_and_deleted() {
+    let env = TestEnv::new("sns-cloudtrail").await;
+    env.put_fixture(COMBINED).await;
+    env.publish(&env.cloudtrail_message(&[COMBINED])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.messages_received, 1);
+    assert_eq!(summary.messages_deleted, 1);
+    assert_eq!(summary.objects_read, 1);
+    assert_eq!(
+        summary.documents_indexed + summary.documents_existing,
+        records(COMBINED)
+    );
+    assert_eq!(summary.documents_indexed, ids(COMBINED));
+    assert_eq!(env.total_documents().await, ids(COMBINED));
+    assert_eq!(env.messages_left().await, 0);
+
+    // The document is the record as written, plus @timestamp = eventTime, _id = eventID.
+    let first = first_record(COMBINED);
+    let id = first["eventID"].as_str().unwrap();
+    let day = first["eventTime"].as_str().unwrap()[..10].replace('-', ".");
+    let hits = env
+        .search(
+            reqwest::Method::POST,
+            &format!("{}-*/_search", env.index_prefix),
+            Some(json!({"query": {"ids": {"values": [id]}}})),
+        )
+        .await;
+    let hit = &hits["hits"]["hits"][0];
+    assert_eq!(
+        hit["_index"],
+        format!("{}-{day}", env.index_prefix),
+        "{hits}"
+    );
+    let mut expected = first.clone();
+    expected["@timestamp"] = first["eventTime"].clone();
+    assert_eq!(hit["_source"], expected);
+}
+
+#[tokio::test]
+async fn every_notification_shape_is_understood() {
+    let env = TestEnv::new("shapes").await;
+    for key in [COMBINED, INSIGHT, DOC_LOG, ODD_KEY, ORG_TRAIL, DIGEST] {
+        env.put_fixture(key).await;
+    }
+    // CloudTrail's own notification, SNS envelope, several keys.
+    env.publish(&env.cloudtrail_message(&[COMBINED, DOC_LOG]))
+        .await;
+    // CloudTrail notification for Insights logs.
+    env.publish(&env.cloudtrail_message(&[INSIGHT])).await;
+    // S3 event notification through SNS: form-URL-encoded key, every record, a delete skipped.
+    env.publish(&s3_event(
+        &env.bucket,
+        &[
+            ("ObjectCreated:Put", ODD_KEY),
+            ("ObjectRemoved:Delete", COMBINED),
+        ],
+    ))
+    .await;
+    // S3 event notification straight to SQS, for a digest (skipped) and a real log.
+    env.send_to_queue(&s3_event(
+        &env.bucket,
+        &[
+            ("ObjectCreated:Put", DIGEST),
+            ("ObjectCreated:Put", ORG_TRAIL),
+        ],
+    ))
+    .await;
+    // EventBridge "Object Created" straight to SQS.
+    env.send_to_queue(&eventbridge_created(&env.bucket, COMBINED))
+        .await;
+    // s3:TestEvent, bare and through SNS.
+    let test_event = std::fs::read_to_string(
+        fixtures().join("conformance/notifications/s3-testevent/awsdocs-s3-testevent.json"),
+    )
+    .unwrap();
+    env.send_to_queue(&test_event).await;
+    env.publish(&test_event).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    let expected = ids_of(&[COMBINED, INSIGHT, DOC_LOG, ODD_KEY, ORG_TRAIL]);
+    assert_eq!(summary.messages_received, 7);
+    assert_eq!(summary.messages_deleted, 7, "{summary:?}");
+    assert_eq!(summary.messages_kept, 0);
+    assert_eq!(summary.keys_skipped, 2, "one delete, one digest");
+    assert_eq!(summary.objects_read, 6);
+    assert_eq!(env.total_documents().await, expected);
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn raw_message_delivery_is_understood() {
+    let env = TestEnv::with(
+        "raw",
+        EnvOptions {
+            delivery: Delivery::Raw,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.messages_deleted, 1);
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+}
+
+#[tokio::test]
+async fn bucket_notifications_to_the_queue_are_followed() {
+    let env = TestEnv::new("bucket-events").await;
+    env.s3
+        .put_bucket_notification_configuration()
+        .bucket(&env.bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(&env.queue_arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket notification");
+    // The stand-in encodes keys as S3 does (and '/' too): the worker must decode them.
+    env.put_fixture(ODD_KEY).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.objects_read, 1, "{summary:?}");
+    assert_eq!(summary.messages_kept, 0);
+    assert_eq!(env.total_documents().await, ids(ODD_KEY));
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn the_same_notification_twice_makes_no_duplicates() {
+    let env = TestEnv::new("twice").await;
+    env.put_fixture(COMBINED).await;
+    env.publish(&env.cloudtrail_message(&[COMBINED])).await;
+    env.publish(&env.cloudtrail_message(&[COMBINED])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+    assert_eq!(summary.messages_deleted, 2);
+    assert_eq!(env.total_documents().await, ids(COMBINED));
+
+    // And once more after everything was indexed: all 409, all done.
+    env.publish(&env.cloudtrail_message(&[COMBINED])).await;
+    let again = env.run_until_idle(&[]).await;
+    assert_eq!(again.messages_deleted, 1);
+    assert_eq!(again.documents_indexed, 0);
+    assert_eq!(again.documents_existing, records(COMBINED));
+    assert_eq!(env.total_documents().await, ids(COMBINED));
+}
+
+#[tokio::test]
+async fn an_object_spanning_midnight_feeds_two_daily_indices() {
+    let env = TestEnv::new("midnight").await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/12/31/123456789012_CloudTrail_us-east-1_20241231T2355Z_midnight.json.gz";
+    env.put_object(
+        key,
+        log_object(&[
+            ("a", "2024-12-31T23:59:58Z"),
+            ("b", "2024-12-31T23:59:59Z"),
+            ("c", "2025-01-01T00:00:00Z"),
+            ("d", "2025-01-01T00:00:01Z"),
+            ("e", "2025-01-01T00:03:00Z"),
+        ]),
+    )
+    .await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+
+    env.run_until_idle(&[]).await;
+
+    let counts = env.index_counts().await;
+    let expected: std::collections::BTreeMap<String, u64> = [
+        (format!("{}-2024.12.31", env.index_prefix), 2),
+        (format!("{}-2025.01.01", env.index_prefix), 3),
+    ]
+    .into();
+    assert_eq!(counts, expected);
+}
+
+#[tokio::test]
+async fn an_empty_log_file_is_acknowledged() {
+    let env = TestEnv::new("empty").await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/empty.json.gz";
+    env.put_object(key, gzip(br#"{"Records":[]}"#)).await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.messages_deleted, 1);
+    assert_eq!(summary.objects_read, 1);
+    assert_eq!(env.total_documents().await, 0);
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_stay_in_the_queue_until_redrive_parks_them() {
+    let env = TestEnv::with(
+        "poison",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(3),
+            max_receive_count: 1,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let corrupt = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/corrupt.json.gz";
+    // A gzip header followed by data that is not deflate: nothing decodes.
+    let mut body = gzip(&gunzip(&fixture_object(COMBINED)));
+    for b in &mut body[10..200] {
+        *b = 0xff;
+    }
+    env.put_object(corrupt, body).await;
+    env.put_fixture(ORG_TRAIL).await;
+    let missing = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/missing.json.gz";
+
+    env.publish(&env.cloudtrail_message(&[corrupt])).await;
+    env.publish(&env.cloudtrail_message(&[missing])).await;
+    env.send_to_queue("This is a test message.").await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+
+    let first = env.run_until_idle(&[]).await;
+
+    // The worker kept going: the good message is done, the three bad ones stay.
+    assert_eq!(first.messages_received, 4);
+    assert_eq!(first.messages_deleted, 1, "{first:?}");
+    assert_eq!(first.messages_kept, 3);
+    assert_eq!(first.objects_failed, 2);
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+    assert_eq!(env.messages_left().await, 3);
+
+    // Once their visibility timeout passes, the next receive moves them to the DLQ.
+    eventually(
+        "the poison messages to reach the DLQ",
+        Duration::from_secs(30),
+        || async {
+            env.run_until_idle(&[]).await;
+            let (dlq, _) = env.queue_depth(&env.dlq_url).await;
+            (dlq == 3).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+}
+
+#[tokio::test]
+async fn a_message_with_one_missing_object_is_kept_and_completes_later() {
+    let env = TestEnv::with(
+        "partial",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(3),
+            max_receive_count: 5,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    env.put_fixture(COMBINED).await;
+    env.publish(&env.cloudtrail_message(&[COMBINED, ORG_TRAIL]))
+        .await;
+
+    let first = env.run_until_idle(&[]).await;
+    assert_eq!(first.messages_deleted, 0);
+    assert_eq!(first.messages_kept, 1);
+    assert_eq!(first.objects_failed, 1);
+    assert_eq!(
+        env.total_documents().await,
+        ids(COMBINED),
+        "good documents are indexed"
+    );
+    assert_eq!(env.messages_left().await, 1);
+
+    // The missing object appears; the redelivered message completes without duplicates.
+    env.put_fixture(ORG_TRAIL).await;
+    let second = eventually(
+        "the message to be redelivered and deleted",
+        Duration::from_secs(30),
+        || async {
+            let summary = env.run_until_idle(&[]).await;
+            (summary.messages_deleted == 1).then_some(summary)
+        },
+    )
+    .await;
+    assert_eq!(second.documents_existing, records(COMBINED));
+    assert_eq!(env.total_documents().await, ids(COMBINED) + ids(ORG_TRAIL));
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn the_search_stand_in_is_detected_as_opensearch() {
+    let config = <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from([
+        "cloudtrail-ingest",
+        "--queue-url",
+        "http://127.0.0.1:1/q",
+        "--elasticsearch-url",
+        &standins().search_url,
+    ])
+    .unwrap();
+    let client = cluster::connect(&config).unwrap();
+    let info = cluster::detect(&client, &standins().search_url)
+        .await
+        .unwrap();
+    assert_eq!(info.distribution, Distribution::OpenSearch);
+    assert!(info.version.starts_with("3."), "{info:?}");
+}

@@ -1,0 +1,509 @@
+//! Test support: the local stand-ins (moto for SQS/SNS/S3, osmem-server for the search
+//! cluster), started once per test binary on 127.0.0.1 with random ports, and a per-test
+//! [`TestEnv`] with its own bucket, topic, queue, dead-letter queue and index prefix.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
+use aws_sdk_sqs::types::QueueAttributeName;
+use clap::Parser;
+use cloudtrail_ingest::config::Config;
+use cloudtrail_ingest::stats::Summary;
+use cloudtrail_ingest::worker::{self, Clients};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Standins {
+    pub aws_url: String,
+    pub search_url: String,
+    /// Kept so their stdin stays open: both exit when it closes (when the tests exit).
+    _children: Vec<Child>,
+}
+
+/// The stand-ins of this test binary, started on first use.
+pub fn standins() -> &'static Standins {
+    static STANDINS: OnceLock<Standins> = OnceLock::new();
+    STANDINS.get_or_init(|| {
+        let venv = venv();
+        let (aws, aws_url) = start(
+            Command::new(venv.join("bin/python"))
+                .arg(Path::new(MANIFEST_DIR).join("tests/standins/aws_standin.py")),
+        );
+        let (search, search_url) = start(
+            Command::new(osmem_binary(&venv))
+                .arg("-addr")
+                .arg("127.0.0.1:0"),
+        );
+        Standins {
+            aws_url,
+            search_url,
+            _children: vec![aws, search],
+        }
+    })
+}
+
+fn venv() -> PathBuf {
+    let venv = std::env::var_os("CLOUDTRAIL_INGEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(MANIFEST_DIR).join(".venv"));
+    assert!(
+        venv.join("bin/python").exists(),
+        "the stand-ins are not installed: run tests/setup.sh (or tests/run.sh)"
+    );
+    venv
+}
+
+/// The osmem-server binary bundled in the PyPI package.
+fn osmem_binary(venv: &Path) -> PathBuf {
+    let output = Command::new(venv.join("bin/python"))
+        .args([
+            "-c",
+            "import osmem_server; print(osmem_server.resolve_binary())",
+        ])
+        .output()
+        .expect("asking osmem_server for its binary");
+    assert!(
+        output.status.success(),
+        "osmem_server is not installed: run tests/setup.sh"
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Starts a stand-in that prints a JSON line with its `url` when ready.
+fn start(command: &mut Command) -> (Child, String) {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{command:?} exited before it was ready"))
+            .expect("reading stand-in output");
+        if let Ok(Value::Object(ready)) = serde_json::from_str::<Value>(&line) {
+            if let Some(url) = ready.get("url").and_then(Value::as_str) {
+                let url = url.to_string();
+                // Keep draining stdout so the stand-in never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return (child, url);
+            }
+        }
+    }
+}
+
+/// An AWS configuration for the moto stand-in; no other endpoint is ever contacted.
+pub fn aws_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&standins().aws_url)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "tests",
+        )))
+        .build()
+}
+
+fn unique(name: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}-{}",
+        name,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How the queue is subscribed to the topic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// SNS envelope around the message (the default).
+    Envelope,
+    /// RawMessageDelivery=true: the bare message.
+    Raw,
+}
+
+/// Resources of one test.
+pub struct TestEnv {
+    pub bucket: String,
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub dlq_url: String,
+    pub topic_arn: String,
+    pub index_prefix: String,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub http: reqwest::Client,
+}
+
+pub struct EnvOptions {
+    pub delivery: Delivery,
+    pub visibility_timeout: Duration,
+    pub max_receive_count: u32,
+}
+
+impl Default for EnvOptions {
+    fn default() -> Self {
+        EnvOptions {
+            delivery: Delivery::Envelope,
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 3,
+        }
+    }
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> TestEnv {
+        Self::with(name, EnvOptions::default()).await
+    }
+
+    pub async fn with(name: &str, options: EnvOptions) -> TestEnv {
+        let aws = aws_config();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&aws)
+                .force_path_style(true)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let sns = aws_sdk_sns::Client::new(&aws);
+        let id = unique(name);
+        let bucket = format!("ct-{id}");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{id}-dlq"))
+            .send()
+            .await
+            .expect("create dlq")
+            .queue_url
+            .expect("dlq url");
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&id)
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                options.visibility_timeout.as_secs().to_string(),
+            )
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": options.max_receive_count}).to_string(),
+            )
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let queue_arn = queue_arn(&sqs, &queue_url).await;
+
+        let topic_arn = sns
+            .create_topic()
+            .name(&id)
+            .send()
+            .await
+            .expect("create topic")
+            .topic_arn
+            .expect("topic arn");
+        let mut subscribe = sns
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn);
+        if options.delivery == Delivery::Raw {
+            subscribe = subscribe.attributes("RawMessageDelivery", "true");
+        }
+        subscribe.send().await.expect("subscribe");
+
+        TestEnv {
+            bucket,
+            queue_url,
+            queue_arn,
+            dlq_url,
+            topic_arn,
+            index_prefix: format!("t-{}", id.to_lowercase()),
+            s3,
+            sqs,
+            sns,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn put_object(&self, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put object");
+    }
+
+    /// Uploads a conformance object (path under fixtures/conformance/objects) at the same key.
+    pub async fn put_fixture(&self, key: &str) {
+        self.put_object(key, fixture_object(key)).await;
+    }
+
+    /// Publishes on the trail's topic, as CloudTrail does.
+    pub async fn publish(&self, message: &str) {
+        self.sns
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(message)
+            .send()
+            .await
+            .expect("publish");
+    }
+
+    /// CloudTrail's own notification for `keys` in this test's bucket.
+    pub fn cloudtrail_message(&self, keys: &[&str]) -> String {
+        json!({"s3Bucket": self.bucket, "s3ObjectKey": keys}).to_string()
+    }
+
+    /// Sends a body straight to the queue (S3 or EventBridge delivering to SQS).
+    pub async fn send_to_queue(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send message");
+    }
+
+    /// Worker arguments for this environment; `extra` are appended.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "cloudtrail-ingest",
+            "--queue-url",
+            &self.queue_url,
+            "--elasticsearch-url",
+            &standins().search_url,
+            "--index-prefix",
+            &self.index_prefix,
+            "--s3-force-path-style",
+            "--receive-wait",
+            "1s",
+            "--bulk-linger",
+            "50ms",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Runs the worker in-process until the queue is idle.
+    pub async fn run_until_idle(&self, extra: &[&str]) -> Summary {
+        let mut args = self.args(extra);
+        args.push("--exit-when-idle".into());
+        let config = Config::try_parse_from(args).expect("test arguments parse");
+        config.validate().expect("test configuration is valid");
+        let clients = Clients::new(&aws_config(), &config).expect("clients");
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            worker::run(&config, clients, CancellationToken::new()),
+        )
+        .await
+        .expect("the worker goes idle")
+        .expect("the worker runs")
+    }
+
+    /// (visible, in flight) messages of a queue.
+    pub async fn queue_depth(&self, queue_url: &str) -> (u64, u64) {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        let get = |name| attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Messages in the main queue, visible or not.
+    pub async fn messages_left(&self) -> u64 {
+        let (visible, in_flight) = self.queue_depth(&self.queue_url).await;
+        visible + in_flight
+    }
+
+    pub async fn search(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/{}", standins().search_url, path.trim_start_matches('/'));
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("search request");
+        let text = response.text().await.expect("search response");
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("search answered non-JSON: {text}"))
+    }
+
+    /// Document counts per index of this test, after a refresh.
+    pub async fn index_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let pattern = format!("{}-*", self.index_prefix);
+        self.search(reqwest::Method::POST, &format!("{pattern}/_refresh"), None)
+            .await;
+        let rows = self
+            .search(
+                reqwest::Method::GET,
+                &format!("_cat/indices/{pattern}?format=json"),
+                None,
+            )
+            .await;
+        let mut counts = std::collections::BTreeMap::new();
+        for row in rows.as_array().cloned().unwrap_or_default() {
+            let index = row["index"].as_str().expect("index name").to_string();
+            let count = self.count(&index).await;
+            counts.insert(index, count);
+        }
+        counts
+    }
+
+    pub async fn count(&self, index: &str) -> u64 {
+        self.search(reqwest::Method::GET, &format!("{index}/_count"), None)
+            .await["count"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub async fn total_documents(&self) -> u64 {
+        self.index_counts().await.values().sum()
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue arn")
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .expect("queue has an arn")
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(MANIFEST_DIR).join("fixtures")
+}
+
+/// Bytes of a conformance object, by its key.
+pub fn fixture_object(key: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("conformance/objects").join(key))
+        .unwrap_or_else(|e| panic!("fixture {key}: {e}"))
+}
+
+/// Number of records in a (gzipped) CloudTrail log.
+pub fn record_count(body: &[u8]) -> usize {
+    let mut text = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    std::io::Read::read_to_end(&mut decoder, &mut text).expect("gzip fixture");
+    let value: Value = serde_json::from_slice(&text).expect("json fixture");
+    value["Records"].as_array().map_or(0, Vec::len)
+}
+
+/// Distinct document ids a log produces: its distinct eventIDs plus one per id-less record.
+pub fn distinct_ids(body: &[u8]) -> usize {
+    let mut text = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    std::io::Read::read_to_end(&mut decoder, &mut text).expect("gzip fixture");
+    let value: Value = serde_json::from_slice(&text).expect("json fixture");
+    let records = value["Records"].as_array().cloned().unwrap_or_default();
+    let ids: std::collections::HashSet<String> = records
+        .iter()
+        .filter_map(|r| r["eventID"].as_str().map(str::to_string))
+        .collect();
+    ids.len()
+        + records
+            .iter()
+            .filter(|r| r["eventID"].as_str().is_none())
+            .count()
+}
+
+/// Gunzips bytes in memory.
+pub fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut text = Vec::new();
+    let mut decoder = flate2::read::MultiGzDecoder::new(body);
+    std::io::Read::read_to_end(&mut decoder, &mut text).expect("gzip fixture");
+    text
+}
+
+/// Gzips bytes in memory.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip in memory");
+    enc.finish().expect("gzip in memory")
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A CloudTrail log object with one record per (eventID, eventTime).
+pub fn log_object(events: &[(&str, &str)]) -> Vec<u8> {
+    let records: Vec<Value> = events
+        .iter()
+        .map(|(id, time)| {
+            json!({
+                "eventVersion": "1.08",
+                "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012", "userName": "alice"},
+                "eventTime": time,
+                "eventSource": "s3.amazonaws.com",
+                "eventName": "ListBuckets",
+                "awsRegion": "us-east-1",
+                "sourceIPAddress": "192.0.2.1",
+                "userAgent": "aws-cli/2.15.0",
+                "requestParameters": null,
+                "responseElements": null,
+                "requestID": "req",
+                "eventID": id,
+                "readOnly": true,
+                "eventType": "AwsApiCall",
+                "managementEvent": true,
+                "recipientAccountId": "123456789012",
+                "eventCategory": "Management"
+            })
+        })
+        .collect();
+    gzip(json!({"Records": records}).to_string().as_bytes())
+}
