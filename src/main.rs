@@ -1,6 +1,7 @@
 //! `cloudtrail-ingest`: parse the configuration, start logging, build the clients, run the
 //! worker until SIGTERM/SIGINT (or until idle), and map the outcome to an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -31,6 +32,7 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     info!(config = %config.redacted_summary(), "starting");
 
@@ -45,6 +47,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if aws.region().is_none() {
+        anyhow::bail!("no AWS region configured: set AWS_REGION (or a profile with a region)");
+    }
     let clients = Clients::new(&aws, &config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

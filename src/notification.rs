@@ -352,7 +352,8 @@ mod tests {
 
     #[test]
     fn rejects_what_it_does_not_know() {
-        let table: [(&str, fn(&NotificationError) -> bool); 6] = [
+        type Check = fn(&NotificationError) -> bool;
+        let table: [(&str, Check); 6] = [
             ("This is a test message.", |e| {
                 matches!(e, NotificationError::NotJson(_))
             }),

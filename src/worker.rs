@@ -221,7 +221,7 @@ async fn forward(
 }
 
 enum Received {
-    Message(Message, OwnedSemaphorePermit),
+    Message(Box<Message>, OwnedSemaphorePermit),
     /// A receive came back with no message.
     Empty,
 }
@@ -283,7 +283,7 @@ async fn receive_loop(
                         .pop()
                         .expect("SQS returns at most the requested count");
                     if messages
-                        .send(Received::Message(message, permit))
+                        .send(Received::Message(Box::new(message), permit))
                         .await
                         .is_err()
                     {
@@ -318,7 +318,7 @@ struct MessageContext {
 /// Handles one message; returns the deletion it earned, if any.
 async fn process(
     context: Arc<MessageContext>,
-    message: Message,
+    message: Box<Message>,
     _slot: OwnedSemaphorePermit,
 ) -> Option<Deletion> {
     let message_id = message.message_id.clone().unwrap_or_default();

@@ -77,7 +77,9 @@ fn osmem_binary(venv: &Path) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// Starts a stand-in that prints a JSON line with its `url` when ready.
+/// Starts a stand-in that prints a JSON line with its `url` when ready. The child lives as
+/// long as the test process and exits when its stdin closes, so it is never waited on.
+#[allow(clippy::zombie_processes)]
 fn start(command: &mut Command) -> (Child, String) {
     let mut child = command
         .stdin(Stdio::piped())
