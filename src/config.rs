@@ -97,7 +97,7 @@ pub struct Config {
     pub bulk_max_bytes: usize,
 
     /// How long a partly filled bulk request may wait for more documents.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_BULK_LINGER", default_value = "500ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, env = "CLOUDTRAIL_INGEST_BULK_LINGER", default_value = "200ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub bulk_linger: Duration,
 
     /// Bulk requests in flight at once.
@@ -109,8 +109,8 @@ pub struct Config {
     )]
     pub bulk_concurrency: usize,
 
-    /// Attempts per bulk request (and per failed item) before giving up on its messages,
-    /// which the queue then redelivers.
+    /// Attempts for one batch, whole-request and failed-item retries together, before its
+    /// documents fail and their messages are left for SQS to redeliver.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_BULK_MAX_ATTEMPTS",

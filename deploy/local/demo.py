@@ -1,0 +1,145 @@
+"""End-to-end demo on local stand-ins.
+
+Starts moto (SQS, SNS, S3) and osmem-server (OpenSearch-compatible) on 127.0.0.1, creates
+the trail bucket, the SNS topic, the queue with a dead-letter queue and redrive policy, and
+the subscription; uploads every CloudTrail log object of fixtures/conformance/objects and
+announces each on the topic exactly as CloudTrail does; runs the worker until the queue is
+idle; prints the indices, counts, one sample document, the run time and the worker's peak
+memory.
+
+Usage: demo.py PATH_TO_WORKER_BINARY
+"""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+OBJECTS = ROOT / "fixtures" / "conformance" / "objects"
+PREFIX = "cloudtrail"
+
+
+def start(command):
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        try:
+            ready = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ready, dict) and "url" in ready:
+            return proc, ready["url"]
+    raise SystemExit(f"stand-in {command[0]} exited before it was ready")
+
+
+def search(url, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{url}/{path}", data=data, method="POST" if data else "GET",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())
+
+
+def main():
+    binary = sys.argv[1]
+    python = sys.executable
+    aws_proc, aws_url = start([python, str(ROOT / "tests/standins/aws_standin.py")])
+    from osmem_server import resolve_binary
+
+    search_proc, search_url = start([resolve_binary(), "-addr", "127.0.0.1:0"])
+    print(f"stand-ins: AWS at {aws_url}, search cluster at {search_url}")
+
+    session = boto3.session.Session(
+        aws_access_key_id="demo", aws_secret_access_key="demo", region_name="us-east-1"
+    )
+    s3 = session.client("s3", endpoint_url=aws_url)
+    sqs = session.client("sqs", endpoint_url=aws_url)
+    sns = session.client("sns", endpoint_url=aws_url)
+
+    bucket = "demo-trail-bucket"
+    s3.create_bucket(Bucket=bucket)
+    dlq_url = sqs.create_queue(QueueName="cloudtrail-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName="cloudtrail",
+        Attributes={
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic_arn = sns.create_topic(Name="cloudtrail")["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    keys = sorted(str(p.relative_to(OBJECTS)) for p in OBJECTS.rglob("*.json.gz"))
+    records = 0
+    for key in keys:
+        body = (OBJECTS / key).read_bytes()
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        log = json.loads(gzip.decompress(body))
+        records += len(log.get("Records", []))
+        # CloudTrail announces log files (not digests) on the trail's topic.
+        if "/CloudTrail-Digest/" not in key:
+            sns.publish(TopicArn=topic_arn, Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
+    print(f"uploaded {len(keys)} objects ({records} records) and announced the log files on SNS")
+
+    env = dict(
+        PATH=os.environ.get("PATH", ""),
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL=aws_url,
+        CLOUDTRAIL_INGEST_QUEUE_URL=queue_url,
+        CLOUDTRAIL_INGEST_ELASTICSEARCH_URL=search_url,
+        CLOUDTRAIL_INGEST_INDEX_PREFIX=PREFIX,
+        CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE="true",
+        CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE="true",
+        CLOUDTRAIL_INGEST_RECEIVE_WAIT="2s",
+        RUST_LOG=os.environ.get("RUST_LOG", "info"),
+    )
+    print(f"running {binary} --exit-when-idle ...")
+    started = time.monotonic()
+    worker = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL)
+    # wait4 reports this child's own resource usage: ru_maxrss is its peak RSS in KiB.
+    _, status, usage = os.wait4(worker.pid, 0)
+    elapsed = time.monotonic() - started
+    peak_kib = usage.ru_maxrss
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"worker exited with {os.waitstatus_to_exitcode(status)}")
+
+    search(search_url, f"{PREFIX}-*/_refresh", {})
+    rows = search(search_url, f"_cat/indices/{PREFIX}-*?format=json")
+    counts = {row["index"]: search(search_url, f"{row['index']}/_count")["count"] for row in rows}
+    total = sum(counts.values())
+    print(f"\n{len(counts)} daily indices:")
+    for index in sorted(counts):
+        print(f"  {index:32} {counts[index]:6}")
+    sample = search(search_url, f"{PREFIX}-*/_search", {"size": 1, "query": {"term": {"eventName.keyword": "ConsoleLogin"}}})
+    hit = sample["hits"]["hits"][0] if sample["hits"]["hits"] else None
+    if hit:
+        print(f"\nsample document {hit['_index']}/{hit['_id']}:")
+        print(json.dumps(hit["_source"], indent=2)[:1500])
+    left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    print(
+        f"\n{total} documents from {records} records (records sharing an eventID collapse into one document)"
+        f"\nqueue: {left['ApproximateNumberOfMessages']} visible, {left['ApproximateNumberOfMessagesNotVisible']} in flight; "
+        f"dead-letter queue: {dlq['ApproximateNumberOfMessages']}"
+        f"\nworker run: {elapsed:.2f} s, peak RSS {peak_kib / 1024:.1f} MiB"
+    )
+    for proc in (aws_proc, search_proc):
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs cloudtrail-ingest end to end on local stand-ins (moto for SQS/SNS/S3, osmem-server for
+# the search cluster), all on 127.0.0.1 with random ports. See deploy/local/demo.py.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tests/setup.sh
+cargo build --release --locked --quiet
+exec .venv/bin/python deploy/local/demo.py target/release/cloudtrail-ingest "$@"
