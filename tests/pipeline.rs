@@ -393,3 +393,89 @@ async fn the_search_stand_in_is_detected_as_opensearch() {
     assert_eq!(info.distribution, Distribution::OpenSearch);
     assert!(info.version.starts_with("3."), "{info:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_answered_429_are_retried_until_accepted() {
+    let env = TestEnv::new("item-429").await;
+    let index = format!("{}-2024.05.01", env.index_prefix);
+    // A read-only-allow-delete block makes the cluster answer every item 429.
+    env.search(
+        reqwest::Method::PUT,
+        &index,
+        Some(json!({"settings": {"index.blocks.read_only_allow_delete": true}})),
+    )
+    .await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/blocked.json.gz";
+    env.put_object(
+        key,
+        log_object(&[
+            ("r1", "2024-05-01T10:00:00Z"),
+            ("r2", "2024-05-01T10:00:01Z"),
+        ]),
+    )
+    .await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+
+    let worker = {
+        let args = env.args(&["--exit-when-idle", "--bulk-max-attempts", "10"]);
+        tokio::spawn(async move {
+            let config =
+                <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from(args).unwrap();
+            let clients = cloudtrail_ingest::worker::Clients::new(&aws_config(), &config).unwrap();
+            cloudtrail_ingest::worker::run(&config, clients, Default::default())
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    env.search(
+        reqwest::Method::PUT,
+        &format!("{index}/_settings"),
+        Some(json!({"index.blocks.read_only_allow_delete": null})),
+    )
+    .await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert!(summary.bulk_retries >= 1, "{summary:?}");
+    assert_eq!(summary.documents_indexed, 2);
+    assert_eq!(summary.messages_deleted, 1);
+    assert_eq!(env.count(&index).await, 2);
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn a_rejected_document_keeps_its_message() {
+    let env = TestEnv::new("rejected").await;
+    let index = format!("{}-2024.05.01", env.index_prefix);
+    // A strict mapping that knows only eventID: every CloudTrail record is rejected with 400.
+    env.search(
+        reqwest::Method::PUT,
+        &index,
+        Some(json!({"mappings": {"dynamic": "strict", "properties": {"eventID": {"type": "keyword"}}}})),
+    )
+    .await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/strict.json.gz";
+    env.put_object(
+        key,
+        log_object(&[
+            ("s1", "2024-05-01T10:00:00Z"),
+            ("s2", "2024-05-02T10:00:00Z"),
+        ]),
+    )
+    .await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.documents_rejected, 1, "{summary:?}");
+    assert_eq!(
+        summary.documents_indexed, 1,
+        "the other day's index accepts its document"
+    );
+    assert_eq!(summary.messages_deleted, 0);
+    assert_eq!(summary.messages_kept, 1);
+    assert_eq!(env.messages_left().await, 1);
+}
