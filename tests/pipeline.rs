@@ -22,32 +22,15 @@ const ORG_TRAIL: &str = "AWSLogs/o-1234abcde/222222222222/CloudTrail/us-east-1/2
 const DIGEST: &str = "AWSLogs/123456789123/CloudTrail-Digest/us-west-2/2020/09/11/123456789123_CloudTrail-Digest_us-west-2_leh-ct-test_us-west-2_20200911T193649Z.json.gz";
 
 fn ids(key: &str) -> u64 {
-    distinct_ids(&fixture_object(key)) as u64
-}
-
-/// Distinct document ids over several objects (objects may share records).
-fn ids_of(keys: &[&str]) -> u64 {
-    let mut all = std::collections::HashSet::new();
-    for key in keys {
-        let log: serde_json::Value = serde_json::from_slice(&gunzip(&fixture_object(key))).unwrap();
-        for record in log["Records"].as_array().unwrap() {
-            all.insert(
-                record["eventID"]
-                    .as_str()
-                    .map_or_else(|| record.to_string(), str::to_string),
-            );
-        }
-    }
-    all.len() as u64
+    distinct_ids(&[key])
 }
 
 fn first_record(key: &str) -> serde_json::Value {
-    let log: serde_json::Value = serde_json::from_slice(&gunzip(&fixture_object(key))).unwrap();
-    log["Records"][0].clone()
+    records_of(&fixture_object(key)).swap_remove(0)
 }
 
 fn records(key: &str) -> u64 {
-    record_count(&fixture_object(key)) as u64
+    records_of(&fixture_object(key)).len() as u64
 }
 
 fn s3_event(bucket: &str, records: &[(&str, &str)]) -> String {
@@ -160,7 +143,7 @@ async fn every_notification_shape_is_understood() {
 
     let summary = env.run_until_idle(&[]).await;
 
-    let expected = ids_of(&[COMBINED, INSIGHT, DOC_LOG, ODD_KEY, ORG_TRAIL]);
+    let expected = distinct_ids(&[COMBINED, INSIGHT, DOC_LOG, ODD_KEY, ORG_TRAIL]);
     assert_eq!(summary.messages_received, 7);
     assert_eq!(summary.messages_deleted, 7, "{summary:?}");
     assert_eq!(summary.messages_kept, 0);
@@ -416,17 +399,7 @@ async fn items_answered_429_are_retried_until_accepted() {
     .await;
     env.publish(&env.cloudtrail_message(&[key])).await;
 
-    let worker = {
-        let args = env.args(&["--exit-when-idle", "--bulk-max-attempts", "10"]);
-        tokio::spawn(async move {
-            let config =
-                <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from(args).unwrap();
-            let clients = cloudtrail_ingest::worker::Clients::new(&aws_config(), &config).unwrap();
-            cloudtrail_ingest::worker::run(&config, clients, Default::default())
-                .await
-                .unwrap()
-        })
-    };
+    let worker = env.spawn_until_idle(&["--bulk-max-attempts", "10"]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     env.search(
         reqwest::Method::PUT,

@@ -313,20 +313,26 @@ impl TestEnv {
         args
     }
 
-    /// Runs the worker in-process until the queue is idle.
-    pub async fn run_until_idle(&self, extra: &[&str]) -> Summary {
+    /// Starts the worker in-process; it stops once the queue is idle.
+    pub fn spawn_until_idle(&self, extra: &[&str]) -> tokio::task::JoinHandle<Summary> {
         let mut args = self.args(extra);
         args.push("--exit-when-idle".into());
         let config = Config::try_parse_from(args).expect("test arguments parse");
         config.validate().expect("test configuration is valid");
         let clients = Clients::new(&aws_config(), &config).expect("clients");
-        tokio::time::timeout(
-            Duration::from_secs(120),
-            worker::run(&config, clients, CancellationToken::new()),
-        )
-        .await
-        .expect("the worker goes idle")
-        .expect("the worker runs")
+        tokio::spawn(async move {
+            worker::run(&config, clients, CancellationToken::new())
+                .await
+                .expect("the worker runs")
+        })
+    }
+
+    /// Runs the worker in-process until the queue is idle.
+    pub async fn run_until_idle(&self, extra: &[&str]) -> Summary {
+        tokio::time::timeout(Duration::from_secs(120), self.spawn_until_idle(extra))
+            .await
+            .expect("the worker goes idle")
+            .expect("the worker does not panic")
     }
 
     /// (visible, in flight) messages of a queue.
@@ -423,31 +429,26 @@ pub fn fixture_object(key: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("fixture {key}: {e}"))
 }
 
-/// Number of records in a (gzipped) CloudTrail log.
-pub fn record_count(body: &[u8]) -> usize {
-    let mut text = Vec::new();
-    let mut decoder = flate2::read::MultiGzDecoder::new(body);
-    std::io::Read::read_to_end(&mut decoder, &mut text).expect("gzip fixture");
-    let value: Value = serde_json::from_slice(&text).expect("json fixture");
-    value["Records"].as_array().map_or(0, Vec::len)
+/// The records of a (gzipped) CloudTrail log.
+pub fn records_of(body: &[u8]) -> Vec<Value> {
+    let log: Value = serde_json::from_slice(&gunzip(body)).expect("json fixture");
+    log["Records"].as_array().cloned().unwrap_or_default()
 }
 
-/// Distinct document ids a log produces: its distinct eventIDs plus one per id-less record.
-pub fn distinct_ids(body: &[u8]) -> usize {
-    let mut text = Vec::new();
-    let mut decoder = flate2::read::MultiGzDecoder::new(body);
-    std::io::Read::read_to_end(&mut decoder, &mut text).expect("gzip fixture");
-    let value: Value = serde_json::from_slice(&text).expect("json fixture");
-    let records = value["Records"].as_array().cloned().unwrap_or_default();
-    let ids: std::collections::HashSet<String> = records
-        .iter()
-        .filter_map(|r| r["eventID"].as_str().map(str::to_string))
-        .collect();
-    ids.len()
-        + records
-            .iter()
-            .filter(|r| r["eventID"].as_str().is_none())
-            .count()
+/// Distinct document ids over several conformance objects (objects may share records): their
+/// distinct eventIDs plus one per distinct id-less record.
+pub fn distinct_ids(keys: &[&str]) -> u64 {
+    let mut ids = std::collections::HashSet::new();
+    for key in keys {
+        for record in records_of(&fixture_object(key)) {
+            ids.insert(
+                record["eventID"]
+                    .as_str()
+                    .map_or_else(|| record.to_string(), str::to_string),
+            );
+        }
+    }
+    ids.len() as u64
 }
 
 /// Gunzips bytes in memory.
