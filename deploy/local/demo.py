@@ -7,8 +7,16 @@ announces each on the topic exactly as CloudTrail does; runs the worker until th
 idle; prints the indices, counts, one sample document, the run time and the worker's peak
 memory.
 
-Usage: demo.py PATH_TO_WORKER_BINARY
+Usage: demo.py PATH_TO_WORKER_BINARY [--synthetic-mb N]
+
+--synthetic-mb N adds one generated log object of about N MB (uncompressed) made of the
+corpus records with fresh eventIDs, to show that the worker's memory does not grow with
+object size. The search stand-in indexes about 1-2.5k documents/s, so 100 MB (about 70k
+events) takes a minute or two.
 """
+
+import argparse
+import uuid
 
 import gzip
 import json
@@ -38,6 +46,17 @@ def start(command):
     raise SystemExit(f"stand-in {command[0]} exited before it was ready")
 
 
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
 def search(url, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -48,8 +67,29 @@ def search(url, path, body=None):
         return json.loads(response.read())
 
 
+def synthetic_log(corpus, megabytes):
+    """A gzipped log of about `megabytes` MB: corpus records cycled, each with a fresh
+    eventID and an eventTime spread over one day."""
+    target = megabytes * 1_000_000
+    parts, size, n = [], 0, 0
+    while size < target:
+        record = dict(corpus[n % len(corpus)])
+        record["eventID"] = str(uuid.UUID(int=n + 1))
+        record["eventTime"] = f"2025-06-01T{(n // 3600) % 24:02d}:{(n // 60) % 60:02d}:{n % 60:02d}Z"
+        text = json.dumps(record)
+        parts.append(text)
+        size += len(text) + 1
+        n += 1
+    body = ('{"Records":[' + ",".join(parts) + "]}").encode()
+    return gzip.compress(body, compresslevel=6), n, len(body)
+
+
 def main():
-    binary = sys.argv[1]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("--synthetic-mb", type=int, default=0)
+    args = parser.parse_args()
+    binary = args.binary
     python = sys.executable
     aws_proc, aws_url = start([python, str(ROOT / "tests/standins/aws_standin.py")])
     from osmem_server import resolve_binary
@@ -89,6 +129,17 @@ def main():
         # CloudTrail announces log files (not digests) on the trail's topic.
         if "/CloudTrail-Digest/" not in key:
             sns.publish(TopicArn=topic_arn, Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
+    if args.synthetic_mb:
+        corpus = [r for key in keys if "/CloudTrail-Digest/" not in key
+                  for r in json.loads(gzip.decompress((OBJECTS / key).read_bytes()))["Records"]]
+        body, count, raw_bytes = synthetic_log(corpus, args.synthetic_mb)
+        key = "AWSLogs/123456789012/CloudTrail/us-east-1/2025/06/01/123456789012_CloudTrail_us-east-1_20250601T0000Z_synthetic.json.gz"
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        sns.publish(TopicArn=topic_arn, Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
+        keys.append(key)
+        records += count
+        print(f"generated {key}: {count} records, {raw_bytes / 1e6:.1f} MB uncompressed, {len(body) / 1e6:.1f} MB gzipped")
+        del corpus, body
     print(f"uploaded {len(keys)} objects ({records} records) and announced the log files on SNS")
 
     env = dict(
@@ -106,15 +157,19 @@ def main():
         CLOUDTRAIL_INGEST_RECEIVE_WAIT="2s",
         RUST_LOG=os.environ.get("RUST_LOG", "info"),
     )
+    env.update({k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
     print(f"running {binary} --exit-when-idle ...")
     started = time.monotonic()
     worker = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL)
-    # wait4 reports this child's own resource usage: ru_maxrss is its peak RSS in KiB.
-    _, status, usage = os.wait4(worker.pid, 0)
+    # VmHWM is the worker's own peak RSS since exec. (wait4's ru_maxrss would not do: Linux
+    # carries the forked parent's high-water mark across exec into it.)
+    peak_kib = 0
+    while worker.poll() is None:
+        peak_kib = max(peak_kib, vm_hwm_kib(worker.pid))
+        time.sleep(0.02)
     elapsed = time.monotonic() - started
-    peak_kib = usage.ru_maxrss
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"worker exited with {os.waitstatus_to_exitcode(status)}")
+    if worker.returncode != 0:
+        raise SystemExit(f"worker exited with {worker.returncode}")
 
     search(search_url, f"{PREFIX}-*/_refresh", {})
     rows = search(search_url, f"_cat/indices/{PREFIX}-*?format=json")
@@ -134,7 +189,7 @@ def main():
         f"\n{total} documents from {records} records (records sharing an eventID collapse into one document)"
         f"\nqueue: {left['ApproximateNumberOfMessages']} visible, {left['ApproximateNumberOfMessagesNotVisible']} in flight; "
         f"dead-letter queue: {dlq['ApproximateNumberOfMessages']}"
-        f"\nworker run: {elapsed:.2f} s, peak RSS {peak_kib / 1024:.1f} MiB"
+        f"\nworker run: {elapsed:.2f} s, peak RSS (VmHWM) {peak_kib / 1024:.1f} MiB"
     )
     for proc in (aws_proc, search_proc):
         proc.stdin.close()
