@@ -134,8 +134,11 @@ async fn sigterm_with_messages_in_flight_finishes_them_and_loses_nothing() {
         },
     )
     .await;
-    const OBJECTS: usize = 24;
-    const PER_OBJECT: usize = 150;
+    // Four messages of 1,000 events are in flight at a time, indexed in bulk requests of
+    // 256 KiB (about 370 events): when the first events are searchable, the first wave of
+    // messages is certainly still in flight.
+    const OBJECTS: usize = 8;
+    const PER_OBJECT: usize = 1000;
     for n in 0..OBJECTS {
         let ids: Vec<String> = (0..PER_OBJECT)
             .map(|i| format!("sigterm-{n}-{i}"))
@@ -149,7 +152,14 @@ async fn sigterm_with_messages_in_flight_finishes_them_and_loses_nothing() {
         env.publish(&env.cloudtrail_message(&[&key])).await;
     }
 
-    let args = env.args(&["--max-in-flight", "4", "--shutdown-grace", "20s"]);
+    let args = env.args(&[
+        "--max-in-flight",
+        "4",
+        "--bulk-max-bytes",
+        "262144",
+        "--shutdown-grace",
+        "20s",
+    ]);
     let mut child = command()
         .args(&args[1..])
         .stderr(Stdio::piped())
