@@ -58,11 +58,6 @@ impl<R: BufRead> Splitter<R> {
         }
     }
 
-    /// Bytes consumed from the reader so far.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     /// The next record's raw bytes, or `None` at the end of a well-formed log file.
     pub fn next_record(&mut self) -> Result<Option<&[u8]>, SplitError> {
         loop {
