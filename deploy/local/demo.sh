@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/setup.sh
 cargo build --release --locked --quiet
-exec .venv/bin/python deploy/local/demo.py target/release/cloudtrail-ingest "$@"
+exec .venv/bin/python deploy/local/demo.py "${CARGO_TARGET_DIR:-target}/release/cloudtrail-ingest" "$@"
