@@ -187,6 +187,27 @@ async fn send(
     classify_response(&bytes, items)
 }
 
+/// Documents waiting for the next bulk request.
+#[derive(Default)]
+struct Batch {
+    documents: Vec<PendingDocument>,
+    bytes: usize,
+    /// When the batch must go even if it is not full; set by its first document.
+    deadline: Option<Instant>,
+}
+
+impl Batch {
+    fn push(&mut self, pending: PendingDocument, linger: Duration) {
+        self.bytes += pending.document.bytes.len();
+        self.documents.push(pending);
+        self.deadline.get_or_insert_with(|| Instant::now() + linger);
+    }
+
+    fn take(&mut self) -> Batch {
+        std::mem::take(self)
+    }
+}
+
 /// Takes documents until the channel closes, indexes them, and settles each on its ticket.
 pub async fn run_indexer(
     client: Elasticsearch,
@@ -194,11 +215,10 @@ pub async fn run_indexer(
     mut documents: mpsc::Receiver<PendingDocument>,
     stats: Arc<Stats>,
 ) {
-    let mut batch: Vec<PendingDocument> = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut deadline: Option<Instant> = None;
+    let mut batch = Batch::default();
     let mut in_flight = JoinSet::new();
     loop {
+        let deadline = batch.deadline;
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -209,28 +229,18 @@ pub async fn run_indexer(
             received = documents.recv() => {
                 let Some(pending) = received else { break };
                 let len = pending.document.bytes.len();
-                if !batch.is_empty() && batch_bytes + len > settings.max_bytes {
-                    dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
-                    batch_bytes = 0;
-                    deadline = None;
+                if !batch.documents.is_empty() && batch.bytes + len > settings.max_bytes {
+                    dispatch(&client, &settings, &stats, &mut in_flight, batch.take()).await;
                 }
-                batch_bytes += len;
-                batch.push(pending);
-                deadline.get_or_insert_with(|| Instant::now() + settings.linger);
-                if batch_bytes >= settings.max_bytes {
-                    dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
-                    batch_bytes = 0;
-                    deadline = None;
+                batch.push(pending, settings.linger);
+                if batch.bytes >= settings.max_bytes {
+                    dispatch(&client, &settings, &stats, &mut in_flight, batch.take()).await;
                 }
             }
-            () = linger => {
-                dispatch(&client, &settings, &stats, &mut in_flight, std::mem::take(&mut batch)).await;
-                batch_bytes = 0;
-                deadline = None;
-            }
+            () = linger => dispatch(&client, &settings, &stats, &mut in_flight, batch.take()).await,
         }
     }
-    if !batch.is_empty() {
+    if !batch.documents.is_empty() {
         dispatch(&client, &settings, &stats, &mut in_flight, batch).await;
     }
     while let Some(joined) = in_flight.join_next().await {
@@ -244,7 +254,7 @@ async fn dispatch(
     settings: &BulkSettings,
     stats: &Arc<Stats>,
     in_flight: &mut JoinSet<()>,
-    batch: Vec<PendingDocument>,
+    batch: Batch,
 ) {
     while in_flight.len() >= settings.concurrency {
         if let Some(joined) = in_flight.join_next().await {
@@ -254,10 +264,10 @@ async fn dispatch(
     let client = client.clone();
     let settings = settings.clone();
     let stats = stats.clone();
-    let bytes: usize = batch.iter().map(|p| p.document.bytes.len()).sum();
-    let span = info_span!("bulk", docs = batch.len(), bytes);
+    let span = info_span!("bulk", docs = batch.documents.len(), bytes = batch.bytes);
     in_flight.spawn(
-        async move { index_batch(&client, &settings, &stats, batch).await }.instrument(span),
+        async move { index_batch(&client, &settings, &stats, batch.documents).await }
+            .instrument(span),
     );
 }
 
@@ -285,18 +295,15 @@ async fn index_batch(
         let result = send(client, Bytes::from(body), pending.len()).await;
         debug!(elapsed = ?started.elapsed(), "bulk request answered");
         let retry_reason = match result {
-            Err(err) if err.is_transient() => {
-                let reason = err.to_string();
-                match backoff.next() {
-                    Some(delay) => {
-                        warn!(error = %err, retry_in = ?delay, "bulk request failed; retrying");
-                        stats.add(&stats.bulk_retries, 1);
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    None => reason,
+            Err(err) if err.is_transient() => match backoff.next() {
+                Some(delay) => {
+                    warn!(error = %err, retry_in = ?delay, "bulk request failed; retrying");
+                    stats.add(&stats.bulk_retries, 1);
+                    tokio::time::sleep(delay).await;
+                    continue;
                 }
-            }
+                None => err.to_string(),
+            },
             Err(err) => {
                 warn!(error = %err, docs = pending.len(), "bulk request failed; their messages stay in the queue");
                 settle_all(pending, &err.to_string());

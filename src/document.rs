@@ -154,10 +154,10 @@ fn parse_time(s: &str) -> Option<OffsetDateTime> {
 
 /// Stable id for records without `eventID`: the same bytes always give the same id.
 fn content_id(record: &[u8]) -> String {
-    let digest = Sha256::digest(record);
+    use std::fmt::Write;
     let mut id = String::with_capacity(64);
-    for b in digest {
-        id.push_str(&format!("{b:02x}"));
+    for b in Sha256::digest(record) {
+        write!(id, "{b:02x}").expect("writing to a String cannot fail");
     }
     id
 }

@@ -125,7 +125,7 @@ fn split_into_documents<R: Read>(
         count: 0,
     };
     let mut summary = ObjectSummary::default();
-    let result = (|| {
+    {
         let mut raw = BufReader::with_capacity(READ_BUFFER, &mut stored);
         let gzipped = raw.fill_buf().map_err(read_error)?.starts_with(&GZIP_MAGIC);
         let decoded: Box<dyn BufRead> = if gzipped {
@@ -162,10 +162,9 @@ fn split_into_documents<R: Read>(
             }
             summary.documents += 1;
         }
-        Ok(())
-    })();
+    }
     summary.stored_bytes = stored.count;
-    result.map(|()| summary)
+    Ok(summary)
 }
 
 /// Marks errors that come from the S3 body stream, so that they can be told apart from

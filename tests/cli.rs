@@ -106,8 +106,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
     let output = Command::new(BIN).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
+    let mut flags = 0;
     for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
-        let flag = line.trim_start().split([' ', ' ']).next().unwrap();
+        let flag = line.trim_start().split(' ').next().unwrap();
         if matches!(flag, "--help" | "--version") {
             continue;
         }
@@ -117,11 +118,18 @@ fn help_lists_every_flag_with_its_environment_variable() {
                 .replace('-', "_")
                 .to_uppercase()
         );
+        flags += 1;
         assert!(
             help.contains(&format!("[env: {env}")),
             "{flag} lacks {env} in --help"
         );
     }
+    // Every configuration field was seen, so the loop above cannot pass vacuously.
+    let fields = <cloudtrail_ingest::config::Config as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        .count();
+    assert_eq!(flags, fields, "{help}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

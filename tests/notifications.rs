@@ -5,21 +5,19 @@
 //! but no known notification (or an SNS envelope whose Message is not JSON) are errors
 //! here, so the message stays in the queue and redrive parks it for a human to look at.
 
-use cloudtrail_ingest::notification::{self, SkipReason};
-use serde_json::Value;
+mod support;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/conformance");
+use cloudtrail_ingest::notification::{self, SkipReason};
+use support::{conformance_index, fixtures};
 
 #[test]
 fn every_conformance_notification_is_read_as_recorded() {
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/INDEX.json")).unwrap())
-            .unwrap();
+    let index = conformance_index();
     let entries = index["notifications"].as_array().unwrap();
     assert!(entries.len() >= 40);
     for entry in entries {
         let file = entry["file"].as_str().unwrap();
-        let body = std::fs::read_to_string(format!("{ROOT}/{file}")).unwrap();
+        let body = std::fs::read_to_string(fixtures().join("conformance").join(file)).unwrap();
         let action = entry["action"].as_str().unwrap();
         let why = entry["why"].as_str().unwrap();
         let parsed = notification::parse(&body);

@@ -2,19 +2,18 @@
 //! number of records INDEX.json records for it, and every record becomes a valid document
 //! whose source equals the record plus `@timestamp`. Pure: no services.
 
-use std::io::{BufReader, Read};
+mod support;
+
+use std::io::BufReader;
 
 use cloudtrail_ingest::document;
 use cloudtrail_ingest::records::Splitter;
 use serde_json::Value;
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/conformance");
+use support::{conformance_index, fixture_object, gunzip};
 
 #[test]
 fn every_conformance_object_splits_into_its_records() {
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("{ROOT}/INDEX.json")).unwrap())
-            .unwrap();
+    let index = conformance_index();
     let mut checked = 0;
     for entry in index["objects"].as_array().unwrap() {
         if !matches!(
@@ -24,11 +23,7 @@ fn every_conformance_object_splits_into_its_records() {
             continue;
         }
         let key = entry["key"].as_str().unwrap();
-        let gz = std::fs::read(format!("{ROOT}/objects/{key}")).unwrap();
-        let mut text = Vec::new();
-        flate2::read::MultiGzDecoder::new(&gz[..])
-            .read_to_end(&mut text)
-            .unwrap();
+        let text = gunzip(&fixture_object(key));
         let whole: Value = serde_json::from_slice(&text).unwrap();
         let expected = whole["Records"].as_array().unwrap();
         assert_eq!(

@@ -423,6 +423,13 @@ pub fn fixtures() -> PathBuf {
     Path::new(MANIFEST_DIR).join("fixtures")
 }
 
+/// `fixtures/conformance/INDEX.json`: what every corpus file is and how to read it.
+pub fn conformance_index() -> Value {
+    let path = fixtures().join("conformance/INDEX.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("conformance index"))
+        .expect("conformance index is JSON")
+}
+
 /// Bytes of a conformance object, by its key.
 pub fn fixture_object(key: &str) -> Vec<u8> {
     std::fs::read(fixtures().join("conformance/objects").join(key))
