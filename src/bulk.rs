@@ -7,7 +7,10 @@
 //!
 //! Every item of every response is read: `errors: true` is not success. Per item:
 //! 2xx is indexed, 409 is "already indexed" (an earlier delivery of the same event: done),
-//! 429/5xx is retried, anything else is a rejection that keeps the item's message in the
+//! 429/5xx is retried, anything else is a rejection. A rejection that is about the document
+//! (see [`crate::dead_letter`]) is written to the dead-letter index, and once that write is
+//! accepted the document counts as settled; every other rejection, a failed dead-letter
+//! write, or any rejection while dead-lettering is off, keeps the item's message in the
 //! queue. Whole requests are retried on connection errors, 429 and 5xx. This module is the
 //! one retry layer for cluster writes: jittered exponential backoff, a bounded number of
 //! attempts, fresh for every batch. When attempts run out, the documents fail and their
@@ -22,11 +25,13 @@ use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, error, info_span, warn, Instrument};
 
+use crate::dead_letter::{self, Rejection};
 use crate::fetch::PendingDocument;
 use crate::stats::Stats;
 
@@ -42,6 +47,8 @@ pub struct BulkSettings {
     pub max_attempts: usize,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Prefix of the dead-letter indices; `None` turns dead-lettering off.
+    pub dead_letter_prefix: Option<String>,
 }
 
 /// The final word on one document.
@@ -56,10 +63,7 @@ pub enum ItemOutcome {
         reason: String,
     },
     /// Any other 4xx: the cluster will not take this document as it is.
-    Rejected {
-        status: u16,
-        reason: String,
-    },
+    Rejected(Rejection),
 }
 
 /// A whole bulk request failed.
@@ -128,29 +132,24 @@ pub fn classify_response(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome
 }
 
 fn classify_item(item: BulkItem) -> ItemOutcome {
-    let reason = || {
-        item.error
-            .as_ref()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.kind.as_deref().unwrap_or("error"),
-                    e.reason.as_deref().unwrap_or("")
-                )
-            })
-            .unwrap_or_else(|| format!("HTTP {}", item.status))
-    };
+    let error = item.error.unwrap_or(ItemError {
+        kind: None,
+        reason: None,
+    });
+    let error_type = error.kind.unwrap_or_else(|| "error".into());
+    let reason = error.reason.unwrap_or_default();
     match item.status {
         200..=299 => ItemOutcome::Indexed,
         409 => ItemOutcome::AlreadyIndexed,
         429 | 500..=599 => ItemOutcome::Retry {
             status: item.status,
-            reason: reason(),
+            reason: format!("{error_type}: {reason}"),
         },
-        status => ItemOutcome::Rejected {
+        status => ItemOutcome::Rejected(Rejection {
             status,
-            reason: reason(),
-        },
+            error_type,
+            reason,
+        }),
     }
 }
 
@@ -311,9 +310,14 @@ async fn index_batch(
             }
             Ok(outcomes) => {
                 let mut retry = Vec::new();
+                let mut dead_letters = Vec::new();
                 let mut last_reason = String::new();
                 for (p, outcome) in pending.into_iter().zip(outcomes) {
                     match outcome {
+                        ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed if p.dead_letter => {
+                            stats.add(&stats.documents_dead_lettered, 1);
+                            p.ticket.document_settled(Ok(()));
+                        }
                         ItemOutcome::Indexed => {
                             stats.add(&stats.documents_indexed, 1);
                             p.ticket.document_settled(Ok(()));
@@ -326,25 +330,22 @@ async fn index_batch(
                             last_reason = format!("HTTP {status} {reason}");
                             retry.push(p);
                         }
-                        ItemOutcome::Rejected { status, reason } => {
-                            stats.add(&stats.documents_rejected, 1);
-                            warn!(
-                                index = %p.document.index,
-                                id = %p.document.id,
-                                status,
-                                reason = %reason,
-                                "document rejected; its message stays in the queue"
-                            );
-                            p.ticket.document_settled(Err(format!(
-                                "document {} rejected by {}: HTTP {status} {reason}",
-                                p.document.id, p.document.index
-                            )));
+                        ItemOutcome::Rejected(rejection) => {
+                            if let Some(entry) = reject(settings, stats, p, rejection) {
+                                dead_letters.push(entry);
+                            }
                         }
                     }
                 }
                 if retry.is_empty() {
-                    return;
+                    if dead_letters.is_empty() {
+                        return;
+                    }
+                    // Dead-letter entries go out at once; they need no backoff.
+                    pending = dead_letters;
+                    continue;
                 }
+                retry.append(&mut dead_letters);
                 pending = retry;
                 match backoff.next() {
                     Some(delay) => {
@@ -361,6 +362,64 @@ async fn index_batch(
         settle_all(pending, &format!("bulk retries exhausted: {retry_reason}"));
         return;
     }
+}
+
+/// Handles a rejected document: returns its dead-letter entry when it should be written,
+/// otherwise settles it as failed, which keeps its message in the queue.
+fn reject(
+    settings: &BulkSettings,
+    stats: &Stats,
+    p: PendingDocument,
+    rejection: Rejection,
+) -> Option<PendingDocument> {
+    let doc = &p.document;
+    if p.dead_letter {
+        stats.add(&stats.dead_letter_failures, 1);
+        error!(
+            index = %doc.index, id = %doc.id, rejection = %rejection,
+            "the dead-letter index rejected an entry; its message stays in the queue"
+        );
+        p.ticket.document_settled(Err(format!(
+            "dead-letter entry {} rejected: {rejection}",
+            doc.id
+        )));
+        return None;
+    }
+    stats.add(&stats.documents_rejected, 1);
+    let why_kept = match &settings.dead_letter_prefix {
+        Some(prefix) if rejection.is_about_the_document() => {
+            warn!(
+                index = %doc.index, id = %doc.id, bucket = %p.origin.bucket, key = %p.origin.key,
+                rejection = %rejection,
+                "document rejected; writing it to the dead-letter index"
+            );
+            let entry = dead_letter::build(
+                doc,
+                &p.origin,
+                &rejection,
+                prefix,
+                OffsetDateTime::now_utc(),
+            );
+            return Some(PendingDocument {
+                document: entry,
+                ticket: p.ticket,
+                origin: p.origin,
+                dead_letter: true,
+            });
+        }
+        Some(_) => "the error is about the cluster's set-up, not the document",
+        None => "dead-lettering is off",
+    };
+    warn!(
+        index = %doc.index, id = %doc.id, bucket = %p.origin.bucket, key = %p.origin.key,
+        rejection = %rejection,
+        "document rejected; its message stays in the queue because {why_kept}"
+    );
+    p.ticket.document_settled(Err(format!(
+        "document {} rejected by {}: {rejection}",
+        doc.id, doc.index
+    )));
+    None
 }
 
 fn settle_all(pending: Vec<PendingDocument>, reason: &str) {
@@ -396,12 +455,11 @@ mod tests {
         ));
         assert_eq!(
             outcomes[4],
-            ItemOutcome::Rejected {
+            ItemOutcome::Rejected(Rejection {
                 status: 400,
-                reason:
-                    "mapper_parsing_exception: failed to parse field [requestParameters.filter]"
-                        .into()
-            }
+                error_type: "mapper_parsing_exception".into(),
+                reason: "failed to parse field [requestParameters.filter]".into()
+            })
         );
         assert_eq!(outcomes[5], ItemOutcome::Indexed);
     }

@@ -47,6 +47,8 @@ pub enum ClusterError {
 pub struct ClusterInfo {
     pub distribution: Distribution,
     pub version: String,
+    /// `default` or `oss` on Elasticsearch 7.x; absent elsewhere.
+    pub build_flavor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,8 @@ struct RootVersion {
     number: String,
     #[serde(default)]
     distribution: Option<String>,
+    #[serde(default)]
+    build_flavor: Option<String>,
 }
 
 /// `GET /`: checks that the cluster answers with these credentials and tells what it is.
@@ -158,6 +162,7 @@ fn parse_root(body: &str) -> Option<ClusterInfo> {
     Some(ClusterInfo {
         distribution,
         version: root.version.number,
+        build_flavor: root.version.build_flavor,
     })
 }
 
@@ -173,7 +178,8 @@ mod tests {
             parse_root(es),
             Some(ClusterInfo {
                 distribution: Distribution::Elasticsearch,
-                version: "8.15.0".into()
+                version: "8.15.0".into(),
+                build_flavor: Some("default".into()),
             })
         );
         assert_eq!(

@@ -41,6 +41,78 @@ pub struct Config {
     )]
     pub index_prefix: String,
 
+    /// How the free-form objects (requestParameters, responseElements, additionalEventData,
+    /// serviceEventDetails) are stored: `auto` keeps them as objects, mapped `flattened`
+    /// (Elasticsearch >= 7.3) or `flat_object` (OpenSearch >= 2.7), and falls back to JSON
+    /// strings on clusters without those types; `as-string` always stores JSON strings.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_FREE_FORM_FIELDS",
+        value_enum,
+        default_value_t = FreeFormFields::Auto,
+        value_name = "MODE"
+    )]
+    pub free_form_fields: FreeFormFields,
+
+    /// `install` puts this tool's index templates for `<prefix>-*` and the dead-letter
+    /// indices at start (idempotent); `skip` leaves templates to you.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_INDEX_TEMPLATE",
+        value_enum,
+        default_value_t = TemplateMode::Install,
+        value_name = "MODE"
+    )]
+    pub index_template: TemplateMode,
+
+    /// Install this JSON file as the template for `<prefix>-*` instead of the generated one
+    /// (an `_index_template` body, or a `_template` body on Elasticsearch before 7.8).
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_INDEX_TEMPLATE_FILE",
+        value_name = "PATH"
+    )]
+    pub index_template_file: Option<PathBuf>,
+
+    /// Primary shards of each daily index.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_INDEX_SHARDS",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub index_shards: u32,
+
+    /// Replicas of each daily index [default: the cluster's].
+    #[arg(long, env = "CLOUDTRAIL_INGEST_INDEX_REPLICAS", value_name = "N")]
+    pub index_replicas: Option<u32>,
+
+    /// Refresh interval of each daily index, e.g. 30s [default: the cluster's].
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_INDEX_REFRESH_INTERVAL",
+        value_name = "INTERVAL"
+    )]
+    pub index_refresh_interval: Option<String>,
+
+    /// ILM policy (Elasticsearch) or ISM policy (OpenSearch) for the daily indices; the
+    /// policy itself must exist.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_LIFECYCLE_POLICY", value_name = "NAME")]
+    pub lifecycle_policy: Option<String>,
+
+    /// Documents the cluster rejects for good go to `<this>-YYYY.MM.DD`, with the reason
+    /// [default: `<index prefix>-dead-letter`].
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_DEAD_LETTER_INDEX_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub dead_letter_index_prefix: Option<String>,
+
+    /// Do not dead-letter rejected documents: keep their messages in the queue instead.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_NO_DEAD_LETTER")]
+    pub no_dead_letter: bool,
+
     /// Exit 0 once a receive comes back empty and nothing is in flight (backfills, batch jobs).
     #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
@@ -138,6 +210,20 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// See `--free-form-fields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FreeFormFields {
+    Auto,
+    AsString,
+}
+
+/// See `--index-template`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TemplateMode {
+    Install,
+    Skip,
+}
+
 /// Everything wrong with a configuration, reported together.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {}", .problems.join("; "))]
@@ -174,6 +260,31 @@ impl Config {
                 "--index-prefix {:?} is not a valid index name prefix (lowercase letters, digits, '-', '_', '.'; not starting with '-', '_' or '+')",
                 self.index_prefix
             ));
+        }
+        if let Some(prefix) = &self.dead_letter_index_prefix {
+            if !valid_index_prefix(prefix) {
+                problems.push(format!(
+                    "--dead-letter-index-prefix {prefix:?} is not a valid index name prefix"
+                ));
+            }
+        }
+        if let Some(path) = &self.index_template_file {
+            if !path.is_file() {
+                problems.push(format!(
+                    "--index-template-file {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+        if self.index_shards == 0 {
+            problems.push("--index-shards must be at least 1".into());
+        }
+        if let Some(interval) = &self.index_refresh_interval {
+            if !valid_interval(interval) {
+                problems.push(format!(
+                    "--index-refresh-interval {interval:?} is not a cluster time value such as 1s, 30s, 1m or -1"
+                ));
+            }
         }
         match (
             &self.elasticsearch_username,
@@ -236,6 +347,18 @@ impl Config {
         Url::parse(raw).expect("validated config has a parseable cluster URL")
     }
 
+    /// The dead-letter index prefix, or `None` when dead-lettering is off.
+    pub fn dead_letter_prefix(&self) -> Option<String> {
+        if self.no_dead_letter {
+            return None;
+        }
+        Some(
+            self.dead_letter_index_prefix
+                .clone()
+                .unwrap_or_else(|| format!("{}-dead-letter", self.index_prefix)),
+        )
+    }
+
     pub fn cluster_auth(&self) -> ClusterAuth {
         match (
             &self.elasticsearch_username,
@@ -259,10 +382,13 @@ impl Config {
             ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
         };
         format!(
-            "queue_url={} elasticsearch_url={} index_prefix={} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} max_in_flight={} receive_wait={:?} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
+            "queue_url={} elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} max_in_flight={} receive_wait={:?} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
             self.queue_url.as_deref().unwrap_or("-"),
             self.elasticsearch_url.as_deref().map(redact_url).unwrap_or_else(|| "-".into()),
             self.index_prefix,
+            self.dead_letter_prefix().unwrap_or_else(|| "off".into()),
+            self.free_form_fields,
+            self.index_template,
             auth,
             self.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
             self.bulk_max_bytes,
@@ -298,6 +424,19 @@ fn valid_index_prefix(prefix: &str) -> bool {
         && prefix
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A cluster time value: `-1`, or digits followed by a unit.
+fn valid_interval(value: &str) -> bool {
+    if value == "-1" {
+        return true;
+    }
+    let digits = value.chars().take_while(char::is_ascii_digit).count();
+    digits > 0
+        && matches!(
+            &value[digits..],
+            "nanos" | "micros" | "ms" | "s" | "m" | "h" | "d"
+        )
 }
 
 /// Drops user:password from a URL before it is logged.
@@ -389,6 +528,50 @@ mod tests {
         args[3] = "https://user:secret@search.example.com:9200";
         let summary = parse(&args).redacted_summary();
         assert!(!summary.contains("secret"), "{summary}");
+    }
+
+    #[test]
+    fn dead_letter_and_template_options() {
+        let config = parse(&GOOD);
+        assert_eq!(
+            config.dead_letter_prefix().as_deref(),
+            Some("cloudtrail-dead-letter")
+        );
+        assert_eq!(config.free_form_fields, FreeFormFields::Auto);
+        assert_eq!(config.index_template, TemplateMode::Install);
+        let mut args = GOOD.to_vec();
+        args.extend([
+            "--dead-letter-index-prefix",
+            "ct-rejected",
+            "--free-form-fields",
+            "as-string",
+        ]);
+        let config = parse(&args);
+        assert_eq!(config.dead_letter_prefix().as_deref(), Some("ct-rejected"));
+        assert_eq!(config.free_form_fields, FreeFormFields::AsString);
+        let mut args = GOOD.to_vec();
+        args.push("--no-dead-letter");
+        assert_eq!(parse(&args).dead_letter_prefix(), None);
+        let mut args = GOOD.to_vec();
+        args.extend([
+            "--index-refresh-interval",
+            "soon",
+            "--index-shards",
+            "0",
+            "--dead-letter-index-prefix",
+            "Bad",
+        ]);
+        let err = parse(&args).validate().unwrap_err().to_string();
+        for needle in [
+            "--index-refresh-interval",
+            "--index-shards",
+            "--dead-letter-index-prefix",
+        ] {
+            assert!(err.contains(needle), "{needle} missing from {err}");
+        }
+        for ok in ["30s", "1m", "-1", "500ms"] {
+            assert!(valid_interval(ok), "{ok}");
+        }
     }
 
     #[test]

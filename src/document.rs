@@ -10,13 +10,49 @@
 //! - `_id`: `eventID`, or when absent the SHA-256 of the record's bytes, so redelivery never
 //!   makes a duplicate.
 //!
+//! The free-form objects ([`FREE_FORM_FIELDS`]: `requestParameters`, `responseElements`,
+//! `additionalEventData`, `serviceEventDetails`) hold whatever each AWS API puts there, so the
+//! same key can be an object in one event and a string in the next. [`FreeForm`] says how they
+//! are written so that the index template's mapping accepts every event:
+//! - [`FreeForm::Objects`] (mapped `flattened`/`flat_object`): objects and `null` as written;
+//!   any other value (a string such as `"true"`, a number, an array) becomes
+//!   `{"value": <value>}`, because those field types only take objects;
+//! - [`FreeForm::Strings`] (mapped `text`): strings and `null` as written; any other value
+//!   becomes a JSON string of its text.
+//!
+//! Only those spans are rewritten; the rest of the record is copied byte for byte.
+//!
 //! Failure policy: a record that is not valid JSON is a permanent [`DocumentError`].
+
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
+
+/// The top-level fields whose content is free-form.
+pub const FREE_FORM_FIELDS: [&str; 4] = [
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "serviceEventDetails",
+];
+
+/// How the free-form fields are written (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeForm {
+    Objects,
+    Strings,
+}
+
+/// Everything that decides how a record becomes a document.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub index_prefix: String,
+    pub free_form: FreeForm,
+}
 
 /// A record ready for the bulk API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +61,19 @@ pub struct Document {
     pub id: String,
     /// `{"create":{...}}\n{...record with @timestamp...}\n`
     pub bytes: Vec<u8>,
+    /// Where the source line starts in `bytes`.
+    pub source_start: usize,
+    /// The document's `@timestamp`.
+    pub timestamp: String,
     /// The record had no usable `eventTime`; the fallback time placed it.
     pub used_fallback_time: bool,
+}
+
+impl Document {
+    /// The source line as sent, without its newline.
+    pub fn source(&self) -> &[u8] {
+        &self.bytes[self.source_start..self.bytes.len() - 1]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +100,39 @@ struct Keys<'a> {
     event_id: Option<&'a RawValue>,
     #[serde(rename = "@timestamp", borrow, default)]
     timestamp: Option<&'a RawValue>,
+    #[serde(rename = "requestParameters", borrow, default)]
+    request_parameters: Option<&'a RawValue>,
+    #[serde(rename = "responseElements", borrow, default)]
+    response_elements: Option<&'a RawValue>,
+    #[serde(rename = "additionalEventData", borrow, default)]
+    additional_event_data: Option<&'a RawValue>,
+    #[serde(rename = "serviceEventDetails", borrow, default)]
+    service_event_details: Option<&'a RawValue>,
+}
+
+impl<'a> Keys<'a> {
+    fn free_form(&self) -> [Option<&'a RawValue>; 4] {
+        [
+            self.request_parameters,
+            self.response_elements,
+            self.additional_event_data,
+            self.service_event_details,
+        ]
+    }
+}
+
+/// A span of the record to write differently.
+#[derive(Debug, PartialEq, Eq)]
+struct Edit {
+    span: Range<usize>,
+    kind: FreeForm,
 }
 
 /// Builds the bulk lines for one record. `fallback_time` places records without a usable
 /// `eventTime` (the log object's LastModified).
 pub fn build(
     record: &[u8],
-    index_prefix: &str,
+    options: &Options,
     fallback_time: Option<OffsetDateTime>,
 ) -> Result<Document, DocumentError> {
     let keys: Keys = serde_json::from_slice(record)?;
@@ -83,7 +156,8 @@ pub fn build(
         Some(id) if !id.is_empty() => id,
         _ => content_id(record),
     };
-    let index = index_name(index_prefix, time);
+    let index = index_name(&options.index_prefix, time);
+    let edits = free_form_edits(record, &keys, options.free_form);
 
     let mut bytes = Vec::with_capacity(record.len() + index.len() + id.len() + 80);
     bytes.extend_from_slice(b"{\"create\":{\"_index\":");
@@ -91,18 +165,48 @@ pub fn build(
     bytes.extend_from_slice(b",\"_id\":");
     serde_json::to_writer(&mut bytes, &id).expect("writing to a Vec cannot fail");
     bytes.extend_from_slice(b"}}\n");
+    let source_start = bytes.len();
     append_source(
         &mut bytes,
         record,
         keys.timestamp.is_none().then_some(&timestamp),
+        &edits,
     );
     bytes.push(b'\n');
     Ok(Document {
         index,
         id,
         bytes,
+        source_start,
+        timestamp,
         used_fallback_time,
     })
+}
+
+/// The free-form values that must be rewritten, in record order.
+fn free_form_edits(record: &[u8], keys: &Keys, free_form: FreeForm) -> Vec<Edit> {
+    let mut edits: Vec<Edit> = keys
+        .free_form()
+        .into_iter()
+        .flatten()
+        .filter(|raw| {
+            let first = raw.get().as_bytes()[0];
+            match free_form {
+                FreeForm::Objects => first != b'{',
+                FreeForm::Strings => first != b'"',
+            }
+        })
+        .map(|raw| {
+            let start = raw.get().as_ptr() as usize - record.as_ptr() as usize;
+            debug_assert!(start + raw.get().len() <= record.len());
+            Edit {
+                span: start..start + raw.get().len(),
+                kind: free_form,
+            }
+        })
+        .collect();
+    edits.sort_by_key(|e| e.span.start);
+    edits
 }
 
 /// `<prefix>-YYYY.MM.DD` of the instant in UTC.
@@ -116,16 +220,18 @@ pub fn index_name(prefix: &str, time: OffsetDateTime) -> String {
     )
 }
 
-/// The record on one line, with `"@timestamp":"<t>",` inserted after the opening brace.
-/// A record that already carries `@timestamp` keeps its own (a duplicate key is rejected
-/// by the cluster). Newlines inside the record are only whitespace between tokens (JSON
-/// strings cannot hold raw newlines), so replacing them with spaces keeps it identical.
-fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>) {
+/// The record on one line, with `"@timestamp":"<t>",` inserted after the opening brace and
+/// the `edits` applied. A record that already carries `@timestamp` keeps its own (a
+/// duplicate key is rejected by the cluster). Newlines inside the record are only whitespace
+/// between tokens (JSON strings cannot hold raw newlines), so replacing them with spaces
+/// keeps it identical.
+fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>, edits: &[Edit]) {
     let open = record
         .iter()
         .position(|&b| b == b'{')
         .expect("a validated record is a JSON object");
     let rest = &record[open + 1..];
+    let start = out.len();
     out.push(b'{');
     if let Some(ts) = timestamp {
         out.extend_from_slice(b"\"@timestamp\":");
@@ -135,8 +241,25 @@ fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>) {
             out.push(b',');
         }
     }
-    let start = out.len();
-    out.extend_from_slice(rest);
+    let mut copied = open + 1;
+    for edit in edits {
+        out.extend_from_slice(&record[copied..edit.span.start]);
+        let value = &record[edit.span.clone()];
+        match edit.kind {
+            FreeForm::Objects => {
+                out.extend_from_slice(b"{\"value\":");
+                out.extend_from_slice(value);
+                out.push(b'}');
+            }
+            FreeForm::Strings => {
+                let text = std::str::from_utf8(value).expect("a validated record is UTF-8");
+                let text = text.replace(['\n', '\r'], " ");
+                serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
+            }
+        }
+        copied = edit.span.end;
+    }
+    out.extend_from_slice(&record[copied..]);
     for b in &mut out[start..] {
         if *b == b'\n' || *b == b'\r' {
             *b = b' ';
@@ -165,7 +288,15 @@ fn content_id(record: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
     use time::macros::datetime;
+
+    fn options(prefix: &str) -> Options {
+        Options {
+            index_prefix: prefix.into(),
+            free_form: FreeForm::Objects,
+        }
+    }
 
     fn lines(doc: &Document) -> (serde_json::Value, serde_json::Value) {
         let text = std::str::from_utf8(&doc.bytes).unwrap();
@@ -185,7 +316,7 @@ mod tests {
   "eventID": "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c",
   "requestParameters": {"policy": "line\nbreak"}
 }"#;
-        let doc = build(record, "cloudtrail", None).unwrap();
+        let doc = build(record, &options("cloudtrail"), None).unwrap();
         assert_eq!(doc.index, "cloudtrail-2014.03.06");
         assert_eq!(doc.id, "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c");
         let (action, source) = lines(&doc);
@@ -208,27 +339,32 @@ mod tests {
         ];
         for (time, index) in table {
             let record = format!(r#"{{"eventTime":"{time}","eventID":"e"}}"#);
-            assert_eq!(build(record.as_bytes(), "ct", None).unwrap().index, index);
+            assert_eq!(
+                build(record.as_bytes(), &options("ct"), None)
+                    .unwrap()
+                    .index,
+                index
+            );
         }
     }
 
     #[test]
     fn id_falls_back_to_a_stable_content_hash() {
         let record = br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:54Z"}"#;
-        let a = build(record, "ct", None).unwrap();
-        let b = build(record, "ct", None).unwrap();
+        let a = build(record, &options("ct"), None).unwrap();
+        let b = build(record, &options("ct"), None).unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.len(), 64);
         let other = build(
             br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:55Z"}"#,
-            "ct",
+            &options("ct"),
             None,
         )
         .unwrap();
         assert_ne!(a.id, other.id);
         let empty_id = build(
             br#"{"eventID":"","eventTime":"2014-03-06T21:22:55Z"}"#,
-            "ct",
+            &options("ct"),
             None,
         )
         .unwrap();
@@ -243,12 +379,12 @@ mod tests {
             br#"{"eventID":"a","eventTime":"yesterday"}"#,
             br#"{"eventID":"a","eventTime":7}"#,
         ] {
-            let doc = build(record, "ct", Some(fallback)).unwrap();
+            let doc = build(record, &options("ct"), Some(fallback)).unwrap();
             assert_eq!(doc.index, "ct-2020.02.03");
             assert!(doc.used_fallback_time);
             assert_eq!(lines(&doc).1["@timestamp"], "2020-02-03T04:05:06Z");
             assert!(matches!(
-                build(record, "ct", None),
+                build(record, &options("ct"), None),
                 Err(DocumentError::NoTime)
             ));
         }
@@ -258,12 +394,12 @@ mod tests {
     fn keeps_an_existing_timestamp_and_handles_empty_objects() {
         let doc = build(
             br#"{"@timestamp":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
-            "ct",
+            &options("ct"),
             None,
         )
         .unwrap();
         assert_eq!(lines(&doc).1["@timestamp"], "x");
-        let doc = build(b"{ }", "ct", Some(datetime!(2020-01-01 0:00 UTC))).unwrap();
+        let doc = build(b"{ }", &options("ct"), Some(datetime!(2020-01-01 0:00 UTC))).unwrap();
         assert_eq!(
             lines(&doc).1,
             serde_json::json!({"@timestamp": "2020-01-01T00:00:00Z"})
@@ -274,7 +410,7 @@ mod tests {
     fn escapes_ids_and_rejects_invalid_json() {
         let doc = build(
             br#"{"eventID":"a\"b\\c","eventTime":"2020-01-01T00:00:00Z"}"#,
-            "ct",
+            &options("ct"),
             None,
         )
         .unwrap();
@@ -282,9 +418,56 @@ mod tests {
         assert_eq!(lines(&doc).0["create"]["_id"], "a\"b\\c");
         for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\":\"\x01\"}"] {
             assert!(matches!(
-                build(bad, "ct", None),
+                build(bad, &options("ct"), None),
                 Err(DocumentError::InvalidJson(_))
             ));
+        }
+    }
+
+    #[test]
+    fn free_form_values_fit_their_mapping() {
+        let record = br#"{"eventTime":"2020-01-01T00:00:00Z","eventID":"f",
+            "requestParameters": {"filter": {"a": [1, 2]}},
+            "responseElements": "true",
+            "additionalEventData": [ {"x": 1},
+               "y" ],
+            "serviceEventDetails": null,
+            "other": "kept"}"#;
+        let objects = build(record, &options("ct"), None).unwrap();
+        let (_, source) = lines(&objects);
+        assert_eq!(
+            source["requestParameters"],
+            json!({"filter": {"a": [1, 2]}})
+        );
+        assert_eq!(source["responseElements"], json!({"value": "true"}));
+        assert_eq!(
+            source["additionalEventData"],
+            json!({"value": [{"x": 1}, "y"]})
+        );
+        assert_eq!(source["serviceEventDetails"], Value::Null);
+        assert_eq!(source["other"], "kept");
+        assert_eq!(
+            objects.source(),
+            &objects.bytes[objects.source_start..objects.bytes.len() - 1]
+        );
+
+        let strings = Options {
+            index_prefix: "ct".into(),
+            free_form: FreeForm::Strings,
+        };
+        let doc = build(record, &strings, None).unwrap();
+        let (_, source) = lines(&doc);
+        assert_eq!(source["requestParameters"], r#"{"filter": {"a": [1, 2]}}"#);
+        assert_eq!(source["responseElements"], "true");
+        assert_eq!(
+            source["additionalEventData"],
+            r#"[ {"x": 1},                "y" ]"#
+        );
+        assert_eq!(source["serviceEventDetails"], Value::Null);
+        assert_eq!(source["@timestamp"], "2020-01-01T00:00:00Z");
+        for field in FREE_FORM_FIELDS {
+            let raw = &source[field];
+            assert!(raw.is_string() || raw.is_null(), "{field}: {raw}");
         }
     }
 }

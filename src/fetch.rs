@@ -1,6 +1,6 @@
 //! Fetch: one S3 object -> documents handed to the bulk stage as its bytes arrive.
 //!
-//! Input: an [`ObjectRef`]. The object is streamed with `GetObject`; gzip is detected by its
+//! Input: an [`ObjectSink`] naming the object. The object is streamed with `GetObject`; gzip is detected by its
 //! magic bytes (not by the key) and decoded as multi-member gzip; plain JSON is read as is.
 //! Records are split and turned into documents on a blocking thread, and each document is
 //! registered on the message's [`Ticket`] before it is sent down the bounded channel, so
@@ -24,7 +24,6 @@ use tracing::trace;
 
 use crate::ack::Ticket;
 use crate::document::{self, DocumentError};
-use crate::notification::ObjectRef;
 use crate::records::{SplitError, Splitter};
 
 const READ_BUFFER: usize = 64 * 1024;
@@ -35,6 +34,26 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 pub struct PendingDocument {
     pub document: document::Document,
     pub ticket: Arc<Ticket>,
+    pub origin: Arc<Origin>,
+    /// This is the dead-letter entry of a rejected document, not the event itself.
+    pub dead_letter: bool,
+}
+
+/// Where a document came from; named in logs and in its dead-letter entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub message_id: String,
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Everything the documents of one object need on their way out.
+#[derive(Clone)]
+pub struct ObjectSink {
+    pub origin: Arc<Origin>,
+    pub options: Arc<document::Options>,
+    pub ticket: Arc<Ticket>,
+    pub documents: mpsc::Sender<PendingDocument>,
 }
 
 /// What reading one object produced.
@@ -77,18 +96,12 @@ impl FetchError {
     }
 }
 
-/// Streams `object` and sends its documents to `documents`.
-pub async fn fetch(
-    s3: &aws_sdk_s3::Client,
-    object: &ObjectRef,
-    index_prefix: &str,
-    ticket: &Arc<Ticket>,
-    documents: &mpsc::Sender<PendingDocument>,
-) -> Result<ObjectSummary, FetchError> {
+/// Streams the object named by `sink.origin` and sends its documents to the sink.
+pub async fn fetch(s3: &aws_sdk_s3::Client, sink: ObjectSink) -> Result<ObjectSummary, FetchError> {
     let output = s3
         .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
+        .bucket(&sink.origin.bucket)
+        .key(&sink.origin.key)
         .send()
         .await
         .map_err(get_error)?;
@@ -96,17 +109,8 @@ pub async fn fetch(
         .last_modified
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
     let body = SyncIoBridge::new(output.body.into_async_read());
-    let index_prefix = index_prefix.to_string();
-    let ticket = ticket.clone();
-    let documents = documents.clone();
     tokio::task::spawn_blocking(move || {
-        split_into_documents(
-            NetworkRead(body),
-            &index_prefix,
-            last_modified,
-            &ticket,
-            &documents,
-        )
+        split_into_documents(NetworkRead(body), last_modified, &sink)
     })
     .await
     .expect("the split task does not panic")
@@ -115,10 +119,8 @@ pub async fn fetch(
 /// The synchronous part: decompress, split, build, send. Runs on a blocking thread.
 fn split_into_documents<R: Read>(
     body: R,
-    index_prefix: &str,
     fallback_time: Option<OffsetDateTime>,
-    ticket: &Arc<Ticket>,
-    documents: &mpsc::Sender<PendingDocument>,
+    sink: &ObjectSink,
 ) -> Result<ObjectSummary, FetchError> {
     let mut stored = CountingRead {
         inner: body,
@@ -139,7 +141,7 @@ fn split_into_documents<R: Read>(
         let mut splitter = Splitter::new(decoded);
         while let Some(record) = splitter.next_record().map_err(split_error)? {
             let document =
-                document::build(record, index_prefix, fallback_time).map_err(|source| {
+                document::build(record, &sink.options, fallback_time).map_err(|source| {
                     FetchError::Record {
                         record: summary.documents,
                         source,
@@ -147,12 +149,14 @@ fn split_into_documents<R: Read>(
                 })?;
             trace!(index = %document.index, id = %document.id, "document");
             summary.fallback_time_documents += u64::from(document.used_fallback_time);
-            ticket.register_document();
+            sink.ticket.register_document();
             let pending = PendingDocument {
                 document,
-                ticket: ticket.clone(),
+                ticket: sink.ticket.clone(),
+                origin: sink.origin.clone(),
+                dead_letter: false,
             };
-            if let Err(returned) = documents.blocking_send(pending) {
+            if let Err(returned) = sink.documents.blocking_send(pending) {
                 // The bulk stage is gone: settle the document we could not hand over.
                 returned
                     .0
@@ -261,13 +265,28 @@ mod tests {
     ) {
         let (tx, mut rx) = mpsc::channel(1000);
         let ticket = Ticket::new();
-        let result = split_into_documents(&body[..], "ct", None, &ticket, &tx);
-        drop(tx);
+        let result = split_into_documents(&body[..], None, &sink(ticket.clone(), tx));
         let mut docs = Vec::new();
         while let Ok(d) = rx.try_recv() {
             docs.push(d);
         }
         (result, docs, ticket)
+    }
+
+    fn sink(ticket: Arc<Ticket>, documents: mpsc::Sender<PendingDocument>) -> ObjectSink {
+        ObjectSink {
+            origin: Arc::new(Origin {
+                message_id: "m".into(),
+                bucket: "b".into(),
+                key: "k".into(),
+            }),
+            options: Arc::new(document::Options {
+                index_prefix: "ct".into(),
+                free_form: document::FreeForm::Objects,
+            }),
+            ticket,
+            documents,
+        }
     }
 
     const LOG: &[u8] = br#"{"Records":[{"eventID":"a","eventTime":"2020-01-01T23:59:59Z"},{"eventID":"b","eventTime":"2020-01-02T00:00:00Z"}]}"#;
@@ -327,7 +346,7 @@ mod tests {
             }
         }
         let (tx, _rx) = mpsc::channel(1);
-        let err = split_into_documents(NetworkRead(Broken), "ct", None, &Ticket::new(), &tx)
+        let err = split_into_documents(NetworkRead(Broken), None, &sink(Ticket::new(), tx))
             .expect_err("fails");
         assert!(
             matches!(err, FetchError::Read(_)) && err.is_transient(),

@@ -5,19 +5,23 @@
 //! 2. [`notification`] turns the message body into the S3 objects it announces;
 //! 3. [`fetch`] streams each object, gunzips it and, with [`records`] and [`document`],
 //!    turns every record into a bulk `create` for `<prefix>-YYYY.MM.DD` keyed by `eventID`;
-//! 4. [`bulk`] batches documents across messages, indexes them and settles each one;
+//! 4. [`bulk`] batches documents across messages, indexes them and settles each one,
+//!    writing what the cluster refuses for good to the dead-letter index ([`dead_letter`]);
 //! 5. [`ack`] deletes a message only when everything it produced was accepted.
 //!
 //! [`config`] holds the one configuration struct, [`cluster`] builds the search client and
-//! detects the product, [`stats`] counts what happened.
+//! detects the product, [`template`] installs the index templates that fit that product,
+//! [`stats`] counts what happened.
 
 pub mod ack;
 pub mod bulk;
 pub mod cluster;
 pub mod config;
+pub mod dead_letter;
 pub mod document;
 pub mod fetch;
 pub mod notification;
 pub mod records;
 pub mod stats;
+pub mod template;
 pub mod worker;

@@ -20,7 +20,12 @@ pub struct Stats {
     pub documents_indexed: AtomicU64,
     /// Documents answered 409: already indexed by an earlier delivery.
     pub documents_existing: AtomicU64,
+    /// Documents the cluster rejected for good (dead-lettered or not).
     pub documents_rejected: AtomicU64,
+    /// Rejected documents written to the dead-letter index.
+    pub documents_dead_lettered: AtomicU64,
+    /// Dead-letter entries the cluster rejected too (their messages stay in the queue).
+    pub dead_letter_failures: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub bulk_retries: AtomicU64,
 }
@@ -45,6 +50,8 @@ impl Stats {
             documents_indexed: get(&self.documents_indexed),
             documents_existing: get(&self.documents_existing),
             documents_rejected: get(&self.documents_rejected),
+            documents_dead_lettered: get(&self.documents_dead_lettered),
+            dead_letter_failures: get(&self.dead_letter_failures),
             bulk_requests: get(&self.bulk_requests),
             bulk_retries: get(&self.bulk_retries),
         }
@@ -66,6 +73,8 @@ pub struct Summary {
     pub documents_indexed: u64,
     pub documents_existing: u64,
     pub documents_rejected: u64,
+    pub documents_dead_lettered: u64,
+    pub dead_letter_failures: u64,
     pub bulk_requests: u64,
     pub bulk_retries: u64,
 }

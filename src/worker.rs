@@ -28,9 +28,11 @@ use crate::ack::{self, Deletion, Ticket};
 use crate::bulk::{self, BulkSettings};
 use crate::cluster::{self, ClusterError};
 use crate::config::Config;
-use crate::fetch::{self, PendingDocument};
+use crate::document;
+use crate::fetch::{self, ObjectSink, Origin, PendingDocument};
 use crate::notification::{self, ObjectRef};
 use crate::stats::{Stats, Summary};
+use crate::template::{self, TemplateError};
 
 /// SQS returns at most this many messages per receive.
 const MAX_RECEIVE_BATCH: usize = 10;
@@ -64,6 +66,8 @@ impl Clients {
 pub enum WorkerError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("queue {url} is not usable: {message}")]
     Queue { url: String, message: String },
 }
@@ -78,6 +82,7 @@ pub async fn run(
     let queue_url = config.queue_url().to_string();
     let info = cluster::detect(&clients.cluster, config.elasticsearch_url().as_str()).await?;
     info!(distribution = %info.distribution, version = %info.version, "cluster detected");
+    let free_form = template::prepare(&clients.cluster, config, &info).await?;
     check_queue(&clients.sqs, &queue_url).await?;
 
     let stats = Arc::new(Stats::default());
@@ -108,7 +113,10 @@ pub async fn run(
     ));
     let context = Arc::new(MessageContext {
         s3: clients.s3.clone(),
-        index_prefix: config.index_prefix.clone(),
+        document_options: Arc::new(document::Options {
+            index_prefix: config.index_prefix.clone(),
+            free_form,
+        }),
         documents: document_tx,
         stats: stats.clone(),
     });
@@ -188,6 +196,7 @@ fn bulk_settings(config: &Config) -> BulkSettings {
         max_attempts: config.bulk_max_attempts,
         min_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(30),
+        dead_letter_prefix: config.dead_letter_prefix(),
     }
 }
 
@@ -310,7 +319,7 @@ async fn receive_loop(
 
 struct MessageContext {
     s3: aws_sdk_s3::Client,
-    index_prefix: String,
+    document_options: Arc<document::Options>,
     documents: mpsc::Sender<PendingDocument>,
     stats: Arc<Stats>,
 }
@@ -388,15 +397,17 @@ async fn read_object(
 ) {
     let stats = &context.stats;
     let span = info_span!("object", bucket = %object.bucket, key = %object.key);
-    let result = fetch::fetch(
-        &context.s3,
-        object,
-        &context.index_prefix,
-        ticket,
-        &context.documents,
-    )
-    .instrument(span)
-    .await;
+    let sink = ObjectSink {
+        origin: Arc::new(Origin {
+            message_id: message_id.to_string(),
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+        }),
+        options: context.document_options.clone(),
+        ticket: ticket.clone(),
+        documents: context.documents.clone(),
+    };
+    let result = fetch::fetch(&context.s3, sink).instrument(span).await;
     match result {
         Ok(summary) => {
             stats.add(&stats.objects_read, 1);

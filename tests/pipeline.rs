@@ -419,17 +419,19 @@ async fn items_answered_429_are_retried_until_accepted() {
     assert_eq!(env.messages_left().await, 0);
 }
 
-#[tokio::test]
-async fn a_rejected_document_keeps_its_message() {
-    let env = TestEnv::new("rejected").await;
-    let index = format!("{}-2024.05.01", env.index_prefix);
-    // A strict mapping that knows only eventID: every CloudTrail record is rejected with 400.
+/// Pre-creates `index` with a strict mapping that knows only eventID, so that every
+/// CloudTrail record sent to it is rejected with 400 `strict_dynamic_mapping_exception`.
+async fn strict_index(env: &TestEnv, index: &str) {
     env.search(
         reqwest::Method::PUT,
-        &index,
+        index,
         Some(json!({"mappings": {"dynamic": "strict", "properties": {"eventID": {"type": "keyword"}}}})),
     )
     .await;
+}
+
+/// One message naming one object with an event on 2024-05-01 and one on 2024-05-02.
+async fn publish_two_day_object(env: &TestEnv) -> &'static str {
     let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/strict.json.gz";
     env.put_object(
         key,
@@ -440,14 +442,99 @@ async fn a_rejected_document_keeps_its_message() {
     )
     .await;
     env.publish(&env.cloudtrail_message(&[key])).await;
+    key
+}
+
+#[tokio::test]
+async fn a_rejected_document_goes_to_the_dead_letter_index_with_its_reason() {
+    let env = TestEnv::new("deadletter").await;
+    strict_index(&env, &format!("{}-2024.05.01", env.index_prefix)).await;
+    let key = publish_two_day_object(&env).await;
 
     let summary = env.run_until_idle(&[]).await;
 
     assert_eq!(summary.documents_rejected, 1, "{summary:?}");
+    assert_eq!(summary.documents_dead_lettered, 1, "{summary:?}");
+    assert_eq!(summary.documents_indexed, 1, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert_eq!(env.messages_left().await, 0);
+    let dead_letter = format!("{}-dead-letter-2024.05.01", env.index_prefix);
+    assert_eq!(
+        env.index_counts().await,
+        [
+            (format!("{}-2024.05.01", env.index_prefix), 0),
+            (format!("{}-2024.05.02", env.index_prefix), 1),
+            (dead_letter.clone(), 1),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let hits = env
+        .search(
+            reqwest::Method::GET,
+            &format!("{dead_letter}/_search"),
+            None,
+        )
+        .await;
+    let entry = &hits["hits"]["hits"][0];
+    assert_eq!(entry["_id"], "s1");
+    let entry = &entry["_source"];
+    assert_eq!(entry["error"]["status"], 400);
+    assert!(
+        entry["error"]["type"].as_str().unwrap().contains("strict"),
+        "{entry}"
+    );
+    assert!(!entry["error"]["reason"].as_str().unwrap().is_empty());
+    assert_eq!(
+        entry["target"]["index"],
+        format!("{}-2024.05.01", env.index_prefix)
+    );
+    assert_eq!(entry["s3"]["bucket"], env.bucket.as_str());
+    assert_eq!(entry["s3"]["key"], key);
+    assert_eq!(entry["@timestamp"], "2024-05-01T10:00:00Z");
+    let record: serde_json::Value =
+        serde_json::from_str(entry["record"].as_str().unwrap()).unwrap();
+    assert_eq!(record["eventID"], "s1");
+    assert_eq!(record["eventName"], "ListBuckets");
+}
+
+#[tokio::test]
+async fn with_dead_lettering_off_a_rejected_document_keeps_its_message() {
+    let env = TestEnv::new("rejected").await;
+    strict_index(&env, &format!("{}-2024.05.01", env.index_prefix)).await;
+    publish_two_day_object(&env).await;
+
+    let summary = env.run_until_idle(&["--no-dead-letter"]).await;
+
+    assert_eq!(summary.documents_rejected, 1, "{summary:?}");
+    assert_eq!(summary.documents_dead_lettered, 0);
     assert_eq!(
         summary.documents_indexed, 1,
         "the other day's index accepts its document"
     );
+    assert_eq!(summary.messages_deleted, 0);
+    assert_eq!(summary.messages_kept, 1);
+    assert_eq!(env.messages_left().await, 1);
+}
+
+#[tokio::test]
+async fn a_failed_dead_letter_write_keeps_the_message() {
+    let env = TestEnv::new("dlfail").await;
+    strict_index(&env, &format!("{}-2024.05.01", env.index_prefix)).await;
+    // The dead-letter index refuses its entry too: nothing may be acknowledged.
+    env.search(
+        reqwest::Method::PUT,
+        &format!("{}-dead-letter-2024.05.01", env.index_prefix),
+        Some(json!({"mappings": {"dynamic": "strict", "properties": {}}})),
+    )
+    .await;
+    publish_two_day_object(&env).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.documents_rejected, 1, "{summary:?}");
+    assert_eq!(summary.dead_letter_failures, 1, "{summary:?}");
+    assert_eq!(summary.documents_dead_lettered, 0);
     assert_eq!(summary.messages_deleted, 0);
     assert_eq!(summary.messages_kept, 1);
     assert_eq!(env.messages_left().await, 1);

@@ -1,0 +1,646 @@
+//! Template: the index templates that make every CloudTrail event fit its daily index,
+//! generated for the cluster that answered and installed at start.
+//!
+//! Input: the detected [`ClusterInfo`] and the configuration. Output: the templates for
+//! `<prefix>-*` and for the dead-letter indices, installed (or skipped), and the
+//! [`FreeForm`] layout the documents must use to match them.
+//!
+//! Per flavor:
+//! - Elasticsearch >= 7.8 and every OpenSearch use the composable `_index_template` API;
+//!   Elasticsearch 7.0-7.7 the legacy `_template` API. Elasticsearch 6 and older is refused.
+//! - The free-form objects are `flattened` on Elasticsearch >= 7.3 (not in the OSS build of
+//!   7.x), `flat_object` on OpenSearch >= 2.7, and JSON strings mapped as `text` elsewhere
+//!   or with `--free-form-fields as-string`.
+//! - Well-known scalar fields are `keyword` with `ignore_above`, so no long value gets a
+//!   document rejected; `userAgent` and `errorMessage` are `text` with a `keyword` subfield;
+//!   unknown strings are `keyword`; date detection is off, because CloudTrail writes
+//!   `creationDate` in more than one format.
+
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::Method;
+use elasticsearch::Elasticsearch;
+use serde_json::{json, Map, Value};
+use tracing::info;
+
+use crate::cluster::{ClusterInfo, Distribution};
+use crate::config::{Config, FreeFormFields, TemplateMode};
+use crate::document::{FreeForm, FREE_FORM_FIELDS};
+
+/// Bumped whenever the generated templates change; stored in the template's `version`.
+pub const TEMPLATE_VERSION: u64 = 1;
+/// Keywords longer than this are kept in `_source` but not indexed (Lucene's term limit is
+/// 32,766 bytes; 8,191 characters stay under it in any UTF-8).
+const KEYWORD_IGNORE_ABOVE: u64 = 8191;
+/// Priorities of the composable templates; the dead-letter pattern overlaps the events'
+/// pattern and must win.
+const EVENTS_PRIORITY: u64 = 200;
+const DEAD_LETTER_PRIORITY: u64 = 201;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{0} {1} is not supported: Elasticsearch 7.0 or newer, or OpenSearch 1.0 or newer, is required")]
+    Unsupported(Distribution, String),
+    #[error("cannot read --index-template-file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("installing index template {name} failed: {reason} (grant the manage_index_templates privilege, or run with --index-template skip and manage templates yourself)")]
+    Install { name: String, reason: String },
+}
+
+/// What the cluster can do, as far as the templates are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub distribution: Distribution,
+    /// The `_index_template` API exists.
+    pub composable: bool,
+    /// The native type for free-form objects, if there is one.
+    pub free_form_type: Option<&'static str>,
+}
+
+impl Capabilities {
+    pub fn of(info: &ClusterInfo) -> Result<Self, TemplateError> {
+        let (major, minor) = major_minor(&info.version);
+        let unsupported = || TemplateError::Unsupported(info.distribution, info.version.clone());
+        match info.distribution {
+            Distribution::Elasticsearch => {
+                if major < 7 {
+                    return Err(unsupported());
+                }
+                let at_least = |m, n| (major, minor) >= (m, n);
+                let oss = info.build_flavor.as_deref() == Some("oss");
+                Ok(Capabilities {
+                    distribution: info.distribution,
+                    composable: at_least(7, 8),
+                    free_form_type: (at_least(7, 3) && !oss).then_some("flattened"),
+                })
+            }
+            Distribution::OpenSearch => {
+                if major < 1 {
+                    return Err(unsupported());
+                }
+                Ok(Capabilities {
+                    distribution: info.distribution,
+                    composable: true,
+                    free_form_type: ((major, minor) >= (2, 7)).then_some("flat_object"),
+                })
+            }
+        }
+    }
+
+    /// How documents write the free-form fields, given the user's choice.
+    pub fn free_form(&self, choice: FreeFormFields) -> FreeForm {
+        match (choice, self.free_form_type) {
+            (FreeFormFields::Auto, Some(_)) => FreeForm::Objects,
+            _ => FreeForm::Strings,
+        }
+    }
+}
+
+/// Leading `major.minor` of a version such as `8.15.0` or `3.0.0-alpha1`.
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut parts = version.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    });
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+/// Index settings the user can set; `None` leaves the cluster's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexSettings {
+    pub shards: Option<u32>,
+    pub replicas: Option<u32>,
+    pub refresh_interval: Option<String>,
+    /// ILM policy (Elasticsearch) or ISM policy (OpenSearch).
+    pub lifecycle_policy: Option<String>,
+}
+
+impl IndexSettings {
+    pub fn from_config(config: &Config) -> Self {
+        IndexSettings {
+            shards: Some(config.index_shards),
+            replicas: config.index_replicas,
+            refresh_interval: config.index_refresh_interval.clone(),
+            lifecycle_policy: config.lifecycle_policy.clone(),
+        }
+    }
+
+    fn to_json(&self, distribution: Distribution, total_fields: Option<u64>) -> Value {
+        let mut settings = Map::new();
+        if let Some(shards) = self.shards {
+            settings.insert("index.number_of_shards".into(), json!(shards));
+        }
+        if let Some(replicas) = self.replicas {
+            settings.insert("index.number_of_replicas".into(), json!(replicas));
+        }
+        if let Some(interval) = &self.refresh_interval {
+            settings.insert("index.refresh_interval".into(), json!(interval));
+        }
+        if let Some(policy) = &self.lifecycle_policy {
+            let key = match distribution {
+                Distribution::Elasticsearch => "index.lifecycle.name",
+                Distribution::OpenSearch => "index.plugins.index_state_management.policy_id",
+            };
+            settings.insert(key.into(), json!(policy));
+        }
+        if let Some(limit) = total_fields {
+            settings.insert("index.mapping.total_fields.limit".into(), json!(limit));
+        }
+        Value::Object(settings)
+    }
+}
+
+fn keyword() -> Value {
+    json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE})
+}
+
+fn text_with_keyword() -> Value {
+    json!({"type": "text", "fields": {"keyword": keyword()}})
+}
+
+fn keywords(names: &[&str]) -> Map<String, Value> {
+    names.iter().map(|n| (n.to_string(), keyword())).collect()
+}
+
+fn object(properties: Map<String, Value>) -> Value {
+    json!({"properties": properties})
+}
+
+/// The mappings of the event indices.
+pub fn event_mappings(caps: &Capabilities, free_form: FreeForm) -> Value {
+    let mut properties = keywords(&[
+        "eventVersion",
+        "eventSource",
+        "eventName",
+        "awsRegion",
+        "sourceIPAddress",
+        "errorCode",
+        "requestID",
+        "eventID",
+        "eventType",
+        "eventCategory",
+        "apiVersion",
+        "recipientAccountId",
+        "sharedEventID",
+        "vpcEndpointId",
+        "vpcEndpointAccountId",
+        "sessionCredentialFromConsole",
+    ]);
+    properties.insert("@timestamp".into(), json!({"type": "date"}));
+    properties.insert(
+        "eventTime".into(),
+        json!({"type": "date", "ignore_malformed": true}),
+    );
+    properties.insert("readOnly".into(), json!({"type": "boolean"}));
+    properties.insert("managementEvent".into(), json!({"type": "boolean"}));
+    properties.insert("userAgent".into(), text_with_keyword());
+    properties.insert("errorMessage".into(), text_with_keyword());
+
+    let issuer = keywords(&["type", "principalId", "arn", "accountId", "userName"]);
+    let mut attributes = keywords(&["mfaAuthenticated"]);
+    attributes.insert(
+        "creationDate".into(),
+        json!({
+            "type": "date",
+            "format": "strict_date_optional_time||basic_date_time_no_millis||epoch_millis",
+            "ignore_malformed": true
+        }),
+    );
+    let mut session = keywords(&["sourceIdentity", "ec2RoleDelivery", "assumedRoot"]);
+    session.insert("sessionIssuer".into(), object(issuer));
+    session.insert("attributes".into(), object(attributes));
+    session.insert(
+        "webIdFederationData".into(),
+        object(keywords(&["federatedProvider"])),
+    );
+    let mut identity = keywords(&[
+        "type",
+        "principalId",
+        "arn",
+        "accountId",
+        "accessKeyId",
+        "userName",
+        "invokedBy",
+        "identityProvider",
+        "credentialId",
+    ]);
+    identity.insert("sessionContext".into(), object(session));
+    identity.insert(
+        "onBehalfOf".into(),
+        object(keywords(&["userId", "identityStoreArn"])),
+    );
+    properties.insert("userIdentity".into(), object(identity));
+    properties.insert(
+        "resources".into(),
+        object(keywords(&["ARN", "ARNPrefix", "accountId", "type"])),
+    );
+    properties.insert(
+        "tlsDetails".into(),
+        object(keywords(&[
+            "tlsVersion",
+            "cipherSuite",
+            "clientProvidedHostHeader",
+        ])),
+    );
+    properties.insert(
+        "addendum".into(),
+        object(keywords(&[
+            "reason",
+            "updatedFields",
+            "originalRequestID",
+            "originalEventID",
+        ])),
+    );
+    let free_form_mapping = match (free_form, caps.free_form_type) {
+        (FreeForm::Objects, Some("flattened")) => {
+            json!({"type": "flattened", "ignore_above": KEYWORD_IGNORE_ABOVE, "depth_limit": 100})
+        }
+        (FreeForm::Objects, Some(native)) => json!({"type": native}),
+        _ => json!({"type": "text"}),
+    };
+    for field in FREE_FORM_FIELDS {
+        properties.insert(field.into(), free_form_mapping.clone());
+    }
+
+    json!({
+        "dynamic": true,
+        "date_detection": false,
+        "numeric_detection": false,
+        "dynamic_templates": [
+            {"strings_as_keywords": {"match_mapping_type": "string", "mapping": keyword()}}
+        ],
+        "properties": properties,
+    })
+}
+
+/// The mappings of the dead-letter indices: see [`crate::dead_letter`].
+pub fn dead_letter_mappings() -> Value {
+    let mut error = keywords(&["type"]);
+    error.insert("reason".into(), text_with_keyword());
+    error.insert("status".into(), json!({"type": "short"}));
+    json!({
+        "dynamic": false,
+        "properties": {
+            "@timestamp": {"type": "date"},
+            "dead_lettered_at": {"type": "date"},
+            "record": {"type": "text"},
+            "error": object(error),
+            "target": object(keywords(&["index", "id"])),
+            "s3": object(keywords(&["bucket", "key"])),
+            "sqs": object(keywords(&["message_id"])),
+        }
+    })
+}
+
+/// A template body for the cluster's API.
+fn template_body(
+    caps: &Capabilities,
+    pattern: String,
+    priority: u64,
+    settings: Value,
+    mappings: Value,
+) -> Value {
+    if caps.composable {
+        json!({
+            "index_patterns": [pattern],
+            "priority": priority,
+            "version": TEMPLATE_VERSION,
+            "_meta": {"managed_by": "cloudtrail-ingest"},
+            "template": {"settings": settings, "mappings": mappings},
+        })
+    } else {
+        json!({
+            "index_patterns": [pattern],
+            "order": priority,
+            "version": TEMPLATE_VERSION,
+            "settings": settings,
+            "mappings": mappings,
+        })
+    }
+}
+
+/// The template for `<prefix>-*`.
+pub fn event_template(
+    caps: &Capabilities,
+    prefix: &str,
+    free_form: FreeForm,
+    settings: &IndexSettings,
+) -> Value {
+    template_body(
+        caps,
+        format!("{prefix}-*"),
+        EVENTS_PRIORITY,
+        settings.to_json(caps.distribution, Some(2000)),
+        event_mappings(caps, free_form),
+    )
+}
+
+/// The template for `<dead-letter prefix>-*`.
+pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexSettings) -> Value {
+    template_body(
+        caps,
+        format!("{prefix}-*"),
+        DEAD_LETTER_PRIORITY,
+        settings.to_json(caps.distribution, None),
+        dead_letter_mappings(),
+    )
+}
+
+/// Decides the document layout for this cluster and installs the templates the
+/// configuration asks for. Returns the layout documents must use.
+pub async fn prepare(
+    client: &Elasticsearch,
+    config: &Config,
+    info: &ClusterInfo,
+) -> Result<FreeForm, TemplateError> {
+    let caps = Capabilities::of(info)?;
+    let free_form = caps.free_form(config.free_form_fields);
+    info!(
+        free_form = ?free_form,
+        native_type = caps.free_form_type.unwrap_or("none"),
+        composable = caps.composable,
+        "document layout chosen for this cluster"
+    );
+    if config.index_template == TemplateMode::Skip {
+        info!("--index-template skip: index templates are left as they are");
+        return Ok(free_form);
+    }
+    let settings = IndexSettings::from_config(config);
+    let events = match &config.index_template_file {
+        Some(path) => read_template_file(path)?,
+        None => event_template(&caps, &config.index_prefix, free_form, &settings),
+    };
+    let name = format!("cloudtrail-ingest-{}", config.index_prefix);
+    install(client, &caps, &name, &events).await?;
+    if let Some(prefix) = config.dead_letter_prefix() {
+        let name = format!("cloudtrail-ingest-{prefix}");
+        let body = dead_letter_template(&caps, &prefix, &settings);
+        install(client, &caps, &name, &body).await?;
+    }
+    Ok(free_form)
+}
+
+fn read_template_file(path: &std::path::Path) -> Result<Value, TemplateError> {
+    let error = |reason: String| TemplateError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let body: Value = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    if !body.is_object() {
+        return Err(error("not a JSON object".into()));
+    }
+    Ok(body)
+}
+
+/// `PUT _index_template/<name>` (or `_template` on clusters without it). Idempotent.
+async fn install(
+    client: &Elasticsearch,
+    caps: &Capabilities,
+    name: &str,
+    body: &Value,
+) -> Result<(), TemplateError> {
+    let path = if caps.composable {
+        format!("/_index_template/{name}")
+    } else {
+        format!("/_template/{name}")
+    };
+    let error = |reason: String| TemplateError::Install {
+        name: name.to_string(),
+        reason,
+    };
+    let response = client
+        .send(
+            Method::Put,
+            &path,
+            HeaderMap::new(),
+            None::<&()>,
+            Some(elasticsearch::http::request::JsonBody::new(body.clone())),
+            None,
+        )
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let status = response.status_code().as_u16();
+    if !(200..300).contains(&status) {
+        let text = response.text().await.unwrap_or_default();
+        return Err(error(format!(
+            "HTTP {status}: {}",
+            text.chars().take(500).collect::<String>()
+        )));
+    }
+    info!(name, path, "index template installed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(distribution: Distribution, version: &str, flavor: Option<&str>) -> ClusterInfo {
+        ClusterInfo {
+            distribution,
+            version: version.into(),
+            build_flavor: flavor.map(Into::into),
+        }
+    }
+
+    fn caps(distribution: Distribution, version: &str) -> Capabilities {
+        Capabilities::of(&info(distribution, version, Some("default"))).unwrap()
+    }
+
+    #[test]
+    fn capabilities_follow_version_boundaries() {
+        use Distribution::*;
+        let table = [
+            (Elasticsearch, "7.0.0", false, None),
+            (Elasticsearch, "7.2.1", false, None),
+            (Elasticsearch, "7.3.0", false, Some("flattened")),
+            (Elasticsearch, "7.7.1", false, Some("flattened")),
+            (Elasticsearch, "7.8.0", true, Some("flattened")),
+            (Elasticsearch, "7.17.25", true, Some("flattened")),
+            (Elasticsearch, "8.15.0", true, Some("flattened")),
+            (Elasticsearch, "9.1.0", true, Some("flattened")),
+            (OpenSearch, "1.3.19", true, None),
+            (OpenSearch, "2.6.0", true, None),
+            (OpenSearch, "2.7.0", true, Some("flat_object")),
+            (OpenSearch, "2.19.1", true, Some("flat_object")),
+            (OpenSearch, "3.0.0-alpha1", true, Some("flat_object")),
+        ];
+        for (distribution, version, composable, native) in table {
+            let c = caps(distribution, version);
+            assert_eq!(c.composable, composable, "{distribution} {version}");
+            assert_eq!(c.free_form_type, native, "{distribution} {version}");
+        }
+        let oss = Capabilities::of(&info(Elasticsearch, "7.10.2", Some("oss"))).unwrap();
+        assert_eq!(oss.free_form_type, None, "the OSS build has no flattened");
+        for (d, v) in [(Elasticsearch, "6.8.23"), (OpenSearch, "0.9")] {
+            assert!(matches!(
+                Capabilities::of(&info(d, v, None)),
+                Err(TemplateError::Unsupported(..))
+            ));
+        }
+    }
+
+    #[test]
+    fn free_form_layout_follows_the_cluster_and_the_user() {
+        let native = caps(Distribution::OpenSearch, "2.11.0");
+        let old = caps(Distribution::OpenSearch, "2.5.0");
+        assert_eq!(native.free_form(FreeFormFields::Auto), FreeForm::Objects);
+        assert_eq!(
+            native.free_form(FreeFormFields::AsString),
+            FreeForm::Strings
+        );
+        assert_eq!(old.free_form(FreeFormFields::Auto), FreeForm::Strings);
+    }
+
+    #[test]
+    fn free_form_mapping_per_flavor() {
+        let field =
+            |c: &Capabilities, f| event_mappings(c, f)["properties"]["requestParameters"].clone();
+        let es = caps(Distribution::Elasticsearch, "8.15.0");
+        assert_eq!(field(&es, FreeForm::Objects)["type"], "flattened");
+        assert_eq!(field(&es, FreeForm::Objects)["ignore_above"], 8191);
+        let os = caps(Distribution::OpenSearch, "2.11.0");
+        assert_eq!(
+            field(&os, FreeForm::Objects),
+            json!({"type": "flat_object"})
+        );
+        assert_eq!(field(&os, FreeForm::Strings), json!({"type": "text"}));
+        let old = caps(Distribution::Elasticsearch, "7.2.0");
+        assert_eq!(field(&old, FreeForm::Strings), json!({"type": "text"}));
+        for name in FREE_FORM_FIELDS {
+            assert_eq!(
+                event_mappings(&es, FreeForm::Objects)["properties"][name]["type"],
+                "flattened"
+            );
+        }
+    }
+
+    #[test]
+    fn well_known_fields_are_typed_and_long_values_never_reject() {
+        let m = event_mappings(
+            &caps(Distribution::Elasticsearch, "8.15.0"),
+            FreeForm::Objects,
+        );
+        let p = &m["properties"];
+        assert_eq!(p["@timestamp"]["type"], "date");
+        assert_eq!(p["eventTime"]["type"], "date");
+        for name in [
+            "eventName",
+            "eventSource",
+            "awsRegion",
+            "errorCode",
+            "sourceIPAddress",
+            "recipientAccountId",
+            "eventType",
+            "eventCategory",
+        ] {
+            assert_eq!(p[name]["type"], "keyword", "{name}");
+            assert_eq!(p[name]["ignore_above"], 8191, "{name}");
+        }
+        for name in [
+            "type",
+            "arn",
+            "accountId",
+            "principalId",
+            "userName",
+            "accessKeyId",
+        ] {
+            assert_eq!(
+                p["userIdentity"]["properties"][name]["type"], "keyword",
+                "{name}"
+            );
+        }
+        assert_eq!(p["userAgent"]["type"], "text");
+        assert_eq!(p["errorMessage"]["fields"]["keyword"]["type"], "keyword");
+        assert_eq!(m["date_detection"], false);
+        assert_eq!(
+            m["dynamic_templates"][0]["strings_as_keywords"]["mapping"]["ignore_above"],
+            8191
+        );
+    }
+
+    #[test]
+    fn composable_and_legacy_bodies() {
+        let settings = IndexSettings {
+            shards: Some(1),
+            replicas: Some(0),
+            refresh_interval: Some("30s".into()),
+            lifecycle_policy: Some("cloudtrail-90d".into()),
+        };
+        let new = event_template(
+            &caps(Distribution::Elasticsearch, "8.15.0"),
+            "ct",
+            FreeForm::Objects,
+            &settings,
+        );
+        assert_eq!(new["index_patterns"], json!(["ct-*"]));
+        assert_eq!(new["priority"], 200);
+        let s = &new["template"]["settings"];
+        assert_eq!(s["index.number_of_shards"], 1);
+        assert_eq!(s["index.number_of_replicas"], 0);
+        assert_eq!(s["index.refresh_interval"], "30s");
+        assert_eq!(s["index.lifecycle.name"], "cloudtrail-90d");
+        assert!(new["template"]["mappings"]["properties"].is_object());
+
+        let legacy = event_template(
+            &caps(Distribution::Elasticsearch, "7.5.0"),
+            "ct",
+            FreeForm::Strings,
+            &settings,
+        );
+        assert_eq!(legacy["order"], 200);
+        assert!(legacy.get("template").is_none());
+        assert!(legacy["mappings"]["properties"]["eventName"].is_object());
+
+        let os = event_template(
+            &caps(Distribution::OpenSearch, "2.11.0"),
+            "ct",
+            FreeForm::Objects,
+            &settings,
+        );
+        assert_eq!(
+            os["template"]["settings"]["index.plugins.index_state_management.policy_id"],
+            "cloudtrail-90d"
+        );
+        assert!(os["template"]["settings"]
+            .get("index.lifecycle.name")
+            .is_none());
+
+        let unset = event_template(
+            &caps(Distribution::OpenSearch, "2.11.0"),
+            "ct",
+            FreeForm::Objects,
+            &IndexSettings::default(),
+        );
+        assert_eq!(
+            unset["template"]["settings"],
+            json!({"index.mapping.total_fields.limit": 2000})
+        );
+
+        let dead = dead_letter_template(
+            &caps(Distribution::OpenSearch, "2.11.0"),
+            "ct-dead-letter",
+            &settings,
+        );
+        assert_eq!(dead["index_patterns"], json!(["ct-dead-letter-*"]));
+        assert_eq!(
+            dead["priority"], 201,
+            "must outrank the events' ct-* pattern"
+        );
+        assert_eq!(
+            dead["template"]["mappings"]["properties"]["record"]["type"],
+            "text"
+        );
+    }
+
+    #[test]
+    fn versions_parse_leniently() {
+        assert_eq!(major_minor("8.15.0"), (8, 15));
+        assert_eq!(major_minor("3.0.0-alpha1"), (3, 0));
+        assert_eq!(major_minor("7"), (7, 0));
+        assert_eq!(major_minor("garbage"), (0, 0));
+    }
+}
