@@ -6,12 +6,20 @@
 //! nothing is outstanding, and its verdict is the only thing that decides deletion: delete
 //! only if no object failed and every document was accepted (or was already indexed).
 //! Anything else leaves the message to be redelivered by SQS and, after `maxReceiveCount`
-//! tries, parked by the redrive policy in the dead-letter queue.
+//! tries, parked by the redrive policy in the dead-letter queue. A failure that will fail
+//! again (a corrupt object, a rejected document) is permanent: its message is released at
+//! once (visibility 0) so that redrive parks it quickly; a transient one waits out the
+//! visibility timeout, which gives the cause time to pass.
+//!
+//! [`run_deleter`] carries out every [`Disposal`]: deletions in `DeleteMessageBatch`,
+//! releases in `ChangeMessageVisibilityBatch`, up to ten per call.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
@@ -22,9 +30,39 @@ use crate::stats::Stats;
 pub struct Ticket {
     /// Documents not yet settled, plus one for the message task's own hold.
     outstanding: AtomicUsize,
-    /// First reason the message must not be deleted.
-    failure: Mutex<Option<String>>,
+    /// Why the message must not be deleted (the first reason; permanent if any was).
+    failure: Mutex<Option<Failure>>,
     settled: Notify,
+}
+
+/// Why a message may not be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    /// Redelivery will fail the same way.
+    pub permanent: bool,
+}
+
+impl Failure {
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Failure {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Failure {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 impl Ticket {
@@ -42,17 +80,21 @@ impl Ticket {
     }
 
     /// Called exactly once per registered document with its final outcome.
-    pub fn document_settled(&self, outcome: Result<(), String>) {
-        if let Err(reason) = outcome {
-            self.fail(reason);
+    pub fn document_settled(&self, outcome: Result<(), Failure>) {
+        if let Err(failure) = outcome {
+            self.fail(failure);
         }
         self.release();
     }
 
-    /// Marks the message as not deletable, keeping the first reason.
-    pub fn fail(&self, reason: String) {
+    /// Marks the message as not deletable, keeping the first reason; the failure is
+    /// permanent if any of them is.
+    pub fn fail(&self, new: Failure) {
         let mut failure = self.failure.lock().expect("ticket lock is never poisoned");
-        failure.get_or_insert(reason);
+        match failure.as_mut() {
+            None => *failure = Some(new),
+            Some(first) => first.permanent |= new.permanent,
+        }
     }
 
     fn release(&self) {
@@ -64,7 +106,7 @@ impl Ticket {
 
     /// Releases the message task's hold and waits for every document to settle.
     /// `Ok` means the message may be deleted; `Err` carries why it must stay.
-    pub async fn settle(&self) -> Result<(), String> {
+    pub async fn settle(&self) -> Result<(), Failure> {
         if self.outstanding.fetch_sub(1, Ordering::AcqRel) != 1 {
             self.settled.notified().await;
         }
@@ -75,31 +117,96 @@ impl Ticket {
             .take()
         {
             None => Ok(()),
-            Some(reason) => Err(reason),
+            Some(failure) => Err(failure),
         }
     }
 }
 
-/// A message whose ticket settled cleanly.
+/// A message to act on, by its receipt handle.
 #[derive(Debug, Clone)]
 pub struct Deletion {
     pub message_id: String,
     pub receipt_handle: String,
 }
 
-/// Deletes settled messages, up to ten per `DeleteMessageBatch`, until the channel closes.
-/// Every queued deletion is attempted before this returns, so closing the channel and
-/// awaiting this task is how shutdown keeps finished work.
+/// What happens to a message once it is done with.
+#[derive(Debug, Clone)]
+pub enum Disposal {
+    /// Everything it produced was accepted (or it is given up on): delete it.
+    Delete(Deletion),
+    /// It failed for good: make it visible again now, so that redrive parks it soon.
+    Release(Deletion),
+}
+
+/// Carries out disposals, up to ten per batch call, until the channel closes. Every queued
+/// disposal is attempted before this returns, so closing the channel and awaiting this task
+/// is how shutdown keeps finished work.
 pub async fn run_deleter(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
-    mut deletions: mpsc::Receiver<Deletion>,
+    mut disposals: mpsc::Receiver<Disposal>,
     stats: Arc<Stats>,
 ) {
     let mut batch = Vec::with_capacity(10);
-    while deletions.recv_many(&mut batch, 10).await > 0 {
-        delete_batch(&sqs, &queue_url, &batch, &stats).await;
-        batch.clear();
+    while disposals.recv_many(&mut batch, 10).await > 0 {
+        let (deletions, releases): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .partition(|d| matches!(d, Disposal::Delete(_)));
+        let unwrap = |d: Disposal| match d {
+            Disposal::Delete(d) | Disposal::Release(d) => d,
+        };
+        let deletions: Vec<_> = deletions.into_iter().map(unwrap).collect();
+        let releases: Vec<_> = releases.into_iter().map(unwrap).collect();
+        if !deletions.is_empty() {
+            delete_batch(&sqs, &queue_url, &deletions, &stats).await;
+        }
+        if !releases.is_empty() {
+            release_batch(&sqs, &queue_url, &releases, &stats).await;
+        }
+    }
+}
+
+/// Sets the visibility of `batch` to 0. A release that fails only delays redelivery.
+async fn release_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    batch: &[Deletion],
+    stats: &Stats,
+) {
+    let entries: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(&d.receipt_handle)
+                .visibility_timeout(0)
+                .build()
+                .expect("id and receipt handle are set")
+        })
+        .collect();
+    match sqs
+        .change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+    {
+        Ok(out) => {
+            for failed in out.failed() {
+                warn!(
+                    code = failed.code(),
+                    reason = failed.message().unwrap_or(""),
+                    "release failed; the message comes back after its visibility timeout"
+                );
+            }
+            stats.add(&stats.messages_released, out.successful().len() as u64);
+        }
+        Err(err) => warn!(
+            count = batch.len(),
+            error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
+            "release batch failed; the messages come back after their visibility timeout"
+        ),
     }
 }
 
@@ -193,12 +300,13 @@ mod tests {
         let ticket = Ticket::new();
         ticket.register_document();
         ticket.register_document();
-        ticket.document_settled(Err("rejected: mapper_parsing_exception".into()));
-        ticket.fail("object missing".into());
+        ticket.document_settled(Err(Failure::transient("bulk retries exhausted")));
+        ticket.fail(Failure::permanent("object missing"));
         ticket.document_settled(Ok(()));
         assert_eq!(
             ticket.settle().await,
-            Err("rejected: mapper_parsing_exception".to_string())
+            Err(Failure::permanent("bulk retries exhausted")),
+            "first reason, permanent because one failure was"
         );
     }
 }

@@ -11,10 +11,17 @@
 //! (see [`crate::dead_letter`]) is written to the dead-letter index, and once that write is
 //! accepted the document counts as settled; every other rejection, a failed dead-letter
 //! write, or any rejection while dead-lettering is off, keeps the item's message in the
-//! queue. Whole requests are retried on connection errors, 429 and 5xx. This module is the
-//! one retry layer for cluster writes: jittered exponential backoff, a bounded number of
-//! attempts, fresh for every batch. When attempts run out, the documents fail and their
-//! messages are redelivered later by SQS.
+//! queue. This module is the one retry layer for cluster writes, with jittered exponential
+//! backoff:
+//! - a whole request that fails with a connection error, 429 or 5xx means the cluster is
+//!   down or overloaded: it is retried until the cluster answers (backoff capped at
+//!   30 s). Meanwhile nothing new is taken, the bounded channel in front fills, fetching
+//!   pauses, no message slot frees up and so no new message is received: the worker slows
+//!   down to the cluster's pace with bounded memory, while the heartbeat keeps its in-flight
+//!   messages invisible. Cycling them through the queue instead would count receives
+//!   towards the redrive limit and park healthy messages in the DLQ during an outage.
+//! - items answered 429/5xx are retried alone, at most `--bulk-max-attempts` times per
+//!   batch; then their documents fail and their messages are redelivered later by SQS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +38,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info_span, warn, Instrument};
 
+use crate::ack::Failure;
 use crate::dead_letter::{self, Rejection};
 use crate::fetch::PendingDocument;
 use crate::stats::Stats;
@@ -154,7 +162,7 @@ fn classify_item(item: BulkItem) -> ItemOutcome {
 }
 
 /// Sends one bulk body and classifies its items.
-async fn send(
+pub(crate) async fn send(
     client: &Elasticsearch,
     body: Bytes,
     items: usize,
@@ -278,12 +286,14 @@ async fn index_batch(
     stats: &Stats,
     mut pending: Vec<PendingDocument>,
 ) {
-    let mut backoff = ExponentialBuilder::default()
+    let items = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(settings.min_backoff)
-        .with_max_delay(settings.max_backoff)
+        .with_max_delay(settings.max_backoff);
+    let mut backoff = items
         .with_max_times(settings.max_attempts.saturating_sub(1))
         .build();
+    let mut outage = items.without_max_times().build();
     loop {
         let mut body = Vec::with_capacity(pending.iter().map(|p| p.document.bytes.len()).sum());
         for p in &pending {
@@ -294,21 +304,20 @@ async fn index_batch(
         let result = send(client, Bytes::from(body), pending.len()).await;
         debug!(elapsed = ?started.elapsed(), "bulk request answered");
         let retry_reason = match result {
-            Err(err) if err.is_transient() => match backoff.next() {
-                Some(delay) => {
-                    warn!(error = %err, retry_in = ?delay, "bulk request failed; retrying");
-                    stats.add(&stats.bulk_retries, 1);
-                    tokio::time::sleep(delay).await;
-                    continue;
-                }
-                None => err.to_string(),
-            },
+            Err(err) if err.is_transient() => {
+                let delay = outage.next().unwrap_or(settings.max_backoff);
+                warn!(error = %err, docs = pending.len(), retry_in = ?delay, "cluster unavailable; holding the batch and retrying");
+                stats.add(&stats.bulk_retries, 1);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
             Err(err) => {
                 warn!(error = %err, docs = pending.len(), "bulk request failed; their messages stay in the queue");
-                settle_all(pending, &err.to_string());
+                settle_all(pending, Failure::transient(err.to_string()));
                 return;
             }
             Ok(outcomes) => {
+                outage = items.without_max_times().build();
                 let mut retry = Vec::new();
                 let mut dead_letters = Vec::new();
                 let mut last_reason = String::new();
@@ -359,7 +368,10 @@ async fn index_batch(
             }
         };
         warn!(docs = pending.len(), reason = %retry_reason, "bulk retries exhausted; their messages stay in the queue");
-        settle_all(pending, &format!("bulk retries exhausted: {retry_reason}"));
+        settle_all(
+            pending,
+            Failure::transient(format!("bulk retries exhausted: {retry_reason}")),
+        );
         return;
     }
 }
@@ -379,10 +391,10 @@ fn reject(
             index = %doc.index, id = %doc.id, rejection = %rejection,
             "the dead-letter index rejected an entry; its message stays in the queue"
         );
-        p.ticket.document_settled(Err(format!(
-            "dead-letter entry {} rejected: {rejection}",
-            doc.id
-        )));
+        p.ticket.document_settled(Err(Failure::permanent(format!(
+            "dead-letter entry {} for {} rejected: {rejection}",
+            doc.id, p.origin
+        ))));
         return None;
     }
     stats.add(&stats.documents_rejected, 1);
@@ -415,16 +427,20 @@ fn reject(
         rejection = %rejection,
         "document rejected; its message stays in the queue because {why_kept}"
     );
-    p.ticket.document_settled(Err(format!(
-        "document {} rejected by {}: {rejection}",
-        doc.id, doc.index
-    )));
+    let failure = format!(
+        "document {} of {} rejected by {}: {rejection}",
+        doc.id, p.origin, doc.index
+    );
+    p.ticket.document_settled(Err(Failure {
+        reason: failure,
+        permanent: rejection.is_about_the_document(),
+    }));
     None
 }
 
-fn settle_all(pending: Vec<PendingDocument>, reason: &str) {
+fn settle_all(pending: Vec<PendingDocument>, failure: Failure) {
     for p in pending {
-        p.ticket.document_settled(Err(reason.to_string()));
+        p.ticket.document_settled(Err(failure.clone()));
     }
 }
 

@@ -24,6 +24,11 @@ const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cloudtrail-ingest", version, about, long_about = None)]
 pub struct Config {
+    /// `run` ingests until stopped; `check` verifies the queue, a referenced bucket and the
+    /// cluster without ingesting, prints PASS/FAIL per check and exits non-zero on any FAIL.
+    #[arg(value_enum, default_value_t = Mode::Run)]
+    pub mode: Mode,
+
     /// URL of the SQS queue that receives the trail's notifications.
     #[arg(long, env = "CLOUDTRAIL_INGEST_QUEUE_URL", value_name = "URL")]
     pub queue_url: Option<String>,
@@ -181,8 +186,10 @@ pub struct Config {
     )]
     pub bulk_concurrency: usize,
 
-    /// Attempts for one batch, whole-request and failed-item retries together, before its
-    /// documents fail and their messages are left for SQS to redeliver.
+    /// Attempts for documents the cluster answers 429/5xx item by item, before they fail and
+    /// their messages are left for SQS to redeliver. Whole requests that fail (cluster down,
+    /// overloaded) are retried until the cluster answers, with in-flight messages kept
+    /// invisible.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_BULK_MAX_ATTEMPTS",
@@ -204,10 +211,28 @@ pub struct Config {
     #[arg(long, env = "CLOUDTRAIL_INGEST_RECEIVE_WAIT", default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub receive_wait: Duration,
 
+    /// Longest a message is kept invisible while it is processed: its visibility timeout is
+    /// extended (at a third of the queue's VisibilityTimeout) until it is done or this much
+    /// time has passed.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_PROCESSING_TIME", default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_processing_time: Duration,
+
+    /// Delete a message that still fails on its Nth receive, with an error log. Off by
+    /// default: use the queue's redrive policy (a DLQ) instead whenever you can.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_RECEIVE_COUNT", value_name = "N")]
+    pub max_receive_count: Option<u32>,
+
     /// On SIGTERM/SIGINT, how long in-flight messages may take to finish before exit.
     /// Keep it below the orchestrator's kill timeout (ECS: 30s by default).
     #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+}
+
+/// What the binary does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Run,
+    Check,
 }
 
 /// See `--free-form-fields`.
@@ -320,6 +345,9 @@ impl Config {
             if value == 0 {
                 problems.push(format!("{flag} must be at least 1"));
             }
+        }
+        if self.max_receive_count == Some(0) {
+            problems.push("--max-receive-count must be at least 1".into());
         }
         if self.receive_wait > MAX_RECEIVE_WAIT {
             problems.push("--receive-wait must be at most 20s (the SQS limit)".into());

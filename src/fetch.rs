@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 use tracing::trace;
 
-use crate::ack::Ticket;
+use crate::ack::{Failure, Ticket};
 use crate::document::{self, DocumentError};
 use crate::records::{SplitError, Splitter};
 
@@ -45,6 +45,12 @@ pub struct Origin {
     pub message_id: String,
     pub bucket: String,
     pub key: String,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
 }
 
 /// Everything the documents of one object need on their way out.
@@ -161,7 +167,7 @@ fn split_into_documents<R: Read>(
                 returned
                     .0
                     .ticket
-                    .document_settled(Err("pipeline closed".into()));
+                    .document_settled(Err(Failure::transient("pipeline closed")));
                 return Err(FetchError::Closed);
             }
             summary.documents += 1;

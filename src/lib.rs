@@ -7,19 +7,22 @@
 //!    turns every record into a bulk `create` for `<prefix>-YYYY.MM.DD` keyed by `eventID`;
 //! 4. [`bulk`] batches documents across messages, indexes them and settles each one,
 //!    writing what the cluster refuses for good to the dead-letter index ([`dead_letter`]);
-//! 5. [`ack`] deletes a message only when everything it produced was accepted.
+//! 5. [`ack`] deletes a message only when everything it produced was accepted, and
+//!    releases one that failed for good; [`heartbeat`] keeps in-flight messages invisible.
 //!
 //! [`config`] holds the one configuration struct, [`cluster`] builds the search client and
 //! detects the product, [`template`] installs the index templates that fit that product,
-//! [`stats`] counts what happened.
+//! [`stats`] counts what happened, and [`check`] is the preflight (`cloudtrail-ingest check`).
 
 pub mod ack;
 pub mod bulk;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod dead_letter;
 pub mod document;
 pub mod fetch;
+pub mod heartbeat;
 pub mod notification;
 pub mod records;
 pub mod stats;

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use cloudtrail_ingest::config::Config;
+use cloudtrail_ingest::check;
+use cloudtrail_ingest::config::{Config, Mode};
 use cloudtrail_ingest::worker::{self, Clients};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -37,7 +38,8 @@ async fn main() -> ExitCode {
     info!(config = %config.redacted_summary(), "starting");
 
     match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             error!("{err:#}");
             ExitCode::FAILURE
@@ -45,16 +47,22 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the chosen mode; `Ok(false)` means a check failed.
+async fn run(config: Config) -> anyhow::Result<bool> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     if aws.region().is_none() {
         anyhow::bail!("no AWS region configured: set AWS_REGION (or a profile with a region)");
     }
     let clients = Clients::new(&aws, &config)?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    worker::run(&config, clients, shutdown).await?;
-    Ok(())
+    match config.mode {
+        Mode::Check => Ok(check::run(&config, &clients).await),
+        Mode::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            worker::run(&config, clients, shutdown).await?;
+            Ok(true)
+        }
+    }
 }
 
 /// Cancels `token` on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).

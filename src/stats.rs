@@ -9,6 +9,12 @@ pub struct Stats {
     pub messages_deleted: AtomicU64,
     /// Messages left in the queue because something failed (redelivered later).
     pub messages_kept: AtomicU64,
+    /// Messages that failed for good, made visible again at once for the redrive policy.
+    pub messages_released: AtomicU64,
+    /// Messages deleted unprocessed after `--max-receive-count` receives.
+    pub messages_given_up: AtomicU64,
+    /// Visibility extensions of in-flight messages.
+    pub visibility_extensions: AtomicU64,
     /// Messages still in flight when the shutdown grace period ran out.
     pub messages_abandoned: AtomicU64,
     pub delete_failures: AtomicU64,
@@ -41,6 +47,9 @@ impl Stats {
             messages_received: get(&self.messages_received),
             messages_deleted: get(&self.messages_deleted),
             messages_kept: get(&self.messages_kept),
+            messages_released: get(&self.messages_released),
+            messages_given_up: get(&self.messages_given_up),
+            visibility_extensions: get(&self.visibility_extensions),
             messages_abandoned: get(&self.messages_abandoned),
             delete_failures: get(&self.delete_failures),
             objects_read: get(&self.objects_read),
@@ -64,6 +73,9 @@ pub struct Summary {
     pub messages_received: u64,
     pub messages_deleted: u64,
     pub messages_kept: u64,
+    pub messages_released: u64,
+    pub messages_given_up: u64,
+    pub visibility_extensions: u64,
     pub messages_abandoned: u64,
     pub delete_failures: u64,
     pub objects_read: u64,

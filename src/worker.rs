@@ -24,12 +24,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::ack::{self, Deletion, Ticket};
+use crate::ack::{self, Deletion, Disposal, Failure, Ticket};
 use crate::bulk::{self, BulkSettings};
 use crate::cluster::{self, ClusterError};
 use crate::config::Config;
 use crate::document;
 use crate::fetch::{self, ObjectSink, Origin, PendingDocument};
+use crate::heartbeat;
 use crate::notification::{self, ObjectRef};
 use crate::stats::{Stats, Summary};
 use crate::template::{self, TemplateError};
@@ -83,9 +84,26 @@ pub async fn run(
     let info = cluster::detect(&clients.cluster, config.elasticsearch_url().as_str()).await?;
     info!(distribution = %info.distribution, version = %info.version, "cluster detected");
     let free_form = template::prepare(&clients.cluster, config, &info).await?;
-    check_queue(&clients.sqs, &queue_url).await?;
+    let queue = check_queue(&clients.sqs, &queue_url).await?;
+    if !queue.has_redrive_policy && config.max_receive_count.is_none() {
+        warn!(
+            queue_url,
+            "the queue has no redrive policy: a message that can never succeed will be received again and again; give the queue a dead-letter queue, or set --max-receive-count"
+        );
+    }
 
     let stats = Arc::new(Stats::default());
+    let in_flight = heartbeat::Registry::default();
+    let stop_heartbeat = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat::run(
+        clients.sqs.clone(),
+        queue_url.clone(),
+        in_flight.clone(),
+        queue.visibility_timeout,
+        config.max_processing_time,
+        stats.clone(),
+        stop_heartbeat.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(config.max_in_flight));
     let stop_receiving = shutdown.child_token();
     let (message_tx, mut message_rx) = mpsc::channel(MAX_RECEIVE_BATCH);
@@ -119,10 +137,17 @@ pub async fn run(
         }),
         documents: document_tx,
         stats: stats.clone(),
+        in_flight,
+        max_receive_count: config.max_receive_count,
     });
-    info!(max_in_flight = config.max_in_flight, "worker started");
+    info!(
+        max_in_flight = config.max_in_flight,
+        visibility_timeout = ?queue.visibility_timeout,
+        heartbeat_every = ?heartbeat::interval(queue.visibility_timeout),
+        "worker started"
+    );
 
-    let mut tasks: JoinSet<Option<Deletion>> = JoinSet::new();
+    let mut tasks: JoinSet<Option<Disposal>> = JoinSet::new();
     loop {
         tokio::select! {
             received = message_rx.recv() => match received {
@@ -182,6 +207,8 @@ pub async fn run(
     drop(deletion_tx);
     deleter.await.expect("the deleter does not panic");
     receiver.await.expect("the receiver does not panic");
+    stop_heartbeat.cancel();
+    heartbeat.await.expect("the heartbeat does not panic");
 
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");
@@ -200,23 +227,46 @@ fn bulk_settings(config: &Config) -> BulkSettings {
     }
 }
 
-/// Fails fast on a wrong queue URL, region or credentials.
-async fn check_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<(), WorkerError> {
-    sqs.get_queue_attributes()
+/// What the worker needs to know about its queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueInfo {
+    pub visibility_timeout: Duration,
+    pub has_redrive_policy: bool,
+}
+
+/// Reads the queue's attributes; fails fast on a wrong queue URL, region or credentials.
+pub async fn check_queue(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<QueueInfo, WorkerError> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
         .queue_url(queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map(|_| ())
         .map_err(|err| WorkerError::Queue {
             url: queue_url.to_string(),
             message: aws_sdk_sqs::error::DisplayErrorContext(&err).to_string(),
-        })
+        })?
+        .attributes
+        .unwrap_or_default();
+    let visibility_timeout = attributes
+        .get(&QueueAttributeName::VisibilityTimeout)
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(30));
+    Ok(QueueInfo {
+        visibility_timeout,
+        has_redrive_policy: attributes.contains_key(&QueueAttributeName::RedrivePolicy),
+    })
 }
 
 async fn forward(
-    joined: Result<Option<Deletion>, tokio::task::JoinError>,
-    deletions: &mpsc::Sender<Deletion>,
+    joined: Result<Option<Disposal>, tokio::task::JoinError>,
+    deletions: &mpsc::Sender<Disposal>,
 ) {
     match joined {
         Ok(Some(deletion)) => deletions
@@ -322,38 +372,44 @@ struct MessageContext {
     document_options: Arc<document::Options>,
     documents: mpsc::Sender<PendingDocument>,
     stats: Arc<Stats>,
+    in_flight: heartbeat::Registry,
+    max_receive_count: Option<u32>,
 }
 
-/// Handles one message; returns the deletion it earned, if any.
+/// Handles one message; returns what to do with it (nothing: let its visibility timeout
+/// bring it back).
 async fn process(
     context: Arc<MessageContext>,
     message: Box<Message>,
     _slot: OwnedSemaphorePermit,
-) -> Option<Deletion> {
+) -> Option<Disposal> {
     let message_id = message.message_id.clone().unwrap_or_default();
-    let receive_count = message
+    let receipt_handle = message.receipt_handle.clone().unwrap_or_default();
+    let _tracked = context.in_flight.track(&message_id, &receipt_handle);
+    let receive_count: u32 = message
         .attributes
         .as_ref()
         .and_then(|a| {
             a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
         })
-        .cloned()
-        .unwrap_or_default();
-    let span = info_span!("message", message_id = %message_id, receive_count = %receive_count);
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let span = info_span!("message", message_id = %message_id, receive_count);
+    let handle = Deletion {
+        message_id: message_id.clone(),
+        receipt_handle,
+    };
     async move {
         let stats = &context.stats;
         let body = message.body.as_deref().unwrap_or("");
         let notification = match notification::parse(body) {
             Ok(n) => n,
             Err(err) => {
-                error!(
-                    message_id = %message_id,
-                    error = %err,
-                    body = %body.chars().take(200).collect::<String>(),
-                    "notification not understood; leaving the message for the queue's redrive policy"
-                );
-                stats.add(&stats.messages_kept, 1);
-                return None;
+                let failure = Failure::permanent(format!(
+                    "notification not understood: {err}; body starts {:?}",
+                    body.chars().take(200).collect::<String>()
+                ));
+                return dispose_failed(&context, handle, receive_count, failure);
             }
         };
         stats.add(&stats.keys_skipped, notification.skipped.len() as u64);
@@ -373,20 +429,57 @@ async fn process(
                     skipped = notification.skipped.len(),
                     "message done; deleting"
                 );
-                Some(Deletion {
-                    message_id,
-                    receipt_handle: message.receipt_handle.unwrap_or_default(),
-                })
+                Some(Disposal::Delete(handle))
             }
-            Err(reason) => {
-                warn!(message_id = %message_id, reason = %reason, "message not deleted; SQS will redeliver it");
-                stats.add(&stats.messages_kept, 1);
-                None
-            }
+            Err(failure) => dispose_failed(&context, handle, receive_count, failure),
         }
     }
     .instrument(span)
     .await
+}
+
+/// A failed message: given up on after `--max-receive-count` receives, released at once
+/// when the failure is permanent, otherwise left for its visibility timeout. One error or
+/// warning line names the message and the reason (which names the bucket and key).
+fn dispose_failed(
+    context: &MessageContext,
+    handle: Deletion,
+    receive_count: u32,
+    failure: Failure,
+) -> Option<Disposal> {
+    let stats = &context.stats;
+    let message_id = handle.message_id.as_str();
+    if context
+        .max_receive_count
+        .is_some_and(|max| receive_count >= max)
+    {
+        error!(
+            message_id,
+            receive_count,
+            reason = %failure,
+            "message failed on its last allowed receive (--max-receive-count); deleting it"
+        );
+        stats.add(&stats.messages_given_up, 1);
+        return Some(Disposal::Delete(handle));
+    }
+    stats.add(&stats.messages_kept, 1);
+    if failure.permanent {
+        error!(
+            message_id,
+            receive_count,
+            reason = %failure,
+            "message failed for good; releasing it now for the queue's redrive policy"
+        );
+        Some(Disposal::Release(handle))
+    } else {
+        warn!(
+            message_id,
+            receive_count,
+            reason = %failure,
+            "message failed; SQS will redeliver it after its visibility timeout"
+        );
+        None
+    }
 }
 
 async fn read_object(
@@ -432,7 +525,10 @@ async fn read_object(
                 error = %err,
                 "object could not be read; the message stays in the queue"
             );
-            ticket.fail(format!("{object}: {err}"));
+            ticket.fail(Failure {
+                reason: format!("{object}: {err}"),
+                permanent: !err.is_transient(),
+            });
         }
     }
 }

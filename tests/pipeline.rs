@@ -267,11 +267,11 @@ async fn an_empty_log_file_is_acknowledged() {
 }
 
 #[tokio::test]
-async fn poison_messages_stay_in_the_queue_until_redrive_parks_them() {
+async fn poison_messages_are_released_at_once_and_parked_by_redrive() {
     let env = TestEnv::with(
         "poison",
         EnvOptions {
-            visibility_timeout: Duration::from_secs(3),
+            visibility_timeout: Duration::from_secs(30),
             max_receive_count: 1,
             ..EnvOptions::default()
         },
@@ -294,25 +294,59 @@ async fn poison_messages_stay_in_the_queue_until_redrive_parks_them() {
 
     let first = env.run_until_idle(&[]).await;
 
-    // The worker kept going: the good message is done, the three bad ones stay.
-    assert_eq!(first.messages_received, 4);
+    // The worker kept going: the good message is done; the three bad ones failed for good
+    // and were released at once (visibility 0), not left for the 30 s visibility timeout.
     assert_eq!(first.messages_deleted, 1, "{first:?}");
-    assert_eq!(first.messages_kept, 3);
+    assert_eq!(first.messages_released, 3, "{first:?}");
     assert_eq!(first.objects_failed, 2);
     assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
-    assert_eq!(env.messages_left().await, 3);
 
-    // Once their visibility timeout passes, the next receive moves them to the DLQ.
+    // Released, their next receive moves them to the DLQ (maxReceiveCount 1) well before
+    // their visibility timeout would have passed.
     eventually(
         "the poison messages to reach the DLQ",
-        Duration::from_secs(30),
+        Duration::from_secs(20),
         || async {
-            env.run_until_idle(&[]).await;
             let (dlq, _) = env.queue_depth(&env.dlq_url).await;
+            if dlq < 3 {
+                env.run_until_idle(&[]).await;
+            }
             (dlq == 3).then_some(())
         },
     )
     .await;
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+}
+
+#[tokio::test]
+async fn without_redrive_max_receive_count_gives_up_on_poison() {
+    let env = TestEnv::with(
+        "giveup",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 0,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    env.send_to_queue("This is a test message.").await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+
+    // Received, released, received again (count 2), deleted with an error line; the
+    // second receive may fall into the same run or the next one.
+    let (mut released, mut given_up, mut deleted) = (0, 0, 0);
+    for _ in 0..5 {
+        let summary = env.run_until_idle(&["--max-receive-count", "2"]).await;
+        released += summary.messages_released;
+        given_up += summary.messages_given_up;
+        deleted += summary.messages_deleted;
+        if env.messages_left().await == 0 {
+            break;
+        }
+    }
+    assert_eq!((released, given_up, deleted), (1, 1, 2));
     assert_eq!(env.messages_left().await, 0);
     assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
 }

@@ -153,6 +153,7 @@ pub struct TestEnv {
 pub struct EnvOptions {
     pub delivery: Delivery,
     pub visibility_timeout: Duration,
+    /// The redrive policy's maxReceiveCount; 0 means no redrive policy.
     pub max_receive_count: u32,
 }
 
@@ -197,17 +198,17 @@ impl TestEnv {
             .queue_url
             .expect("dlq url");
         let dlq_arn = queue_arn(&sqs, &dlq_url).await;
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(&id)
-            .attributes(
-                QueueAttributeName::VisibilityTimeout,
-                options.visibility_timeout.as_secs().to_string(),
-            )
-            .attributes(
+        let mut create = sqs.create_queue().queue_name(&id).attributes(
+            QueueAttributeName::VisibilityTimeout,
+            options.visibility_timeout.as_secs().to_string(),
+        );
+        if options.max_receive_count > 0 {
+            create = create.attributes(
                 QueueAttributeName::RedrivePolicy,
                 json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": options.max_receive_count}).to_string(),
-            )
+            );
+        }
+        let queue_url = create
             .send()
             .await
             .expect("create queue")
