@@ -211,6 +211,17 @@ pub struct Config {
     #[arg(long, env = "CLOUDTRAIL_INGEST_RECEIVE_WAIT", default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub receive_wait: Duration,
 
+    /// Log format on standard error: `text` (human-readable; colours on a terminal) or
+    /// `json` (one JSON object per line, for CloudWatch Logs and other collectors).
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     /// Longest a message is kept invisible while it is processed: its visibility timeout is
     /// extended (at a third of the queue's VisibilityTimeout) until it is done or this much
     /// time has passed.
@@ -233,6 +244,13 @@ pub struct Config {
 pub enum Mode {
     Run,
     Check,
+}
+
+/// See `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// See `--free-form-fields`.

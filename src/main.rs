@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cloudtrail_ingest::check;
-use cloudtrail_ingest::config::{Config, Mode};
+use cloudtrail_ingest::config::{Config, LogFormat, Mode};
 use cloudtrail_ingest::worker::{self, Clients};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -28,13 +28,14 @@ async fn main() -> ExitCode {
         eprintln!("cloudtrail-ingest: {err}");
         return ExitCode::from(2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     info!(config = %config.redacted_summary(), "starting");
 
     match run(config).await {
