@@ -23,6 +23,7 @@
 //! - items answered 429/5xx are retried alone, at most `--bulk-max-attempts` times per
 //!   batch; then their documents fail and their messages are redelivered later by SQS.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -301,8 +302,17 @@ async fn index_batch(
         }
         stats.add(&stats.bulk_requests, 1);
         let started = Instant::now();
-        let result = send(client, Bytes::from(body), pending.len()).await;
-        debug!(elapsed = ?started.elapsed(), "bulk request answered");
+        let result = {
+            let _in_flight = stats.enter(&stats.bulk_in_flight);
+            send(client, Bytes::from(body), pending.len()).await
+        };
+        let elapsed = started.elapsed();
+        stats.bulk_latency.0.observe(elapsed.as_secs_f64());
+        stats.set(
+            &stats.cluster_reachable,
+            !matches!(&result, Err(err) if err.is_transient()),
+        );
+        debug!(?elapsed, "bulk request answered");
         let retry_reason = match result {
             Err(err) if err.is_transient() => {
                 let delay = outage.next().unwrap_or(settings.max_backoff);
@@ -329,6 +339,9 @@ async fn index_batch(
                         }
                         ItemOutcome::Indexed => {
                             stats.add(&stats.documents_indexed, 1);
+                            stats
+                                .newest_event_secs
+                                .fetch_max(p.document.event_secs, Ordering::Relaxed);
                             p.ticket.document_settled(Ok(()));
                         }
                         ItemOutcome::AlreadyIndexed => {

@@ -222,6 +222,11 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
+    /// Serve Prometheus metrics at /metrics, liveness at /healthz and readiness at /readyz on
+    /// this address, e.g. 0.0.0.0:9102 [default: no listener].
+    #[arg(long, env = "CLOUDTRAIL_INGEST_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Longest a message is kept invisible while it is processed: its visibility timeout is
     /// extended (at a third of the queue's VisibilityTimeout) until it is done or this much
     /// time has passed.

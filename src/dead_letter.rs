@@ -88,6 +88,7 @@ pub fn build(
         bytes,
         source_start,
         timestamp: rejected.timestamp.clone(),
+        event_secs: rejected.event_secs,
         used_fallback_time: rejected.used_fallback_time,
     }
 }

@@ -65,6 +65,8 @@ pub struct Document {
     pub source_start: usize,
     /// The document's `@timestamp`.
     pub timestamp: String,
+    /// The same instant, in Unix seconds.
+    pub event_secs: i64,
     /// The record had no usable `eventTime`; the fallback time placed it.
     pub used_fallback_time: bool,
 }
@@ -179,6 +181,7 @@ pub fn build(
         bytes,
         source_start,
         timestamp,
+        event_secs: time.unix_timestamp(),
         used_fallback_time,
     })
 }

@@ -12,7 +12,7 @@
 //!
 //! [`config`] holds the one configuration struct, [`cluster`] builds the search client and
 //! detects the product, [`template`] installs the index templates that fit that product,
-//! [`stats`] counts what happened, and [`check`] is the preflight (`cloudtrail-ingest check`).
+//! [`stats`] counts what happened and [`metrics`] serves it over HTTP, and [`check`] is the preflight (`cloudtrail-ingest check`).
 
 pub mod ack;
 pub mod bulk;
@@ -23,6 +23,7 @@ pub mod dead_letter;
 pub mod document;
 pub mod fetch;
 pub mod heartbeat;
+pub mod metrics;
 pub mod notification;
 pub mod records;
 pub mod stats;

@@ -1,7 +1,21 @@
-//! Counters of what the worker did, shared by all stages; logged at exit and returned by
-//! [`crate::worker::run`] so that callers and tests can check them.
+//! Counters of what the worker did, shared by all stages; logged at exit, returned by
+//! [`crate::worker::run`] so that callers and tests can check them, and served as Prometheus
+//! metrics by [`crate::metrics`]. Also the live state the metrics and `/readyz` report:
+//! in-flight gauges, bulk latency, the newest indexed event time and reachability.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+/// Latency of bulk requests, in seconds (10 ms to about 40 s).
+#[derive(Debug)]
+pub struct LatencyHistogram(pub Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(Histogram::new(exponential_buckets(0.01, 2.0, 13)))
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -34,11 +48,47 @@ pub struct Stats {
     pub dead_letter_failures: AtomicU64,
     pub bulk_requests: AtomicU64,
     pub bulk_retries: AtomicU64,
+    /// Messages that failed, by kind (both are also counted in `messages_kept`).
+    pub messages_failed_permanent: AtomicU64,
+    pub messages_failed_transient: AtomicU64,
+
+    pub bulk_latency: LatencyHistogram,
+    pub messages_in_flight: AtomicI64,
+    pub bulk_in_flight: AtomicI64,
+    /// Unix seconds of the newest `eventTime` indexed so far; 0 before the first.
+    pub newest_event_secs: AtomicI64,
+    /// The worker passed its start-up checks and is running.
+    pub started: AtomicBool,
+    /// The last bulk request got an answer from the cluster.
+    pub cluster_reachable: AtomicBool,
+    /// The last ReceiveMessage succeeded.
+    pub queue_reachable: AtomicBool,
 }
 
 impl Stats {
     pub fn add(&self, counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one unit in `gauge` until the guard is dropped.
+    pub fn enter<'a>(&'a self, gauge: &'a AtomicI64) -> GaugeGuard<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(gauge)
+    }
+
+    pub fn set(&self, flag: &AtomicBool, value: bool) {
+        flag.store(value, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Relaxed)
+    }
+
+    /// Ready: started, and both the cluster and the queue answered last time.
+    pub fn ready(&self) -> bool {
+        self.get(&self.started)
+            && self.get(&self.cluster_reachable)
+            && self.get(&self.queue_reachable)
     }
 
     pub fn snapshot(&self) -> Summary {
@@ -89,4 +139,13 @@ pub struct Summary {
     pub dead_letter_failures: u64,
     pub bulk_requests: u64,
     pub bulk_retries: u64,
+}
+
+/// See [`Stats::enter`].
+pub struct GaugeGuard<'a>(&'a AtomicI64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

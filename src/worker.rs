@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::document;
 use crate::fetch::{self, ObjectSink, Origin, PendingDocument};
 use crate::heartbeat;
+use crate::metrics;
 use crate::notification::{self, ObjectRef};
 use crate::stats::{Stats, Summary};
 use crate::template::{self, TemplateError};
@@ -71,6 +72,11 @@ pub enum WorkerError {
     Template(#[from] TemplateError),
     #[error("queue {url} is not usable: {message}")]
     Queue { url: String, message: String },
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs until `shutdown` is cancelled (or the queue is idle with `--exit-when-idle`) and
@@ -81,6 +87,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, WorkerError> {
     let queue_url = config.queue_url().to_string();
+    let stats = Arc::new(Stats::default());
+    let stop_metrics = CancellationToken::new();
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::serve(addr, stats.clone(), stop_metrics.clone())
+                .await
+                .map_err(|source| WorkerError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
     let info = cluster::detect(&clients.cluster, config.elasticsearch_url().as_str()).await?;
     info!(distribution = %info.distribution, version = %info.version, "cluster detected");
     let free_form = template::prepare(&clients.cluster, config, &info).await?;
@@ -92,7 +108,8 @@ pub async fn run(
         );
     }
 
-    let stats = Arc::new(Stats::default());
+    stats.set(&stats.cluster_reachable, true);
+    stats.set(&stats.queue_reachable, true);
     let in_flight = heartbeat::Registry::default();
     let stop_heartbeat = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat::run(
@@ -113,6 +130,7 @@ pub async fn run(
         config.receive_wait,
         slots,
         message_tx,
+        stats.clone(),
         stop_receiving.clone(),
     ));
     let (document_tx, document_rx) = mpsc::channel(DOCUMENT_CHANNEL);
@@ -146,6 +164,7 @@ pub async fn run(
         heartbeat_every = ?heartbeat::interval(queue.visibility_timeout),
         "worker started"
     );
+    stats.set(&stats.started, true);
 
     let mut tasks: JoinSet<Option<Disposal>> = JoinSet::new();
     loop {
@@ -209,6 +228,10 @@ pub async fn run(
     receiver.await.expect("the receiver does not panic");
     stop_heartbeat.cancel();
     heartbeat.await.expect("the heartbeat does not panic");
+    stop_metrics.cancel();
+    if let Some(server) = metrics_server {
+        server.await.expect("the metrics server does not panic");
+    }
 
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");
@@ -292,6 +315,7 @@ async fn receive_loop(
     wait: Duration,
     slots: Arc<Semaphore>,
     messages: mpsc::Sender<Received>,
+    stats: Arc<Stats>,
     stop: CancellationToken,
 ) {
     let backoff = ExponentialBuilder::default()
@@ -327,6 +351,7 @@ async fn receive_loop(
             result = receive => result,
             () = stop.cancelled() => return,
         };
+        stats.set(&stats.queue_reachable, result.is_ok());
         match result {
             Ok(output) => {
                 delays = backoff.build();
@@ -401,6 +426,7 @@ async fn process(
     };
     async move {
         let stats = &context.stats;
+        let _counted = stats.enter(&stats.messages_in_flight);
         let body = message.body.as_deref().unwrap_or("");
         let notification = match notification::parse(body) {
             Ok(n) => n,
@@ -464,6 +490,7 @@ fn dispose_failed(
     }
     stats.add(&stats.messages_kept, 1);
     if failure.permanent {
+        stats.add(&stats.messages_failed_permanent, 1);
         error!(
             message_id,
             receive_count,
@@ -472,6 +499,7 @@ fn dispose_failed(
         );
         Some(Disposal::Release(handle))
     } else {
+        stats.add(&stats.messages_failed_transient, 1);
         warn!(
             message_id,
             receive_count,

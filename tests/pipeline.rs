@@ -573,3 +573,74 @@ async fn a_failed_dead_letter_write_keeps_the_message() {
     assert_eq!(summary.messages_kept, 1);
     assert_eq!(env.messages_left().await, 1);
 }
+
+/// A metric's value in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_endpoint_reports_what_was_ingested() {
+    let env = TestEnv::new("metrics").await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+    env.send_to_queue("This is a test message.").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let config = <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from(
+        env.args(&["--metrics-listen", &listen]),
+    )
+    .unwrap();
+    let clients = cloudtrail_ingest::worker::Clients::new(&aws_config(), &config).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move { cloudtrail_ingest::worker::run(&config, clients, stop).await })
+    };
+    let base = format!("http://{listen}");
+    let expected = ids(ORG_TRAIL) as f64;
+    let text = eventually("the counters to settle", Duration::from_secs(30), || {
+        let url = format!("{base}/metrics");
+        let http = env.http.clone();
+        async move {
+            let text = http.get(url).send().await.ok()?.text().await.ok()?;
+            (metric(&text, "cloudtrail_ingest_documents_indexed_total") == Some(expected)
+                && metric(&text, "cloudtrail_ingest_messages_deleted_total") == Some(1.0)
+                && metric(&text, "cloudtrail_ingest_messages_failed_permanent_total") >= Some(1.0))
+            .then_some(text)
+        }
+    })
+    .await;
+    let size = fixture_object(ORG_TRAIL).len() as f64;
+    assert_eq!(
+        metric(&text, "cloudtrail_ingest_objects_read_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "cloudtrail_ingest_bytes_read_total"),
+        Some(size)
+    );
+    assert_eq!(
+        metric(&text, "cloudtrail_ingest_documents_rejected_total"),
+        Some(0.0)
+    );
+    assert!(metric(&text, "cloudtrail_ingest_messages_received_total") >= Some(2.0));
+    assert!(metric(&text, "cloudtrail_ingest_bulk_latency_seconds_count") >= Some(1.0));
+    assert!(
+        metric(&text, "cloudtrail_ingest_lag_seconds") > Some(0.0),
+        "{text}"
+    );
+    assert_eq!(metric(&text, "cloudtrail_ingest_ready"), Some(1.0));
+    for (path, status) in [("/healthz", 200), ("/readyz", 200), ("/nothing", 404)] {
+        let response = env.http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+    }
+    stop.cancel();
+    let summary = worker.await.unwrap().unwrap();
+    assert_eq!(summary.documents_indexed as f64, expected);
+}
