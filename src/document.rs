@@ -263,10 +263,11 @@ fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>, e
         copied = edit.span.end;
     }
     out.extend_from_slice(&record[copied..]);
-    for b in &mut out[start..] {
-        if *b == b'\n' || *b == b'\r' {
-            *b = b' ';
-        }
+    let source = &mut out[start..];
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &source[at..]) {
+        source[at + found] = b' ';
+        at += found + 1;
     }
 }
 

@@ -197,18 +197,30 @@ impl<R: BufRead> Splitter<R> {
                 return Err(self.malformed("unexpected end of data inside a value"));
             }
             let mut end = None;
-            for (i, &b) in buf.iter().enumerate() {
+            let mut i = 0;
+            while i < buf.len() {
                 if in_string {
                     if escaped {
                         escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
+                        i += 1;
+                        continue;
+                    }
+                    // Most of a record is string content: jump to the next quote or escape.
+                    match memchr::memchr2(b'"', b'\\', &buf[i..]) {
+                        None => i = buf.len(),
+                        Some(at) => {
+                            i += at;
+                            if buf[i] == b'"' {
+                                in_string = false;
+                            } else {
+                                escaped = true;
+                            }
+                            i += 1;
+                        }
                     }
                     continue;
                 }
-                match b {
+                match buf[i] {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
@@ -220,6 +232,7 @@ impl<R: BufRead> Splitter<R> {
                     }
                     _ => {}
                 }
+                i += 1;
             }
             let n = end.unwrap_or(buf.len());
             if capture {

@@ -1,0 +1,185 @@
+//! The split path without network: gunzip -> records -> bulk body bytes, on one core.
+//!
+//! `cargo bench --bench split` generates a realistic corpus (the conformance records cycled
+//! with fresh ids, times, users and addresses; about 100 MB uncompressed, gzipped as CloudTrail
+//! does), then measures in the same run:
+//! - gunzip alone (the physical limit of this path),
+//! - gunzip + split + document building into 5 MiB bulk bodies,
+//! - the same plus gzip compression of each bulk body (`--bulk-compression gzip`),
+//!
+//! and prints events/s, MB/s of decompressed log and the ratio to gunzip alone. Each figure
+//! is the best of several runs. `BENCH_MB` sets the corpus size.
+
+use std::io::{self, BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+use cloudtrail_ingest::document::{self, FreeForm, Options};
+use cloudtrail_ingest::records::Splitter;
+use flate2::bufread::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::Value;
+
+const RUNS: usize = 5;
+const BULK_BYTES: usize = 5 * 1024 * 1024;
+
+fn main() {
+    // `cargo test --all-targets` runs benches once as tests: keep that quick.
+    let quick =
+        std::env::args().any(|a| a == "--test") || !std::env::args().any(|a| a == "--bench");
+    let mb: usize = std::env::var("BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 2 } else { 100 });
+    let runs = if quick { 1 } else { RUNS };
+
+    let (gz, raw_len, events) = corpus(mb * 1024 * 1024);
+    println!(
+        "corpus: {events} events, {:.1} MB uncompressed, {:.1} MB gzipped",
+        raw_len as f64 / 1e6,
+        gz.len() as f64 / 1e6
+    );
+
+    let gunzip = best(runs, || gunzip_only(&gz));
+    let split = best(runs, || split_path(&gz, false));
+    let compressed = best(runs, || split_path(&gz, true));
+    report("gunzip only", gunzip, raw_len, events, None);
+    report(
+        "gunzip+split+bulk body",
+        split,
+        raw_len,
+        events,
+        Some(gunzip),
+    );
+    report(
+        "  ... + gzip bulk bodies",
+        compressed,
+        raw_len,
+        events,
+        Some(gunzip),
+    );
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> u64) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .min()
+        .expect("at least one run")
+}
+
+fn report(what: &str, took: Duration, raw_len: usize, events: u64, base: Option<Duration>) {
+    let secs = took.as_secs_f64();
+    let ratio = base
+        .map(|b| {
+            format!(
+                "  {:.0}% of gunzip-only throughput",
+                100.0 * b.as_secs_f64() / secs
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "{what:<26} {:>8.3} s  {:>10.0} events/s  {:>7.1} MB/s{ratio}",
+        secs,
+        events as f64 / secs,
+        raw_len as f64 / 1e6 / secs,
+    );
+}
+
+fn gunzip_only(gz: &[u8]) -> u64 {
+    let mut decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
+    io::copy(&mut decoder, &mut io::sink()).expect("the corpus decodes")
+}
+
+/// What the worker does per object, minus the network: returns bytes of bulk bodies made.
+fn split_path(gz: &[u8], compress: bool) -> u64 {
+    let options = Options {
+        index_prefix: "cloudtrail".into(),
+        free_form: FreeForm::Objects,
+    };
+    let decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
+    let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, decoder));
+    let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    let mut total = 0u64;
+    let mut flush = |body: &mut Vec<u8>| {
+        total += if compress {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+            enc.write_all(body).expect("compressing in memory");
+            enc.finish().expect("compressing in memory").len() as u64
+        } else {
+            body.len() as u64
+        };
+        body.clear();
+    };
+    while let Some(record) = splitter.next_record().expect("the corpus splits") {
+        let doc = document::build(record, &options, None).expect("corpus records are valid");
+        body.extend_from_slice(&doc.bytes);
+        if body.len() >= BULK_BYTES {
+            flush(&mut body);
+        }
+    }
+    flush(&mut body);
+    total
+}
+
+/// A gzipped log of about `target` bytes: the conformance records, cycled with fresh ids,
+/// times, principals and addresses so that no two events are alike.
+fn corpus(target: usize) -> (Vec<u8>, usize, u64) {
+    let records = conformance_records();
+    let mut raw = Vec::with_capacity(target + 1024 * 1024);
+    raw.extend_from_slice(b"{\"Records\":[");
+    let mut n = 0u64;
+    while raw.len() < target {
+        let mut record = records[n as usize % records.len()].clone();
+        record["eventID"] = format!("{:08x}-bench-{n:012}", n.wrapping_mul(2654435761)).into();
+        record["eventTime"] = format!(
+            "2025-06-{:02}T{:02}:{:02}:{:02}Z",
+            1 + n % 28,
+            n % 24,
+            n % 60,
+            (n / 60) % 60
+        )
+        .into();
+        record["sourceIPAddress"] = format!("198.51.{}.{}", n % 256, (n / 256) % 256).into();
+        if let Some(identity) = record
+            .get_mut("userIdentity")
+            .and_then(Value::as_object_mut)
+        {
+            identity.insert("principalId".into(), format!("AIDA{n:016X}").into());
+        }
+        if n > 0 {
+            raw.push(b',');
+        }
+        serde_json::to_writer(&mut raw, &record).expect("writing to a Vec cannot fail");
+        n += 1;
+    }
+    raw.extend_from_slice(b"]}");
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(&raw).expect("compressing in memory");
+    (enc.finish().expect("compressing in memory"), raw.len(), n)
+}
+
+fn conformance_records() -> Vec<Value> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/conformance");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(root.join("INDEX.json")).expect("corpus index"))
+            .expect("corpus index is JSON");
+    let mut records = Vec::new();
+    for entry in index["objects"].as_array().expect("objects") {
+        if entry["kind"] != "cloudtrail-log" {
+            continue;
+        }
+        let gz = std::fs::read(root.join("objects").join(entry["key"].as_str().unwrap()))
+            .expect("corpus object");
+        let mut text = Vec::new();
+        MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut text)
+            .expect("corpus object decodes");
+        let log: Value = serde_json::from_slice(&text).expect("corpus object is JSON");
+        records.extend(log["Records"].as_array().cloned().unwrap_or_default());
+    }
+    records
+}
