@@ -117,7 +117,7 @@ async fn bulk_probe(config: &Config, clients: &Clients) -> Verdict {
     let body = format!(
         "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"cloudtrail-ingest-preflight\"}}}}\n{{\"preflight\":true}}\n"
     );
-    match bulk::send(&clients.cluster, Bytes::from(body), 1).await {
+    match bulk::send(&clients.cluster, Bytes::from(body), false, 1).await {
         Ok(outcomes) => match outcomes.into_iter().next() {
             Some(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => {
                 Verdict::Pass(format!("bulk create accepted by {index}"))

@@ -177,6 +177,18 @@ pub struct Config {
     #[arg(long, env = "CLOUDTRAIL_INGEST_BULK_LINGER", default_value = "200ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub bulk_linger: Duration,
 
+    /// Compression of bulk request bodies: `none`, or `gzip` (`Content-Encoding: gzip`,
+    /// about 6x fewer bytes on the wire for some CPU; worth it across availability zones
+    /// or regions, where traffic is billed).
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_BULK_COMPRESSION",
+        value_enum,
+        default_value_t = BulkCompression::None,
+        value_name = "MODE"
+    )]
+    pub bulk_compression: BulkCompression,
+
     /// Bulk requests in flight at once.
     #[arg(
         long,
@@ -249,6 +261,13 @@ pub struct Config {
 pub enum Mode {
     Run,
     Check,
+}
+
+/// See `--bulk-compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BulkCompression {
+    None,
+    Gzip,
 }
 
 /// See `--log-format`.

@@ -27,7 +27,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use crate::ack::{self, Deletion, Disposal, Failure, Ticket};
 use crate::bulk::{self, BulkSettings};
 use crate::cluster::{self, ClusterError};
-use crate::config::Config;
+use crate::config::{BulkCompression, Config};
 use crate::document;
 use crate::fetch::{self, ObjectSink, Origin, PendingDocument};
 use crate::heartbeat;
@@ -246,6 +246,7 @@ fn bulk_settings(config: &Config) -> BulkSettings {
         max_attempts: config.bulk_max_attempts,
         min_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(30),
+        gzip: config.bulk_compression == BulkCompression::Gzip,
         dead_letter_prefix: config.dead_letter_prefix(),
     }
 }

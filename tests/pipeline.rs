@@ -644,3 +644,16 @@ async fn metrics_endpoint_reports_what_was_ingested() {
     let summary = worker.await.unwrap().unwrap();
     assert_eq!(summary.documents_indexed as f64, expected);
 }
+
+#[tokio::test]
+async fn gzipped_bulk_bodies_are_indexed() {
+    let env = TestEnv::new("gzipbulk").await;
+    env.put_fixture(COMBINED).await;
+    env.publish(&env.cloudtrail_message(&[COMBINED])).await;
+
+    let summary = env.run_until_idle(&["--bulk-compression", "gzip"]).await;
+
+    assert_eq!(summary.documents_rejected, 0, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert_eq!(env.total_documents().await, ids(COMBINED));
+}
