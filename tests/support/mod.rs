@@ -3,6 +3,8 @@
 //! [`TestEnv`] with its own bucket, topic, queue, dead-letter queue and index prefix.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -321,6 +323,42 @@ impl TestEnv {
         let config = Config::try_parse_from(args).expect("test arguments parse");
         config.validate().expect("test configuration is valid");
         let clients = Clients::new(&aws_config(), &config).expect("clients");
+        tokio::spawn(async move {
+            worker::run(&config, clients, CancellationToken::new())
+                .await
+                .expect("the worker runs")
+        })
+    }
+
+    /// Starts the worker in-process until idle, talking to the cluster and/or S3 through
+    /// other endpoints (a fault proxy) when given.
+    pub fn spawn_through(
+        &self,
+        extra: &[&str],
+        cluster: Option<&str>,
+        s3: Option<&str>,
+    ) -> tokio::task::JoinHandle<Summary> {
+        let mut args = self.args(extra);
+        args.push("--exit-when-idle".into());
+        if let Some(url) = cluster {
+            let at = args
+                .iter()
+                .position(|a| a == "--elasticsearch-url")
+                .unwrap();
+            args[at + 1] = url.to_string();
+        }
+        let config = Config::try_parse_from(args).expect("test arguments parse");
+        config.validate().expect("test configuration is valid");
+        let aws = aws_config();
+        let mut clients = Clients::new(&aws, &config).expect("clients");
+        if let Some(url) = s3 {
+            clients.s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&aws)
+                    .endpoint_url(url)
+                    .force_path_style(true)
+                    .build(),
+            );
+        }
         tokio::spawn(async move {
             worker::run(&config, clients, CancellationToken::new())
                 .await
