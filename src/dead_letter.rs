@@ -108,7 +108,8 @@ mod tests {
             index_prefix: "ct".into(),
             free_form: FreeForm::Objects,
         };
-        let rejected = document::build(record, &options, None).unwrap();
+        let parsed = crate::records::OwnedRecord::parse(record).unwrap();
+        let rejected = document::build(parsed.as_record(), &options, None).unwrap();
         let origin = Origin {
             message_id: "m-1".into(),
             bucket: "trail".into(),

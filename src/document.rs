@@ -1,9 +1,10 @@
 //! Document: one raw CloudTrail record -> its bulk `create` action and source, ready to send.
 //!
-//! Input: a record's bytes as CloudTrail wrote them. Output: a [`Document`] whose `bytes` are
-//! the two NDJSON lines of a bulk `create` (action, then source). Only `eventTime`,
-//! `eventID` and `@timestamp` are read from the record; the source is the record itself with
-//! `@timestamp` spliced in after its opening brace, never re-serialised.
+//! Input: a [`Record`] as the splitter found it (its bytes as CloudTrail wrote them, and its
+//! top-level members). Output: a [`Document`] whose `bytes` are the two NDJSON lines of a bulk
+//! `create` (action, then source). Only the values of `eventTime`, `eventID` and `@timestamp`
+//! are decoded; the source is the record itself with `@timestamp` spliced in after its opening
+//! brace, never re-serialised.
 //!
 //! - index: `<prefix>-YYYY.MM.DD` from `eventTime` in UTC (or, for a record without a usable
 //!   `eventTime`, from the log object's LastModified, so the choice is stable on redelivery);
@@ -22,15 +23,20 @@
 //!
 //! Only those spans are rewritten; the rest of the record is copied byte for byte.
 //!
-//! Failure policy: a record that is not valid JSON is a permanent [`DocumentError`].
+//! Failure policy: a record that is not UTF-8, or whose top level is not an object of
+//! `"key": value` members, is a permanent [`DocumentError`]. What is inside the values is
+//! not validated here (that would cost more than everything else on this path): the cluster
+//! parses every document anyway, and one it cannot parse is answered with an item-level 400,
+//! so it goes to the dead-letter index with the cluster's reason while the rest of its object
+//! is indexed.
 
 use std::ops::Range;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
+
+use crate::records::Record;
 
 /// The top-level fields whose content is free-form.
 pub const FREE_FORM_FIELDS: [&str; 4] = [
@@ -80,8 +86,10 @@ impl Document {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
-    #[error("record is not valid JSON: {0}")]
-    InvalidJson(#[from] serde_json::Error),
+    #[error("record is not a JSON object: {0}")]
+    Malformed(&'static str),
+    #[error("record is not valid UTF-8 (at byte {0})")]
+    InvalidUtf8(usize),
     #[error("record has no usable eventTime and no fallback time is known")]
     NoTime,
 }
@@ -92,34 +100,46 @@ impl DocumentError {
     }
 }
 
-/// The only fields read from a record. Deserialising into this still validates the whole
-/// record as JSON while skipping everything else without allocation.
-#[derive(Deserialize)]
-struct Keys<'a> {
-    #[serde(rename = "eventTime", borrow, default)]
-    event_time: Option<&'a RawValue>,
-    #[serde(rename = "eventID", borrow, default)]
-    event_id: Option<&'a RawValue>,
-    #[serde(rename = "@timestamp", borrow, default)]
-    timestamp: Option<&'a RawValue>,
-    #[serde(rename = "requestParameters", borrow, default)]
-    request_parameters: Option<&'a RawValue>,
-    #[serde(rename = "responseElements", borrow, default)]
-    response_elements: Option<&'a RawValue>,
-    #[serde(rename = "additionalEventData", borrow, default)]
-    additional_event_data: Option<&'a RawValue>,
-    #[serde(rename = "serviceEventDetails", borrow, default)]
-    service_event_details: Option<&'a RawValue>,
+/// The only values read from a record: raw spans of the record, `null` counting as absent.
+/// The first of a repeated key wins (the cluster rejects such a record anyway).
+#[derive(Default)]
+struct Keys {
+    event_time: Option<Range<usize>>,
+    event_id: Option<Range<usize>>,
+    timestamp: Option<Range<usize>>,
+    /// In the order of [`FREE_FORM_FIELDS`].
+    free_form: [Option<Range<usize>>; 4],
 }
 
-impl<'a> Keys<'a> {
-    fn free_form(&self) -> [Option<&'a RawValue>; 4] {
-        [
-            self.request_parameters,
-            self.response_elements,
-            self.additional_event_data,
-            self.service_event_details,
-        ]
+impl Keys {
+    fn find(record: &Record) -> Result<Keys, DocumentError> {
+        let bytes = record.bytes;
+        let mut keys = Keys::default();
+        for member in record.members() {
+            let member = member.map_err(DocumentError::Malformed)?;
+            let name = &bytes[member.key.start + 1..member.key.end - 1];
+            let decoded;
+            let name = if name.contains(&b'\\') {
+                decoded = serde_json::from_slice::<String>(&bytes[member.key.clone()])
+                    .map_err(|_| DocumentError::Malformed("a key that is not a valid string"))?;
+                decoded.as_bytes()
+            } else {
+                name
+            };
+            let slot = match name {
+                b"eventTime" => &mut keys.event_time,
+                b"eventID" => &mut keys.event_id,
+                b"@timestamp" => &mut keys.timestamp,
+                _ => match FREE_FORM_FIELDS.iter().position(|f| f.as_bytes() == name) {
+                    Some(i) => &mut keys.free_form[i],
+                    None => continue,
+                },
+            };
+            if slot.is_none() && &bytes[member.value.clone()] != b"null" {
+                *slot = Some(member.value);
+            }
+        }
+        Ok(keys)
     }
 }
 
@@ -133,14 +153,19 @@ struct Edit {
 /// Builds the bulk lines for one record. `fallback_time` places records without a usable
 /// `eventTime` (the log object's LastModified).
 pub fn build(
-    record: &[u8],
+    record: Record<'_>,
     options: &Options,
     fallback_time: Option<OffsetDateTime>,
 ) -> Result<Document, DocumentError> {
-    let keys: Keys = serde_json::from_slice(record)?;
+    let keys = Keys::find(&record)?;
+    let record = record.bytes;
+    if let Err(e) = std::str::from_utf8(record) {
+        return Err(DocumentError::InvalidUtf8(e.valid_up_to()));
+    }
     let event_time = keys
         .event_time
-        .and_then(raw_str)
+        .clone()
+        .and_then(|span| raw_str(&record[span]))
         .and_then(|s| parse_time(&s).map(|t| (s, t)));
     let used_fallback_time = event_time.is_none();
     let (timestamp, time) = match event_time {
@@ -154,7 +179,11 @@ pub fn build(
             (s, t)
         }
     };
-    let id = match keys.event_id.and_then(raw_str) {
+    let id = match keys
+        .event_id
+        .clone()
+        .and_then(|span| raw_str(&record[span]))
+    {
         Some(id) if !id.is_empty() => id,
         _ => content_id(record),
     };
@@ -189,23 +218,19 @@ pub fn build(
 /// The free-form values that must be rewritten, in record order.
 fn free_form_edits(record: &[u8], keys: &Keys, free_form: FreeForm) -> Vec<Edit> {
     let mut edits: Vec<Edit> = keys
-        .free_form()
-        .into_iter()
+        .free_form
+        .iter()
         .flatten()
-        .filter(|raw| {
-            let first = raw.get().as_bytes()[0];
+        .filter(|span| {
+            let first = record[span.start];
             match free_form {
                 FreeForm::Objects => first != b'{',
                 FreeForm::Strings => first != b'"',
             }
         })
-        .map(|raw| {
-            let start = raw.get().as_ptr() as usize - record.as_ptr() as usize;
-            debug_assert!(start + raw.get().len() <= record.len());
-            Edit {
-                span: start..start + raw.get().len(),
-                kind: free_form,
-            }
+        .map(|span| Edit {
+            span: span.clone(),
+            kind: free_form,
         })
         .collect();
     edits.sort_by_key(|e| e.span.start);
@@ -271,8 +296,14 @@ fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>, e
     }
 }
 
-fn raw_str(raw: &RawValue) -> Option<String> {
-    serde_json::from_str::<String>(raw.get()).ok()
+/// The text of a raw JSON string value; `None` for any other value.
+fn raw_str(raw: &[u8]) -> Option<String> {
+    match raw {
+        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'\\' && b != b'"') => {
+            std::str::from_utf8(inner).ok().map(str::to_owned)
+        }
+        _ => serde_json::from_slice::<String>(raw).ok(),
+    }
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -294,6 +325,16 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
     use time::macros::datetime;
+
+    /// `super::build` of a record given as bytes.
+    fn build(
+        record: &[u8],
+        options: &Options,
+        fallback_time: Option<OffsetDateTime>,
+    ) -> Result<Document, DocumentError> {
+        let record = crate::records::OwnedRecord::parse(record).expect("a balanced object");
+        super::build(record.as_record(), options, fallback_time)
+    }
 
     fn options(prefix: &str) -> Options {
         Options {
@@ -411,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn escapes_ids_and_rejects_invalid_json() {
+    fn escapes_ids_and_rejects_a_broken_top_level() {
         let doc = build(
             br#"{"eventID":"a\"b\\c","eventTime":"2020-01-01T00:00:00Z"}"#,
             &options("ct"),
@@ -420,12 +461,37 @@ mod tests {
         .unwrap();
         assert_eq!(doc.id, "a\"b\\c");
         assert_eq!(lines(&doc).0["create"]["_id"], "a\"b\\c");
-        for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\":\"\x01\"}"] {
+        for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\" 1}"] {
             assert!(matches!(
                 build(bad, &options("ct"), None),
-                Err(DocumentError::InvalidJson(_))
+                Err(DocumentError::Malformed(_))
             ));
         }
+        assert!(matches!(
+            build(
+                b"{\"a\":\"\xff\"}",
+                &options("ct"),
+                Some(OffsetDateTime::UNIX_EPOCH)
+            ),
+            Err(DocumentError::InvalidUtf8(6))
+        ));
+        // Inside a value, JSON is the cluster's to judge: such a document is sent, and an
+        // item-level rejection sends it to the dead-letter index.
+        let doc = build(
+            b"{\"eventTime\":\"2020-01-01T00:00:00Z\",\"a\":\"\x01\",\"b\":01}",
+            &options("ct"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(doc.index, "ct-2020.01.01");
+        // A key spelled with escapes is still found.
+        let doc = build(
+            br#"{"event\u0049D":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
+            &options("ct"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(doc.id, "x");
     }
 
     #[test]

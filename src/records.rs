@@ -2,14 +2,17 @@
 //!
 //! Input: any `BufRead` holding `{"Records":[{...},{...}]}` (other top-level keys are
 //! skipped). Output: each element of `Records`, byte for byte as CloudTrail wrote it, one at a
-//! time. Nothing is parsed into a tree: the splitter tracks only string/escape state and
-//! nesting depth, so memory is one record, not one object. Pure and synchronous: no I/O of
-//! its own beyond the reader it is given, no clients.
+//! time, as a [`Record`]. Nothing is parsed into a tree: the splitter tracks only string/escape
+//! state and nesting depth, so memory is one record, not one object. In the same pass it notes
+//! where the record's own `:` and `,` are, so that [`Record::members`] finds each top-level
+//! key and value without scanning the record again. Pure and synchronous: no I/O of its own
+//! beyond the reader it is given, no clients.
 //!
 //! Failure policy: malformed structure is a [`SplitError::Malformed`] (permanent); read
 //! errors are passed through as [`SplitError::Read`] for the caller to classify.
 
 use std::io::{self, BufRead};
+use std::ops::Range;
 
 /// One record may not exceed this: CloudTrail records are at most a few hundred KiB, so a
 /// larger "record" means a stream that is not CloudTrail, and we refuse to buffer it.
@@ -40,6 +43,8 @@ pub struct Splitter<R> {
     reader: R,
     state: State,
     record: Vec<u8>,
+    /// Positions in `record` of its top-level `:` and `,` (outside strings, depth 1).
+    separators: Vec<u32>,
     offset: u64,
     saw_records: bool,
     /// Whether a value was just read in the current container (so `,` is expected).
@@ -52,14 +57,15 @@ impl<R: BufRead> Splitter<R> {
             reader,
             state: State::Start,
             record: Vec::with_capacity(16 * 1024),
+            separators: Vec::with_capacity(256),
             offset: 0,
             saw_records: false,
             after_value: false,
         }
     }
 
-    /// The next record's raw bytes, or `None` at the end of a well-formed log file.
-    pub fn next_record(&mut self) -> Result<Option<&[u8]>, SplitError> {
+    /// The next record, or `None` at the end of a well-formed log file.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, SplitError> {
         loop {
             match self.state {
                 State::Start => {
@@ -99,9 +105,13 @@ impl<R: BufRead> Splitter<R> {
                     Some(b',') if self.after_value => self.after_value = false,
                     Some(b'{') if !self.after_value => {
                         self.record.clear();
+                        self.separators.clear();
                         self.scan_value(Some(b'{'), true)?;
                         self.after_value = true;
-                        return Ok(Some(&self.record));
+                        return Ok(Some(Record {
+                            bytes: &self.record,
+                            separators: &self.separators,
+                        }));
                     }
                     Some(_) if !self.after_value => {
                         return Err(self.malformed("a Records element is not an object"))
@@ -186,7 +196,8 @@ impl<R: BufRead> Splitter<R> {
     }
 
     /// Scans to the end of an object or array whose opening bracket was consumed. Only
-    /// brackets outside strings count; string contents are skipped escape-aware.
+    /// brackets outside strings count; string contents are skipped escape-aware. With
+    /// `capture`, the container's own `:` and `,` go to `separators`.
     fn scan_container(&mut self, capture: bool) -> Result<(), SplitError> {
         let mut depth: usize = 1;
         let mut in_string = false;
@@ -196,6 +207,7 @@ impl<R: BufRead> Splitter<R> {
             if buf.is_empty() {
                 return Err(self.malformed("unexpected end of data inside a value"));
             }
+            let base = self.record.len();
             let mut end = None;
             let mut i = 0;
             while i < buf.len() {
@@ -230,6 +242,8 @@ impl<R: BufRead> Splitter<R> {
                             break;
                         }
                     }
+                    // A record is at most MAX_RECORD_BYTES, so its positions fit in a u32.
+                    b':' | b',' if depth == 1 && capture => self.separators.push((base + i) as u32),
                     _ => {}
                 }
                 i += 1;
@@ -304,6 +318,147 @@ impl<R: BufRead> Splitter<R> {
     }
 }
 
+/// One record: its bytes, from `{` to `}`, and where its top-level separators are.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub bytes: &'a [u8],
+    separators: &'a [u32],
+}
+
+impl<'a> Record<'a> {
+    /// The record's top-level members, in order. Only the structure around them is checked
+    /// (a string key, `:`, a value, `,` between members); what is inside a value is not.
+    pub fn members(&self) -> Members<'a> {
+        Members {
+            bytes: self.bytes,
+            separators: self.separators,
+            next: 0,
+            start: 1,
+            done: false,
+        }
+    }
+}
+
+/// A record held on its own, for callers that have one record's bytes rather than a log.
+#[derive(Debug, Clone)]
+pub struct OwnedRecord {
+    bytes: Vec<u8>,
+    separators: Vec<u32>,
+}
+
+impl OwnedRecord {
+    /// Scans `bytes`, which must be one JSON object (surrounding whitespace allowed), the way
+    /// the splitter scans a record.
+    pub fn parse(bytes: &[u8]) -> Result<OwnedRecord, SplitError> {
+        let mut splitter = Splitter::new(bytes);
+        if splitter.next_token()? != Some(b'{') {
+            return Err(splitter.malformed("a record is not a JSON object"));
+        }
+        splitter.record.clear();
+        splitter.scan_value(Some(b'{'), true)?;
+        if splitter.next_token()?.is_some() {
+            return Err(splitter.malformed("trailing data after the record"));
+        }
+        Ok(OwnedRecord {
+            bytes: splitter.record,
+            separators: splitter.separators,
+        })
+    }
+
+    pub fn as_record(&self) -> Record<'_> {
+        Record {
+            bytes: &self.bytes,
+            separators: &self.separators,
+        }
+    }
+}
+
+/// One top-level member of a record: spans of its key (with the quotes) and of its value,
+/// both without surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// Iterator over [`Record::members`]; yields an error (and then stops) where the record's
+/// top level is not `{"key": value, ...}`.
+pub struct Members<'a> {
+    bytes: &'a [u8],
+    separators: &'a [u32],
+    /// Index in `separators` of the next member's `:`.
+    next: usize,
+    /// Where the next member's key begins (after `{` or `,`).
+    start: usize,
+    done: bool,
+}
+
+impl Iterator for Members<'_> {
+    type Item = Result<Member, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let close = self.bytes.len() - 1;
+        let Some(&colon) = self.separators.get(self.next) else {
+            self.done = true;
+            let rest = trim(self.bytes, self.start..close);
+            return match (rest.is_empty(), self.next) {
+                (true, 0) => None,
+                (true, _) => Some(Err("a ',' with no member after it")),
+                (false, _) => Some(Err("a member without ':'")),
+            };
+        };
+        let colon = colon as usize;
+        if self.bytes[colon] != b':' {
+            self.done = true;
+            return Some(Err("a member without ':'"));
+        }
+        let key = trim(self.bytes, self.start..colon);
+        let end = match self.separators.get(self.next + 1) {
+            Some(&comma) if self.bytes[comma as usize] == b',' => {
+                self.start = comma as usize + 1;
+                self.next += 2;
+                comma as usize
+            }
+            Some(_) => {
+                self.done = true;
+                return Some(Err("two ':' in one member"));
+            }
+            None => {
+                self.done = true;
+                close
+            }
+        };
+        let value = trim(self.bytes, colon + 1..end);
+        let quoted = |r: &Range<usize>| {
+            r.len() >= 2 && self.bytes[r.start] == b'"' && self.bytes[r.end - 1] == b'"'
+        };
+        if !quoted(&key) {
+            self.done = true;
+            return Some(Err("a key that is not a string"));
+        }
+        if value.is_empty() {
+            self.done = true;
+            return Some(Err("a member without a value"));
+        }
+        Some(Ok(Member { key, value }))
+    }
+}
+
+/// `range` of `bytes` without leading and trailing JSON whitespace.
+fn trim(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let mut r = range;
+    while r.start < r.end && bytes[r.start].is_ascii_whitespace() {
+        r.start += 1;
+    }
+    while r.end > r.start && bytes[r.end - 1].is_ascii_whitespace() {
+        r.end -= 1;
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +468,7 @@ mod tests {
         let mut splitter = Splitter::new(BufReader::with_capacity(buffer, input));
         let mut out = Vec::new();
         while let Some(record) = splitter.next_record()? {
-            out.push(String::from_utf8(record.to_vec()).unwrap());
+            out.push(String::from_utf8(record.bytes.to_vec()).unwrap());
         }
         Ok(out)
     }
@@ -334,6 +489,71 @@ mod tests {
                 ],
                 "buffer {buffer}"
             );
+        }
+    }
+
+    /// (key, value) texts of each member, or the first structural error.
+    fn members(record: &Record) -> Result<Vec<(String, String)>, &'static str> {
+        let text = |r: Range<usize>| String::from_utf8(record.bytes[r].to_vec()).unwrap();
+        record
+            .members()
+            .map(|m| m.map(|m| (text(m.key), text(m.value))))
+            .collect()
+    }
+
+    #[test]
+    fn members_come_from_the_same_pass_at_any_buffer_size() {
+        let input = br#"{"Records":[ { "a" : "x:,y" , "b":{"c":[1,2],"d":":"},
+            "e\":\"" :-1.5e3,"f":[{"g":1}] } , {} ]}"#;
+        for buffer in [1, 2, 5, 64, 8192] {
+            let mut splitter = Splitter::new(BufReader::with_capacity(buffer, &input[..]));
+            let first = splitter.next_record().unwrap().unwrap();
+            assert_eq!(
+                members(&first).unwrap(),
+                [
+                    (r#""a""#, r#""x:,y""#),
+                    (r#""b""#, r#"{"c":[1,2],"d":":"}"#),
+                    (r#""e\":\"""#, "-1.5e3"),
+                    (r#""f""#, r#"[{"g":1}]"#),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+                "buffer {buffer}"
+            );
+            let empty = splitter.next_record().unwrap().unwrap();
+            assert_eq!(members(&empty).unwrap(), []);
+        }
+    }
+
+    #[test]
+    fn members_report_a_broken_top_level() {
+        for bad in [
+            &br#"{"a":}"#[..],
+            br#"{"a":1,}"#,
+            br#"{"a"}"#,
+            br#"{"a":1:2}"#,
+            br#"{a:1}"#,
+            br#"{,}"#,
+            br#"{"a":1,,"b":2}"#,
+        ] {
+            let record = OwnedRecord::parse(bad).expect("balanced, so it splits");
+            assert!(
+                members(&record.as_record()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_standalone_record_is_scanned_like_a_split_one() {
+        let record = OwnedRecord::parse(b" \n{\"a\": [1, {\"b\": 2}]}\n").unwrap();
+        assert_eq!(record.as_record().bytes, br#"{"a": [1, {"b": 2}]}"#);
+        assert_eq!(
+            members(&record.as_record()).unwrap(),
+            [("\"a\"".to_string(), r#"[1, {"b": 2}]"#.to_string())]
+        );
+        for bad in [&b"[1]"[..], b"{\"a\":1} {}", b"{\"a\":1", b""] {
+            assert!(OwnedRecord::parse(bad).is_err());
         }
     }
 

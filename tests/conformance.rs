@@ -9,6 +9,7 @@ mod support;
 use std::collections::HashSet;
 
 use cloudtrail_ingest::document::{self, FreeForm, Options};
+use cloudtrail_ingest::records::OwnedRecord;
 use cloudtrail_ingest::stats::Summary;
 use serde_json::{json, Value};
 use support::*;
@@ -158,7 +159,9 @@ fn expected_documents(records: &[Vec<u8>], prefix: &str) -> u64 {
     let now = OffsetDateTime::now_utc();
     let mut seen = HashSet::new();
     for record in records {
-        let doc = document::build(record, &options, Some(now)).expect("corpus record is valid");
+        let record = OwnedRecord::parse(record).expect("corpus record is an object");
+        let doc = document::build(record.as_record(), &options, Some(now))
+            .expect("corpus record is valid");
         seen.insert((doc.index, doc.id));
     }
     seen.len() as u64

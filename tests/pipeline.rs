@@ -533,6 +533,61 @@ async fn a_rejected_document_goes_to_the_dead_letter_index_with_its_reason() {
 }
 
 #[tokio::test]
+async fn a_record_with_invalid_json_inside_is_dead_lettered_and_the_rest_indexed() {
+    let env = TestEnv::new("badjson").await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/01/badjson.json.gz";
+    // The splitter needs only balanced brackets and closed strings; a leading zero and a raw
+    // control character inside values are for the cluster to refuse, record by record.
+    let log = concat!(
+        r#"{"Records":["#,
+        r#"{"eventID":"j1","eventTime":"2024-05-01T10:00:00Z","eventName":"A"},"#,
+        r#"{"eventID":"j2","eventTime":"2024-05-01T10:00:01Z","requestParameters":{"n":01}},"#,
+        "{\"eventID\":\"j3\",\"eventTime\":\"2024-05-01T10:00:02Z\",\"eventName\":\"B\u{1}\"},",
+        r#"{"eventID":"j4","eventTime":"2024-05-01T10:00:03Z","eventName":"C"}"#,
+        "]}"
+    );
+    env.put_object(key, gzip(log.as_bytes())).await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.documents_indexed, 2, "{summary:?}");
+    assert_eq!(summary.documents_dead_lettered, 2, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert_eq!(env.messages_left().await, 0);
+    let dead_letter = format!("{}-dead-letter-2024.05.01", env.index_prefix);
+    assert_eq!(
+        env.index_counts().await,
+        [
+            (format!("{}-2024.05.01", env.index_prefix), 2),
+            (dead_letter.clone(), 2),
+        ]
+        .into_iter()
+        .collect()
+    );
+    let hits = env
+        .search(
+            reqwest::Method::GET,
+            &format!("{dead_letter}/_search?sort=_id"),
+            None,
+        )
+        .await;
+    for (hit, id) in hits["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["j2", "j3"])
+    {
+        assert_eq!(hit["_id"], id);
+        assert_eq!(hit["_source"]["error"]["status"], 400, "{hit}");
+        assert!(
+            hit["_source"]["record"].as_str().unwrap().contains(id),
+            "the record is kept as sent: {hit}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn with_dead_lettering_off_a_rejected_document_keeps_its_message() {
     let env = TestEnv::new("rejected").await;
     strict_index(&env, &format!("{}-2024.05.01", env.index_prefix)).await;
