@@ -67,21 +67,66 @@ def search(url, path, body=None):
         return json.loads(response.read())
 
 
-def synthetic_log(corpus, megabytes):
-    """A gzipped log of about `megabytes` MB: corpus records cycled, each with a fresh
-    eventID and an eventTime spread over one day."""
-    target = megabytes * 1_000_000
+def log_records():
+    """Every record of the corpus's log files (digests left out)."""
+    return [record for path in sorted(OBJECTS.rglob("*.json.gz")) if "/CloudTrail-Digest/" not in str(path)
+            for record in json.loads(gzip.decompress(path.read_bytes())).get("Records", [])]
+
+
+def synthetic_log(corpus, megabytes=None, events=None, seed=0):
+    """A gzipped log of about `megabytes` MB (or of `events` records): corpus records cycled,
+    each with a fresh eventID and source address and an eventTime spread over one day."""
+    target = (megabytes or 0) * 1_000_000
     parts, size, n = [], 0, 0
-    while size < target:
-        record = dict(corpus[n % len(corpus)])
-        record["eventID"] = str(uuid.UUID(int=n + 1))
+    while (n < events) if events is not None else (size < target):
+        record = dict(corpus[(n + seed) % len(corpus)])
+        record["eventID"] = str(uuid.UUID(int=seed * 10_000_000 + n + 1))
         record["eventTime"] = f"2025-06-01T{(n // 3600) % 24:02d}:{(n // 60) % 60:02d}:{n % 60:02d}Z"
-        text = json.dumps(record)
+        record["sourceIPAddress"] = f"198.51.{n % 256}.{(n // 256) % 256}"
+        text = json.dumps(record, separators=(",", ":"))
         parts.append(text)
         size += len(text) + 1
         n += 1
     body = ('{"Records":[' + ",".join(parts) + "]}").encode()
     return gzip.compress(body, compresslevel=6), n, len(body)
+
+
+def worker_env(aws_url, queue_url, search_url, prefix, receive_wait, log_level, passthrough=("MALLOC_",)):
+    """The worker's environment on the stand-ins: nothing of the caller's but PATH, RUST_LOG
+    and the variables starting with `passthrough`."""
+    env = dict(
+        PATH=os.environ.get("PATH", ""),
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_ENDPOINT_URL=aws_url,
+        CLOUDTRAIL_INGEST_QUEUE_URL=queue_url,
+        CLOUDTRAIL_INGEST_ELASTICSEARCH_URL=search_url,
+        CLOUDTRAIL_INGEST_INDEX_PREFIX=prefix,
+        CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE="true",
+        CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE="true",
+        CLOUDTRAIL_INGEST_RECEIVE_WAIT=receive_wait,
+        RUST_LOG=os.environ.get("RUST_LOG", log_level),
+    )
+    env.update({k: v for k, v in os.environ.items() if k.startswith(passthrough)})
+    return env
+
+
+def run_worker(binary, env):
+    """Runs the worker to its exit; returns its start and end (monotonic) and its peak RSS in
+    KiB. VmHWM is the worker's own peak since exec (wait4's ru_maxrss would not do: Linux
+    carries the forked parent's high-water mark across exec into it)."""
+    started = time.monotonic()
+    worker = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL)
+    peak_kib = 0
+    while worker.poll() is None:
+        peak_kib = max(peak_kib, vm_hwm_kib(worker.pid))
+        time.sleep(0.02)
+    ended = time.monotonic()
+    if worker.returncode != 0:
+        raise SystemExit(f"worker exited with {worker.returncode}")
+    return started, ended, peak_kib
 
 
 def main():
@@ -130,9 +175,8 @@ def main():
         if "/CloudTrail-Digest/" not in key:
             sns.publish(TopicArn=topic_arn, Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
     if args.synthetic_mb:
-        corpus = [r for key in keys if "/CloudTrail-Digest/" not in key
-                  for r in json.loads(gzip.decompress((OBJECTS / key).read_bytes()))["Records"]]
-        body, count, raw_bytes = synthetic_log(corpus, args.synthetic_mb)
+        corpus = log_records()
+        body, count, raw_bytes = synthetic_log(corpus, megabytes=args.synthetic_mb)
         key = "AWSLogs/123456789012/CloudTrail/us-east-1/2025/06/01/123456789012_CloudTrail_us-east-1_20250601T0000Z_synthetic.json.gz"
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         sns.publish(TopicArn=topic_arn, Message=json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}))
@@ -142,34 +186,10 @@ def main():
         del corpus, body
     print(f"uploaded {len(keys)} objects ({records} records) and announced the log files on SNS")
 
-    env = dict(
-        PATH=os.environ.get("PATH", ""),
-        AWS_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY="demo",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL=aws_url,
-        CLOUDTRAIL_INGEST_QUEUE_URL=queue_url,
-        CLOUDTRAIL_INGEST_ELASTICSEARCH_URL=search_url,
-        CLOUDTRAIL_INGEST_INDEX_PREFIX=PREFIX,
-        CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE="true",
-        CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE="true",
-        CLOUDTRAIL_INGEST_RECEIVE_WAIT="2s",
-        RUST_LOG=os.environ.get("RUST_LOG", "info"),
-    )
-    env.update({k: v for k, v in os.environ.items() if k.startswith("MALLOC_")})
+    env = worker_env(aws_url, queue_url, search_url, PREFIX, "2s", "info")
     print(f"running {binary} --exit-when-idle ...")
-    started = time.monotonic()
-    worker = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL)
-    # VmHWM is the worker's own peak RSS since exec. (wait4's ru_maxrss would not do: Linux
-    # carries the forked parent's high-water mark across exec into it.)
-    peak_kib = 0
-    while worker.poll() is None:
-        peak_kib = max(peak_kib, vm_hwm_kib(worker.pid))
-        time.sleep(0.02)
-    elapsed = time.monotonic() - started
-    if worker.returncode != 0:
-        raise SystemExit(f"worker exited with {worker.returncode}")
+    started, ended, peak_kib = run_worker(binary, env)
+    elapsed = ended - started
 
     search(search_url, f"{PREFIX}-*/_refresh", {})
     rows = search(search_url, f"_cat/indices/{PREFIX}-*?format=json")
@@ -178,7 +198,7 @@ def main():
     print(f"\n{len(counts)} daily indices:")
     for index in sorted(counts):
         print(f"  {index:32} {counts[index]:6}")
-    sample = search(search_url, f"{PREFIX}-*/_search", {"size": 1, "query": {"term": {"eventName.keyword": "ConsoleLogin"}}})
+    sample = search(search_url, f"{PREFIX}-*/_search", {"size": 1, "query": {"term": {"eventName": "ConsoleLogin"}}})
     hit = sample["hits"]["hits"][0] if sample["hits"]["hits"] else None
     if hit:
         print(f"\nsample document {hit['_index']}/{hit['_id']}:")
