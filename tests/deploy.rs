@@ -1,0 +1,1111 @@
+//! The deploy/ folder, checked against the linters users run and against the binary it deploys.
+//!
+//! - CloudFormation: `cfn-lint` is clean; `checkov` is clean for the template as written (an
+//!   existing trail) and with `CreateTrail` defaulting to true (checkov resolves conditions with
+//!   the parameters' defaults, so only then does it see the trail and its bucket), and every check
+//!   it skips says why; the queue, topic, subscription and policies are wired as the worker needs.
+//! - Docker: `checkov` and `hadolint` are clean; the health check script passes without a metrics
+//!   listener and follows `/healthz` with one.
+//! - The binary: every `CLOUDTRAIL_INGEST_*` variable the deploy files name is one that `--help`
+//!   lists, the example settings are accepted, and every stop timeout is longer than the
+//!   shutdown grace.
+//! - IAM: the worker's policies grant exactly the actions it calls, none with a wildcard.
+//! - Kibana: the saved objects reference each other and aggregate only on fields the index
+//!   template maps as keyword, boolean or date.
+//!
+//! The linters come from ./.venv-deploy (tests/setup-deploy.sh) and run offline (no API key,
+//! `--skip-download`, no update check). Where `strace` works, the checkov runs are traced and
+//! must open no network connection other than loopback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cloudtrail_ingest::cluster::Distribution;
+use cloudtrail_ingest::document::FreeForm;
+use cloudtrail_ingest::template::{event_mappings, Capabilities};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudtrail-ingest");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const SCRATCH: &str = env!("CARGO_TARGET_TMPDIR");
+
+const TEMPLATE: &str = "deploy/cloudformation/cloudtrail-ingest.yaml";
+const DOCKERFILE: &str = "deploy/docker/Dockerfile";
+const HEALTHCHECK: &str = "deploy/docker/healthcheck.sh";
+const DOCKERIGNORE: &str = ".dockerignore";
+const TASK_DEFINITION: &str = "deploy/ecs/task-definition.json";
+const TASK_ROLE_POLICY: &str = "deploy/ecs/task-role-policy.json";
+const EXECUTION_ROLE_POLICY: &str = "deploy/ecs/execution-role-policy.json";
+const UNIT: &str = "deploy/systemd/cloudtrail-ingest.service";
+const ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest.env.example";
+const SAVED_OBJECTS: &str = "deploy/kibana/cloudtrail-ingest.ndjson";
+
+/// Where the image puts the health check script (Dockerfile `COPY`, `HEALTHCHECK`, ECS).
+const IMAGE_HEALTHCHECK: &str = "/usr/local/bin/cloudtrail-ingest-healthcheck";
+
+/// Every AWS action the worker calls, and nothing else (README, "IAM permissions").
+const WORKER_ACTIONS: [&str; 6] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "s3:GetObject",
+    "kms:Decrypt",
+];
+
+/// What ECS needs to start the task: pull the image, write its logs, read the cluster secret.
+const EXECUTION_ACTIONS: [&str; 7] = [
+    "ecr:GetAuthorizationToken",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchGetImage",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "secretsmanager:GetSecretValue",
+];
+
+/// A linter that waits on the network would hang rather than fail: this bounds it.
+const LINTER_DEADLINE: Duration = Duration::from_secs(300);
+
+fn path(relative: &str) -> PathBuf {
+    Path::new(ROOT).join(relative)
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(path(relative)).unwrap_or_else(|e| panic!("reading {relative}: {e}"))
+}
+
+fn read_json(relative: &str) -> Value {
+    serde_json::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
+}
+
+/// A file name in the scratch directory that no other test uses.
+fn scratch_file(name: &str) -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Path::new(SCRATCH).join(format!("deploy-{}-{n}-{name}", std::process::id()))
+}
+
+fn deploy_venv() -> PathBuf {
+    let venv = std::env::var_os("CLOUDTRAIL_INGEST_DEPLOY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| path(".venv-deploy"));
+    assert!(
+        venv.join("bin/python").exists(),
+        "the deploy linters are not installed: run tests/setup-deploy.sh"
+    );
+    venv
+}
+
+/// `program` with an environment that keeps the linters offline: nothing of the caller's
+/// (no platform API key), no policy download, no update check, no package scan.
+fn offline(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command
+        .current_dir(ROOT)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", SCRATCH)
+        .env("LANG", "C.UTF-8")
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .env("CKV_SKIP_PACKAGE_UPDATE_CHECK", "true")
+        .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false")
+        .stdin(Stdio::null());
+    command
+}
+
+fn linter(name: &str) -> Command {
+    offline(deploy_venv().join("bin").join(name))
+}
+
+/// Runs `command` to completion, killing it after `deadline`.
+fn run(mut command: Command, deadline: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes)
+                .expect("reading a child's output");
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            child.kill().expect("killing a child");
+            child.wait().expect("reaping a child");
+            panic!("{command:?} ran longer than {deadline:?}; is it waiting on the network?");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Whether `strace` can trace here (it is missing on some machines, and ptrace may be denied).
+fn strace_works() -> bool {
+    Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect",
+            "-o",
+            "/dev/null",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs checkov with `args`; where strace works, asserts that it connected to nothing but local
+/// sockets and loopback addresses.
+fn checkov(args: &[&str]) -> Output {
+    let checkov = deploy_venv().join("bin/checkov");
+    if !strace_works() {
+        eprintln!("strace cannot trace here: checkov runs without the network check");
+        let mut command = linter("checkov");
+        command.args(args);
+        return run(command, LINTER_DEADLINE);
+    }
+    let trace = scratch_file("checkov.strace");
+    let mut command = offline("strace");
+    command
+        .args(["-f", "-qq", "-e", "trace=connect", "-o"])
+        .arg(&trace)
+        .arg(checkov)
+        .args(args);
+    let output = run(command, LINTER_DEADLINE);
+    let calls = std::fs::read_to_string(&trace).expect("reading the strace log");
+    std::fs::remove_file(&trace).expect("removing the strace log");
+    let remote: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.contains("connect("))
+        .filter(|l| l.contains("sa_family=AF_INET"))
+        .filter(|l| !l.contains("inet_addr(\"127.") && !l.contains("\"::1\""))
+        .collect();
+    assert!(
+        remote.is_empty(),
+        "checkov opened network connections: {remote:#?}"
+    );
+    output
+}
+
+/// The template with `CreateTrail` defaulting to true, so that checkov sees every resource.
+fn template_creating_the_trail() -> PathBuf {
+    let template = read(TEMPLATE);
+    let block = template
+        .find("\n  CreateTrail:\n")
+        .expect("the template has a CreateTrail parameter");
+    let default = block
+        + template[block..]
+            .find("    Default: \"false\"\n")
+            .expect("CreateTrail defaults to false");
+    // The next line indented as a parameter name, not as one of CreateTrail's properties.
+    let next_parameter = template[block + 1..]
+        .match_indices("\n  ")
+        .map(|(at, _)| block + 1 + at)
+        .find(|&at| !template[at + 3..].starts_with(' '))
+        .expect("more parameters follow CreateTrail");
+    assert!(default < next_parameter, "CreateTrail's Default is its own");
+    let variant = format!(
+        "{}    Default: \"true\"\n{}",
+        &template[..default],
+        &template[default + "    Default: \"false\"\n".len()..]
+    );
+    let file = scratch_file("cloudtrail-ingest-with-trail.yaml");
+    std::fs::write(&file, variant).expect("writing the template variant");
+    file
+}
+
+/// The template as JSON, decoded by cfn-lint (which understands the `!Ref` short forms).
+fn template_json() -> Value {
+    let mut command = linter("python");
+    command.args([
+        "-c",
+        "import json, sys\n\
+         from cfnlint.decode import decode\n\
+         template, problems = decode(sys.argv[1])\n\
+         assert not problems, problems\n\
+         json.dump(template, sys.stdout)",
+        TEMPLATE,
+    ]);
+    let output = run(command, LINTER_DEADLINE);
+    assert_success(&output, "decoding the template");
+    serde_json::from_slice(&output.stdout).expect("the decoded template is JSON")
+}
+
+fn help() -> String {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).expect("--help is UTF-8")
+}
+
+/// Every `CLOUDTRAIL_INGEST_*` name in `text`.
+fn settings_named_in(text: &str) -> BTreeSet<String> {
+    const PREFIX: &str = "CLOUDTRAIL_INGEST_";
+    text.match_indices(PREFIX)
+        .map(|(at, _)| {
+            let rest = &text[at + PREFIX.len()..];
+            let len = rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len());
+            format!("{PREFIX}{}", &rest[..len])
+        })
+        // `CLOUDTRAIL_INGEST_*` in prose names them all, not one.
+        .filter(|name| name.len() > PREFIX.len())
+        .collect()
+}
+
+/// The `--shutdown-grace` default that `--help` shows.
+fn default_shutdown_grace(help: &str) -> Duration {
+    let flag = help
+        .find("--shutdown-grace")
+        .expect("--help lists --shutdown-grace");
+    let after = &help[flag..];
+    let end = after[2..].find("\n      --").map_or(after.len(), |i| i + 2);
+    let default = after[..end]
+        .split("[default: ")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .expect("--shutdown-grace shows its default");
+    humantime::parse_duration(default).expect("the default grace is a duration")
+}
+
+/// `KEY=value` lines of an environment file, comments left out.
+fn env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l.split_once('=').expect("an environment line is KEY=value");
+            (key.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The environment of the task definition's only container.
+fn task_environment(task: &Value) -> BTreeMap<String, String> {
+    task["containerDefinitions"][0]["environment"]
+        .as_array()
+        .expect("the container has an environment")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `Key=Value` settings of a systemd unit, in order.
+fn unit_settings(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .map(|l| {
+            let (key, value) = l.split_once('=').expect("a unit line is Key=Value");
+            (key.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// The statements of an IAM policy document, with CloudFormation's `Fn::If` alternatives
+/// flattened (both branches count: either may be deployed).
+fn statements(policy: &Value) -> Vec<&Value> {
+    fn collect<'a>(statement: &'a Value, out: &mut Vec<&'a Value>) {
+        if let Some(branches) = statement.get("Fn::If").and_then(Value::as_array) {
+            for branch in &branches[1..] {
+                collect(branch, out);
+            }
+        } else if statement.get("Effect").is_some() {
+            out.push(statement);
+        }
+    }
+    let mut out = Vec::new();
+    for statement in policy["Statement"].as_array().expect("a Statement list") {
+        collect(statement, &mut out);
+    }
+    out
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(action) => vec![action.as_str()],
+        Value::Array(actions) => actions.iter().map(|a| a.as_str().unwrap()).collect(),
+        other => panic!("Action is neither a string nor a list: {other}"),
+    }
+}
+
+/// Asserts that a worker policy allows exactly [`WORKER_ACTIONS`], with no wildcard action,
+/// no negation and no `*` resource.
+fn assert_worker_policy(policy: &Value, what: &str) {
+    let mut granted = BTreeSet::new();
+    for statement in statements(policy) {
+        assert_eq!(statement["Effect"], "Allow", "{what}: {statement}");
+        for negation in ["NotAction", "NotResource", "NotPrincipal"] {
+            assert!(statement.get(negation).is_none(), "{what}: {statement}");
+        }
+        assert_ne!(statement["Resource"], "*", "{what}: {statement}");
+        for action in actions(statement) {
+            assert!(!action.contains('*'), "{what}: wildcard action {action}");
+            granted.insert(action);
+        }
+        if actions(statement).contains(&"kms:Decrypt") {
+            let via = &statement["Condition"]["StringEquals"]["kms:ViaService"];
+            let via = via.as_str().or_else(|| via["Fn::Sub"].as_str());
+            assert!(
+                via.is_some_and(|v| v.starts_with("s3.") && v.ends_with(".amazonaws.com")),
+                "{what}: kms:Decrypt only through S3: {statement}"
+            );
+        }
+        if actions(statement).contains(&"s3:GetObject") {
+            let resource = statement["Resource"].to_string();
+            assert!(resource.contains("/AWSLogs/*"), "{what}: {resource}");
+        }
+    }
+    let expected: BTreeSet<&str> = WORKER_ACTIONS.into_iter().collect();
+    assert_eq!(granted, expected, "{what}");
+}
+
+/// The mapping of a dotted field in the index template's event mappings.
+fn mapping<'a>(mappings: &'a Value, field: &str) -> Option<&'a Value> {
+    let mut node = mappings;
+    for part in field.split('.') {
+        node = node["properties"].get(part)?;
+    }
+    Some(node)
+}
+
+/// Field names a KQL query compares (`field : value`, joined by and/or/not).
+fn kql_fields(query: &str) -> Vec<String> {
+    let parts: Vec<&str> = query.split(" : ").collect();
+    parts[..parts.len() - 1]
+        .iter()
+        .filter_map(|left| left.split_whitespace().last())
+        .map(|f| f.trim_start_matches('(').to_string())
+        .collect()
+}
+
+#[test]
+fn cloudformation_template_passes_cfn_lint() {
+    let mut command = linter("cfn-lint");
+    command.arg(TEMPLATE);
+    assert_success(&run(command, LINTER_DEADLINE), "cfn-lint");
+}
+
+#[test]
+fn cloudformation_template_passes_checkov_with_an_existing_trail_and_a_created_one() {
+    let output = checkov(&[
+        "-f",
+        TEMPLATE,
+        "--framework",
+        "cloudformation",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+    ]);
+    assert_success(&output, "checkov (existing trail)");
+
+    // Not --quiet: the JSON report then lists the passed and skipped checks too.
+    let variant = template_creating_the_trail();
+    let output = checkov(&[
+        "-f",
+        variant.to_str().expect("a UTF-8 scratch path"),
+        "--framework",
+        "cloudformation",
+        "--compact",
+        "--skip-download",
+        "-o",
+        "json",
+    ]);
+    assert_success(&output, "checkov (created trail)");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
+    assert_eq!(report["summary"]["failed"], 0, "{report:#}");
+    assert_eq!(report["summary"]["parsing_errors"], 0, "{report:#}");
+    let passed = report["summary"]["passed"].as_u64().unwrap();
+    assert!(passed >= 10, "checkov ran only {passed} checks: {report:#}");
+    for resource in [
+        "AWS::S3::Bucket.TrailBucket",
+        "AWS::CloudTrail::Trail.Trail",
+    ] {
+        assert!(
+            report["results"]["passed_checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["resource"] == resource),
+            "checkov did not scan {resource}"
+        );
+    }
+    for skipped in report["results"]["skipped_checks"].as_array().unwrap() {
+        let reason = skipped["check_result"]["suppress_comment"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            reason.len() > 40 && reason != "No comment provided",
+            "{} on {} is skipped without a reason",
+            skipped["check_id"],
+            skipped["resource"]
+        );
+    }
+    std::fs::remove_file(variant).expect("removing the template variant");
+}
+
+#[test]
+fn dockerfile_passes_checkov_and_hadolint() {
+    let output = checkov(&[
+        "-f",
+        DOCKERFILE,
+        "--framework",
+        "dockerfile",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+    ]);
+    assert_success(&output, "checkov (Dockerfile)");
+    let mut command = linter("hadolint");
+    command.arg(DOCKERFILE);
+    assert_success(&run(command, LINTER_DEADLINE), "hadolint");
+}
+
+#[test]
+fn dockerfile_is_multi_stage_locked_and_unprivileged() {
+    let dockerfile = read(DOCKERFILE);
+    let instructions: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let froms: Vec<&&str> = instructions
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "a build stage and a runtime stage");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let user = instructions
+        .iter()
+        .rfind(|l| l.starts_with("USER "))
+        .expect("the image sets a user");
+    assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
+    assert!(dockerfile.contains(&format!("deploy/docker/healthcheck.sh {IMAGE_HEALTHCHECK}")));
+    assert!(dockerfile.contains(&format!("CMD [\"{IMAGE_HEALTHCHECK}\"]")));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/cloudtrail-ingest\"]"));
+
+    // The build context keeps what `cargo build` and the image need, and drops the rest.
+    let dockerignore = read(DOCKERIGNORE);
+    let ignored: BTreeSet<&str> = dockerignore
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    for heavy in ["target", ".git", ".venv", ".venv-*"] {
+        assert!(ignored.contains(heavy), ".dockerignore keeps {heavy}");
+    }
+    for needed in ["src", "Cargo.toml", "Cargo.lock", "deploy", "deploy/docker"] {
+        assert!(!ignored.contains(needed), ".dockerignore drops {needed}");
+    }
+}
+
+/// Answers one HTTP request with `status` and returns the request line it got.
+fn answer_once(listener: TcpListener, status: &'static str) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("the health check connects");
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).expect("reading the request") == 0 {
+                break;
+            }
+            request.push(byte[0]);
+        }
+        let response =
+            format!("HTTP/1.1 {status}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+        stream.write_all(response.as_bytes()).expect("answering");
+        let request = String::from_utf8_lossy(&request).to_string();
+        request.lines().next().unwrap_or_default().to_string()
+    })
+}
+
+fn healthcheck(listen: Option<&str>) -> Output {
+    let mut command = Command::new("bash");
+    command
+        .arg(path(HEALTHCHECK))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    if let Some(listen) = listen {
+        command.env("CLOUDTRAIL_INGEST_METRICS_LISTEN", listen);
+    }
+    run(command, Duration::from_secs(30))
+}
+
+#[test]
+fn container_health_check_passes_without_listener_and_follows_healthz() {
+    assert!(healthcheck(None).status.success(), "metrics off: healthy");
+
+    for (status, healthy) in [("200 OK", true), ("503 Service Unavailable", false)] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = answer_once(listener, status);
+        // A wildcard listener is checked through loopback.
+        let output = healthcheck(Some(&format!("0.0.0.0:{port}")));
+        assert_eq!(server.join().unwrap(), "GET /healthz HTTP/1.0");
+        assert_eq!(output.status.success(), healthy, "{status}: {output:?}");
+    }
+
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let output = healthcheck(Some(&format!("127.0.0.1:{port}")));
+    assert!(!output.status.success(), "nothing listening: unhealthy");
+}
+
+#[test]
+fn deploy_files_name_only_settings_the_binary_has() {
+    let known = settings_named_in(&help());
+    assert!(known.len() > 20, "--help lists the settings: {known:?}");
+    let mut named = BTreeSet::new();
+    for file in [
+        DOCKERFILE,
+        HEALTHCHECK,
+        TASK_DEFINITION,
+        UNIT,
+        ENV_EXAMPLE,
+        TEMPLATE,
+    ] {
+        for setting in settings_named_in(&read(file)) {
+            assert!(
+                known.contains(&setting),
+                "{file} names {setting}, which `cloudtrail-ingest --help` does not list"
+            );
+            named.insert(setting);
+        }
+    }
+    let task = read_json(TASK_DEFINITION);
+    let environment = task_environment(&task);
+    let examples = env_file(&read(ENV_EXAMPLE));
+    for required in [
+        "CLOUDTRAIL_INGEST_QUEUE_URL",
+        "CLOUDTRAIL_INGEST_ELASTICSEARCH_URL",
+        "CLOUDTRAIL_INGEST_LOG_FORMAT",
+        "CLOUDTRAIL_INGEST_METRICS_LISTEN",
+        "AWS_REGION",
+    ] {
+        assert!(environment.contains_key(required), "ECS sets {required}");
+        assert!(
+            examples.contains_key(required),
+            "the env example sets {required}"
+        );
+    }
+    assert_eq!(environment["CLOUDTRAIL_INGEST_LOG_FORMAT"], "json");
+    let secrets: Vec<&str> = task["containerDefinitions"][0]["secrets"]
+        .as_array()
+        .expect("ECS takes the cluster credentials from secrets")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        secrets.iter().all(|s| [
+            "CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY",
+            "CLOUDTRAIL_INGEST_ELASTICSEARCH_PASSWORD"
+        ]
+        .contains(s)),
+        "{secrets:?}"
+    );
+    assert!(!secrets.is_empty());
+    for secret in &secrets {
+        assert!(
+            !environment.contains_key(*secret),
+            "{secret} only as a secret"
+        );
+        assert!(known.contains(*secret));
+    }
+}
+
+/// The binary started with `settings` against closed loopback ports: it must get past
+/// configuration (exit 2 is a configuration error) and fail on the unreachable cluster (exit 1).
+fn assert_settings_accepted(settings: &BTreeMap<String, String>, what: &str) {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", &nowhere)
+        .envs(settings)
+        .env("CLOUDTRAIL_INGEST_QUEUE_URL", format!("{nowhere}/queue"))
+        .env("CLOUDTRAIL_INGEST_ELASTICSEARCH_URL", &nowhere)
+        .env("CLOUDTRAIL_INGEST_METRICS_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null());
+    let output = run(command, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+}
+
+#[test]
+fn example_settings_are_accepted_by_the_binary() {
+    assert_settings_accepted(&env_file(&read(ENV_EXAMPLE)), ENV_EXAMPLE);
+
+    let task = read_json(TASK_DEFINITION);
+    let mut settings = task_environment(&task);
+    for value in settings.values_mut() {
+        if value.contains("${") {
+            // Filled in when the task definition is rendered; AWS_REGION is the only one the
+            // binary reads itself.
+            *value = "us-east-1".to_string();
+        }
+    }
+    for secret in task["containerDefinitions"][0]["secrets"]
+        .as_array()
+        .unwrap()
+    {
+        settings.insert(
+            secret["name"].as_str().unwrap().to_string(),
+            "secret".into(),
+        );
+    }
+    assert_settings_accepted(&settings, TASK_DEFINITION);
+}
+
+#[test]
+fn stop_timeouts_exceed_the_shutdown_grace() {
+    let default_grace = default_shutdown_grace(&help());
+    let grace_in = |settings: &BTreeMap<String, String>| {
+        settings
+            .get("CLOUDTRAIL_INGEST_SHUTDOWN_GRACE")
+            .map_or(default_grace, |g| humantime::parse_duration(g).unwrap())
+    };
+
+    let task = read_json(TASK_DEFINITION);
+    let container = &task["containerDefinitions"][0];
+    let stop_timeout = Duration::from_secs(container["stopTimeout"].as_u64().expect("stopTimeout"));
+    let grace = grace_in(&task_environment(&task));
+    assert!(
+        stop_timeout > grace,
+        "ECS stopTimeout {stop_timeout:?} <= grace {grace:?}"
+    );
+    assert!(
+        stop_timeout <= Duration::from_secs(120),
+        "Fargate allows at most 120 s"
+    );
+
+    let unit = unit_settings(&read(UNIT));
+    let timeout_stop = unit
+        .iter()
+        .find(|(k, _)| k == "TimeoutStopSec")
+        .map(|(_, v)| humantime::parse_duration(v).expect("TimeoutStopSec is a duration"))
+        .expect("the unit sets TimeoutStopSec");
+    let grace = grace_in(&env_file(&read(ENV_EXAMPLE)));
+    assert!(
+        timeout_stop > grace,
+        "TimeoutStopSec {timeout_stop:?} <= grace {grace:?}"
+    );
+}
+
+#[test]
+fn worker_policies_grant_exactly_the_worker_actions() {
+    assert_worker_policy(&read_json(TASK_ROLE_POLICY), TASK_ROLE_POLICY);
+    let template = template_json();
+    let policy = &template["Resources"]["WorkerPolicy"];
+    assert_eq!(policy["Type"], "AWS::IAM::ManagedPolicy");
+    assert_worker_policy(
+        &policy["Properties"]["PolicyDocument"],
+        "the template's WorkerPolicy",
+    );
+    assert_eq!(
+        template["Outputs"]["PolicyArn"]["Value"]["Ref"],
+        "WorkerPolicy"
+    );
+}
+
+#[test]
+fn execution_role_policy_covers_image_logs_and_secret_only() {
+    let policy = read_json(EXECUTION_ROLE_POLICY);
+    let task = read_json(TASK_DEFINITION);
+    let allowed: BTreeSet<&str> = EXECUTION_ACTIONS.into_iter().collect();
+    for statement in statements(&policy) {
+        assert_eq!(statement["Effect"], "Allow");
+        for action in actions(statement) {
+            assert!(allowed.contains(action), "unexpected {action}");
+        }
+        // GetAuthorizationToken has no resource-level permissions; nothing else may use "*".
+        if statement["Resource"] == "*" {
+            assert_eq!(actions(statement), ["ecr:GetAuthorizationToken"]);
+        }
+    }
+    let secrets: BTreeSet<String> = task["containerDefinitions"][0]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["valueFrom"].to_string())
+        .collect();
+    let readable: BTreeSet<String> = statements(&policy)
+        .into_iter()
+        .filter(|s| actions(s).contains(&"secretsmanager:GetSecretValue"))
+        .map(|s| s["Resource"].to_string())
+        .collect();
+    assert_eq!(
+        secrets, readable,
+        "the execution role reads exactly the task's secrets"
+    );
+}
+
+#[test]
+fn ecs_task_definition_is_a_valid_register_request() {
+    // Validated against the ECS API model that botocore ships; no request is sent.
+    let mut command = linter("python");
+    command
+        .args([
+            "-c",
+            "import json, sys, botocore.session\n\
+             from botocore.validate import ParamValidator\n\
+             model = botocore.session.get_session().get_service_model('ecs')\n\
+             shape = model.operation_model('RegisterTaskDefinition').input_shape\n\
+             report = ParamValidator().validate(json.load(open(sys.argv[1])), shape)\n\
+             sys.exit(report.generate_report() or 0)",
+        ])
+        .arg(path(TASK_DEFINITION));
+    assert_success(
+        &run(command, LINTER_DEADLINE),
+        "RegisterTaskDefinition validation",
+    );
+
+    let task = read_json(TASK_DEFINITION);
+    assert_eq!(task["networkMode"], "awsvpc");
+    assert!(task["requiresCompatibilities"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("FARGATE")));
+    for role in ["taskRoleArn", "executionRoleArn"] {
+        assert!(
+            task[role].as_str().is_some_and(|r| r.starts_with("${")),
+            "{role}"
+        );
+    }
+    let container = &task["containerDefinitions"][0];
+    assert_eq!(container["logConfiguration"]["logDriver"], "awslogs");
+    assert_eq!(container["healthCheck"]["command"][1], IMAGE_HEALTHCHECK);
+    let listen = &task_environment(&task)["CLOUDTRAIL_INGEST_METRICS_LISTEN"];
+    let port: u64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(container["portMappings"][0]["containerPort"], port);
+}
+
+#[test]
+fn cloudformation_resources_are_wired_as_the_worker_expects() {
+    let template = template_json();
+    let parameters = &template["Parameters"];
+    assert_eq!(parameters["VisibilityTimeout"]["Default"], 300);
+    assert_eq!(parameters["MaxReceiveCount"]["Default"], 5);
+    let resources = &template["Resources"];
+    let properties = |name: &str| &resources[name]["Properties"];
+
+    let queue = properties("Queue");
+    assert_eq!(queue["VisibilityTimeout"]["Ref"], "VisibilityTimeout");
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"],
+        serde_json::json!(["DeadLetterQueue", "Arn"])
+    );
+    assert_eq!(
+        queue["RedrivePolicy"]["maxReceiveCount"]["Ref"],
+        "MaxReceiveCount"
+    );
+    for name in ["Queue", "DeadLetterQueue"] {
+        assert_eq!(properties(name)["SqsManagedSseEnabled"], true, "{name}");
+    }
+    assert!(properties("Topic")["KmsMasterKeyId"].is_object());
+
+    let subscription = properties("Subscription");
+    assert_eq!(subscription["Protocol"], "sqs");
+    assert_eq!(subscription["RawMessageDelivery"], false);
+    assert_eq!(subscription["TopicArn"]["Ref"], "Topic");
+
+    let queue_policy = statements(&properties("QueuePolicy")["PolicyDocument"]);
+    assert_eq!(queue_policy.len(), 1, "only the topic may send");
+    assert_eq!(queue_policy[0]["Principal"]["Service"], "sns.amazonaws.com");
+    assert_eq!(queue_policy[0]["Action"], "sqs:SendMessage");
+    assert_eq!(
+        queue_policy[0]["Condition"]["ArnEquals"]["aws:SourceArn"]["Ref"],
+        "Topic"
+    );
+
+    let topic_policy = statements(&properties("TopicPolicy")["PolicyDocument"]);
+    assert_eq!(topic_policy.len(), 1);
+    assert_eq!(
+        topic_policy[0]["Principal"]["Service"],
+        "cloudtrail.amazonaws.com"
+    );
+    let conditions = &topic_policy[0]["Condition"]["StringEquals"];
+    assert!(conditions["aws:SourceArn"].is_object() && conditions["aws:SourceAccount"].is_object());
+
+    for optional in ["Trail", "TrailBucket", "TrailBucketPolicy"] {
+        assert_eq!(
+            resources[optional]["Condition"], "CreateTrailResources",
+            "{optional}"
+        );
+    }
+    assert_eq!(properties("Trail")["SnsTopicName"]["Ref"], "Topic");
+    let bucket = properties("TrailBucket");
+    assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
+    for (_, blocked) in bucket["PublicAccessBlockConfiguration"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(blocked, true);
+    }
+    let bucket_policy = statements(&properties("TrailBucketPolicy")["PolicyDocument"]);
+    assert!(
+        bucket_policy
+            .iter()
+            .any(|s| s["Effect"] == "Deny"
+                && s["Condition"]["Bool"]["aws:SecureTransport"] == "false")
+    );
+
+    for output in ["QueueUrl", "QueueArn", "DlqArn", "TopicArn", "PolicyArn"] {
+        assert!(template["Outputs"].get(output).is_some(), "output {output}");
+    }
+}
+
+#[test]
+fn systemd_unit_is_hardened_and_waits_for_the_grace_period() {
+    let unit = read(UNIT);
+    let settings = unit_settings(&unit);
+    let has = |key: &str, value: &str| settings.iter().any(|(k, v)| k == key && v == value);
+    for (key, value) in [
+        ("ExecStart", "/usr/local/bin/cloudtrail-ingest"),
+        (
+            "EnvironmentFile",
+            "/etc/cloudtrail-ingest/cloudtrail-ingest.env",
+        ),
+        ("Restart", "on-failure"),
+        ("KillSignal", "SIGTERM"),
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("CapabilityBoundingSet", ""),
+        ("SystemCallFilter", "@system-service"),
+    ] {
+        assert!(has(key, value), "{UNIT} lacks {key}={value}");
+    }
+    assert!(settings.iter().any(|(k, _)| k == "MemoryMax"));
+
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: the unit is not verified");
+        return;
+    }
+    // Verified as installed: the binary in place, the environment file beside it.
+    let copy = scratch_file("cloudtrail-ingest.service");
+    let env = path(ENV_EXAMPLE);
+    let unit = unit
+        .replace(
+            "ExecStart=/usr/local/bin/cloudtrail-ingest",
+            &format!("ExecStart={BIN}"),
+        )
+        .replace(
+            "EnvironmentFile=/etc/cloudtrail-ingest/cloudtrail-ingest.env",
+            &format!("EnvironmentFile={}", env.display()),
+        );
+    std::fs::write(&copy, unit).expect("writing the unit copy");
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify").arg(&copy);
+    let output = run(verify, Duration::from_secs(60));
+    assert_success(&output, "systemd-analyze verify");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Exposure 2.0 or lower on systemd's 0 (locked down) to 10 (unprotected) scale.
+    let mut security = Command::new("systemd-analyze");
+    security
+        .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
+        .arg(&copy);
+    assert_success(
+        &run(security, Duration::from_secs(60)),
+        "systemd-analyze security",
+    );
+    std::fs::remove_file(copy).expect("removing the unit copy");
+}
+
+#[test]
+fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
+    let objects: Vec<Value> = read(SAVED_OBJECTS)
+        .lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{SAVED_OBJECTS}:{}: {e}", n + 1))
+        })
+        .collect();
+    let ids: BTreeSet<(&str, &str)> = objects
+        .iter()
+        .map(|o| (o["type"].as_str().unwrap(), o["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ids.len(), objects.len(), "ids are unique per type");
+
+    let data_view = objects
+        .iter()
+        .find(|o| o["type"] == "index-pattern")
+        .expect("a data view");
+    assert_eq!(data_view["id"], "cloudtrail-ingest");
+    // The daily indices, without the dead-letter entries (they carry `@timestamp` too).
+    assert_eq!(
+        data_view["attributes"]["title"],
+        "cloudtrail-*,-cloudtrail-dead-letter-*"
+    );
+    assert_eq!(data_view["attributes"]["timeFieldName"], "@timestamp");
+
+    // Every reference resolves inside the file, so the import needs nothing else.
+    for object in &objects {
+        for reference in object["references"].as_array().unwrap() {
+            let target = (
+                reference["type"].as_str().unwrap(),
+                reference["id"].as_str().unwrap(),
+            );
+            assert!(
+                ids.contains(&target),
+                "{} refers to missing {target:?}",
+                object["id"]
+            );
+        }
+    }
+    let reference_names = |object: &Value| -> BTreeSet<String> {
+        object["references"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dashboard = objects
+        .iter()
+        .find(|o| o["type"] == "dashboard")
+        .expect("a dashboard");
+    let panels: Vec<Value> =
+        serde_json::from_str(dashboard["attributes"]["panelsJSON"].as_str().unwrap()).unwrap();
+    let names = reference_names(dashboard);
+    for panel in &panels {
+        assert!(
+            names.contains(panel["panelRefName"].as_str().unwrap()),
+            "{panel}"
+        );
+    }
+
+    let caps = Capabilities {
+        distribution: Distribution::Elasticsearch,
+        composable: true,
+        free_form_type: Some("flattened"),
+    };
+    let mappings = event_mappings(&caps, FreeForm::Objects);
+    let mut aggregated = BTreeSet::new();
+    let mut queries = Vec::new();
+    let visualizations: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["type"] == "visualization")
+        .collect();
+    assert_eq!(
+        visualizations.len(),
+        panels.len(),
+        "every visualization is on the dashboard"
+    );
+    for vis in visualizations {
+        let attributes = &vis["attributes"];
+        let source: Value = serde_json::from_str(
+            attributes["kibanaSavedObjectMeta"]["searchSourceJSON"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(reference_names(vis).contains(source["indexRefName"].as_str().unwrap()));
+        queries.push(source["query"]["query"].as_str().unwrap().to_string());
+        let state: Value = serde_json::from_str(attributes["visState"].as_str().unwrap()).unwrap();
+        for agg in state["aggs"].as_array().unwrap() {
+            if let Some(field) = agg["params"]["field"].as_str() {
+                let mapped = mapping(&mappings, field).unwrap_or_else(|| {
+                    panic!("{}: {field} is not in the index template", vis["id"])
+                });
+                let kind = mapped["type"].as_str().unwrap_or_default();
+                assert!(
+                    ["keyword", "boolean", "date"].contains(&kind),
+                    "{}: aggregates on {field}, mapped {kind}",
+                    vis["id"]
+                );
+                aggregated.insert(field.to_string());
+            }
+            for filter in agg["params"]["filters"].as_array().into_iter().flatten() {
+                queries.push(filter["input"]["query"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    for field in [
+        "@timestamp",
+        "eventName",
+        "eventSource",
+        "userIdentity.arn",
+        "sourceIPAddress",
+        "errorCode",
+    ] {
+        assert!(aggregated.contains(field), "no panel aggregates on {field}");
+    }
+    for query in &queries {
+        for field in kql_fields(query) {
+            let root = field.split('.').next().unwrap();
+            let free_form = mapping(&mappings, root).is_some_and(|m| m["type"] == "flattened");
+            assert!(
+                free_form || mapping(&mappings, &field).is_some(),
+                "query {query:?} uses {field}, which the index template does not map"
+            );
+        }
+    }
+    let all_queries = queries.join("\n");
+    for needle in [
+        "errorCode : *",
+        "errorCode : \"AccessDenied\"",
+        "*UnauthorizedOperation",
+        "eventName : \"ConsoleLogin\"",
+        "responseElements.ConsoleLogin : \"Failure\"",
+        "userIdentity.type : \"Root\"",
+    ] {
+        assert!(all_queries.contains(needle), "no panel queries {needle}");
+    }
+}
