@@ -17,12 +17,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
+use crate::heartbeat::set_visibility;
 use crate::stats::Stats;
 
 /// Outstanding work of one message.
@@ -173,25 +172,8 @@ async fn release_batch(
     batch: &[Deletion],
     stats: &Stats,
 ) {
-    let entries: Vec<_> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(&d.receipt_handle)
-                .visibility_timeout(0)
-                .build()
-                .expect("id and receipt handle are set")
-        })
-        .collect();
-    match sqs
-        .change_message_visibility_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
+    let handles = batch.iter().map(|d| d.receipt_handle.as_str());
+    match set_visibility(sqs, queue_url, handles, 0).await {
         Ok(out) => {
             for failed in out.failed() {
                 warn!(

@@ -12,6 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::change_message_visibility_batch::{
+    ChangeMessageVisibilityBatchError, ChangeMessageVisibilityBatchOutput,
+};
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -143,25 +147,8 @@ async fn extend(
     stats: &Stats,
 ) {
     let seconds = i32::try_from(visibility_timeout.as_secs()).unwrap_or(i32::MAX);
-    let entries: Vec<_> = chunk
-        .iter()
-        .enumerate()
-        .map(|(i, (_, handle))| {
-            ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(handle)
-                .visibility_timeout(seconds)
-                .build()
-                .expect("id and receipt handle are set")
-        })
-        .collect();
-    match sqs
-        .change_message_visibility_batch()
-        .queue_url(queue_url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-    {
+    let handles = chunk.iter().map(|(_, handle)| handle.as_str());
+    match set_visibility(sqs, queue_url, handles, seconds).await {
         Ok(out) => {
             stats.add(&stats.visibility_extensions, out.successful().len() as u64);
             for failed in out.failed() {
@@ -191,6 +178,32 @@ async fn extend(
             "extending visibility failed; the messages may reappear before they are done"
         ),
     }
+}
+
+/// One `ChangeMessageVisibilityBatch` call (at most ten handles) that sets the visibility
+/// timeout of each message to `seconds`; each entry's id is its handle's position.
+pub(crate) async fn set_visibility<'a>(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    handles: impl Iterator<Item = &'a str>,
+    seconds: i32,
+) -> Result<ChangeMessageVisibilityBatchOutput, SdkError<ChangeMessageVisibilityBatchError>> {
+    let entries: Vec<_> = handles
+        .enumerate()
+        .map(|(i, handle)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .visibility_timeout(seconds)
+                .build()
+                .expect("id and receipt handle are set")
+        })
+        .collect();
+    sqs.change_message_visibility_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
 }
 
 #[cfg(test)]
