@@ -15,6 +15,7 @@
 use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
+use cloudtrail_ingest::bulk;
 use cloudtrail_ingest::document::{self, FreeForm, Options};
 use cloudtrail_ingest::records::Splitter;
 use flate2::bufread::MultiGzDecoder;
@@ -63,7 +64,7 @@ fn main() {
     );
     let bodies = bulk_bodies(&gz);
     let (compress, gzip_bytes) = best(runs, || {
-        bodies.iter().map(|b| gzip_body(b).len() as u64).sum()
+        bodies.iter().map(|b| bulk::gzip(b).len() as u64).sum()
     });
     println!(
         "bulk bodies: {:.1} MB plain, {:.1} MB gzipped ({:.1}x fewer bytes); gzip (fast) takes {:.0} ms per 100 MB of body, {:.0}% of the split path's time",
@@ -73,12 +74,6 @@ fn main() {
         compress.as_secs_f64() * 1e3 * 1e8 / plain_bytes as f64,
         100.0 * compress.as_secs_f64() / split.as_secs_f64()
     );
-}
-
-fn gzip_body(body: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-    enc.write_all(body).expect("compressing in memory");
-    enc.finish().expect("compressing in memory")
 }
 
 /// The bulk bodies of the corpus, kept for the compression measurement.

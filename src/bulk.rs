@@ -166,7 +166,7 @@ fn classify_item(item: BulkItem) -> ItemOutcome {
 
 /// Gzips a bulk body (`--bulk-compression gzip`) at the fastest level: most of the saving
 /// for little CPU.
-fn gzip(body: &[u8]) -> Vec<u8> {
+pub fn gzip(body: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 6),

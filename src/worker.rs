@@ -552,7 +552,7 @@ async fn read_object(
                 key = %object.key,
                 transient = err.is_transient(),
                 error = %err,
-                "object could not be read; the message stays in the queue"
+                "object could not be read; its message is not deleted"
             );
             ticket.fail(Failure {
                 reason: format!("{object}: {err}"),

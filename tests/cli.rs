@@ -315,11 +315,7 @@ async fn check_reports_each_dependency_and_fails_on_a_broken_one() {
     let run = |cluster: Option<&str>| {
         let mut args = env.args(&[])[1..].to_vec();
         if let Some(url) = cluster {
-            let at = args
-                .iter()
-                .position(|a| a == "--elasticsearch-url")
-                .unwrap();
-            args[at + 1] = url.to_string();
+            point_at_cluster(&mut args, url);
         }
         let output = command().arg("check").args(args).output().unwrap();
         (

@@ -341,11 +341,7 @@ impl TestEnv {
         let mut args = self.args(extra);
         args.push("--exit-when-idle".into());
         if let Some(url) = cluster {
-            let at = args
-                .iter()
-                .position(|a| a == "--elasticsearch-url")
-                .unwrap();
-            args[at + 1] = url.to_string();
+            point_at_cluster(&mut args, url);
         }
         let config = Config::try_parse_from(args).expect("test arguments parse");
         config.validate().expect("test configuration is valid");
@@ -456,6 +452,15 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .expect("queue has an arn")
+}
+
+/// Replaces the value of `--elasticsearch-url` in `args` (e.g. to go through a proxy).
+pub fn point_at_cluster(args: &mut [String], url: &str) {
+    let at = args
+        .iter()
+        .position(|a| a == "--elasticsearch-url")
+        .expect("the arguments name a cluster");
+    args[at + 1] = url.to_string();
 }
 
 pub fn fixtures() -> PathBuf {
