@@ -4,7 +4,8 @@
 //! with fresh ids, times, users and addresses; about 100 MB uncompressed, gzipped as CloudTrail
 //! does), then measures in the same run:
 //! - gunzip alone (the physical limit of this path),
-//! - gunzip + split + document building into 5 MiB bulk bodies,
+//! - gunzip + the CloudTrail format (split, events) + the sink's bulk lines, into 5 MiB
+//!   bulk bodies,
 //! - gzip compression of the resulting bulk bodies (`--bulk-compression gzip`): its cost and
 //!   the bytes it saves,
 //!
@@ -15,9 +16,9 @@
 use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
-use cloudtrail_ingest::bulk;
-use cloudtrail_ingest::document::{self, FreeForm, Options};
-use cloudtrail_ingest::records::Splitter;
+use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
+use cloudtrail_ingest::format::Format;
+use cloudtrail_ingest::sink::elasticsearch::bulk;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -125,23 +126,29 @@ fn split_path(gz: &[u8]) -> u64 {
     total
 }
 
-/// Gunzips, splits and builds documents into bulk bodies of 5 MiB, handing each to `flush`.
+/// Gunzips, reads events with the CloudTrail format and writes them as the sink does into
+/// bulk bodies of 5 MiB, handing each to `flush`.
 fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
-    let options = Options {
-        index_prefix: "cloudtrail".into(),
-        free_form: FreeForm::Objects,
+    let format = CloudTrail {
+        options: Options {
+            free_form: FreeForm::Objects,
+        },
     };
     let decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
-    let mut splitter = Splitter::new(BufReader::with_capacity(64 * 1024, decoder));
+    let mut input = BufReader::with_capacity(64 * 1024, decoder);
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
-    while let Some(record) = splitter.next_record().expect("the corpus splits") {
-        let doc = document::build(record, &options, None).expect("corpus records are valid");
-        body.extend_from_slice(&doc.bytes);
+    let mut emit = |event: cloudtrail_ingest::pipeline::Event| {
+        let index = bulk::index_name("cloudtrail", event.time);
+        bulk::append_create(&mut body, &index, &event.id, &event.source);
         if body.len() >= BULK_BYTES {
             flush(&body);
             body.clear();
         }
-    }
+        Ok(())
+    };
+    format
+        .read(&mut input, None, &mut emit)
+        .expect("the corpus reads");
     flush(&body);
 }
 

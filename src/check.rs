@@ -17,12 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::bulk::{self, ItemOutcome};
-use crate::cluster;
 use crate::config::{Config, TemplateMode};
-use crate::notification;
-use crate::template;
-use crate::worker::{self, Clients};
+use crate::sink::elasticsearch::bulk::{self, ItemOutcome};
+use crate::sink::elasticsearch::{client, template, ClusterInfo};
+use crate::source::sqs::{self, notification, Clients};
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +43,8 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
         println!("{word} {name}: {detail}");
     };
 
-    let url = config.elasticsearch_url();
-    match cluster::detect(&clients.cluster, url.as_str()).await {
+    let url = config.cluster.url();
+    match client::detect(&clients.cluster, url.as_str()).await {
         Ok(info) => {
             report(
                 "cluster",
@@ -66,12 +64,12 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
     }
 
     let queue_url = config.queue_url();
-    match worker::check_queue(&clients.sqs, queue_url).await {
+    match sqs::check_queue(&clients.sqs, queue_url).await {
         Ok(queue) => {
             let redrive = if queue.has_redrive_policy {
                 "has a redrive policy"
             } else {
-                "has NO redrive policy (poison messages would cycle; add a DLQ or set --max-receive-count)"
+                "has NO redrive policy (poison messages would be received again and again; add a DLQ or set --max-receive-count)"
             };
             report(
                 "queue",
@@ -100,11 +98,11 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
     !failed
 }
 
-async fn templates(config: &Config, clients: &Clients, info: &cluster::ClusterInfo) -> Verdict {
-    if config.index_template == TemplateMode::Skip {
+async fn templates(config: &Config, clients: &Clients, info: &ClusterInfo) -> Verdict {
+    if config.index.index_template == TemplateMode::Skip {
         return Verdict::Skip("--index-template skip".into());
     }
-    match template::prepare(&clients.cluster, config, info).await {
+    match template::prepare(&clients.cluster, &config.index, info).await {
         Ok(free_form) => Verdict::Pass(format!(
             "index templates installed (free-form fields as {free_form:?})"
         )),
@@ -113,7 +111,7 @@ async fn templates(config: &Config, clients: &Clients, info: &cluster::ClusterIn
 }
 
 async fn bulk_probe(config: &Config, clients: &Clients) -> Verdict {
-    let index = format!("{}-preflight", config.index_prefix);
+    let index = format!("{}-preflight", config.index.index_prefix);
     let body = format!(
         "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"cloudtrail-ingest-preflight\"}}}}\n{{\"preflight\":true}}\n"
     );

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use cloudtrail_ingest::check;
 use cloudtrail_ingest::config::{Config, LogFormat, Mode};
-use cloudtrail_ingest::worker::{self, Clients};
+use cloudtrail_ingest::source::sqs::{self, Clients};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.log_format {
+    match config.telemetry.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
@@ -60,7 +60,7 @@ async fn run(config: Config) -> anyhow::Result<bool> {
         Mode::Run => {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
-            worker::run(&config, clients, shutdown).await?;
+            sqs::run(&config, clients, shutdown).await?;
             Ok(true)
         }
     }

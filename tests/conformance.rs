@@ -8,9 +8,10 @@ mod support;
 
 use std::collections::HashSet;
 
-use cloudtrail_ingest::document::{self, FreeForm, Options};
-use cloudtrail_ingest::records::OwnedRecord;
-use cloudtrail_ingest::stats::Summary;
+use cloudtrail_ingest::format::cloudtrail::split::OwnedRecord;
+use cloudtrail_ingest::format::cloudtrail::{event, FreeForm, Options};
+use cloudtrail_ingest::sink::elasticsearch::bulk::index_name;
+use cloudtrail_ingest::telemetry::Summary;
 use serde_json::{json, Value};
 use support::*;
 use time::OffsetDateTime;
@@ -153,16 +154,15 @@ fn mixed_records() -> Vec<Value> {
 /// the worker names them.
 fn expected_documents(records: &[Vec<u8>], prefix: &str) -> u64 {
     let options = Options {
-        index_prefix: prefix.to_string(),
         free_form: FreeForm::Objects,
     };
     let now = OffsetDateTime::now_utc();
     let mut seen = HashSet::new();
     for record in records {
         let record = OwnedRecord::parse(record).expect("corpus record is an object");
-        let doc = document::build(record.as_record(), &options, Some(now))
-            .expect("corpus record is valid");
-        seen.insert((doc.index, doc.id));
+        let doc =
+            event::build(record.as_record(), &options, Some(now)).expect("corpus record is valid");
+        seen.insert((index_name(prefix, doc.time), doc.id));
     }
     seen.len() as u64
 }

@@ -25,9 +25,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cloudtrail_ingest::cluster::Distribution;
-use cloudtrail_ingest::document::FreeForm;
-use cloudtrail_ingest::template::{event_mappings, Capabilities};
+use cloudtrail_ingest::format::cloudtrail::FreeForm;
+use cloudtrail_ingest::sink::elasticsearch::template::{event_mappings, Capabilities};
+use cloudtrail_ingest::sink::elasticsearch::Distribution;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudtrail-ingest");

@@ -7,7 +7,7 @@
 
 mod support;
 
-use cloudtrail_ingest::notification::{self, SkipReason};
+use cloudtrail_ingest::source::sqs::notification::{self, SkipReason};
 use support::{conformance_index, fixtures};
 
 #[test]

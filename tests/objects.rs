@@ -7,8 +7,9 @@ mod support;
 
 use std::io::BufReader;
 
-use cloudtrail_ingest::document::{self, FreeForm, Options, FREE_FORM_FIELDS};
-use cloudtrail_ingest::records::Splitter;
+use cloudtrail_ingest::format::cloudtrail::event;
+use cloudtrail_ingest::format::cloudtrail::split::Splitter;
+use cloudtrail_ingest::format::cloudtrail::{FreeForm, Options, FREE_FORM_FIELDS};
 use serde_json::Value;
 use support::{conformance_index, fixture_object, gunzip};
 
@@ -34,16 +35,13 @@ fn every_conformance_object_splits_into_its_records() {
         );
 
         for free_form in [FreeForm::Objects, FreeForm::Strings] {
-            let options = Options {
-                index_prefix: "ct".into(),
-                free_form,
-            };
+            let options = Options { free_form };
             let mut splitter = Splitter::new(BufReader::with_capacity(4096, &text[..]));
             let mut n = 0;
             while let Some(record) = splitter.next_record().unwrap() {
-                let doc = document::build(record, &options, None)
-                    .unwrap_or_else(|e| panic!("{key}: {e}"));
-                let mut source: Value = serde_json::from_slice(doc.source()).unwrap();
+                let doc =
+                    event::build(record, &options, None).unwrap_or_else(|e| panic!("{key}: {e}"));
+                let mut source: Value = serde_json::from_slice(&doc.source).unwrap();
                 assert_eq!(source["@timestamp"], expected[n]["eventTime"], "{key}");
                 let source = source.as_object_mut().unwrap();
                 source.remove("@timestamp");

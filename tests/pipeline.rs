@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use cloudtrail_ingest::cluster::{self, Distribution};
+use cloudtrail_ingest::sink::elasticsearch::{client as cluster, Distribution};
 use serde_json::json;
 use support::*;
 
@@ -351,13 +351,15 @@ async fn without_redrive_max_receive_count_gives_up_on_poison() {
     assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_with_one_missing_object_is_kept_and_completes_later() {
+    // No redrive policy: the failed message is released with a growing delay (2 s, 4 s, ...)
+    // and the worker, which exits only once the queue is drained, waits for it.
     let env = TestEnv::with(
         "partial",
         EnvOptions {
-            visibility_timeout: Duration::from_secs(3),
-            max_receive_count: 5,
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 0,
             ..EnvOptions::default()
         },
     )
@@ -366,29 +368,33 @@ async fn a_message_with_one_missing_object_is_kept_and_completes_later() {
     env.publish(&env.cloudtrail_message(&[COMBINED, ORG_TRAIL]))
         .await;
 
-    let first = env.run_until_idle(&[]).await;
-    assert_eq!(first.messages_deleted, 0);
-    assert_eq!(first.messages_kept, 1);
-    assert_eq!(first.objects_failed, 1);
-    assert_eq!(
-        env.total_documents().await,
-        ids(COMBINED),
-        "good documents are indexed"
-    );
-    assert_eq!(env.messages_left().await, 1);
+    let worker = env.spawn_until_idle(&[]);
+    eventually(
+        "the good object to be indexed",
+        Duration::from_secs(30),
+        || async { (env.total_documents().await == ids(COMBINED)).then_some(()) },
+    )
+    .await;
+    assert_eq!(env.messages_left().await, 1, "the message is not deleted");
 
     // The missing object appears; the redelivered message completes without duplicates.
     env.put_fixture(ORG_TRAIL).await;
-    let second = eventually(
-        "the message to be redelivered and deleted",
-        Duration::from_secs(30),
-        || async {
-            let summary = env.run_until_idle(&[]).await;
-            (summary.messages_deleted == 1).then_some(summary)
-        },
-    )
-    .await;
-    assert_eq!(second.documents_existing, records(COMBINED));
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker exits once the queue is drained")
+        .unwrap();
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert!(summary.messages_received >= 2, "{summary:?}");
+    assert_eq!(
+        summary.messages_kept,
+        summary.messages_received - 1,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.messages_released, summary.messages_kept,
+        "{summary:?}"
+    );
+    assert!(summary.objects_failed >= 1, "{summary:?}");
     assert_eq!(env.total_documents().await, ids(COMBINED) + ids(ORG_TRAIL));
     assert_eq!(env.messages_left().await, 0);
 }
@@ -403,7 +409,7 @@ async fn the_search_stand_in_is_detected_as_opensearch() {
         &standins().search_url,
     ])
     .unwrap();
-    let client = cluster::connect(&config).unwrap();
+    let client = cluster::connect(&config.cluster).unwrap();
     let info = cluster::detect(&client, &standins().search_url)
         .await
         .unwrap();
@@ -595,15 +601,19 @@ async fn with_dead_lettering_off_a_rejected_document_keeps_its_message() {
 
     let summary = env.run_until_idle(&["--no-dead-letter"]).await;
 
-    assert_eq!(summary.documents_rejected, 1, "{summary:?}");
+    // Received three times (the redrive policy's maxReceiveCount), refused each time, and
+    // parked in the DLQ by redrive: kept, never deleted.
+    assert_eq!(summary.messages_received, 3, "{summary:?}");
+    assert_eq!(summary.documents_rejected, 3, "{summary:?}");
     assert_eq!(summary.documents_dead_lettered, 0);
     assert_eq!(
         summary.documents_indexed, 1,
         "the other day's index accepts its document"
     );
     assert_eq!(summary.messages_deleted, 0);
-    assert_eq!(summary.messages_kept, 1);
-    assert_eq!(env.messages_left().await, 1);
+    assert_eq!(summary.messages_kept, 3);
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(env.queue_depth(&env.dlq_url).await.0, 1);
 }
 
 #[tokio::test]
@@ -621,12 +631,15 @@ async fn a_failed_dead_letter_write_keeps_the_message() {
 
     let summary = env.run_until_idle(&[]).await;
 
-    assert_eq!(summary.documents_rejected, 1, "{summary:?}");
-    assert_eq!(summary.dead_letter_failures, 1, "{summary:?}");
+    // Refused on each of its three receives, then parked in the DLQ by redrive.
+    assert_eq!(summary.messages_received, 3, "{summary:?}");
+    assert_eq!(summary.documents_rejected, 3, "{summary:?}");
+    assert_eq!(summary.dead_letter_failures, 3, "{summary:?}");
     assert_eq!(summary.documents_dead_lettered, 0);
     assert_eq!(summary.messages_deleted, 0);
-    assert_eq!(summary.messages_kept, 1);
-    assert_eq!(env.messages_left().await, 1);
+    assert_eq!(summary.messages_kept, 3);
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(env.queue_depth(&env.dlq_url).await.0, 1);
 }
 
 /// A metric's value in a Prometheus text exposition.
@@ -651,11 +664,13 @@ async fn metrics_endpoint_reports_what_was_ingested() {
         env.args(&["--metrics-listen", &listen]),
     )
     .unwrap();
-    let clients = cloudtrail_ingest::worker::Clients::new(&aws_config(), &config).unwrap();
+    let clients = cloudtrail_ingest::source::sqs::Clients::new(&aws_config(), &config).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = {
         let stop = stop.clone();
-        tokio::spawn(async move { cloudtrail_ingest::worker::run(&config, clients, stop).await })
+        tokio::spawn(
+            async move { cloudtrail_ingest::source::sqs::run(&config, clients, stop).await },
+        )
     };
     let base = format!("http://{listen}");
     let expected = ids(ORG_TRAIL) as f64;

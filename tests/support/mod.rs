@@ -16,8 +16,8 @@ use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredential
 use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Parser;
 use cloudtrail_ingest::config::Config;
-use cloudtrail_ingest::stats::Summary;
-use cloudtrail_ingest::worker::{self, Clients};
+use cloudtrail_ingest::source::sqs::{self as worker, Clients};
+use cloudtrail_ingest::telemetry::Summary;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -1,4 +1,4 @@
-//! Cluster: the Elasticsearch/OpenSearch client, built from the configuration, and the
+//! Client: the Elasticsearch/OpenSearch client, built from the configuration, and the
 //! start-up check that the cluster answers and which product and version it is.
 //!
 //! The client sends plain `application/json` (and `application/x-ndjson` for bulk), which
@@ -13,7 +13,7 @@ use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde::Deserialize;
 
-use crate::config::{ClusterAuth, Config};
+use crate::config::{ClusterAuth, ClusterConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -67,17 +67,19 @@ impl std::fmt::Display for Distribution {
 }
 
 /// Builds the client; makes no request.
-pub fn connect(config: &Config) -> Result<Elasticsearch, ClusterError> {
-    let url = config.elasticsearch_url();
+pub fn connect(config: &ClusterConfig) -> Result<Elasticsearch, ClusterError> {
+    let url = config.url();
     let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
         .timeout(config.elasticsearch_timeout)
         .enable_meta_header(false);
-    builder = match config.cluster_auth() {
+    builder = match config.auth() {
         ClusterAuth::None => builder,
         ClusterAuth::Basic { username, password } => {
-            builder.auth(Credentials::Basic(username, password))
+            builder.auth(Credentials::Basic(username, password.expose().to_string()))
         }
-        ClusterAuth::ApiKey(key) => builder.auth(Credentials::EncodedApiKey(key)),
+        ClusterAuth::ApiKey(key) => {
+            builder.auth(Credentials::EncodedApiKey(key.expose().to_string()))
+        }
     };
     if let Some(path) = &config.elasticsearch_ca_file {
         let display = path.display().to_string();

@@ -10,30 +10,30 @@
 //!
 //! S3/EventBridge events that are not "object created" (deletes, restores) and keys that are
 //! not CloudTrail event logs (digests, non-`.json[.gz]` keys) are skipped, not fetched.
-//! Anything else is a [`NotificationError`]: the message must stay in the queue.
+//!
+//! A tolerant reader: an SNS envelope is recognised by its `Message` (a JSON string, or an
+//! object as some tools forward it) even when the other envelope fields are missing, and
+//! unknown properties anywhere are ignored. Notifications of other services that share the
+//! trail's topic are [`Kind::Ignored`], acknowledged without reading: AWS Config
+//! (`messageType`; its delivery notifications carry `s3Bucket` and a single `s3ObjectKey`
+//! string, which must not be mistaken for CloudTrail's), SNS subscription and unsubscription
+//! confirmations, and EventBridge events from other sources. Anything else is a
+//! [`NotificationError`]: the message cannot be read, and the queue's redrive policy should
+//! park it for a human to look at.
 
 use serde_json::Value;
 
-/// One S3 object to fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectRef {
-    pub bucket: String,
-    pub key: String,
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
-    }
-}
+pub use crate::source::s3::ObjectRef;
 
 /// Which shape the body had; for logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     CloudTrail,
     S3Event,
     EventBridge,
     TestEvent,
+    /// Another service's notification; what it is, for the debug line.
+    Ignored(String),
 }
 
 /// Why an announced object is not fetched.
@@ -68,12 +68,10 @@ pub struct Notification {
 
 /// A body that is none of the accepted shapes. Always permanent: redelivering the same
 /// bytes cannot help, so the queue's redrive policy should park it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum NotificationError {
     #[error("body is not JSON: {0}")]
     NotJson(String),
-    #[error("SNS envelope of type {0:?} is not a Notification")]
-    SnsType(String),
     #[error("SNS Message is not JSON: {0}")]
     SnsMessageNotJson(String),
     #[error("{0}")]
@@ -93,34 +91,53 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
     let inner = match unwrap_sns(&value)? {
-        Some(message) => serde_json::from_str(message)
+        Envelope::Message(Value::String(message)) => serde_json::from_str(message)
             .map_err(|e| NotificationError::SnsMessageNotJson(e.to_string()))?,
-        None => value,
+        Envelope::Message(message) => message.clone(),
+        Envelope::Other(kind) => return Ok(ignored(format!("SNS {kind}"))),
+        Envelope::None => value,
     };
     classify(&inner)
 }
 
-/// Returns the `Message` of an SNS envelope, or `None` when the body is not an envelope.
-fn unwrap_sns(value: &Value) -> Result<Option<&str>, NotificationError> {
-    let Some(kind) = value.get("Type").and_then(Value::as_str) else {
-        return Ok(None);
-    };
-    if value.get("TopicArn").is_none() {
-        return Ok(None);
-    }
-    if kind != "Notification" {
-        return Err(NotificationError::SnsType(kind.to_string()));
-    }
-    value
-        .get("Message")
-        .and_then(Value::as_str)
-        .map(Some)
-        .ok_or(NotificationError::Malformed(
+enum Envelope<'a> {
+    /// A notification: its `Message`.
+    Message(&'a Value),
+    /// An SNS message of another type (`SubscriptionConfirmation`, ...).
+    Other(String),
+    /// Not an SNS envelope.
+    None,
+}
+
+/// Finds the SNS envelope, by its `Message` or its `Type`.
+fn unwrap_sns(value: &Value) -> Result<Envelope<'_>, NotificationError> {
+    let kind = value.get("Type").and_then(Value::as_str);
+    match (kind, value.get("Message")) {
+        (Some(kind), _) if kind != "Notification" && value.get("TopicArn").is_some() => {
+            Ok(Envelope::Other(kind.to_string()))
+        }
+        (_, Some(message)) if message.is_string() || message.is_object() => {
+            Ok(Envelope::Message(message))
+        }
+        (Some("Notification"), _) => Err(NotificationError::Malformed(
             "SNS envelope has no string Message",
-        ))
+        )),
+        _ => Ok(Envelope::None),
+    }
+}
+
+fn ignored(what: String) -> Notification {
+    Notification {
+        kind: Kind::Ignored(what),
+        objects: vec![],
+        skipped: vec![],
+    }
 }
 
 fn classify(value: &Value) -> Result<Notification, NotificationError> {
+    if let Some(message_type) = value.get("messageType").and_then(Value::as_str) {
+        return Ok(ignored(format!("AWS Config {message_type}")));
+    }
     if value.get("s3Bucket").is_some() {
         return cloudtrail(value);
     }
@@ -136,8 +153,13 @@ fn classify(value: &Value) -> Result<Notification, NotificationError> {
             return s3_event(records);
         }
     }
-    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
-        return eventbridge(value);
+    match value.get("source").and_then(Value::as_str) {
+        Some("aws.s3") => return eventbridge(value),
+        Some(source) if value.get("detail-type").is_some() => {
+            let detail_type = value["detail-type"].as_str().unwrap_or("?");
+            return Ok(ignored(format!("EventBridge {source} {detail_type}")));
+        }
+        _ => {}
     }
     Err(NotificationError::Unrecognized)
 }
@@ -324,6 +346,62 @@ mod tests {
     }
 
     #[test]
+    fn other_services_are_ignored_not_refused() {
+        let config = serde_json::json!({
+            "configSnapshotId": "16da64e4-cb65-4846-b061-e6c3ba43cb96",
+            "s3ObjectKey": "AWSLogs/123456789012/Config/us-east-2/2016/9/27/ConfigSnapshot/x.json.gz",
+            "s3Bucket": "config-bucket-123456789012-ohio",
+            "notificationCreationTime": "2016-09-27T18:39:39.853Z",
+            "messageType": "ConfigurationSnapshotDeliveryCompleted",
+            "recordVersion": "1.1"
+        });
+        let as_string = serde_json::json!({
+            "Type": "Notification", "TopicArn": "arn:aws:sns:us-east-2:123456789012:config-topic",
+            "Message": config.to_string(),
+        });
+        let as_object = serde_json::json!({"Type": "Notification", "Message": config});
+        for body in [
+            config.to_string(),
+            as_string.to_string(),
+            as_object.to_string(),
+        ] {
+            let n = parse(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                n.kind,
+                Kind::Ignored("AWS Config ConfigurationSnapshotDeliveryCompleted".into())
+            );
+            assert!(n.objects.is_empty() && n.skipped.is_empty());
+        }
+        for (body, what) in [
+            (
+                r#"{"Type":"SubscriptionConfirmation","TopicArn":"t","Token":"x","Message":"You have chosen to subscribe"}"#,
+                "SNS SubscriptionConfirmation",
+            ),
+            (
+                r#"{"version":"0","source":"aws.config","detail-type":"Config Rules Compliance Change","detail":{}}"#,
+                "EventBridge aws.config Config Rules Compliance Change",
+            ),
+        ] {
+            assert_eq!(
+                parse(body).unwrap().kind,
+                Kind::Ignored(what.into()),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_tolerantly() {
+        // An envelope with nothing but its Message, and unknown fields beside CloudTrail's.
+        let inner = format!(
+            r#"{{"s3Bucket":"b","s3ObjectKey":["{KEY}"],"notificationVersion":2,"extra":{{"a":1}}}}"#
+        );
+        let bare = serde_json::json!({ "Message": inner }).to_string();
+        assert_eq!(objects(&bare), vec![format!("s3://b/{KEY}")]);
+        assert_eq!(objects(&inner), vec![format!("s3://b/{KEY}")]);
+    }
+
+    #[test]
     fn test_event_names_nothing() {
         let n = parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#).unwrap();
         assert_eq!(n.kind, Kind::TestEvent);
@@ -364,10 +442,9 @@ mod tests {
                 r#"{"Type":"Notification","TopicArn":"t","Message":"hello"}"#,
                 |e| matches!(e, NotificationError::SnsMessageNotJson(_)),
             ),
-            (
-                r#"{"Type":"SubscriptionConfirmation","TopicArn":"t"}"#,
-                |e| matches!(e, NotificationError::SnsType(_)),
-            ),
+            (r#"{"Type":"Notification","TopicArn":"t"}"#, |e| {
+                matches!(e, NotificationError::Malformed(_))
+            }),
             (r#"{"s3Bucket":"b","s3ObjectKey":"not-an-array"}"#, |e| {
                 matches!(e, NotificationError::Malformed(_))
             }),

@@ -1,16 +1,16 @@
 //! Metrics: the optional HTTP listener (`--metrics-listen ADDR`) serving
 //! - `/metrics`: Prometheus (OpenMetrics text) rendered from [`Stats`] at each scrape with the
-//!   `prometheus-client` crate: counters of messages, objects, bytes, documents, bulk
-//!   requests, retries and visibility extensions; gauges of in-flight messages and bulk
-//!   requests; the bulk latency histogram; and the lag (now minus the newest indexed
-//!   `eventTime`);
+//!   `prometheus-client` crate: every counter of [`super::Counters`] (as
+//!   `cloudtrail_ingest_<name>_total`); gauges of in-flight messages and bulk requests;
+//!   `ready`, `cluster_authorized`; the bulk latency histogram; and the lag (now minus the
+//!   newest indexed event time);
 //! - `/healthz`: 200 while the process runs (liveness);
-//! - `/readyz`: 200 once the worker has started and both the cluster and the queue answered
-//!   their last request, 503 otherwise (readiness).
+//! - `/readyz`: 200 once the worker has started, the cluster answered and accepted the
+//!   credentials, and the queue answered, each on its last request; 503 otherwise (readiness).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,96 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::stats::Stats;
-
-type Field = fn(&Stats) -> &AtomicU64;
-
-/// Every counter: name (without prefix and `_total`), help, field.
-const COUNTERS: &[(&str, &str, Field)] = &[
-    ("messages_received", "SQS messages received", |s| {
-        &s.messages_received
-    }),
-    (
-        "messages_deleted",
-        "SQS messages deleted after everything they announced was indexed",
-        |s| &s.messages_deleted,
-    ),
-    (
-        "messages_failed_permanent",
-        "messages that failed for good and were released for the redrive policy",
-        |s| &s.messages_failed_permanent,
-    ),
-    (
-        "messages_failed_transient",
-        "messages that failed for now and come back after their visibility timeout",
-        |s| &s.messages_failed_transient,
-    ),
-    (
-        "messages_given_up",
-        "messages deleted after --max-receive-count receives",
-        |s| &s.messages_given_up,
-    ),
-    (
-        "messages_abandoned",
-        "messages still in flight when the shutdown grace period ran out",
-        |s| &s.messages_abandoned,
-    ),
-    (
-        "delete_failures",
-        "messages whose deletion failed (they come back and are deduplicated)",
-        |s| &s.delete_failures,
-    ),
-    (
-        "visibility_extensions",
-        "visibility timeout extensions of in-flight messages",
-        |s| &s.visibility_extensions,
-    ),
-    ("objects_read", "S3 log objects read to the end", |s| {
-        &s.objects_read
-    }),
-    (
-        "objects_failed",
-        "S3 log objects that could not be read",
-        |s| &s.objects_failed,
-    ),
-    (
-        "keys_skipped",
-        "announced keys acknowledged without reading (digests, non-log keys)",
-        |s| &s.keys_skipped,
-    ),
-    ("bytes_read", "bytes read from S3, as stored", |s| {
-        &s.bytes_read
-    }),
-    ("documents_indexed", "documents indexed", |s| {
-        &s.documents_indexed
-    }),
-    (
-        "documents_existing",
-        "documents already indexed by an earlier delivery (409)",
-        |s| &s.documents_existing,
-    ),
-    (
-        "documents_rejected",
-        "documents the cluster refused for good",
-        |s| &s.documents_rejected,
-    ),
-    (
-        "documents_dead_lettered",
-        "refused documents written to the dead-letter index",
-        |s| &s.documents_dead_lettered,
-    ),
-    (
-        "dead_letter_failures",
-        "dead-letter entries the cluster refused too",
-        |s| &s.dead_letter_failures,
-    ),
-    ("bulk_requests", "bulk requests sent", |s| &s.bulk_requests),
-    (
-        "bulk_retries",
-        "bulk retries (whole requests and failed items)",
-        |s| &s.bulk_retries,
-    ),
-];
+use super::Stats;
 
 #[derive(Debug)]
 struct StatsCollector(Arc<Stats>);
@@ -126,8 +37,8 @@ struct StatsCollector(Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
-        for (name, help, field) in COUNTERS {
-            let counter = ConstCounter::new(field(stats).load(Ordering::Relaxed));
+        for (name, help, value) in stats.counters.all() {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
             counter.encode(encoder.encode_descriptor(
                 name,
                 help,
@@ -154,9 +65,16 @@ impl Collector for StatsCollector {
         let ready = ConstGauge::new(i64::from(stats.ready()));
         ready.encode(encoder.encode_descriptor(
             "ready",
-            "1 when started and the cluster and queue answered their last request",
+            "1 when started, the cluster answered and accepted the credentials, and the queue answered",
             None,
             ready.metric_type(),
+        )?)?;
+        let authorized = ConstGauge::new(i64::from(stats.get(&stats.cluster_authorized)));
+        authorized.encode(encoder.encode_descriptor(
+            "cluster_authorized",
+            "0 while the cluster refuses the credentials or their privileges",
+            None,
+            authorized.metric_type(),
         )?)?;
         let newest = stats.newest_event_secs.load(Ordering::Relaxed);
         if newest > 0 {
@@ -253,9 +171,10 @@ fn respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             format!(
-                "not ready: started={} cluster_reachable={} queue_reachable={}\n",
+                "not ready: started={} cluster_reachable={} cluster_authorized={} queue_reachable={}\n",
                 stats.get(&stats.started),
                 stats.get(&stats.cluster_reachable),
+                stats.get(&stats.cluster_authorized),
                 stats.get(&stats.queue_reachable)
             ),
         ),
@@ -301,5 +220,32 @@ mod tests {
         );
         assert!(text.contains("cloudtrail_ingest_lag_seconds 6"), "{text}");
         assert!(text.contains("cloudtrail_ingest_ready 0"), "{text}");
+    }
+
+    #[test]
+    fn every_counter_reaches_metrics() {
+        let stats = Arc::new(Stats::default());
+        let counters = stats.counters.all();
+        assert!(counters.len() >= 20);
+        for (n, (_, _, counter)) in counters.iter().enumerate() {
+            counter.store(1000 + n as u64, Ordering::Relaxed);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry(stats.clone())).unwrap();
+        for (n, (name, _, _)) in counters.iter().enumerate() {
+            let line = format!("cloudtrail_ingest_{name}_total {}", 1000 + n);
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        // The snapshot carries the same values.
+        let summary = format!("{:?}", stats.snapshot());
+        for (n, (name, _, _)) in counters.iter().enumerate() {
+            assert!(
+                summary.contains(&format!("{name}: {}", 1000 + n)),
+                "{summary}"
+            );
+        }
     }
 }

@@ -22,9 +22,9 @@ use elasticsearch::Elasticsearch;
 use serde_json::{json, Map, Value};
 use tracing::info;
 
-use crate::cluster::{ClusterInfo, Distribution};
-use crate::config::{Config, FreeFormFields, TemplateMode};
-use crate::document::{FreeForm, FREE_FORM_FIELDS};
+use super::client::{ClusterInfo, Distribution};
+use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
+use crate::format::cloudtrail::{FreeForm, FREE_FORM_FIELDS};
 
 /// Bumped whenever the generated templates change; stored in the template's `version`.
 pub const TEMPLATE_VERSION: u64 = 1;
@@ -118,7 +118,7 @@ pub struct IndexSettings {
 }
 
 impl IndexSettings {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &IndexConfig) -> Self {
         IndexSettings {
             shards: Some(config.index_shards),
             replicas: config.index_replicas,
@@ -275,7 +275,7 @@ pub fn event_mappings(caps: &Capabilities, free_form: FreeForm) -> Value {
     })
 }
 
-/// The mappings of the dead-letter indices: see [`crate::dead_letter`].
+/// The mappings of the dead-letter indices: see [`super::dead_letter`].
 pub fn dead_letter_mappings() -> Value {
     let mut error = keywords(&["type"]);
     error.insert("reason".into(), text_with_keyword());
@@ -352,7 +352,7 @@ pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexS
 /// configuration asks for. Returns the layout documents must use.
 pub async fn prepare(
     client: &Elasticsearch,
-    config: &Config,
+    config: &IndexConfig,
     info: &ClusterInfo,
 ) -> Result<FreeForm, TemplateError> {
     let caps = Capabilities::of(info)?;

@@ -1,14 +1,22 @@
 //! Configuration: the one [`Config`] struct, parsed from flags or `CLOUDTRAIL_INGEST_*`
 //! environment variables, and validated all at once.
 //!
-//! Input: the command line and the environment. Output: a [`Config`] whose fields are
-//! known to be usable, or a [`ConfigError`] listing every problem in one line.
+//! Flags come in groups, one per stage: the SQS source ([`SqsConfig`]), the cluster
+//! connection ([`ClusterConfig`]), the indices and templates ([`IndexConfig`]), the bulk
+//! writer ([`BulkConfig`]) and telemetry ([`TelemetryConfig`]). Input: the command line and
+//! the environment. Output: a [`Config`] whose fields are known to be usable, or a
+//! [`ConfigError`] listing every problem in one line. Secrets are [`Secret`]s: `Debug`, the
+//! start-up summary, errors and `--help` never show them.
+
+mod secret;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use url::Url;
+
+pub use secret::{ClusterUrl, Secret, SplitUrl};
 
 /// Environment variables for every flag share this prefix.
 pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";
@@ -29,14 +37,124 @@ pub struct Config {
     #[arg(value_enum, default_value_t = Mode::Run)]
     pub mode: Mode,
 
+    #[command(flatten)]
+    pub sqs: SqsConfig,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    pub index: IndexConfig,
+
+    #[command(flatten)]
+    pub bulk: BulkConfig,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+
+    /// Exit 0 once the queue is drained (no message visible, in flight or delayed) and
+    /// nothing is in flight here (backfills, batch jobs).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
+    pub exit_when_idle: bool,
+
+    /// On SIGTERM/SIGINT, how long in-flight messages may take to finish before exit.
+    /// Keep it below the orchestrator's kill timeout (ECS: 30s by default).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+}
+
+/// The SQS source and the S3 objects its messages announce.
+#[derive(Debug, Clone, Args)]
+pub struct SqsConfig {
     /// URL of the SQS queue that receives the trail's notifications.
     #[arg(long, env = "CLOUDTRAIL_INGEST_QUEUE_URL", value_name = "URL")]
     pub queue_url: Option<String>,
 
-    /// URL of the Elasticsearch or OpenSearch cluster, e.g. https://search.example.com:9200.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_URL", value_name = "URL")]
-    pub elasticsearch_url: Option<String>,
+    /// SQS messages processed at once.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_MAX_IN_FLIGHT",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    pub max_in_flight: usize,
 
+    /// Long-poll wait of one ReceiveMessage call (at most 20s).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_RECEIVE_WAIT", default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub receive_wait: Duration,
+
+    /// Longest a message is kept invisible while it is processed: its visibility timeout is
+    /// extended (at a third of the queue's VisibilityTimeout) until it is done or this much
+    /// time has passed.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_PROCESSING_TIME", default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub max_processing_time: Duration,
+
+    /// Delete a message that failed for good (a permanent failure) on its Nth receive, with
+    /// an error log. Messages that failed only transiently are never deleted. Off by default:
+    /// use the queue's redrive policy (a DLQ) instead whenever you can.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_RECEIVE_COUNT", value_name = "N")]
+    pub max_receive_count: Option<u32>,
+
+    /// Use path-style S3 addressing (for S3-compatible stores that need it).
+    #[arg(long, env = "CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+}
+
+/// The connection to the Elasticsearch or OpenSearch cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterConfig {
+    /// URL of the Elasticsearch or OpenSearch cluster, e.g. https://search.example.com:9200.
+    /// `user:password@` in it is used for basic authentication and never printed.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub elasticsearch_url: Option<ClusterUrl>,
+
+    /// Cluster user for basic authentication (needs --elasticsearch-password).
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_USERNAME",
+        value_name = "USER"
+    )]
+    pub elasticsearch_username: Option<String>,
+
+    /// Cluster password for basic authentication.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub elasticsearch_password: Option<Secret>,
+
+    /// Cluster API key, base64-encoded `id:key` as Elasticsearch and Kibana print it.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub elasticsearch_api_key: Option<Secret>,
+
+    /// PEM file with CA certificates to trust for the cluster, in addition to the system roots.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_CA_FILE",
+        value_name = "PATH"
+    )]
+    pub elasticsearch_ca_file: Option<PathBuf>,
+
+    /// Timeout of one request to the cluster.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub elasticsearch_timeout: Duration,
+}
+
+/// The daily indices, their templates and the dead-letter indices.
+#[derive(Debug, Clone, Args)]
+pub struct IndexConfig {
     /// Documents go to `<prefix>-YYYY.MM.DD`, by the event's own eventTime in UTC.
     #[arg(
         long,
@@ -117,53 +235,11 @@ pub struct Config {
     /// Do not dead-letter rejected documents: keep their messages in the queue instead.
     #[arg(long, env = "CLOUDTRAIL_INGEST_NO_DEAD_LETTER")]
     pub no_dead_letter: bool,
+}
 
-    /// Exit 0 once a receive comes back empty and nothing is in flight (backfills, batch jobs).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
-    pub exit_when_idle: bool,
-
-    /// Use path-style S3 addressing (for S3-compatible stores that need it).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE")]
-    pub s3_force_path_style: bool,
-
-    /// Cluster user for basic authentication (needs --elasticsearch-password).
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_USERNAME",
-        value_name = "USER"
-    )]
-    pub elasticsearch_username: Option<String>,
-
-    /// Cluster password for basic authentication.
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
-    pub elasticsearch_password: Option<String>,
-
-    /// Cluster API key, base64-encoded `id:key` as Elasticsearch and Kibana print it.
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub elasticsearch_api_key: Option<String>,
-
-    /// PEM file with CA certificates to trust for the cluster, in addition to the system roots.
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_CA_FILE",
-        value_name = "PATH"
-    )]
-    pub elasticsearch_ca_file: Option<PathBuf>,
-
-    /// Timeout of one request to the cluster.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub elasticsearch_timeout: Duration,
-
+/// How events are written: batching, compression, concurrency and retries.
+#[derive(Debug, Clone, Args)]
+pub struct BulkConfig {
     /// Maximum size of one bulk request body, in bytes.
     #[arg(
         long,
@@ -200,8 +276,8 @@ pub struct Config {
 
     /// Attempts for documents the cluster answers 429/5xx item by item, before they fail and
     /// their messages are left for SQS to redeliver. Whole requests that fail (cluster down,
-    /// overloaded) are retried until the cluster answers, with in-flight messages kept
-    /// invisible.
+    /// overloaded, credentials refused) are retried until the cluster answers, with
+    /// in-flight messages kept invisible.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_BULK_MAX_ATTEMPTS",
@@ -209,20 +285,11 @@ pub struct Config {
         value_name = "N"
     )]
     pub bulk_max_attempts: usize,
+}
 
-    /// SQS messages processed at once.
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_MAX_IN_FLIGHT",
-        default_value_t = 10,
-        value_name = "N"
-    )]
-    pub max_in_flight: usize,
-
-    /// Long-poll wait of one ReceiveMessage call (at most 20s).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_RECEIVE_WAIT", default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub receive_wait: Duration,
-
+/// Logs and the metrics listener.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryConfig {
     /// Log format on standard error: `text` (human-readable; colours on a terminal) or
     /// `json` (one JSON object per line, for CloudWatch Logs and other collectors).
     #[arg(
@@ -238,22 +305,6 @@ pub struct Config {
     /// this address, e.g. 0.0.0.0:9102 [default: no listener].
     #[arg(long, env = "CLOUDTRAIL_INGEST_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
-
-    /// Longest a message is kept invisible while it is processed: its visibility timeout is
-    /// extended (at a third of the queue's VisibilityTimeout) until it is done or this much
-    /// time has passed.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_PROCESSING_TIME", default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub max_processing_time: Duration,
-
-    /// Delete a message that still fails on its Nth receive, with an error log. Off by
-    /// default: use the queue's redrive policy (a DLQ) instead whenever you can.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_RECEIVE_COUNT", value_name = "N")]
-    pub max_receive_count: Option<u32>,
-
-    /// On SIGTERM/SIGINT, how long in-flight messages may take to finish before exit.
-    /// Keep it below the orchestrator's kill timeout (ECS: 30s by default).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub shutdown_grace: Duration,
 }
 
 /// What the binary does.
@@ -299,29 +350,182 @@ pub struct ConfigError {
 }
 
 /// Cluster credentials, at most one kind.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum ClusterAuth {
     None,
-    Basic { username: String, password: String },
-    ApiKey(String),
+    Basic { username: String, password: Secret },
+    ApiKey(Secret),
 }
 
 impl Config {
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        check_url(
-            &mut problems,
-            "--queue-url",
-            "QUEUE_URL",
-            self.queue_url.as_deref(),
-        );
-        check_url(
-            &mut problems,
-            "--elasticsearch-url",
-            "ELASTICSEARCH_URL",
-            self.elasticsearch_url.as_deref(),
-        );
+        match &self.sqs.queue_url {
+            None => problems.push(format!("--queue-url ({ENV_PREFIX}QUEUE_URL) is required")),
+            Some(raw) => match Url::parse(raw) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                Ok(_) => problems.push(format!("--queue-url {raw:?} must be an http or https URL")),
+                Err(err) => problems.push(format!("--queue-url {raw:?} is not a valid URL: {err}")),
+            },
+        }
+        self.cluster.validate(&mut problems);
+        self.index.validate(&mut problems);
+        let bulk = &self.bulk;
+        if bulk.bulk_max_bytes < 1024 {
+            problems.push("--bulk-max-bytes must be at least 1024".into());
+        }
+        for (flag, value) in [
+            ("--bulk-concurrency", bulk.bulk_concurrency),
+            ("--bulk-max-attempts", bulk.bulk_max_attempts),
+            ("--max-in-flight", self.sqs.max_in_flight),
+        ] {
+            if value == 0 {
+                problems.push(format!("{flag} must be at least 1"));
+            }
+        }
+        if self.sqs.max_receive_count == Some(0) {
+            problems.push("--max-receive-count must be at least 1".into());
+        }
+        if self.sqs.receive_wait > MAX_RECEIVE_WAIT {
+            problems.push("--receive-wait must be at most 20s (the SQS limit)".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The queue URL; only call after [`Config::validate`] succeeded.
+    pub fn queue_url(&self) -> &str {
+        self.sqs
+            .queue_url
+            .as_deref()
+            .expect("validated config has a queue URL")
+    }
+
+    /// A one-line summary for the start-up log; never contains secrets.
+    pub fn redacted_summary(&self) -> String {
+        let auth = match self.cluster.auth() {
+            ClusterAuth::None => "none".to_string(),
+            ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
+            ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
+        };
+        format!(
+            "queue_url={} elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} bulk_compression={:?} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
+            self.sqs.queue_url.as_deref().unwrap_or("-"),
+            self.cluster.elasticsearch_url.as_ref().map(ClusterUrl::redacted).unwrap_or_else(|| "-".into()),
+            self.index.index_prefix,
+            self.index.dead_letter_prefix().unwrap_or_else(|| "off".into()),
+            self.index.free_form_fields,
+            self.index.index_template,
+            auth,
+            self.cluster.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            self.bulk.bulk_max_bytes,
+            self.bulk.bulk_linger,
+            self.bulk.bulk_concurrency,
+            self.bulk.bulk_max_attempts,
+            self.bulk.bulk_compression,
+            self.sqs.max_in_flight,
+            self.sqs.receive_wait,
+            self.sqs.max_receive_count.map_or_else(|| "off".to_string(), |n| n.to_string()),
+            self.shutdown_grace,
+            self.exit_when_idle,
+            self.sqs.s3_force_path_style,
+        )
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        let url_credentials = match &self.elasticsearch_url {
+            None => {
+                problems.push(format!(
+                    "--elasticsearch-url ({ENV_PREFIX}ELASTICSEARCH_URL) is required"
+                ));
+                false
+            }
+            Some(url) => match url.split() {
+                Ok(split) => split.credentials.is_some(),
+                Err(err) => {
+                    problems.push(format!(
+                        "--elasticsearch-url {} is not a valid URL: {err}",
+                        url.redacted()
+                    ));
+                    false
+                }
+            },
+        };
+        match (
+            &self.elasticsearch_username,
+            &self.elasticsearch_password,
+            &self.elasticsearch_api_key,
+        ) {
+            (Some(_), None, _) | (None, Some(_), _) => problems.push(
+                "--elasticsearch-username and --elasticsearch-password must be given together"
+                    .into(),
+            ),
+            (Some(_), Some(_), Some(_)) => problems.push(
+                "give either --elasticsearch-username/--elasticsearch-password or --elasticsearch-api-key, not both"
+                    .into(),
+            ),
+            (Some(_), Some(_), None) | (None, None, Some(_)) if url_credentials => problems.push(
+                "--elasticsearch-url carries credentials and other cluster credentials are given too: give one kind"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if let Some(path) = &self.elasticsearch_ca_file {
+            if !path.is_file() {
+                problems.push(format!(
+                    "--elasticsearch-ca-file {} is not a readable file",
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    /// The cluster URL without credentials; only call after [`Config::validate`] succeeded.
+    pub fn url(&self) -> Url {
+        self.split_url().url
+    }
+
+    fn split_url(&self) -> SplitUrl {
+        self.elasticsearch_url
+            .as_ref()
+            .expect("validated config has a cluster URL")
+            .split()
+            .expect("validated config has a parseable cluster URL")
+    }
+
+    /// The credentials to send: flags first, then `user:password@` in the URL.
+    pub fn auth(&self) -> ClusterAuth {
+        match (
+            &self.elasticsearch_username,
+            &self.elasticsearch_password,
+            &self.elasticsearch_api_key,
+        ) {
+            (Some(username), Some(password), _) => ClusterAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            (_, _, Some(key)) => ClusterAuth::ApiKey(key.clone()),
+            _ => match self
+                .elasticsearch_url
+                .as_ref()
+                .and_then(|url| url.split().ok())
+                .and_then(|split| split.credentials)
+            {
+                Some((username, password)) => ClusterAuth::Basic { username, password },
+                None => ClusterAuth::None,
+            },
+        }
+    }
+}
+
+impl IndexConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
         if !valid_index_prefix(&self.index_prefix) {
             problems.push(format!(
                 "--index-prefix {:?} is not a valid index name prefix (lowercase letters, digits, '-', '_', '.'; not starting with '-', '_' or '+')",
@@ -353,68 +557,6 @@ impl Config {
                 ));
             }
         }
-        match (
-            &self.elasticsearch_username,
-            &self.elasticsearch_password,
-            &self.elasticsearch_api_key,
-        ) {
-            (Some(_), None, _) | (None, Some(_), _) => problems.push(
-                "--elasticsearch-username and --elasticsearch-password must be given together"
-                    .into(),
-            ),
-            (Some(_), Some(_), Some(_)) => problems.push(
-                "give either --elasticsearch-username/--elasticsearch-password or --elasticsearch-api-key, not both"
-                    .into(),
-            ),
-            _ => {}
-        }
-        if let Some(path) = &self.elasticsearch_ca_file {
-            if !path.is_file() {
-                problems.push(format!(
-                    "--elasticsearch-ca-file {} is not a readable file",
-                    path.display()
-                ));
-            }
-        }
-        if self.bulk_max_bytes < 1024 {
-            problems.push("--bulk-max-bytes must be at least 1024".into());
-        }
-        for (flag, value) in [
-            ("--bulk-concurrency", self.bulk_concurrency),
-            ("--bulk-max-attempts", self.bulk_max_attempts),
-            ("--max-in-flight", self.max_in_flight),
-        ] {
-            if value == 0 {
-                problems.push(format!("{flag} must be at least 1"));
-            }
-        }
-        if self.max_receive_count == Some(0) {
-            problems.push("--max-receive-count must be at least 1".into());
-        }
-        if self.receive_wait > MAX_RECEIVE_WAIT {
-            problems.push("--receive-wait must be at most 20s (the SQS limit)".into());
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
-    }
-
-    /// The queue URL; only call after [`Config::validate`] succeeded.
-    pub fn queue_url(&self) -> &str {
-        self.queue_url
-            .as_deref()
-            .expect("validated config has a queue URL")
-    }
-
-    /// The cluster URL; only call after [`Config::validate`] succeeded.
-    pub fn elasticsearch_url(&self) -> Url {
-        let raw = self
-            .elasticsearch_url
-            .as_deref()
-            .expect("validated config has a cluster URL");
-        Url::parse(raw).expect("validated config has a parseable cluster URL")
     }
 
     /// The dead-letter index prefix, or `None` when dead-lettering is off.
@@ -427,61 +569,6 @@ impl Config {
                 .clone()
                 .unwrap_or_else(|| format!("{}-dead-letter", self.index_prefix)),
         )
-    }
-
-    pub fn cluster_auth(&self) -> ClusterAuth {
-        match (
-            &self.elasticsearch_username,
-            &self.elasticsearch_password,
-            &self.elasticsearch_api_key,
-        ) {
-            (Some(username), Some(password), _) => ClusterAuth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-            (_, _, Some(key)) => ClusterAuth::ApiKey(key.clone()),
-            _ => ClusterAuth::None,
-        }
-    }
-
-    /// A one-line summary for the start-up log; never contains secrets.
-    pub fn redacted_summary(&self) -> String {
-        let auth = match self.cluster_auth() {
-            ClusterAuth::None => "none".to_string(),
-            ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
-            ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
-        };
-        format!(
-            "queue_url={} elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} max_in_flight={} receive_wait={:?} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
-            self.queue_url.as_deref().unwrap_or("-"),
-            self.elasticsearch_url.as_deref().map(redact_url).unwrap_or_else(|| "-".into()),
-            self.index_prefix,
-            self.dead_letter_prefix().unwrap_or_else(|| "off".into()),
-            self.free_form_fields,
-            self.index_template,
-            auth,
-            self.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
-            self.bulk_max_bytes,
-            self.bulk_linger,
-            self.bulk_concurrency,
-            self.bulk_max_attempts,
-            self.max_in_flight,
-            self.receive_wait,
-            self.shutdown_grace,
-            self.exit_when_idle,
-            self.s3_force_path_style,
-        )
-    }
-}
-
-fn check_url(problems: &mut Vec<String>, flag: &str, env: &str, value: Option<&str>) {
-    match value {
-        None => problems.push(format!("{flag} ({ENV_PREFIX}{env}) is required")),
-        Some(raw) => match Url::parse(raw) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            Ok(_) => problems.push(format!("{flag} {raw:?} must be an http or https URL")),
-            Err(err) => problems.push(format!("{flag} {raw:?} is not a valid URL: {err}")),
-        },
     }
 }
 
@@ -509,18 +596,6 @@ fn valid_interval(value: &str) -> bool {
         )
 }
 
-/// Drops user:password from a URL before it is logged.
-fn redact_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("redacted");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => raw.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,8 +617,8 @@ mod tests {
     fn defaults_are_valid() {
         let config = parse(&GOOD);
         config.validate().expect("valid");
-        assert_eq!(config.index_prefix, "cloudtrail");
-        assert_eq!(config.bulk_max_bytes, 5 * 1024 * 1024);
+        assert_eq!(config.index.index_prefix, "cloudtrail");
+        assert_eq!(config.bulk.bulk_max_bytes, 5 * 1024 * 1024);
         assert_eq!(config.shutdown_grace, Duration::from_secs(25));
         assert!(!config.exit_when_idle);
     }
@@ -579,7 +654,7 @@ mod tests {
         args.extend(["--shutdown-grace", "5s", "--bulk-linger", "250ms"]);
         let config = parse(&args);
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
-        assert_eq!(config.bulk_linger, Duration::from_millis(250));
+        assert_eq!(config.bulk.bulk_linger, Duration::from_millis(250));
     }
 
     #[test]
@@ -596,19 +671,30 @@ mod tests {
         assert!(!summary.contains("hunter2"));
         let mut args = GOOD.to_vec();
         args[3] = "https://user:secret@search.example.com:9200";
-        let summary = parse(&args).redacted_summary();
+        let config = parse(&args);
+        config.validate().expect("credentials in the URL are valid");
+        let summary = config.redacted_summary();
         assert!(!summary.contains("secret"), "{summary}");
+        assert!(
+            summary.contains("basic(user, password redacted)"),
+            "{summary}"
+        );
+        assert!(!format!("{config:?}").contains("secret"));
+        assert_eq!(
+            config.cluster.url().as_str(),
+            "https://search.example.com:9200/"
+        );
     }
 
     #[test]
     fn dead_letter_and_template_options() {
         let config = parse(&GOOD);
         assert_eq!(
-            config.dead_letter_prefix().as_deref(),
+            config.index.dead_letter_prefix().as_deref(),
             Some("cloudtrail-dead-letter")
         );
-        assert_eq!(config.free_form_fields, FreeFormFields::Auto);
-        assert_eq!(config.index_template, TemplateMode::Install);
+        assert_eq!(config.index.free_form_fields, FreeFormFields::Auto);
+        assert_eq!(config.index.index_template, TemplateMode::Install);
         let mut args = GOOD.to_vec();
         args.extend([
             "--dead-letter-index-prefix",
@@ -617,11 +703,14 @@ mod tests {
             "as-string",
         ]);
         let config = parse(&args);
-        assert_eq!(config.dead_letter_prefix().as_deref(), Some("ct-rejected"));
-        assert_eq!(config.free_form_fields, FreeFormFields::AsString);
+        assert_eq!(
+            config.index.dead_letter_prefix().as_deref(),
+            Some("ct-rejected")
+        );
+        assert_eq!(config.index.free_form_fields, FreeFormFields::AsString);
         let mut args = GOOD.to_vec();
         args.push("--no-dead-letter");
-        assert_eq!(parse(&args).dead_letter_prefix(), None);
+        assert_eq!(parse(&args).index.dead_letter_prefix(), None);
         let mut args = GOOD.to_vec();
         args.extend([
             "--index-refresh-interval",

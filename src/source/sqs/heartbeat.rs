@@ -1,7 +1,9 @@
 //! Heartbeat: keeps in-flight messages invisible while they are processed.
 //!
-//! Every received message is tracked from receipt until its task is done (the [`Tracked`]
-//! guard). Every third of the queue's VisibilityTimeout, one `ChangeMessageVisibilityBatch`
+//! Every received copy of a message is tracked, by its own receipt handle, from receipt until
+//! its task is done (the [`Tracked`] guard): SQS may hand out the same message twice (at-least
+//! -once delivery, or a redelivery while the first copy is still being worked on), and each
+//! copy's receipt must be extended for as long as that copy is in flight. Every third of the queue's VisibilityTimeout, one `ChangeMessageVisibilityBatch`
 //! per ten tracked messages resets their timeout to the full VisibilityTimeout, so a message
 //! never reappears (and is never processed twice in parallel, here or by another worker)
 //! while it is still being worked on, however large its objects or slow the cluster. A
@@ -9,6 +11,7 @@
 //! becomes visible again when its timeout runs out, and the log says so.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,55 +24,59 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 
 /// SQS changes at most this many messages per batch call.
 const BATCH: usize = 10;
 
 #[derive(Debug)]
 struct Entry {
+    message_id: String,
     receipt_handle: String,
     since: Instant,
 }
 
-/// The messages to keep invisible.
+/// The received copies to keep invisible, each under its own key.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    entries: Arc<Mutex<HashMap<u64, Entry>>>,
+    next: Arc<AtomicU64>,
 }
 
-/// Keeps a message tracked until dropped.
+/// Keeps one received copy tracked until dropped.
 #[derive(Debug)]
 pub struct Tracked {
     registry: Registry,
-    message_id: String,
+    key: u64,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.message_id);
+        self.registry.lock().remove(&self.key);
     }
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.entries
             .lock()
             .expect("heartbeat lock is never poisoned")
     }
 
-    /// Tracks a message from now until the guard is dropped.
+    /// Tracks one received copy from now until the guard is dropped.
     pub fn track(&self, message_id: &str, receipt_handle: &str) -> Tracked {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(
-            message_id.to_string(),
+            key,
             Entry {
+                message_id: message_id.to_string(),
                 receipt_handle: receipt_handle.to_string(),
                 since: Instant::now(),
             },
         );
         Tracked {
             registry: self.clone(),
-            message_id: message_id.to_string(),
+            key,
         }
     }
 
@@ -86,18 +93,21 @@ impl Registry {
     fn due(&self, max_processing: Duration) -> (Vec<(String, String)>, Vec<String>) {
         let now = Instant::now();
         let mut entries = self.lock();
-        let expired: Vec<String> = entries
+        let expired: Vec<u64> = entries
             .iter()
             .filter(|(_, e)| now.duration_since(e.since) >= max_processing)
-            .map(|(id, _)| id.clone())
+            .map(|(key, _)| *key)
             .collect();
-        for id in &expired {
-            entries.remove(id);
-        }
-        let due = entries
-            .iter()
-            .map(|(id, e)| (id.clone(), e.receipt_handle.clone()))
+        let expired = expired
+            .into_iter()
+            .filter_map(|key| entries.remove(&key))
+            .map(|e| e.message_id)
             .collect();
+        let mut due: Vec<(String, String)> = entries
+            .values()
+            .map(|e| (e.message_id.clone(), e.receipt_handle.clone()))
+            .collect();
+        due.sort();
         (due, expired)
     }
 }
@@ -147,8 +157,8 @@ async fn extend(
     stats: &Stats,
 ) {
     let seconds = i32::try_from(visibility_timeout.as_secs()).unwrap_or(i32::MAX);
-    let handles = chunk.iter().map(|(_, handle)| handle.as_str());
-    match set_visibility(sqs, queue_url, handles, seconds).await {
+    let entries = chunk.iter().map(|(_, handle)| (handle.as_str(), seconds));
+    match set_visibility(sqs, queue_url, entries).await {
         Ok(out) => {
             stats.add(&stats.visibility_extensions, out.successful().len() as u64);
             for failed in out.failed() {
@@ -180,17 +190,16 @@ async fn extend(
     }
 }
 
-/// One `ChangeMessageVisibilityBatch` call (at most ten handles) that sets the visibility
-/// timeout of each message to `seconds`; each entry's id is its handle's position.
+/// One `ChangeMessageVisibilityBatch` call (at most ten entries) that sets the visibility
+/// timeout of each receipt handle to its seconds; each entry's id is its position.
 pub(crate) async fn set_visibility<'a>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    handles: impl Iterator<Item = &'a str>,
-    seconds: i32,
+    entries: impl Iterator<Item = (&'a str, i32)>,
 ) -> Result<ChangeMessageVisibilityBatchOutput, SdkError<ChangeMessageVisibilityBatchError>> {
-    let entries: Vec<_> = handles
+    let entries: Vec<_> = entries
         .enumerate()
-        .map(|(i, handle)| {
+        .map(|(i, (handle, seconds))| {
             ChangeMessageVisibilityBatchRequestEntry::builder()
                 .id(i.to_string())
                 .receipt_handle(handle)
@@ -214,6 +223,26 @@ mod tests {
     fn extends_at_a_third_of_the_timeout() {
         assert_eq!(interval(Duration::from_secs(30)), Duration::from_secs(10));
         assert_eq!(interval(Duration::from_secs(2)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn two_copies_of_one_message_are_both_extended() {
+        let registry = Registry::default();
+        let first = registry.track("m", "receipt-1");
+        let second = registry.track("m", "receipt-2");
+        let (due, _) = registry.due(Duration::from_secs(60));
+        assert_eq!(
+            due,
+            vec![
+                ("m".to_string(), "receipt-1".to_string()),
+                ("m".to_string(), "receipt-2".to_string())
+            ]
+        );
+        drop(first);
+        let (due, _) = registry.due(Duration::from_secs(60));
+        assert_eq!(due, vec![("m".to_string(), "receipt-2".to_string())]);
+        drop(second);
+        assert!(registry.is_empty());
     }
 
     #[test]

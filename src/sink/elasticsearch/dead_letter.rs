@@ -1,13 +1,14 @@
-//! Dead letter: a document the cluster refused for good -> an entry in the dead-letter index.
+//! Dead letter: an event the cluster refused for good -> an entry in the dead-letter index.
 //!
-//! Input: the rejected [`Document`], where it came from and the cluster's error. Output: a
-//! document for `<dead-letter prefix>-YYYY.MM.DD` (the same day as the index it was meant
-//! for) with the same `_id`, so a redelivered message finds it already there (409) instead
-//! of writing it twice. It holds:
+//! Input: the refused [`Event`], the index it was meant for, where it came from and the
+//! cluster's error. Output: the entry, an event with the same `_id` and time, which the bulk
+//! stage writes to `<dead-letter prefix>-YYYY.MM.DD` (the same day as the index it was meant
+//! for), so a redelivered payload finds it already there (409) instead of writing it twice.
+//! It holds:
 //! - `record`: the rejected source as a string, exactly as it was sent;
 //! - `error.type`, `error.reason`, `error.status`: what the cluster said;
 //! - `target.index`, `target.id`: where the event should have gone;
-//! - `s3.bucket`, `s3.key`, `sqs.message_id`: where it came from;
+//! - where it came from ([`Origin::to_json`]: `s3.bucket`, `s3.key`, `sqs.message_id`);
 //! - `@timestamp` (the event's) and `dead_lettered_at` (now).
 //!
 //! Which rejections are dead-lettered is decided here too: a 4xx that is about the document
@@ -20,8 +21,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::document::Document;
-use crate::fetch::Origin;
+use crate::pipeline::{Event, Origin};
 
 /// The cluster's verdict on a rejected document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,23 +48,16 @@ impl Rejection {
     }
 }
 
-/// The dead-letter entry for `rejected`.
+/// The dead-letter entry for `rejected`, which was meant for `target_index`.
 pub fn build(
-    rejected: &Document,
+    rejected: &Event,
+    target_index: &str,
     origin: &Origin,
     rejection: &Rejection,
-    prefix: &str,
     now: OffsetDateTime,
-) -> Document {
-    let day = rejected
-        .index
-        .rsplit_once('-')
-        .map(|(_, day)| day)
-        .unwrap_or("unknown");
-    let index = format!("{prefix}-{day}");
-    let record = String::from_utf8_lossy(rejected.source());
-    let action = json!({"create": {"_index": index, "_id": rejected.id}});
-    let source = json!({
+) -> Event {
+    let record = String::from_utf8_lossy(&rejected.source);
+    let mut source = json!({
         "@timestamp": rejected.timestamp,
         "dead_lettered_at": now.format(&Rfc3339).expect("a UTC time formats as RFC 3339"),
         "record": record,
@@ -73,22 +66,18 @@ pub fn build(
             "reason": rejection.reason,
             "status": rejection.status,
         },
-        "target": {"index": rejected.index, "id": rejected.id},
-        "s3": {"bucket": origin.bucket, "key": origin.key},
-        "sqs": {"message_id": origin.message_id},
+        "target": {"index": target_index, "id": rejected.id},
     });
-    let mut bytes = serde_json::to_vec(&action).expect("JSON values serialise");
-    bytes.push(b'\n');
-    let source_start = bytes.len();
-    serde_json::to_writer(&mut bytes, &source).expect("writing to a Vec cannot fail");
-    bytes.push(b'\n');
-    Document {
-        index,
+    if let (Some(entry), serde_json::Value::Object(fields)) =
+        (source.as_object_mut(), origin.to_json())
+    {
+        entry.extend(fields);
+    }
+    Event {
         id: rejected.id.clone(),
-        bytes,
-        source_start,
+        time: rejected.time,
         timestamp: rejected.timestamp.clone(),
-        event_secs: rejected.event_secs,
+        source: serde_json::to_vec(&source).expect("JSON values serialise"),
         used_fallback_time: rejected.used_fallback_time,
     }
 }
@@ -96,7 +85,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{self, FreeForm, Options};
+    use crate::format::cloudtrail::{event, FreeForm, Options};
     use serde_json::Value;
     use time::macros::datetime;
 
@@ -105,12 +94,11 @@ mod tests {
         let record =
             br#"{"eventID":"e1","eventTime":"2024-05-01T10:00:00Z","requestParameters":{"a":1}}"#;
         let options = Options {
-            index_prefix: "ct".into(),
             free_form: FreeForm::Objects,
         };
-        let parsed = crate::records::OwnedRecord::parse(record).unwrap();
-        let rejected = document::build(parsed.as_record(), &options, None).unwrap();
-        let origin = Origin {
+        let parsed = crate::format::cloudtrail::split::OwnedRecord::parse(record).unwrap();
+        let rejected = event::build(parsed.as_record(), &options, None).unwrap();
+        let origin = Origin::S3Object {
             message_id: "m-1".into(),
             bucket: "trail".into(),
             key: "AWSLogs/x.json.gz".into(),
@@ -122,18 +110,14 @@ mod tests {
         };
         let entry = build(
             &rejected,
+            "ct-2024.05.01",
             &origin,
             &rejection,
-            "ct-dead-letter",
             datetime!(2024-05-02 08:00 UTC),
         );
-        assert_eq!(entry.index, "ct-dead-letter-2024.05.01");
         assert_eq!(entry.id, "e1");
-        let text = std::str::from_utf8(&entry.bytes).unwrap();
-        let mut lines = text.trim_end().split('\n');
-        let action: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-        assert_eq!(action["create"]["_index"], "ct-dead-letter-2024.05.01");
-        let source: Value = serde_json::from_slice(entry.source()).unwrap();
+        assert_eq!(entry.time, rejected.time);
+        let source: Value = serde_json::from_slice(&entry.source).unwrap();
         assert_eq!(source["@timestamp"], "2024-05-01T10:00:00Z");
         assert_eq!(source["dead_lettered_at"], "2024-05-02T08:00:00Z");
         assert_eq!(source["error"]["type"], "mapper_parsing_exception");

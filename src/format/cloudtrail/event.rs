@@ -1,13 +1,13 @@
-//! Document: one raw CloudTrail record -> its bulk `create` action and source, ready to send.
+//! Event: one raw CloudTrail record -> the [`Event`] to index.
 //!
 //! Input: a [`Record`] as the splitter found it (its bytes as CloudTrail wrote them, and its
-//! top-level members). Output: a [`Document`] whose `bytes` are the two NDJSON lines of a bulk
-//! `create` (action, then source). Only the values of `eventTime`, `eventID` and `@timestamp`
-//! are decoded; the source is the record itself with `@timestamp` spliced in after its opening
-//! brace, never re-serialised.
+//! top-level members). Output: an [`Event`] whose `source` is the record itself with
+//! `@timestamp` spliced in after its opening brace, never re-serialised. Only the values of
+//! `eventTime`, `eventID` and `@timestamp` are decoded.
 //!
-//! - index: `<prefix>-YYYY.MM.DD` from `eventTime` in UTC (or, for a record without a usable
-//!   `eventTime`, from the log object's LastModified, so the choice is stable on redelivery);
+//! - time: `eventTime` (or, for a record without a usable `eventTime`, the log object's
+//!   LastModified, so the choice is stable on redelivery); the sink names the daily index
+//!   from it;
 //! - `_id`: `eventID`, or when absent the SHA-256 of the record's bytes, so redelivery never
 //!   makes a duplicate.
 //!
@@ -36,7 +36,8 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::records::Record;
+use super::split::Record;
+use crate::pipeline::Event;
 
 /// The top-level fields whose content is free-form.
 pub const FREE_FORM_FIELDS: [&str; 4] = [
@@ -53,35 +54,10 @@ pub enum FreeForm {
     Strings,
 }
 
-/// Everything that decides how a record becomes a document.
-#[derive(Debug, Clone)]
+/// Everything that decides how a record becomes an event.
+#[derive(Debug, Clone, Copy)]
 pub struct Options {
-    pub index_prefix: String,
     pub free_form: FreeForm,
-}
-
-/// A record ready for the bulk API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Document {
-    pub index: String,
-    pub id: String,
-    /// `{"create":{...}}\n{...record with @timestamp...}\n`
-    pub bytes: Vec<u8>,
-    /// Where the source line starts in `bytes`.
-    pub source_start: usize,
-    /// The document's `@timestamp`.
-    pub timestamp: String,
-    /// The same instant, in Unix seconds.
-    pub event_secs: i64,
-    /// The record had no usable `eventTime`; the fallback time placed it.
-    pub used_fallback_time: bool,
-}
-
-impl Document {
-    /// The source line as sent, without its newline.
-    pub fn source(&self) -> &[u8] {
-        &self.bytes[self.source_start..self.bytes.len() - 1]
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,13 +126,13 @@ struct Edit {
     kind: FreeForm,
 }
 
-/// Builds the bulk lines for one record. `fallback_time` places records without a usable
+/// Builds the event of one record. `fallback_time` places records without a usable
 /// `eventTime` (the log object's LastModified).
 pub fn build(
     record: Record<'_>,
     options: &Options,
     fallback_time: Option<OffsetDateTime>,
-) -> Result<Document, DocumentError> {
+) -> Result<Event, DocumentError> {
     let keys = Keys::find(&record)?;
     let record = record.bytes;
     if let Err(e) = std::str::from_utf8(record) {
@@ -187,30 +163,19 @@ pub fn build(
         Some(id) if !id.is_empty() => id,
         _ => content_id(record),
     };
-    let index = index_name(&options.index_prefix, time);
     let edits = free_form_edits(record, &keys, options.free_form);
-
-    let mut bytes = Vec::with_capacity(record.len() + index.len() + id.len() + 80);
-    bytes.extend_from_slice(b"{\"create\":{\"_index\":");
-    serde_json::to_writer(&mut bytes, &index).expect("writing to a Vec cannot fail");
-    bytes.extend_from_slice(b",\"_id\":");
-    serde_json::to_writer(&mut bytes, &id).expect("writing to a Vec cannot fail");
-    bytes.extend_from_slice(b"}}\n");
-    let source_start = bytes.len();
+    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 16);
     append_source(
-        &mut bytes,
+        &mut source,
         record,
         keys.timestamp.is_none().then_some(&timestamp),
         &edits,
     );
-    bytes.push(b'\n');
-    Ok(Document {
-        index,
+    Ok(Event {
         id,
-        bytes,
-        source_start,
+        time,
         timestamp,
-        event_secs: time.unix_timestamp(),
+        source,
         used_fallback_time,
     })
 }
@@ -235,17 +200,6 @@ fn free_form_edits(record: &[u8], keys: &Keys, free_form: FreeForm) -> Vec<Edit>
         .collect();
     edits.sort_by_key(|e| e.span.start);
     edits
-}
-
-/// `<prefix>-YYYY.MM.DD` of the instant in UTC.
-pub fn index_name(prefix: &str, time: OffsetDateTime) -> String {
-    let date = time.to_offset(UtcOffset::UTC).date();
-    format!(
-        "{prefix}-{:04}.{:02}.{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
 }
 
 /// The record on one line, with `"@timestamp":"<t>",` inserted after the opening brace and
@@ -331,26 +285,27 @@ mod tests {
         record: &[u8],
         options: &Options,
         fallback_time: Option<OffsetDateTime>,
-    ) -> Result<Document, DocumentError> {
-        let record = crate::records::OwnedRecord::parse(record).expect("a balanced object");
+    ) -> Result<Event, DocumentError> {
+        let record = crate::format::cloudtrail::split::OwnedRecord::parse(record)
+            .expect("a balanced object");
         super::build(record.as_record(), options, fallback_time)
     }
 
-    fn options(prefix: &str) -> Options {
+    fn options(_prefix: &str) -> Options {
         Options {
-            index_prefix: prefix.into(),
             free_form: FreeForm::Objects,
         }
     }
 
-    fn lines(doc: &Document) -> (serde_json::Value, serde_json::Value) {
-        let text = std::str::from_utf8(&doc.bytes).unwrap();
-        assert!(text.ends_with('\n'));
-        let mut it = text.trim_end_matches('\n').split('\n');
-        let action = serde_json::from_str(it.next().unwrap()).unwrap();
-        let source = serde_json::from_str(it.next().unwrap()).unwrap();
-        assert!(it.next().is_none(), "exactly two lines: {text}");
-        (action, source)
+    /// The daily index the sink names for an event, with prefix `ct`.
+    fn index(event: &Event) -> String {
+        crate::sink::elasticsearch::bulk::index_name("ct", event.time)
+    }
+
+    fn lines(doc: &Event) -> ((), serde_json::Value) {
+        let text = std::str::from_utf8(&doc.source).unwrap();
+        assert!(!text.contains('\n'), "one line: {text}");
+        ((), serde_json::from_str(text).unwrap())
     }
 
     #[test]
@@ -362,13 +317,9 @@ mod tests {
   "requestParameters": {"policy": "line\nbreak"}
 }"#;
         let doc = build(record, &options("cloudtrail"), None).unwrap();
-        assert_eq!(doc.index, "cloudtrail-2014.03.06");
+        assert_eq!(index(&doc), "ct-2014.03.06");
         assert_eq!(doc.id, "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c");
-        let (action, source) = lines(&doc);
-        assert_eq!(
-            action,
-            serde_json::json!({"create": {"_index": "cloudtrail-2014.03.06", "_id": "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c"}})
-        );
+        let (_, source) = lines(&doc);
         let mut expected: serde_json::Value = serde_json::from_slice(record).unwrap();
         expected["@timestamp"] = "2014-03-06T23:59:59Z".into();
         assert_eq!(source, expected);
@@ -385,9 +336,10 @@ mod tests {
         for (time, index) in table {
             let record = format!(r#"{{"eventTime":"{time}","eventID":"e"}}"#);
             assert_eq!(
-                build(record.as_bytes(), &options("ct"), None)
-                    .unwrap()
-                    .index,
+                crate::sink::elasticsearch::bulk::index_name(
+                    "ct",
+                    build(record.as_bytes(), &options("ct"), None).unwrap().time
+                ),
                 index
             );
         }
@@ -425,7 +377,7 @@ mod tests {
             br#"{"eventID":"a","eventTime":7}"#,
         ] {
             let doc = build(record, &options("ct"), Some(fallback)).unwrap();
-            assert_eq!(doc.index, "ct-2020.02.03");
+            assert_eq!(index(&doc), "ct-2020.02.03");
             assert!(doc.used_fallback_time);
             assert_eq!(lines(&doc).1["@timestamp"], "2020-02-03T04:05:06Z");
             assert!(matches!(
@@ -460,7 +412,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.id, "a\"b\\c");
-        assert_eq!(lines(&doc).0["create"]["_id"], "a\"b\\c");
         for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\" 1}"] {
             assert!(matches!(
                 build(bad, &options("ct"), None),
@@ -483,7 +434,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(doc.index, "ct-2020.01.01");
+        assert_eq!(index(&doc), "ct-2020.01.01");
         // A key spelled with escapes is still found.
         let doc = build(
             br#"{"event\u0049D":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
@@ -516,13 +467,8 @@ mod tests {
         );
         assert_eq!(source["serviceEventDetails"], Value::Null);
         assert_eq!(source["other"], "kept");
-        assert_eq!(
-            objects.source(),
-            &objects.bytes[objects.source_start..objects.bytes.len() - 1]
-        );
 
         let strings = Options {
-            index_prefix: "ct".into(),
             free_form: FreeForm::Strings,
         };
         let doc = build(record, &strings, None).unwrap();

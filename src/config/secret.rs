@@ -1,0 +1,139 @@
+//! Secrets: values that must never reach a log line, an error message, `--help` or `Debug`.
+//!
+//! [`Secret`] holds a password, an API key or a token; it prints as `[redacted]` whichever way
+//! it is formatted, and only [`Secret::expose`] hands out the value, at the one place that
+//! sends it. [`ClusterUrl`] holds the cluster URL as given, which may carry
+//! `user:password@`: it only ever prints without them, and [`ClusterUrl::split`] separates
+//! them into basic-auth credentials so that the client never sees a URL with a password in it.
+
+use url::Url;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the request that needs it and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
+
+/// The cluster URL as given (parsing never fails here, so that clap never echoes it);
+/// [`ClusterUrl::split`] validates it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterUrl(Secret);
+
+/// A usable cluster URL: without credentials, plus the credentials it carried.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SplitUrl {
+    pub url: Url,
+    pub credentials: Option<(String, Secret)>,
+}
+
+impl ClusterUrl {
+    /// The URL without user information, and the user and password it carried.
+    pub fn split(&self) -> Result<SplitUrl, String> {
+        let mut url = Url::parse(self.0.expose()).map_err(|e| e.to_string())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("must be an http or https URL".into());
+        }
+        let credentials = if url.username().is_empty() && url.password().is_none() {
+            None
+        } else {
+            let decode = |s: &str| percent_decode(s);
+            let user = decode(url.username());
+            let password = Secret::new(decode(url.password().unwrap_or("")));
+            url.set_username("").expect("an http URL has a username");
+            url.set_password(None).expect("an http URL has a password");
+            Some((user, password))
+        };
+        Ok(SplitUrl { url, credentials })
+    }
+
+    /// For messages: the URL without credentials, or a placeholder when it cannot be parsed
+    /// (an unparseable value may still hold a password).
+    pub fn redacted(&self) -> String {
+        match self.split() {
+            Ok(split) => split.url.to_string(),
+            Err(_) if self.0.expose().contains('@') => {
+                "[unparseable URL with credentials, redacted]".into()
+            }
+            Err(_) => format!("{:?}", self.0.expose()),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("v={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+impl std::fmt::Debug for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::str::FromStr for ClusterUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ClusterUrl(Secret::new(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(
+            format!("{secret} {secret:?} {secret:#?}"),
+            "[redacted] [redacted] [redacted]"
+        );
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let url: ClusterUrl = "https://ops:p%40ss+word@search.example.com:9200/"
+            .parse()
+            .unwrap();
+        let split = url.split().unwrap();
+        assert_eq!(split.url.as_str(), "https://search.example.com:9200/");
+        let (user, password) = split.credentials.unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("ops", "p@ss+word"));
+        assert_eq!(format!("{url:?}"), "https://search.example.com:9200/");
+        let bad: ClusterUrl = "https//ops:pw@host".parse().unwrap();
+        assert!(bad.split().is_err());
+        assert!(!bad.redacted().contains("pw"));
+        let plain: ClusterUrl = "http://127.0.0.1:9200".parse().unwrap();
+        assert!(plain.split().unwrap().credentials.is_none());
+    }
+}

@@ -1,0 +1,94 @@
+//! Event: what a format makes of a payload's bytes, and what the sink indexes.
+//!
+//! An [`Event`] is one JSON document ready to be indexed as it is: its `source` bytes are the
+//! record as the producer wrote it, with `@timestamp` spliced in (and whatever the format had
+//! to rewrite so that the index template accepts it), never re-serialised. The sink names the
+//! index from the event's `time` (`<prefix>-YYYY.MM.DD` in UTC) and writes it with `_id` =
+//! `id`, so redelivering a payload never makes a duplicate.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::ticket::Claim;
+
+/// One document for the search cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `_id`: stable for the same event, however often it is delivered.
+    pub id: String,
+    /// The instant that places the event in a daily index (its own time, or a fallback).
+    pub time: OffsetDateTime,
+    /// `@timestamp` as written in `source`.
+    pub timestamp: String,
+    /// The document, on one line (no raw newlines), without a trailing newline.
+    pub source: Vec<u8>,
+    /// `time` is not the event's own but the payload's fallback (an object's LastModified).
+    pub used_fallback_time: bool,
+}
+
+/// Where an event came from: named in logs and in its dead-letter entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An S3 object, announced by the SQS message `message_id`.
+    S3Object {
+        message_id: String,
+        bucket: String,
+        key: String,
+    },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::S3Object { bucket, key, .. } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl Origin {
+    /// The origin as fields of a dead-letter entry.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Origin::S3Object {
+                message_id,
+                bucket,
+                key,
+            } => serde_json::json!({
+                "s3": {"bucket": bucket, "key": key},
+                "sqs": {"message_id": message_id},
+            }),
+        }
+    }
+}
+
+/// An event on its way to the sink, with the claim that settles it. While it exists it also
+/// holds its share of the byte budget between the format and the sink.
+#[derive(Debug)]
+pub struct Pending {
+    pub event: Event,
+    pub origin: Arc<Origin>,
+    claim: Claim,
+    pub(super) budget: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Pending {
+    pub fn new(event: Event, origin: Arc<Origin>, claim: Claim) -> Self {
+        Pending {
+            event,
+            origin,
+            claim,
+            budget: None,
+        }
+    }
+
+    /// Settles the event with its final outcome; the byte budget it held is returned.
+    pub fn settle(self, outcome: Result<(), super::Failure>) {
+        self.claim.settle(outcome);
+    }
+
+    /// Bytes this event counts against the budget.
+    pub fn weight(&self) -> usize {
+        self.event.source.len() + self.event.id.len()
+    }
+}

@@ -1,0 +1,82 @@
+//! The Elasticsearch/OpenSearch sink.
+//!
+//! - [`client`]: the HTTP client (URL, credentials, TLS) and the detection of the product
+//!   and version that answers;
+//! - [`template`]: the index templates for that product, installed at start;
+//! - [`bulk`]: batching, the bulk API, per-item classification and the one retry layer;
+//! - [`dead_letter`]: what a refused event becomes in the dead-letter index.
+
+pub mod bulk;
+pub mod client;
+pub mod dead_letter;
+pub mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use elasticsearch::Elasticsearch;
+use tokio::task::JoinHandle;
+
+pub use bulk::{BulkSettings, IndexerError};
+pub use client::{ClusterError, ClusterInfo, Distribution};
+pub use template::TemplateError;
+
+use crate::config::{BulkCompression, Config};
+use crate::format::cloudtrail::FreeForm;
+use crate::pipeline::{self, EventSender};
+use crate::telemetry::Stats;
+
+/// Events buffered between the formats and the sink, by count.
+const CHANNEL_EVENTS: usize = 2048;
+/// The byte budget of events handed over and not yet settled, at least.
+const MIN_BUDGET_BYTES: usize = 32 << 20;
+
+/// Start-up failures of the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+/// Checks that the cluster answers, installs the templates the configuration asks for, and
+/// returns what answered and the free-form layout CloudTrail events must use on it.
+pub async fn prepare(
+    client: &Elasticsearch,
+    config: &Config,
+) -> Result<(ClusterInfo, FreeForm), SinkError> {
+    let info = client::detect(client, config.cluster.url().as_str()).await?;
+    tracing::info!(distribution = %info.distribution, version = %info.version, "cluster detected");
+    let free_form = template::prepare(client, &config.index, &info).await?;
+    Ok((info, free_form))
+}
+
+/// The bulk settings the configuration asks for.
+pub fn settings(config: &Config) -> BulkSettings {
+    BulkSettings {
+        index_prefix: config.index.index_prefix.clone(),
+        max_bytes: config.bulk.bulk_max_bytes,
+        linger: config.bulk.bulk_linger,
+        concurrency: config.bulk.bulk_concurrency,
+        max_attempts: config.bulk.bulk_max_attempts,
+        min_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(30),
+        gzip: config.bulk.bulk_compression == BulkCompression::Gzip,
+        dead_letter_prefix: config.index.dead_letter_prefix(),
+    }
+}
+
+/// Starts the indexer; it runs until every sender is dropped and everything it took is
+/// settled. The byte budget leaves room for the batch being filled and every request in
+/// flight, and never less than [`MIN_BUDGET_BYTES`].
+pub fn start(
+    client: Elasticsearch,
+    settings: BulkSettings,
+    stats: Arc<Stats>,
+) -> (EventSender, JoinHandle<Result<(), IndexerError>>) {
+    let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
+    let (sender, receiver) = pipeline::channel(CHANNEL_EVENTS, budget);
+    let indexer = tokio::spawn(bulk::run_indexer(client, settings, receiver, stats));
+    (sender, indexer)
+}

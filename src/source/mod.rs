@@ -1,0 +1,8 @@
+//! Sources: where payloads come from, and how each one is acknowledged once it settled.
+//!
+//! - [`sqs`]: notifications on an SQS queue (CloudTrail, S3 events, EventBridge), each naming
+//!   S3 objects; a message is deleted, released or kept by [`sqs::ack::decide`];
+//! - [`s3`]: streaming one S3 object through a format into the sink.
+
+pub mod s3;
+pub mod sqs;

@@ -1,0 +1,326 @@
+//! S3: one object -> events handed to the sink as its bytes arrive.
+//!
+//! The object is streamed with `GetObject`; gzip is detected by its magic bytes (not by the
+//! key) and decoded as multi-member gzip; anything else is read as is. The format reads the
+//! decoded stream on a blocking thread, and each event takes a claim on the payload's
+//! [`Ticket`] before it goes down the bounded channel, so memory holds one record plus the
+//! channel's byte budget, whatever the object's size.
+//!
+//! Failure policy (decided here, where the error is born): NoSuchKey, AccessDenied, corrupt
+//! gzip and bytes that are not the format are permanent; throttling, 5xx, timeouts and a
+//! body stream that breaks are transient. Either way events already sent stay indexed and are
+//! answered 409 when the payload comes back.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use flate2::bufread::MultiGzDecoder;
+use time::OffsetDateTime;
+use tokio_util::io::SyncIoBridge;
+
+use crate::format::{Format, FormatError};
+use crate::pipeline::{EventSender, Origin, Pending, Ticket};
+
+const READ_BUFFER: usize = 64 * 1024;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// One S3 object to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Everything the events of one object need on their way out.
+#[derive(Clone)]
+pub struct ObjectSink {
+    pub origin: Arc<Origin>,
+    pub format: Arc<dyn Format>,
+    pub ticket: Arc<Ticket>,
+    pub events: EventSender,
+}
+
+/// What reading one object produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub events: u64,
+    /// Bytes as stored in S3 (compressed, when gzipped).
+    pub stored_bytes: u64,
+    /// Records placed by the object's LastModified for lack of a usable time.
+    pub fallback_time_events: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("GetObject failed ({code}): {message}")]
+    Get {
+        code: String,
+        message: String,
+        transient: bool,
+    },
+    #[error("reading the object failed: {0}")]
+    Read(io::Error),
+    #[error("object is not a valid gzip stream: {0}")]
+    Gzip(io::Error),
+    #[error("{0}")]
+    Format(FormatError),
+    #[error("the pipeline is shutting down")]
+    Closed,
+}
+
+impl FetchError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Get { transient, .. } => *transient,
+            FetchError::Read(_) | FetchError::Closed => true,
+            FetchError::Gzip(_) | FetchError::Format(_) => false,
+        }
+    }
+}
+
+/// Streams `object` and sends its events to the sink.
+pub async fn fetch(
+    s3: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    sink: ObjectSink,
+) -> Result<ObjectSummary, FetchError> {
+    let output = s3
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .send()
+        .await
+        .map_err(get_error)?;
+    let last_modified = output
+        .last_modified
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+    let body = SyncIoBridge::new(output.body.into_async_read());
+    tokio::task::spawn_blocking(move || read_events(NetworkRead(body), last_modified, &sink))
+        .await
+        .expect("the read task does not panic")
+}
+
+/// The synchronous part: decompress, read the format, send. Runs on a blocking thread.
+fn read_events<R: Read>(
+    body: R,
+    fallback_time: Option<OffsetDateTime>,
+    sink: &ObjectSink,
+) -> Result<ObjectSummary, FetchError> {
+    let mut stored = CountingRead {
+        inner: body,
+        count: 0,
+    };
+    let read = {
+        let mut raw = BufReader::with_capacity(READ_BUFFER, &mut stored);
+        let gzipped = raw.fill_buf().map_err(read_error)?.starts_with(&GZIP_MAGIC);
+        let mut decoded: Box<dyn BufRead> = if gzipped {
+            Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                MultiGzDecoder::new(raw),
+            ))
+        } else {
+            Box::new(raw)
+        };
+        let mut emit = |event| {
+            let pending = Pending::new(event, sink.origin.clone(), sink.ticket.claim());
+            sink.events.blocking_send(pending)
+        };
+        sink.format.read(&mut decoded, fallback_time, &mut emit)
+    };
+    let summary = read.map_err(|err| match err {
+        FormatError::Read(io) => read_error(io),
+        FormatError::Closed(_) => FetchError::Closed,
+        other => FetchError::Format(other),
+    })?;
+    Ok(ObjectSummary {
+        events: summary.events,
+        stored_bytes: stored.count,
+        fallback_time_events: summary.fallback_time_events,
+    })
+}
+
+/// Marks errors that come from the S3 body stream, so that they can be told apart from
+/// decoding errors (which are about the data, not the network).
+struct NetworkRead<R>(R);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NetworkError(io::Error);
+
+impl<R: Read> Read for NetworkRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), NetworkError(e)))
+    }
+}
+
+struct CountingRead<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+fn is_network(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<NetworkError>())
+}
+
+fn read_error(err: io::Error) -> FetchError {
+    if is_network(&err) {
+        FetchError::Read(err)
+    } else {
+        FetchError::Gzip(err)
+    }
+}
+
+fn get_error(err: SdkError<GetObjectError>) -> FetchError {
+    let transient = match &err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            status == 429
+                || status >= 500
+                || matches!(
+                    err.code(),
+                    Some("SlowDown" | "RequestTimeout" | "Throttling")
+                )
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        _ => false,
+    };
+    FetchError::Get {
+        code: err.code().unwrap_or("none").to_string(),
+        message: aws_sdk_s3::error::DisplayErrorContext(&err).to_string(),
+        transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::cloudtrail::{CloudTrail, FreeForm, Options};
+    use crate::pipeline::{channel, EventReceiver};
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn sink(ticket: Arc<Ticket>, events: EventSender) -> ObjectSink {
+        ObjectSink {
+            origin: Arc::new(Origin::S3Object {
+                message_id: "m".into(),
+                bucket: "b".into(),
+                key: "k".into(),
+            }),
+            format: Arc::new(CloudTrail {
+                options: Options {
+                    free_form: FreeForm::Objects,
+                },
+            }),
+            ticket,
+            events,
+        }
+    }
+
+    /// Reads `body` on a blocking thread, as [`fetch`] does.
+    async fn read<R: Read + Send + 'static>(
+        body: R,
+    ) -> (Result<ObjectSummary, FetchError>, Vec<Pending>) {
+        let (tx, mut rx): (_, EventReceiver) = channel(1000, 1 << 20);
+        let sink = sink(Ticket::new(), tx);
+        let result = tokio::task::spawn_blocking(move || read_events(body, None, &sink))
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        while let Ok(Some(p)) =
+            tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
+        {
+            events.push(p);
+        }
+        (result, events)
+    }
+
+    const LOG: &[u8] = br#"{"Records":[{"eventID":"a","eventTime":"2020-01-01T23:59:59Z"},{"eventID":"b","eventTime":"2020-01-02T00:00:00Z"}]}"#;
+
+    #[tokio::test]
+    async fn gzip_multi_member_and_plain_give_the_same_events() {
+        let half = LOG.len() / 2;
+        let mut multi = gzip(&LOG[..half]);
+        multi.extend(gzip(&LOG[half..]));
+        for body in [LOG.to_vec(), gzip(LOG), multi] {
+            let stored = body.len() as u64;
+            let (result, events) = read(io::Cursor::new(body)).await;
+            let summary = result.expect("reads");
+            assert_eq!(summary.events, 2);
+            assert_eq!(summary.stored_bytes, stored);
+            let ids: Vec<_> = events.iter().map(|p| p.event.id.as_str()).collect();
+            assert_eq!(ids, ["a", "b"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_gzip_is_permanent() {
+        let mut body = gzip(LOG);
+        let n = body.len();
+        body[n / 2] ^= 0xff;
+        body.truncate(n - 4);
+        let (result, _) = read(io::Cursor::new(body)).await;
+        let err = result.expect_err("corrupt");
+        assert!(!err.is_transient(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_permanent_and_earlier_events_are_sent() {
+        let body =
+            br#"{"Records":[{"eventID":"a","eventTime":"2020-01-01T00:00:00Z"},{"eventID":}]}"#;
+        let (result, events) = read(io::Cursor::new(body.to_vec())).await;
+        let err = result.expect_err("malformed");
+        assert!(
+            matches!(
+                err,
+                FetchError::Format(FormatError::Record { record: 1, .. })
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        assert_eq!(events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn network_errors_are_transient() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
+            }
+        }
+        let (result, _) = read(NetworkRead(Broken)).await;
+        let err = result.expect_err("fails");
+        assert!(
+            matches!(err, FetchError::Read(_)) && err.is_transient(),
+            "{err:?}"
+        );
+    }
+}

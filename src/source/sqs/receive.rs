@@ -1,0 +1,109 @@
+//! Receive: long-polls the queue while a message slot is free and hands each message over
+//! with its slot, so at most `--max-in-flight` messages are in flight.
+//!
+//! Failure policy: a failed ReceiveMessage is logged and retried with capped jittered
+//! backoff; readiness reports the queue unreachable meanwhile. Cancelling a long poll is
+//! safe: anything SQS had picked for it becomes visible again after the visibility timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use crate::telemetry::Stats;
+
+/// SQS returns at most this many messages per receive.
+pub const MAX_RECEIVE_BATCH: usize = 10;
+
+/// A received message and the slot it occupies until its task is done.
+pub struct Received {
+    pub message: Box<Message>,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Long-polls while a slot is free until `stop` is cancelled or the receiver side closes.
+pub async fn run(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    wait: Duration,
+    slots: Arc<Semaphore>,
+    messages: mpsc::Sender<Received>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) {
+    let backoff = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times();
+    let mut delays = backoff.build();
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            () = stop.cancelled() => return,
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_RECEIVE_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let receive = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(permits.len() as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let result = tokio::select! {
+            result = receive => result,
+            () = stop.cancelled() => return,
+        };
+        stats.set(&stats.queue_reachable, result.is_ok());
+        match result {
+            Ok(output) => {
+                delays = backoff.build();
+                for message in output.messages.unwrap_or_default() {
+                    let slot = permits
+                        .pop()
+                        .expect("SQS returns at most the requested count");
+                    let received = Received {
+                        message: Box::new(message),
+                        slot,
+                    };
+                    if messages.send(received).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(err) => {
+                let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                error!(
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
+                    retry_in = ?delay,
+                    "receiving from the queue failed"
+                );
+                drop(permits);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// The receive count SQS reports for a message (1 on its first receive).
+pub fn receive_count(message: &Message) -> u32 {
+    message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
