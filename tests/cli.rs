@@ -359,3 +359,195 @@ async fn check_reports_each_dependency_and_fails_on_a_broken_one() {
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("FAIL s3: "), "{stdout}");
 }
+
+/// Standard base64, to look for encoded credentials in the output too.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_any_output() {
+    const URL_USER: &str = "ingest-user";
+    const URL_PASSWORD: &str = "url-pass-7Q2vXw";
+    const PASSWORD: &str = "flag-pass-9Kp3Lm";
+    const API_KEY: &str = "QXBpS2V5LXNlY3JldC00ZjJhOTk=";
+    let env = TestEnv::new("secrets").await;
+    env.put_fixture("AWSLogs/o-1234abcde/222222222222/CloudTrail/us-east-1/2025/03/06/222222222222_CloudTrail_us-east-1_20250306T0230Z_QF6qcgyiaVnSueXa.json.gz").await;
+    env.publish(&env.cloudtrail_message(&["AWSLogs/o-1234abcde/222222222222/CloudTrail/us-east-1/2025/03/06/222222222222_CloudTrail_us-east-1_20250306T0230Z_QF6qcgyiaVnSueXa.json.gz"]))
+        .await;
+    let search = standins()
+        .search_url
+        .trim_start_matches("http://")
+        .to_string();
+    let with_credentials = format!("http://{URL_USER}:{URL_PASSWORD}@{search}");
+    let args = |extra: &[&str]| {
+        let mut args = env.args(extra)[1..].to_vec();
+        point_at_cluster(&mut args, &with_credentials);
+        args
+    };
+    let plain = |extra: &[&str]| env.args(extra)[1..].to_vec();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        format!("http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{port}")
+    };
+
+    // (what, arguments, environment, expected exit code)
+    type Run<'a> = (&'a str, Vec<String>, Vec<(&'a str, String)>, i32);
+    let runs: Vec<Run> = vec![
+        (
+            "--help with every secret in the environment",
+            vec!["--help".into()],
+            vec![
+                (
+                    "CLOUDTRAIL_INGEST_ELASTICSEARCH_URL",
+                    with_credentials.clone(),
+                ),
+                ("CLOUDTRAIL_INGEST_ELASTICSEARCH_PASSWORD", PASSWORD.into()),
+                ("CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY", API_KEY.into()),
+            ],
+            0,
+        ),
+        (
+            "conflicting credentials",
+            args(&[
+                "--elasticsearch-api-key",
+                API_KEY,
+                "--elasticsearch-username",
+                "u",
+                "--elasticsearch-password",
+                PASSWORD,
+            ]),
+            vec![],
+            2,
+        ),
+        (
+            "an unparseable URL with credentials",
+            vec![
+                "--queue-url".into(),
+                env.queue_url.clone(),
+                "--elasticsearch-url".into(),
+                format!("http//{URL_USER}:{URL_PASSWORD}@x"),
+            ],
+            vec![],
+            2,
+        ),
+        (
+            "an unreachable cluster, debug logs",
+            {
+                let mut a = args(&[]);
+                point_at_cluster(&mut a, &closed);
+                a
+            },
+            vec![("RUST_LOG", "debug".into())],
+            1,
+        ),
+        (
+            "an unusable queue, debug logs",
+            {
+                let mut a = plain(&[
+                    "--elasticsearch-username",
+                    "u",
+                    "--elasticsearch-password",
+                    PASSWORD,
+                ]);
+                set_arg(
+                    &mut a,
+                    "--queue-url",
+                    &format!("{}/000000000000/missing", standins().aws_url),
+                );
+                a
+            },
+            vec![("RUST_LOG", "debug".into())],
+            1,
+        ),
+        (
+            "check, debug logs",
+            [vec!["check".to_string()], args(&[])].concat(),
+            vec![("RUST_LOG", "debug".into())],
+            0,
+        ),
+        (
+            "a run with URL credentials, JSON debug logs",
+            args(&["--exit-when-idle", "--log-format", "json"]),
+            vec![("RUST_LOG", "debug".into())],
+            0,
+        ),
+        (
+            "a run with a password, debug logs",
+            plain(&[
+                "--exit-when-idle",
+                "--elasticsearch-username",
+                "u",
+                "--elasticsearch-password",
+                PASSWORD,
+            ]),
+            vec![("RUST_LOG", "debug".into())],
+            0,
+        ),
+        (
+            "a run with an API key from the environment, trace logs",
+            plain(&["--exit-when-idle"]),
+            vec![
+                ("RUST_LOG", "trace".into()),
+                ("CLOUDTRAIL_INGEST_ELASTICSEARCH_API_KEY", API_KEY.into()),
+            ],
+            0,
+        ),
+    ];
+    assert_eq!(
+        base64(format!("{URL_USER}:{URL_PASSWORD}").as_bytes()),
+        "aW5nZXN0LXVzZXI6dXJsLXBhc3MtN1Eydlh3"
+    );
+    assert_eq!(base64(b"u:ab"), "dTphYg==");
+    let secrets = [
+        URL_PASSWORD.to_string(),
+        PASSWORD.to_string(),
+        API_KEY.to_string(),
+        base64(format!("{URL_USER}:{URL_PASSWORD}").as_bytes()),
+        base64(format!("u:{PASSWORD}").as_bytes()),
+    ];
+    for (what, args, envs, code) in runs {
+        let mut command = command();
+        command.args(&args);
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(code), "{what}: {text}");
+        assert!(!text.is_empty(), "{what}: no output at all");
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} printed {secret}:\n{text}"
+            );
+        }
+    }
+    assert_eq!(
+        env.messages_left().await,
+        0,
+        "the runs ingested the message"
+    );
+}

@@ -191,3 +191,156 @@ async fn a_slow_s3_read_longer_than_the_visibility_timeout_is_never_delivered_tw
     assert_eq!(env.total_documents().await, expected);
     assert_eq!(env.messages_left().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_bulk_response_fails_its_events_and_the_message_comes_back() {
+    let env = TestEnv::with(
+        "malformed-bulk",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(2),
+            max_receive_count: 5,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let proxy = FaultProxy::start(&standins().search_url).await;
+    // A 200 whose one item names no action: it matches the request's count, but cannot be
+    // read. It used to panic the bulk task and leave the message waiting forever.
+    proxy.set(Fault::Body {
+        status: 200,
+        body: r#"{"errors":false,"items":[{}]}"#.into(),
+        path_contains: "_bulk".into(),
+    });
+    let expected = publish_objects(&env, "malformed", 1, 1).await;
+
+    let worker = env.spawn_through(&[], Some(&proxy.url()), None);
+    eventually("the malformed answer", Duration::from_secs(30), || async {
+        (proxy.faulted() >= 1).then_some(())
+    })
+    .await;
+    proxy.set(Fault::None);
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker neither stalls nor dies: the message comes back and completes")
+        .unwrap();
+
+    assert!(summary.bulk_failures >= 1, "{summary:?}");
+    assert!(summary.messages_failed_transient >= 1, "{summary:?}");
+    assert_eq!(summary.messages_given_up, 0, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    report(
+        &env,
+        "malformed bulk response, then a healthy cluster",
+        expected,
+    )
+    .await;
+    assert_eq!(env.total_documents().await, expected);
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(env.queue_depth(&env.dlq_url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_hold_the_batch_with_readiness_false_and_cycle_nothing() {
+    let env = TestEnv::with(
+        "auth-401",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(3),
+            max_receive_count: 1,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let proxy = FaultProxy::start(&standins().search_url).await;
+    proxy.set(Fault::Status {
+        status: 401,
+        path_contains: "_bulk".into(),
+    });
+    let expected = publish_objects(&env, "auth", 3, 100).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+
+    let worker = env.spawn_through(&["--metrics-listen", &listen], Some(&proxy.url()), None);
+    let readyz = format!("http://{listen}/readyz");
+    let not_ready = eventually("readiness to go false", Duration::from_secs(30), || async {
+        let response = env.http.get(&readyz).send().await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.text().await.ok()?;
+        (status == 503 && body.contains("cluster_authorized=false")).then_some(body)
+    })
+    .await;
+    // Held for longer than the visibility timeout: the heartbeat keeps the messages.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let metrics = env
+        .http
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cloudtrail_ingest_cluster_authorized 0"),
+        "{metrics}"
+    );
+    proxy.set(Fault::None);
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("ingestion resumes by itself")
+        .unwrap();
+
+    assert!(proxy.faulted() >= 2, "{not_ready}");
+    assert_eq!(summary.messages_received, 3, "nothing cycled: {summary:?}");
+    assert_eq!(summary.messages_failed_transient, 0, "{summary:?}");
+    assert_eq!(summary.messages_failed_permanent, 0, "{summary:?}");
+    assert!(summary.visibility_extensions >= 1, "{summary:?}");
+    assert_eq!(summary.documents_indexed, expected, "{summary:?}");
+    report(&env, "bulk answered 401 for about 6 s", expected).await;
+    assert_eq!(env.total_documents().await, expected);
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(
+        env.queue_depth(&env.dlq_url).await,
+        (0, 0),
+        "nothing parked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_receive_count_never_deletes_a_message_that_failed_transiently() {
+    // No redrive policy, and --max-receive-count 1: a permanent failure would be deleted on
+    // its first receive. S3 answers 503 (throttling): transient, so the message must stay.
+    let env = TestEnv::with(
+        "transient-keep",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(2),
+            max_receive_count: 0,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    let proxy = FaultProxy::start(&standins().aws_url).await;
+    proxy.set(Fault::Status {
+        status: 503,
+        path_contains: "x-id=GetObject".into(),
+    });
+    let expected = publish_objects(&env, "keep", 1, 50).await;
+
+    let worker = env.spawn_through(&["--max-receive-count", "1"], None, Some(&proxy.url()));
+    eventually("a failed GetObject", Duration::from_secs(30), || async {
+        (proxy.faulted() >= 1).then_some(())
+    })
+    .await;
+    // Let it fail on more than one receive before S3 recovers.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set(Fault::None);
+    let summary = tokio::time::timeout(Duration::from_secs(60), worker)
+        .await
+        .expect("the worker finishes once S3 answers")
+        .unwrap();
+
+    assert!(summary.messages_failed_transient >= 1, "{summary:?}");
+    assert_eq!(summary.messages_given_up, 0, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    report(&env, "S3 503 with --max-receive-count 1", expected).await;
+    assert_eq!(env.total_documents().await, expected);
+    assert_eq!(env.messages_left().await, 0);
+}

@@ -727,3 +727,177 @@ async fn gzipped_bulk_bodies_are_indexed() {
     assert_eq!(summary.messages_deleted, 1, "{summary:?}");
     assert_eq!(env.total_documents().await, ids(COMBINED));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redrive_a_poison_message_is_released_with_a_growing_delay() {
+    let env = TestEnv::with(
+        "backoff",
+        EnvOptions {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: 0,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    env.send_to_queue("This is a test message.").await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = env.spawn_until_stopped(&[], stop.clone());
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    stop.cancel();
+    let summary = worker.await.unwrap();
+
+    // Released after 2 s, then 4 s: received at about 0 s, 2 s and 6 s. Released at once,
+    // it would have been received many times a second.
+    assert!((2..=3).contains(&summary.messages_received), "{summary:?}");
+    assert_eq!(
+        summary.messages_released, summary.messages_received,
+        "{summary:?}"
+    );
+    assert_eq!(summary.messages_deleted, 0);
+    let (visible, in_flight) = env.queue_depth(&env.queue_url).await;
+    assert_eq!(
+        (visible, in_flight),
+        (0, 1),
+        "waiting out its release delay"
+    );
+}
+
+#[tokio::test]
+async fn exit_when_idle_exits_soon_after_the_queue_drains() {
+    let env = TestEnv::new("idle-exit").await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+
+    // The full 20 s long poll, as in production.
+    let mut args = env.args(&["--exit-when-idle"]);
+    set_arg(&mut args, "--receive-wait", "20s");
+    let started = std::time::Instant::now();
+    let summary = tokio::time::timeout(Duration::from_secs(60), spawn_with_args(args))
+        .await
+        .expect("the worker exits")
+        .unwrap();
+    let took = started.elapsed();
+
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert_eq!(env.messages_left().await, 0);
+    // Not a speed target: waiting out the 20 s poll would take more than 20 s.
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+}
+
+#[tokio::test]
+async fn exit_when_idle_waits_for_messages_invisible_to_it() {
+    let env = TestEnv::new("idle-wait").await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+    // Another consumer holds the message for 3 s without deleting it.
+    let held = eventually(
+        "the message to be held",
+        Duration::from_secs(10),
+        || async {
+            let out = env
+                .sqs
+                .receive_message()
+                .queue_url(&env.queue_url)
+                .visibility_timeout(3)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            out.messages.filter(|m| !m.is_empty())
+        },
+    )
+    .await;
+    assert_eq!(held.len(), 1);
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.messages_received, 1, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 1, "{summary:?}");
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+    assert_eq!(env.messages_left().await, 0);
+}
+
+#[tokio::test]
+async fn notifications_of_other_services_are_deleted_as_ignored_not_parked() {
+    let env = TestEnv::with(
+        "ignored",
+        EnvOptions {
+            max_receive_count: 1,
+            ..EnvOptions::default()
+        },
+    )
+    .await;
+    // AWS Config shares the trail's topic: its delivery notification carries `s3Bucket` and a
+    // single `s3ObjectKey` string (fields as in the AWS Config Developer Guide's "Example
+    // Configuration Snapshot Delivery Notification").
+    let config = json!({
+        "configSnapshotId": "16da64e4-cb65-4846-b061-e6c3ba43cb96",
+        "s3ObjectKey": "AWSLogs/123456789012/Config/us-east-2/2016/9/27/ConfigSnapshot/123456789012_Config_us-east-2_ConfigSnapshot_20160927T183939Z_16da64e4-cb65-4846-b061-e6c3ba43cb96.json.gz",
+        "s3Bucket": "config-bucket-123456789012-ohio",
+        "notificationCreationTime": "2016-09-27T18:39:39.853Z",
+        "messageType": "ConfigurationSnapshotDeliveryCompleted",
+        "recordVersion": "1.1"
+    });
+    env.publish(&config.to_string()).await;
+    env.send_to_queue(
+        &json!({"Type": "SubscriptionConfirmation", "TopicArn": env.topic_arn, "Token": "t",
+                "Message": "You have chosen to subscribe to the topic"})
+        .to_string(),
+    )
+    .await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+
+    let summary = env.run_until_idle(&[]).await;
+
+    assert_eq!(summary.messages_ignored, 2, "{summary:?}");
+    assert_eq!(summary.messages_deleted, 3, "{summary:?}");
+    assert_eq!(summary.messages_failed_permanent, 0, "{summary:?}");
+    assert_eq!(env.total_documents().await, ids(ORG_TRAIL));
+    assert_eq!(env.messages_left().await, 0);
+    assert_eq!(
+        env.queue_depth(&env.dlq_url).await,
+        (0, 0),
+        "nothing parked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
+    use cloudtrail_ingest::source::sqs::{run_with_sink, Clients, WorkerError};
+    let env = TestEnv::new("dead-indexer").await;
+    env.put_fixture(ORG_TRAIL).await;
+    env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
+    let config = <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from(
+        env.args(&["--exit-when-idle"]),
+    )
+    .unwrap();
+    let clients = Clients::new(&aws_config(), &config).unwrap();
+    // A sink whose indexing task dies on its first event, holding it.
+    let sink = |_stats| {
+        let (events, mut receiver) = cloudtrail_ingest::pipeline::channel(16, 1 << 20);
+        let indexer = tokio::spawn(async move {
+            let _held = receiver.recv().await;
+            panic!("the indexer dies");
+        });
+        (events, indexer)
+    };
+
+    let result = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_with_sink(
+            &config,
+            clients,
+            tokio_util::sync::CancellationToken::new(),
+            sink,
+        ),
+    )
+    .await
+    .expect("the worker stops instead of stalling");
+
+    let err = result.expect_err("a dead indexer is an error");
+    assert!(matches!(err, WorkerError::Indexer(_)), "{err}");
+    assert_eq!(env.messages_left().await, 1, "the message is not deleted");
+    assert_eq!(env.total_documents().await, 0);
+}

@@ -320,6 +320,13 @@ impl TestEnv {
     pub fn spawn_until_idle(&self, extra: &[&str]) -> tokio::task::JoinHandle<Summary> {
         let mut args = self.args(extra);
         args.push("--exit-when-idle".into());
+        spawn_with_args(args)
+    }
+}
+
+/// Starts the worker in-process with exactly these arguments (against the stand-ins).
+pub fn spawn_with_args(args: Vec<String>) -> tokio::task::JoinHandle<Summary> {
+    {
         let config = Config::try_parse_from(args).expect("test arguments parse");
         config.validate().expect("test configuration is valid");
         let clients = Clients::new(&aws_config(), &config).expect("clients");
@@ -329,7 +336,9 @@ impl TestEnv {
                 .expect("the worker runs")
         })
     }
+}
 
+impl TestEnv {
     /// Starts the worker in-process until idle, talking to the cluster and/or S3 through
     /// other endpoints (a fault proxy) when given.
     pub fn spawn_through(
@@ -357,6 +366,22 @@ impl TestEnv {
         }
         tokio::spawn(async move {
             worker::run(&config, clients, CancellationToken::new())
+                .await
+                .expect("the worker runs")
+        })
+    }
+
+    /// Starts the worker in-process, without `--exit-when-idle`, until `stop` is cancelled.
+    pub fn spawn_until_stopped(
+        &self,
+        extra: &[&str],
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<Summary> {
+        let config = Config::try_parse_from(self.args(extra)).expect("test arguments parse");
+        config.validate().expect("test configuration is valid");
+        let clients = Clients::new(&aws_config(), &config).expect("clients");
+        tokio::spawn(async move {
+            worker::run(&config, clients, stop)
                 .await
                 .expect("the worker runs")
         })
@@ -454,13 +479,26 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .expect("queue has an arn")
 }
 
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
 /// Replaces the value of `--elasticsearch-url` in `args` (e.g. to go through a proxy).
 pub fn point_at_cluster(args: &mut [String], url: &str) {
+    set_arg(args, "--elasticsearch-url", url);
+}
+
+/// Replaces the value of `flag` in `args`.
+pub fn set_arg(args: &mut [String], flag: &str, value: &str) {
     let at = args
         .iter()
-        .position(|a| a == "--elasticsearch-url")
-        .expect("the arguments name a cluster");
-    args[at + 1] = url.to_string();
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("the arguments hold {flag}"));
+    args[at + 1] = value.to_string();
 }
 
 pub fn fixtures() -> PathBuf {

@@ -51,6 +51,13 @@ pub enum Fault {
     /// Answer every matching request with this status and a JSON error body (e.g. 503), without
     /// forwarding.
     Status { status: u16, path_contains: String },
+    /// Answer every matching request with this status and this exact JSON body, without
+    /// forwarding (e.g. a 200 bulk response that does not match its request).
+    Body {
+        status: u16,
+        body: String,
+        path_contains: String,
+    },
     /// Close every new/next connection at once without answering (the client sees a connection
     /// error): each request is read whole, counted, and its connection closed.
     Drop,
@@ -157,6 +164,7 @@ struct Active {
 enum Action {
     Forward,
     Answer(u16),
+    Body(u16, String),
     Close,
     Delay(Duration),
 }
@@ -188,6 +196,11 @@ impl Shared {
                 status,
                 path_contains,
             } if target.contains(path_contains.as_str()) => Action::Answer(*status),
+            Fault::Body {
+                status,
+                body,
+                path_contains,
+            } if target.contains(path_contains.as_str()) => Action::Body(*status, body.clone()),
             Fault::Drop => Action::Close,
             Fault::Delay {
                 method: delayed,
@@ -288,6 +301,7 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) -> io::Result<()> {
                 );
                 Reply::error(status, "injected_fault", &reason)
             }
+            Action::Body(status, body) => Reply::json(status, body.into_bytes()),
             Action::Forward => shared.forward(&request, body).await,
             Action::Delay(delay) => {
                 let reply = shared.forward(&request, body).await;
@@ -488,11 +502,16 @@ struct Reply {
 impl Reply {
     /// An Elasticsearch-shaped JSON error.
     fn error(status: u16, kind: &str, reason: &str) -> Reply {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json!({
             "error": {"type": kind, "reason": reason},
-            "status": status.as_u16(),
+            "status": status,
         });
+        Reply::json(status, body.to_string().into_bytes())
+    }
+
+    /// A JSON answer with exactly this body.
+    fn json(status: u16, body: Vec<u8>) -> Reply {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut headers = HeaderMap::new();
         headers.insert(
             reqwest::header::CONTENT_TYPE,
@@ -501,7 +520,7 @@ impl Reply {
         Reply {
             status,
             headers,
-            body: body.to_string().into_bytes(),
+            body,
         }
     }
 
