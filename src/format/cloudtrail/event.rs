@@ -164,7 +164,7 @@ pub fn build(
         _ => content_id(record),
     };
     let edits = free_form_edits(record, &keys, options.free_form);
-    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 16);
+    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 64);
     append_source(
         &mut source,
         record,

@@ -43,7 +43,7 @@ use ack::{Decision, Disposal, Policy, Receipt};
 use receive::{Received, MAX_RECEIVE_BATCH};
 
 /// How often an idle worker with `--exit-when-idle` asks whether the queue is drained.
-const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
 
 /// The clients every stage shares; nothing else is shared.
 #[derive(Clone)]
@@ -183,8 +183,12 @@ pub async fn run_with_sink(
     );
     stats.set(&stats.started, true);
 
-    let mut idle_check = tokio::time::interval(IDLE_CHECK_EVERY);
+    // Asked only once nothing has been received for a while, so that a busy start does not
+    // pay for attribute calls.
+    let mut idle_check =
+        tokio::time::interval_at(Instant::now() + IDLE_CHECK_EVERY, IDLE_CHECK_EVERY);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_received = Instant::now();
     let mut sink_failure = None;
     let mut tasks: JoinSet<Option<Disposal>> = JoinSet::new();
     loop {
@@ -192,6 +196,7 @@ pub async fn run_with_sink(
             received = message_rx.recv() => match received {
                 Some(Received { message, slot }) => {
                     stats.add(&stats.messages_received, 1);
+                    last_received = Instant::now();
                     let context = context.clone();
                     tasks.spawn(async move {
                         let disposal = process(&context, message).await;
@@ -215,7 +220,9 @@ pub async fn run_with_sink(
                 stop_receiving.cancel();
             }
             _ = idle_check.tick(), if config.exit_when_idle && tasks.is_empty() && message_rx.is_empty() => {
-                if queue_is_drained(&clients.sqs, &queue_url).await {
+                if last_received.elapsed() >= IDLE_CHECK_EVERY
+                    && queue_is_drained(&clients.sqs, &queue_url).await
+                {
                     info!("the queue is drained and nothing is in flight; stopping");
                     stop_receiving.cancel();
                 }
