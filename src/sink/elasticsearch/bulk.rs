@@ -300,8 +300,34 @@ struct Shared {
     client: Elasticsearch,
     settings: BulkSettings,
     stats: Arc<Stats>,
-    /// When the last "credentials refused" line was written.
-    auth_logged: Mutex<Option<Instant>>,
+    /// Paces the "credentials refused" line.
+    auth_log: LogEvery,
+}
+
+/// Lets a line through at most once per period, across all bulk tasks.
+struct LogEvery {
+    period: Duration,
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl LogEvery {
+    fn new(period: Duration) -> Self {
+        LogEvery {
+            period,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether to write the line at `now`; the first time always.
+    fn due(&self, now: std::time::Instant) -> bool {
+        let mut last = self.last.lock().expect("the log clock is never poisoned");
+        if last.is_none_or(|at| now.duration_since(at) >= self.period) {
+            *last = Some(now);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Takes events until the channel closes, indexes them, and settles each one. Returns an
@@ -316,7 +342,7 @@ pub async fn run_indexer(
         client,
         settings,
         stats,
-        auth_logged: Mutex::new(None),
+        auth_log: LogEvery::new(AUTH_LOG_EVERY),
     });
     let settings = &shared.settings;
     let mut batch = Batch::default();
@@ -537,12 +563,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
 fn refused_credentials(shared: &Shared, err: &BulkError, docs: usize, retry_in: Duration) {
     let stats = &shared.stats;
     stats.set(&stats.cluster_authorized, false);
-    let mut logged = shared
-        .auth_logged
-        .lock()
-        .expect("the log clock is never poisoned");
-    if logged.is_none_or(|at| at.elapsed() >= AUTH_LOG_EVERY) {
-        *logged = Some(Instant::now());
+    if shared.auth_log.due(std::time::Instant::now()) {
         error!(
             error = %err,
             docs,
@@ -680,6 +701,18 @@ mod tests {
         assert!(!status(401).is_transient() && status(401).is_unauthorized());
         assert!(status(403).is_unauthorized());
         assert!(!status(413).is_transient() && !status(413).is_unauthorized());
+    }
+
+    #[test]
+    fn refused_credentials_are_logged_once_per_minute() {
+        let clock = LogEvery::new(AUTH_LOG_EVERY);
+        let start = std::time::Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let logged: Vec<u64> = [0, 1, 30, 59, 60, 61, 119, 120, 300]
+            .into_iter()
+            .filter(|&s| clock.due(at(s)))
+            .collect();
+        assert_eq!(logged, [0, 60, 120, 300]);
     }
 
     #[test]
