@@ -35,15 +35,21 @@ async fn drain(env: &TestEnv, cluster: Option<&str>) {
     .await;
 }
 
-/// One line for the record: events expected, indexed, duplicated, and what is left where.
-async fn report(env: &TestEnv, scenario: &str, expected: u64) {
+/// One line for the record (events expected, indexed, duplicated, and what is left where),
+/// then the exact end state: every expected event indexed once, the queue empty, and exactly
+/// `dead_lettered` messages in the DLQ.
+async fn settled_exactly_once(env: &TestEnv, scenario: &str, expected: u64, dead_lettered: u64) {
     let indexed = env.total_documents().await;
+    let dlq = env.queue_depth(&env.dlq_url).await;
+    let left = env.messages_left().await;
     eprintln!(
-        "{scenario}: expected {expected}, indexed {indexed}, duplicated {}, queue {}, dlq {}",
+        "{scenario}: expected {expected}, indexed {indexed}, duplicated {}, queue {left}, dlq {}",
         indexed.saturating_sub(expected),
-        env.messages_left().await,
-        env.queue_depth(&env.dlq_url).await.0
+        dlq.0
     );
+    assert_eq!(indexed, expected, "{scenario}: every event exactly once");
+    assert_eq!(left, 0, "{scenario}: the queue is drained");
+    assert_eq!(dlq, (dead_lettered, 0), "{scenario}: the DLQ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,14 +80,7 @@ async fn bulk_429_on_every_other_request_loses_and_duplicates_nothing() {
     assert!(summary.bulk_retries >= 2, "{summary:?}");
     assert_eq!(summary.documents_indexed, expected, "{summary:?}");
     assert_eq!(summary.documents_rejected, 0);
-    report(&env, "bulk 429 on every other request", expected).await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
-    assert_eq!(
-        env.queue_depth(&env.dlq_url).await.0,
-        1,
-        "only the poison message"
-    );
+    settled_exactly_once(&env, "bulk 429 on every other request", expected, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,19 +136,13 @@ async fn a_six_second_cluster_outage_mid_run_loses_and_duplicates_nothing() {
         summary.messages_failed_transient, 0,
         "held, not cycled: {summary:?}"
     );
-    report(
+    settled_exactly_once(
         &env,
         "6 s cluster outage (503, then dropped connections)",
         expected,
+        0,
     )
     .await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
-    assert_eq!(
-        env.queue_depth(&env.dlq_url).await,
-        (0, 0),
-        "nothing parked"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,9 +180,7 @@ async fn a_slow_s3_read_longer_than_the_visibility_timeout_is_never_delivered_tw
     assert_eq!(summary.documents_indexed, expected, "{summary:?}");
     assert_eq!(summary.documents_existing, 0, "{summary:?}");
     assert_eq!(summary.messages_deleted, 1);
-    report(&env, "slow S3 GET (8 s, visibility 3 s)", expected).await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
+    settled_exactly_once(&env, "slow S3 GET (8 s, visibility 3 s)", expected, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,15 +219,13 @@ async fn a_malformed_bulk_response_fails_its_events_and_the_message_comes_back()
     assert!(summary.messages_failed_transient >= 1, "{summary:?}");
     assert_eq!(summary.messages_given_up, 0, "{summary:?}");
     assert_eq!(summary.messages_deleted, 1, "{summary:?}");
-    report(
+    settled_exactly_once(
         &env,
         "malformed bulk response, then a healthy cluster",
         expected,
+        0,
     )
     .await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
-    assert_eq!(env.queue_depth(&env.dlq_url).await, (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,14 +283,7 @@ async fn refused_credentials_hold_the_batch_with_readiness_false_and_cycle_nothi
     assert_eq!(summary.messages_failed_permanent, 0, "{summary:?}");
     assert!(summary.visibility_extensions >= 1, "{summary:?}");
     assert_eq!(summary.documents_indexed, expected, "{summary:?}");
-    report(&env, "bulk answered 401 for about 6 s", expected).await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
-    assert_eq!(
-        env.queue_depth(&env.dlq_url).await,
-        (0, 0),
-        "nothing parked"
-    );
+    settled_exactly_once(&env, "bulk answered 401 for about 6 s", expected, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,7 +322,5 @@ async fn max_receive_count_never_deletes_a_message_that_failed_transiently() {
     assert!(summary.messages_failed_transient >= 1, "{summary:?}");
     assert_eq!(summary.messages_given_up, 0, "{summary:?}");
     assert_eq!(summary.messages_deleted, 1, "{summary:?}");
-    report(&env, "S3 503 with --max-receive-count 1", expected).await;
-    assert_eq!(env.total_documents().await, expected);
-    assert_eq!(env.messages_left().await, 0);
+    settled_exactly_once(&env, "S3 503 with --max-receive-count 1", expected, 0).await;
 }
