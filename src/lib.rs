@@ -2,7 +2,7 @@
 //!
 //! The flow, for every source:
 //! 1. a [`source`] delivers payloads, each with a ticket ([`pipeline::Ticket`]);
-//! 2. a [`format`] turns the payload's bytes into events (`_id`, time, `@timestamp`, the raw
+//! 2. a [`format`](mod@format) turns the payload's bytes into events (`_id`, time, `@timestamp`, the raw
 //!    record), as the bytes arrive;
 //! 3. the [`sink`] batches, indexes and settles every event (indexed, already there,
 //!    dead-lettered, or failed with a [`pipeline::Failure`]);

@@ -1,4 +1,4 @@
-//! Stats: the counters of what the worker did, declared once in [`counters!`] (name and
+//! Stats: the counters of what the worker did, declared once in the `counters!` macro (name and
 //! help text), from which come the [`Counters`] struct, the [`Summary`] snapshot returned at
 //! exit, and every `/metrics` counter (`cloudtrail_ingest_<name>_total`). Also the live state
 //! the metrics and `/readyz` report: in-flight gauges, bulk latency, the newest indexed event

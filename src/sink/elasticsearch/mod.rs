@@ -69,7 +69,7 @@ pub fn settings(config: &Config) -> BulkSettings {
 
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
-/// flight, and never less than [`MIN_BUDGET_BYTES`].
+/// flight, and never less than 32 MiB.
 pub fn start(
     client: Elasticsearch,
     settings: BulkSettings,
