@@ -63,9 +63,8 @@ impl ClusterUrl {
         let credentials = if url.username().is_empty() && url.password().is_none() {
             None
         } else {
-            let decode = |s: &str| percent_decode(s);
-            let user = decode(url.username());
-            let password = Secret::new(decode(url.password().unwrap_or("")));
+            let user = percent_decode(url.username());
+            let password = Secret::new(percent_decode(url.password().unwrap_or("")));
             url.set_username("").expect("an http URL has a username");
             url.set_password(None).expect("an http URL has a password");
             Some((user, password))
@@ -86,11 +85,11 @@ impl ClusterUrl {
     }
 }
 
+/// User information in a URL is percent-encoded (`+` is a plus, not a space).
 fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("v={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl std::fmt::Debug for ClusterUrl {

@@ -66,7 +66,8 @@ impl EventSender {
     }
 
     /// Bytes of the budget not taken right now.
-    pub fn available_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn available_bytes(&self) -> usize {
         self.budget.available_permits()
     }
 }
@@ -92,11 +93,7 @@ mod tests {
                 source: vec![b' '; bytes],
                 used_fallback_time: false,
             },
-            Arc::new(Origin::S3Object {
-                message_id: "m".into(),
-                bucket: "b".into(),
-                key: "k".into(),
-            }),
+            Arc::new(Origin::new("s3://b/k", serde_json::json!({}))),
             ticket.claim(),
         )
     }

@@ -27,38 +27,36 @@ pub struct Event {
     pub used_fallback_time: bool,
 }
 
-/// Where an event came from: named in logs and in its dead-letter entry.
+/// Where an event came from: named in logs and in its dead-letter entry. Each source says
+/// what its origins are (see [`crate::source::s3::ObjectRef::origin`]); nothing here knows
+/// the sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// An S3 object, announced by the SQS message `message_id`.
-    S3Object {
-        message_id: String,
-        bucket: String,
-        key: String,
-    },
+pub struct Origin {
+    /// For logs, e.g. `s3://bucket/key`.
+    description: String,
+    /// A JSON object merged into the dead-letter entry, e.g. `{"s3": {"bucket": ..., "key": ...}}`.
+    fields: serde_json::Value,
 }
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::S3Object { bucket, key, .. } => write!(f, "s3://{bucket}/{key}"),
-        }
+        f.write_str(&self.description)
     }
 }
 
 impl Origin {
-    /// The origin as fields of a dead-letter entry.
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            Origin::S3Object {
-                message_id,
-                bucket,
-                key,
-            } => serde_json::json!({
-                "s3": {"bucket": bucket, "key": key},
-                "sqs": {"message_id": message_id},
-            }),
+    /// `fields` must be a JSON object; anything else adds no fields to dead-letter entries.
+    pub fn new(description: impl Into<String>, fields: serde_json::Value) -> Self {
+        debug_assert!(fields.is_object(), "origin fields are a JSON object");
+        Origin {
+            description: description.into(),
+            fields,
         }
+    }
+
+    /// The fields of a dead-letter entry that say where the event came from.
+    pub fn fields(&self) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.fields.as_object()
     }
 }
 

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use super::Origin;
+use crate::sink::elasticsearch::bulk::BulkError;
 use crate::sink::elasticsearch::dead_letter::Rejection;
 use crate::source::s3::FetchError;
 use crate::source::sqs::notification::NotificationError;
@@ -35,7 +37,7 @@ pub enum Failure {
     Rejected {
         index: String,
         id: String,
-        origin: String,
+        origin: Arc<Origin>,
         rejection: Box<Rejection>,
         why_kept: &'static str,
     },
@@ -43,7 +45,7 @@ pub enum Failure {
     #[error("dead-letter entry {id} of {origin} rejected: {rejection}")]
     DeadLetterRejected {
         id: String,
-        origin: String,
+        origin: Arc<Origin>,
         rejection: Rejection,
     },
     /// Items answered 429/5xx until `--bulk-max-attempts` ran out.
@@ -51,14 +53,12 @@ pub enum Failure {
     RetriesExhausted { status: u16, reason: String },
     /// A whole bulk request failed in a way that retrying the request cannot fix (a response
     /// that does not match the request, an unexpected status).
-    #[error("bulk request failed: {0}")]
-    Bulk(String),
-    /// The event was dropped before the sink settled it (the sink stopped or panicked).
+    #[error("{0}")]
+    Bulk(Arc<BulkError>),
+    /// The event was dropped before the sink settled it (the sink stopped or panicked, or
+    /// the pipeline shut down before it was handed over).
     #[error("the event was dropped before it was settled")]
     Dropped,
-    /// The pipeline is shutting down; the event was not handed over.
-    #[error("the pipeline is shutting down")]
-    Closed,
 }
 
 impl Failure {
@@ -68,10 +68,7 @@ impl Failure {
             Failure::Object { error, .. } => error.is_transient(),
             Failure::Rejected { rejection, .. } => !rejection.is_about_the_document(),
             Failure::DeadLetterRejected { .. } => false,
-            Failure::RetriesExhausted { .. }
-            | Failure::Bulk(_)
-            | Failure::Dropped
-            | Failure::Closed => true,
+            Failure::RetriesExhausted { .. } | Failure::Bulk(_) | Failure::Dropped => true,
         }
     }
 }

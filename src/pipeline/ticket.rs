@@ -113,7 +113,10 @@ mod tests {
     fn rejected() -> Failure {
         Failure::DeadLetterRejected {
             id: "e".into(),
-            origin: "s3://b/k".into(),
+            origin: Arc::new(crate::pipeline::Origin::new(
+                "s3://b/k",
+                serde_json::json!({}),
+            )),
             rejection: crate::sink::elasticsearch::dead_letter::Rejection {
                 status: 400,
                 error_type: "mapper_parsing_exception".into(),
@@ -164,7 +167,10 @@ mod tests {
         let ticket = Ticket::new();
         let a = ticket.claim();
         let b = ticket.claim();
-        a.settle(Err(Failure::Closed));
+        a.settle(Err(Failure::RetriesExhausted {
+            status: 503,
+            reason: "unavailable".into(),
+        }));
         ticket.fail(rejected());
         b.settle(Err(Failure::Dropped));
         let verdict = ticket.settle().await.unwrap_err();

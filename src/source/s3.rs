@@ -39,6 +39,21 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+impl ObjectRef {
+    /// The origin of this object's events: `s3.bucket` and `s3.key`, plus the fields of
+    /// whatever announced it (`announced_by`, a JSON object such as
+    /// `{"sqs": {"message_id": ...}}`).
+    pub fn origin(&self, announced_by: serde_json::Value) -> Origin {
+        let mut fields = serde_json::json!({"s3": {"bucket": self.bucket, "key": self.key}});
+        if let (Some(fields), serde_json::Value::Object(more)) =
+            (fields.as_object_mut(), announced_by)
+        {
+            fields.extend(more);
+        }
+        Origin::new(self.to_string(), fields)
+    }
+}
+
 /// Everything the events of one object need on their way out.
 #[derive(Clone)]
 pub struct ObjectSink {
@@ -229,11 +244,13 @@ mod tests {
 
     fn sink(ticket: Arc<Ticket>, events: EventSender) -> ObjectSink {
         ObjectSink {
-            origin: Arc::new(Origin::S3Object {
-                message_id: "m".into(),
-                bucket: "b".into(),
-                key: "k".into(),
-            }),
+            origin: Arc::new(
+                ObjectRef {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                }
+                .origin(serde_json::json!({})),
+            ),
             format: Arc::new(CloudTrail {
                 options: Options {
                     free_form: FreeForm::Objects,

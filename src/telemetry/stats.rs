@@ -142,10 +142,6 @@ impl Stats {
             && self.get(&self.cluster_authorized)
             && self.get(&self.queue_reachable)
     }
-
-    pub fn snapshot(&self) -> Summary {
-        self.counters.snapshot()
-    }
 }
 
 /// See [`Stats::enter`].

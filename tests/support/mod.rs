@@ -326,16 +326,33 @@ impl TestEnv {
 
 /// Starts the worker in-process with exactly these arguments (against the stand-ins).
 pub fn spawn_with_args(args: Vec<String>) -> tokio::task::JoinHandle<Summary> {
-    {
-        let config = Config::try_parse_from(args).expect("test arguments parse");
-        config.validate().expect("test configuration is valid");
-        let clients = Clients::new(&aws_config(), &config).expect("clients");
-        tokio::spawn(async move {
-            worker::run(&config, clients, CancellationToken::new())
-                .await
-                .expect("the worker runs")
-        })
+    spawn_worker(args, None, CancellationToken::new())
+}
+
+/// Starts the worker in-process until `stop` is cancelled (or it goes idle, when the
+/// arguments say so), with S3 reached through `s3` when given (a fault proxy).
+fn spawn_worker(
+    args: Vec<String>,
+    s3: Option<&str>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Summary> {
+    let config = Config::try_parse_from(args).expect("test arguments parse");
+    config.validate().expect("test configuration is valid");
+    let aws = aws_config();
+    let mut clients = Clients::new(&aws, &config).expect("clients");
+    if let Some(url) = s3 {
+        clients.s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&aws)
+                .endpoint_url(url)
+                .force_path_style(true)
+                .build(),
+        );
     }
+    tokio::spawn(async move {
+        worker::run(&config, clients, stop)
+            .await
+            .expect("the worker runs")
+    })
 }
 
 impl TestEnv {
@@ -352,23 +369,7 @@ impl TestEnv {
         if let Some(url) = cluster {
             point_at_cluster(&mut args, url);
         }
-        let config = Config::try_parse_from(args).expect("test arguments parse");
-        config.validate().expect("test configuration is valid");
-        let aws = aws_config();
-        let mut clients = Clients::new(&aws, &config).expect("clients");
-        if let Some(url) = s3 {
-            clients.s3 = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&aws)
-                    .endpoint_url(url)
-                    .force_path_style(true)
-                    .build(),
-            );
-        }
-        tokio::spawn(async move {
-            worker::run(&config, clients, CancellationToken::new())
-                .await
-                .expect("the worker runs")
-        })
+        spawn_worker(args, s3, CancellationToken::new())
     }
 
     /// Starts the worker in-process, without `--exit-when-idle`, until `stop` is cancelled.
@@ -377,14 +378,7 @@ impl TestEnv {
         extra: &[&str],
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<Summary> {
-        let config = Config::try_parse_from(self.args(extra)).expect("test arguments parse");
-        config.validate().expect("test configuration is valid");
-        let clients = Clients::new(&aws_config(), &config).expect("clients");
-        tokio::spawn(async move {
-            worker::run(&config, clients, stop)
-                .await
-                .expect("the worker runs")
-        })
+        spawn_worker(self.args(extra), None, stop)
     }
 
     /// Runs the worker in-process until the queue is idle.

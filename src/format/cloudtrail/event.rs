@@ -291,7 +291,7 @@ mod tests {
         super::build(record.as_record(), options, fallback_time)
     }
 
-    fn options(_prefix: &str) -> Options {
+    fn options() -> Options {
         Options {
             free_form: FreeForm::Objects,
         }
@@ -302,10 +302,10 @@ mod tests {
         crate::sink::elasticsearch::bulk::index_name("ct", event.time)
     }
 
-    fn lines(doc: &Event) -> ((), serde_json::Value) {
+    fn source_of(doc: &Event) -> serde_json::Value {
         let text = std::str::from_utf8(&doc.source).unwrap();
         assert!(!text.contains('\n'), "one line: {text}");
-        ((), serde_json::from_str(text).unwrap())
+        serde_json::from_str(text).unwrap()
     }
 
     #[test]
@@ -316,10 +316,10 @@ mod tests {
   "eventID": "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c",
   "requestParameters": {"policy": "line\nbreak"}
 }"#;
-        let doc = build(record, &options("cloudtrail"), None).unwrap();
+        let doc = build(record, &options(), None).unwrap();
         assert_eq!(index(&doc), "ct-2014.03.06");
         assert_eq!(doc.id, "cdc73f9d-aea9-11e3-9d5a-835b769c0d9c");
-        let (_, source) = lines(&doc);
+        let source = source_of(&doc);
         let mut expected: serde_json::Value = serde_json::from_slice(record).unwrap();
         expected["@timestamp"] = "2014-03-06T23:59:59Z".into();
         assert_eq!(source, expected);
@@ -333,14 +333,11 @@ mod tests {
             ("2025-01-01T00:00:00Z", "ct-2025.01.01"),
             ("2025-01-01T01:30:00+02:00", "ct-2024.12.31"),
         ];
-        for (time, index) in table {
+        for (time, expected) in table {
             let record = format!(r#"{{"eventTime":"{time}","eventID":"e"}}"#);
             assert_eq!(
-                crate::sink::elasticsearch::bulk::index_name(
-                    "ct",
-                    build(record.as_bytes(), &options("ct"), None).unwrap().time
-                ),
-                index
+                index(&build(record.as_bytes(), &options(), None).unwrap()),
+                expected
             );
         }
     }
@@ -348,20 +345,20 @@ mod tests {
     #[test]
     fn id_falls_back_to_a_stable_content_hash() {
         let record = br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:54Z"}"#;
-        let a = build(record, &options("ct"), None).unwrap();
-        let b = build(record, &options("ct"), None).unwrap();
+        let a = build(record, &options(), None).unwrap();
+        let b = build(record, &options(), None).unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.len(), 64);
         let other = build(
             br#"{"eventVersion":"1.0","eventTime":"2014-03-06T21:22:55Z"}"#,
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
         assert_ne!(a.id, other.id);
         let empty_id = build(
             br#"{"eventID":"","eventTime":"2014-03-06T21:22:55Z"}"#,
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
@@ -376,12 +373,12 @@ mod tests {
             br#"{"eventID":"a","eventTime":"yesterday"}"#,
             br#"{"eventID":"a","eventTime":7}"#,
         ] {
-            let doc = build(record, &options("ct"), Some(fallback)).unwrap();
+            let doc = build(record, &options(), Some(fallback)).unwrap();
             assert_eq!(index(&doc), "ct-2020.02.03");
             assert!(doc.used_fallback_time);
-            assert_eq!(lines(&doc).1["@timestamp"], "2020-02-03T04:05:06Z");
+            assert_eq!(source_of(&doc)["@timestamp"], "2020-02-03T04:05:06Z");
             assert!(matches!(
-                build(record, &options("ct"), None),
+                build(record, &options(), None),
                 Err(DocumentError::NoTime)
             ));
         }
@@ -391,14 +388,14 @@ mod tests {
     fn keeps_an_existing_timestamp_and_handles_empty_objects() {
         let doc = build(
             br#"{"@timestamp":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
-        assert_eq!(lines(&doc).1["@timestamp"], "x");
-        let doc = build(b"{ }", &options("ct"), Some(datetime!(2020-01-01 0:00 UTC))).unwrap();
+        assert_eq!(source_of(&doc)["@timestamp"], "x");
+        let doc = build(b"{ }", &options(), Some(datetime!(2020-01-01 0:00 UTC))).unwrap();
         assert_eq!(
-            lines(&doc).1,
+            source_of(&doc),
             serde_json::json!({"@timestamp": "2020-01-01T00:00:00Z"})
         );
     }
@@ -407,21 +404,21 @@ mod tests {
     fn escapes_ids_and_rejects_a_broken_top_level() {
         let doc = build(
             br#"{"eventID":"a\"b\\c","eventTime":"2020-01-01T00:00:00Z"}"#,
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
         assert_eq!(doc.id, "a\"b\\c");
         for bad in [&b"{\"a\":}"[..], b"{\"a\":1,}", b"{\"a\" 1}"] {
             assert!(matches!(
-                build(bad, &options("ct"), None),
+                build(bad, &options(), None),
                 Err(DocumentError::Malformed(_))
             ));
         }
         assert!(matches!(
             build(
                 b"{\"a\":\"\xff\"}",
-                &options("ct"),
+                &options(),
                 Some(OffsetDateTime::UNIX_EPOCH)
             ),
             Err(DocumentError::InvalidUtf8(6))
@@ -430,7 +427,7 @@ mod tests {
         // item-level rejection sends it to the dead-letter index.
         let doc = build(
             b"{\"eventTime\":\"2020-01-01T00:00:00Z\",\"a\":\"\x01\",\"b\":01}",
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
@@ -438,7 +435,7 @@ mod tests {
         // A key spelled with escapes is still found.
         let doc = build(
             br#"{"event\u0049D":"x","eventTime":"2020-01-01T00:00:00Z"}"#,
-            &options("ct"),
+            &options(),
             None,
         )
         .unwrap();
@@ -454,8 +451,8 @@ mod tests {
                "y" ],
             "serviceEventDetails": null,
             "other": "kept"}"#;
-        let objects = build(record, &options("ct"), None).unwrap();
-        let (_, source) = lines(&objects);
+        let objects = build(record, &options(), None).unwrap();
+        let source = source_of(&objects);
         assert_eq!(
             source["requestParameters"],
             json!({"filter": {"a": [1, 2]}})
@@ -472,7 +469,7 @@ mod tests {
             free_form: FreeForm::Strings,
         };
         let doc = build(record, &strings, None).unwrap();
-        let (_, source) = lines(&doc);
+        let source = source_of(&doc);
         assert_eq!(source["requestParameters"], r#"{"filter": {"a": [1, 2]}}"#);
         assert_eq!(source["responseElements"], "true");
         assert_eq!(

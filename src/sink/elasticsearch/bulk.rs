@@ -467,16 +467,14 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         );
         debug!(?elapsed, "bulk request answered");
         let outcomes = match result {
-            Err(err) if err.is_transient() => {
+            // The cluster is down, overloaded or refuses the credentials: hold the batch.
+            Err(err) if err.is_transient() || err.is_unauthorized() => {
                 let delay = outage.next().unwrap_or(settings.max_backoff);
-                warn!(error = %err, docs = items.len(), retry_in = ?delay, "cluster unavailable; holding the batch and retrying");
-                stats.add(&stats.bulk_retries, 1);
-                tokio::time::sleep(delay).await;
-                continue;
-            }
-            Err(err) if err.is_unauthorized() => {
-                let delay = outage.next().unwrap_or(settings.max_backoff);
-                refused_credentials(shared, &err, items.len(), delay);
+                if err.is_unauthorized() {
+                    refused_credentials(shared, &err, items.len(), delay);
+                } else {
+                    warn!(error = %err, docs = items.len(), retry_in = ?delay, "cluster unavailable; holding the batch and retrying");
+                }
                 stats.add(&stats.bulk_retries, 1);
                 tokio::time::sleep(delay).await;
                 continue;
@@ -484,10 +482,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
             Err(err) => {
                 warn!(error = %err, docs = items.len(), "bulk request failed; their payloads come back later");
                 stats.add(&stats.bulk_failures, 1);
-                let failure = Failure::Bulk(err.to_string());
-                for item in items {
-                    item.pending.settle(Err(failure.clone()));
-                }
+                fail_all(items, Failure::Bulk(Arc::new(err)));
                 return;
             }
             Ok(outcomes) => outcomes,
@@ -546,16 +541,17 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
             }
             None => {
                 warn!(docs = items.len(), status = last.0, reason = %last.1, "bulk retries exhausted; their payloads come back later");
-                let failure = Failure::RetriesExhausted {
-                    status: last.0,
-                    reason: last.1,
-                };
-                for item in items {
-                    item.pending.settle(Err(failure.clone()));
-                }
+                let (status, reason) = last;
+                fail_all(items, Failure::RetriesExhausted { status, reason });
                 return;
             }
         }
+    }
+}
+
+fn fail_all(items: Vec<Item>, failure: Failure) {
+    for item in items {
+        item.pending.settle(Err(failure.clone()));
     }
 }
 
@@ -582,7 +578,7 @@ fn reject(
     rejection: Rejection,
 ) -> Option<Item> {
     let event = &item.pending.event;
-    let origin = item.pending.origin.to_string();
+    let origin = item.pending.origin.clone();
     if item.dead_letter {
         stats.add(&stats.dead_letter_failures, 1);
         error!(

@@ -8,7 +8,8 @@
 //! - `record`: the rejected source as a string, exactly as it was sent;
 //! - `error.type`, `error.reason`, `error.status`: what the cluster said;
 //! - `target.index`, `target.id`: where the event should have gone;
-//! - where it came from ([`Origin::to_json`]: `s3.bucket`, `s3.key`, `sqs.message_id`);
+//! - where it came from ([`Origin::fields`]; for S3 objects announced on SQS `s3.bucket`,
+//!   `s3.key`, `sqs.message_id`);
 //! - `@timestamp` (the event's) and `dead_lettered_at` (now).
 //!
 //! Which rejections are dead-lettered is decided here too: a 4xx that is about the document
@@ -68,10 +69,8 @@ pub fn build(
         },
         "target": {"index": target_index, "id": rejected.id},
     });
-    if let (Some(entry), serde_json::Value::Object(fields)) =
-        (source.as_object_mut(), origin.to_json())
-    {
-        entry.extend(fields);
+    if let (Some(entry), Some(fields)) = (source.as_object_mut(), origin.fields()) {
+        entry.extend(fields.clone());
     }
     Event {
         id: rejected.id.clone(),
@@ -98,11 +97,11 @@ mod tests {
         };
         let parsed = crate::format::cloudtrail::split::OwnedRecord::parse(record).unwrap();
         let rejected = event::build(parsed.as_record(), &options, None).unwrap();
-        let origin = Origin::S3Object {
-            message_id: "m-1".into(),
+        let origin = crate::source::s3::ObjectRef {
             bucket: "trail".into(),
             key: "AWSLogs/x.json.gz".into(),
-        };
+        }
+        .origin(serde_json::json!({"sqs": {"message_id": "m-1"}}));
         let rejection = Rejection {
             status: 400,
             error_type: "mapper_parsing_exception".into(),

@@ -31,6 +31,9 @@ const CHANNEL_EVENTS: usize = 2048;
 /// The byte budget of events handed over and not yet settled, at least.
 const MIN_BUDGET_BYTES: usize = 32 << 20;
 
+/// The sink as its source sees it: where events go, and the task that indexes them.
+pub type SinkHandle = (EventSender, JoinHandle<Result<(), IndexerError>>);
+
 /// Start-up failures of the sink.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -70,11 +73,7 @@ pub fn settings(config: &Config) -> BulkSettings {
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
 /// flight, and never less than 32 MiB.
-pub fn start(
-    client: Elasticsearch,
-    settings: BulkSettings,
-    stats: Arc<Stats>,
-) -> (EventSender, JoinHandle<Result<(), IndexerError>>) {
+pub fn start(client: Elasticsearch, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
     let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
     let (sender, receiver) = pipeline::channel(CHANNEL_EVENTS, budget);
     let indexer = tokio::spawn(bulk::run_indexer(client, settings, receiver, stats));

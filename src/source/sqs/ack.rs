@@ -21,7 +21,7 @@ use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use super::heartbeat::set_visibility;
+use super::heartbeat::{entry_of, set_visibility};
 use crate::pipeline::Verdict;
 use crate::telemetry::Stats;
 
@@ -134,7 +134,11 @@ async fn release_batch(
     match set_visibility(sqs, queue_url, entries).await {
         Ok(out) => {
             for failed in out.failed() {
+                let message_id = entry_of(batch, failed.id())
+                    .map(|(r, _)| r.message_id.as_str())
+                    .unwrap_or("?");
                 warn!(
+                    message_id,
                     code = failed.code(),
                     reason = failed.message().unwrap_or(""),
                     "release failed; the message comes back after its visibility timeout"
@@ -182,11 +186,7 @@ async fn delete_batch(
     {
         Ok(out) => {
             for failed in out.failed() {
-                let message_id = failed
-                    .id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| batch.get(i))
+                let message_id = entry_of(batch, failed.id())
                     .map(|d| d.message_id.as_str())
                     .unwrap_or("?");
                 warn!(

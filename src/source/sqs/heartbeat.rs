@@ -103,11 +103,10 @@ impl Registry {
             .filter_map(|key| entries.remove(&key))
             .map(|e| e.message_id)
             .collect();
-        let mut due: Vec<(String, String)> = entries
+        let due = entries
             .values()
             .map(|e| (e.message_id.clone(), e.receipt_handle.clone()))
             .collect();
-        due.sort();
         (due, expired)
     }
 }
@@ -163,11 +162,7 @@ async fn extend(
             stats.add(&stats.visibility_extensions, out.successful().len() as u64);
             for failed in out.failed() {
                 // Typically a message that was deleted a moment ago.
-                let message_id = failed
-                    .id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| chunk.get(i))
+                let message_id = entry_of(chunk, failed.id())
                     .map(|(id, _)| id.as_str())
                     .unwrap_or("?");
                 debug!(
@@ -188,6 +183,11 @@ async fn extend(
             "extending visibility failed; the messages may reappear before they are done"
         ),
     }
+}
+
+/// The entry of a batch call that an answer's id names: ids are positions in the batch.
+pub(crate) fn entry_of<'a, T>(batch: &'a [T], id: &str) -> Option<&'a T> {
+    id.parse::<usize>().ok().and_then(|i| batch.get(i))
 }
 
 /// One `ChangeMessageVisibilityBatch` call (at most ten entries) that sets the visibility
@@ -230,7 +230,8 @@ mod tests {
         let registry = Registry::default();
         let first = registry.track("m", "receipt-1");
         let second = registry.track("m", "receipt-2");
-        let (due, _) = registry.due(Duration::from_secs(60));
+        let (mut due, _) = registry.due(Duration::from_secs(60));
+        due.sort();
         assert_eq!(
             due,
             vec![

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use elasticsearch::Elasticsearch;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
@@ -35,8 +35,8 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::format::cloudtrail::{self, CloudTrail};
 use crate::format::Format;
-use crate::pipeline::{EventSender, Failure, Origin, Ticket, Verdict};
-use crate::sink::elasticsearch::{self as sink, ClusterError, IndexerError, SinkError};
+use crate::pipeline::{EventSender, Failure, Ticket, Verdict};
+use crate::sink::elasticsearch::{self as sink, ClusterError, SinkError, SinkHandle};
 use crate::source::s3::{self, ObjectRef, ObjectSink};
 use crate::telemetry::{metrics, Stats, Summary};
 use ack::{Decision, Disposal, Policy, Receipt};
@@ -82,9 +82,6 @@ pub enum WorkerError {
     #[error("the indexer stopped: {0}; messages in flight stay in the queue")]
     Indexer(String),
 }
-
-/// The sink the worker feeds: where events go, and the task that indexes them.
-pub type SinkHandle = (EventSender, JoinHandle<Result<(), IndexerError>>);
 
 /// Runs until `shutdown` is cancelled (or the queue is drained with `--exit-when-idle`) and
 /// returns what was done. Fails at start when the cluster or the queue is unusable, and
@@ -506,11 +503,7 @@ async fn read_object(
     let stats = &context.stats;
     let span = info_span!("object", bucket = %object.bucket, key = %object.key);
     let sink = ObjectSink {
-        origin: Arc::new(Origin::S3Object {
-            message_id: message_id.to_string(),
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-        }),
+        origin: Arc::new(object.origin(serde_json::json!({"sqs": {"message_id": message_id}}))),
         format: context.format.clone(),
         ticket: ticket.clone(),
         events: context.events.clone(),
