@@ -1,25 +1,38 @@
-//! Check: `cloudtrail-ingest check` verifies, without ingesting, that everything the worker
-//! needs is reachable and permitted, and prints one PASS/FAIL/SKIP line per check:
+//! Check: `cloudtrail-ingest check` (and `cloudtrail-ingest kafka check`) verifies, without
+//! ingesting, that everything the worker needs is reachable and permitted, and prints one
+//! PASS/FAIL/SKIP line per check. For every source:
 //!
 //! 1. `cluster`: `GET /` answers with these credentials (product and version);
 //! 2. `templates`: the index templates can be written (they are installed, as at start);
 //! 3. `bulk`: a bulk `create` is accepted: one small probe document
 //!    (`_id` `cloudtrail-ingest-preflight`, no `@timestamp`, so dashboards ignore it) in
 //!    `<prefix>-preflight`; 409 on later runs counts as a pass;
+//!
+//! For the SQS source:
+//!
 //! 4. `queue`: `GetQueueAttributes` (visibility timeout, redrive policy);
 //! 5. `receive`: `ReceiveMessage` works; a message it gets is made visible again at once
 //!    (its receive count still goes up by one);
 //! 6. `s3`: the first object that message names can be read (`GetObject` of its first byte).
+//!
+//!
+//! For the Kafka source: `brokers` (metadata with these credentials), `topics` (each exists,
+//! with its partitions) and `group` (described, never joined; its committed offsets and lag),
+//! see [`crate::source::kafka::check`].
 //!
 //! The exit code is non-zero when any check fails.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use elasticsearch::Elasticsearch;
 
-use crate::config::{Config, TemplateMode};
+use crate::config::{ClusterConfig, Config, IndexConfig, KafkaCommand, TemplateMode};
+use crate::format::cloudtrail;
+use crate::format::mapping::Mappings;
 use crate::sink::elasticsearch::bulk::{self, ItemOutcome};
 use crate::sink::elasticsearch::{client, template, ClusterInfo};
+use crate::source::kafka;
 use crate::source::sqs::{self, notification, Clients};
 
 /// The result of one check.
@@ -30,39 +43,40 @@ pub enum Verdict {
     Skip(String),
 }
 
-/// Runs every check, printing each line as it completes; returns whether none failed.
-pub async fn run(config: &Config, clients: &Clients) -> bool {
-    let mut failed = false;
-    let mut report = |name: &str, verdict: Verdict| {
+/// Prints each verdict as it comes and remembers whether any failed.
+#[derive(Debug, Default)]
+pub struct Report {
+    failed: bool,
+}
+
+impl Report {
+    pub fn add(&mut self, name: &str, verdict: Verdict) {
         let (word, detail) = match &verdict {
             Verdict::Pass(d) => ("PASS", d),
             Verdict::Fail(d) => ("FAIL", d),
             Verdict::Skip(d) => ("SKIP", d),
         };
-        failed |= matches!(verdict, Verdict::Fail(_));
+        self.failed |= matches!(verdict, Verdict::Fail(_));
         println!("{word} {name}: {detail}");
-    };
-
-    let url = config.cluster.url();
-    match client::detect(&clients.cluster, url.as_str()).await {
-        Ok(info) => {
-            report(
-                "cluster",
-                Verdict::Pass(format!(
-                    "{} {} answers with these credentials",
-                    info.distribution, info.version
-                )),
-            );
-            report("templates", templates(config, clients, &info).await);
-            report("bulk", bulk_probe(config, clients).await);
-        }
-        Err(err) => {
-            report("cluster", Verdict::Fail(err.to_string()));
-            report("templates", Verdict::Skip("the cluster is unusable".into()));
-            report("bulk", Verdict::Skip("the cluster is unusable".into()));
-        }
     }
 
+    /// No check failed.
+    pub fn passed(&self) -> bool {
+        !self.failed
+    }
+}
+
+/// The checks of the SQS source; returns whether none failed.
+pub async fn run(config: &Config, clients: &Clients) -> bool {
+    let mut report = Report::default();
+    cluster_checks(
+        &mut report,
+        &clients.cluster,
+        &config.cluster,
+        &config.index,
+        cloudtrail::mapping::mappings,
+    )
+    .await;
     let queue_url = config.queue_url();
     match sqs::check_queue(&clients.sqs, queue_url).await {
         Ok(queue) => {
@@ -71,7 +85,7 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
             } else {
                 "has NO redrive policy (poison messages would be received again and again; add a DLQ or set --max-receive-count)"
             };
-            report(
+            report.add(
                 "queue",
                 Verdict::Pass(format!(
                     "visibility timeout {}s, {redrive}",
@@ -79,7 +93,7 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
                 )),
             );
             let (receive, object) = peek(clients, queue_url).await;
-            report("receive", receive);
+            report.add("receive", receive);
             let s3 = match object {
                 Some((bucket, key)) => read_first_byte(clients, &bucket, &key).await,
                 None => Verdict::Skip(
@@ -87,22 +101,71 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
                         .into(),
                 ),
             };
-            report("s3", s3);
+            report.add("s3", s3);
         }
         Err(err) => {
-            report("queue", Verdict::Fail(err.to_string()));
-            report("receive", Verdict::Skip("the queue is unusable".into()));
-            report("s3", Verdict::Skip("the queue is unusable".into()));
+            report.add("queue", Verdict::Fail(err.to_string()));
+            report.add("receive", Verdict::Skip("the queue is unusable".into()));
+            report.add("s3", Verdict::Skip("the queue is unusable".into()));
         }
     }
-    !failed
+    report.passed()
 }
 
-async fn templates(config: &Config, clients: &Clients, info: &ClusterInfo) -> Verdict {
-    if config.index.index_template == TemplateMode::Skip {
+/// The checks of the Kafka source; returns whether none failed.
+pub async fn run_kafka(command: &KafkaCommand, cluster: &Elasticsearch) -> bool {
+    let mut report = Report::default();
+    let format = kafka::record_format(&command.kafka, crate::format::FreeForm::Objects);
+    cluster_checks(
+        &mut report,
+        cluster,
+        &command.cluster,
+        &command.index,
+        format.mappings(),
+    )
+    .await;
+    kafka::check::run(&command.kafka, &mut report).await;
+    report.passed()
+}
+
+/// `cluster`, `templates` and `bulk`, the checks every source shares.
+pub async fn cluster_checks(
+    report: &mut Report,
+    client: &Elasticsearch,
+    cluster: &ClusterConfig,
+    index: &IndexConfig,
+    mappings: Mappings,
+) {
+    match client::detect(client, cluster.url().as_str()).await {
+        Ok(info) => {
+            report.add(
+                "cluster",
+                Verdict::Pass(format!(
+                    "{} {} answers with these credentials",
+                    info.distribution, info.version
+                )),
+            );
+            report.add("templates", templates(client, index, &info, mappings).await);
+            report.add("bulk", bulk_probe(client, index).await);
+        }
+        Err(err) => {
+            report.add("cluster", Verdict::Fail(err.to_string()));
+            report.add("templates", Verdict::Skip("the cluster is unusable".into()));
+            report.add("bulk", Verdict::Skip("the cluster is unusable".into()));
+        }
+    }
+}
+
+async fn templates(
+    client: &Elasticsearch,
+    index: &IndexConfig,
+    info: &ClusterInfo,
+    mappings: Mappings,
+) -> Verdict {
+    if index.index_template == TemplateMode::Skip {
         return Verdict::Skip("--index-template skip".into());
     }
-    match template::prepare(&clients.cluster, &config.index, info).await {
+    match template::prepare(client, index, info, mappings).await {
         Ok(free_form) => Verdict::Pass(format!(
             "index templates installed (free-form fields as {free_form:?})"
         )),
@@ -110,12 +173,12 @@ async fn templates(config: &Config, clients: &Clients, info: &ClusterInfo) -> Ve
     }
 }
 
-async fn bulk_probe(config: &Config, clients: &Clients) -> Verdict {
-    let index = format!("{}-preflight", config.index.index_prefix);
+async fn bulk_probe(client: &Elasticsearch, index: &IndexConfig) -> Verdict {
+    let index = format!("{}-preflight", index.prefix());
     let body = format!(
         "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"cloudtrail-ingest-preflight\"}}}}\n{{\"preflight\":true}}\n"
     );
-    match bulk::send(&clients.cluster, Bytes::from(body), false, 1).await {
+    match bulk::send(client, Bytes::from(body), false, 1).await {
         Ok(outcomes) => match outcomes.into_iter().next() {
             Some(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => {
                 Verdict::Pass(format!("bulk create accepted by {index}"))

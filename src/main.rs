@@ -4,9 +4,10 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use cloudtrail_ingest::check;
-use cloudtrail_ingest::config::{Config, LogFormat, Mode};
+use cloudtrail_ingest::config::{Cli, Command, Config, KafkaCommand, LogFormat, Mode};
+use cloudtrail_ingest::sink::elasticsearch::client;
+use cloudtrail_ingest::source::kafka;
 use cloudtrail_ingest::source::sqs::{self, Clients};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -14,8 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::try_parse() {
-        Ok(config) => config,
+    let command = match Cli::parse_command() {
+        Ok(command) => command,
         Err(err) if !err.use_stderr() => err.exit(), // --help, --version
         Err(err) => {
             let text = err.to_string();
@@ -24,7 +25,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = config.validate() {
+    let (valid, log_format, summary) = match &command {
+        Command::Sqs(config) => (
+            config.validate(),
+            config.telemetry.log_format,
+            config.redacted_summary(),
+        ),
+        Command::Kafka(kafka) => (
+            kafka.validate(),
+            kafka.telemetry.log_format,
+            kafka.redacted_summary(),
+        ),
+    };
+    if let Err(err) = valid {
         eprintln!("cloudtrail-ingest: {err}");
         return ExitCode::from(2);
     }
@@ -32,13 +45,17 @@ async fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match config.telemetry.log_format {
+    match log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
-    info!(config = %config.redacted_summary(), "starting");
+    info!(config = %summary, "starting");
 
-    match run(config).await {
+    let outcome = match command {
+        Command::Sqs(config) => run(*config).await,
+        Command::Kafka(kafka) => run_kafka(*kafka).await,
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(err) => {
@@ -61,6 +78,20 @@ async fn run(config: Config) -> anyhow::Result<bool> {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             sqs::run(&config, clients, shutdown).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// Runs the Kafka source's chosen mode; `Ok(false)` means a check failed.
+async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
+    let cluster = client::connect(&command.cluster)?;
+    match command.mode {
+        Mode::Check => Ok(check::run_kafka(&command, &cluster).await),
+        Mode::Run => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            kafka::run(&command, cluster, shutdown).await?;
             Ok(true)
         }
     }

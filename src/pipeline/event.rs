@@ -11,6 +11,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::ticket::Claim;
+use crate::sink::elasticsearch::dead_letter::Rejection;
 
 /// One document for the search cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct Pending {
     pub origin: Arc<Origin>,
     claim: Claim,
     pub(super) budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Set when the source itself refused the record (it is no JSON): the sink writes it to
+    /// the dead-letter index with this reason instead of indexing it.
+    pub refusal: Option<Box<Rejection>>,
 }
 
 impl Pending {
@@ -77,6 +81,16 @@ impl Pending {
             origin,
             claim,
             budget: None,
+            refusal: None,
+        }
+    }
+
+    /// A record its source could not make an event of: `event` holds its bytes as they
+    /// came (as `source`), and the sink dead-letters it with `rejection`.
+    pub fn refused(event: Event, origin: Arc<Origin>, claim: Claim, rejection: Rejection) -> Self {
+        Pending {
+            refusal: Some(Box::new(rejection)),
+            ..Pending::new(event, origin, claim)
         }
     }
 

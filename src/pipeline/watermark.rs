@@ -46,6 +46,16 @@ impl Watermark {
         })
     }
 
+    /// One past the highest position delivered (the start when none was).
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Some delivered position has not settled yet.
+    pub fn has_unsettled(&self) -> bool {
+        !self.unsettled.is_empty()
+    }
+
     /// Everything below this position settled.
     pub fn current(&self) -> u64 {
         self.unsettled.first().copied().unwrap_or(self.end)

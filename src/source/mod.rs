@@ -2,7 +2,10 @@
 //!
 //! - [`sqs`]: notifications on an SQS queue (CloudTrail, S3 events, EventBridge), each naming
 //!   S3 objects; a message is deleted, released or kept by [`sqs::ack::decide`];
-//! - [`s3`]: streaming one S3 object through a format into the sink.
+//! - [`s3`]: streaming one S3 object through a format into the sink;
+//! - [`kafka`]: records of a consumer group's partitions, one event each; a partition's
+//!   offset is committed once every record below it settled ([`kafka::partitions`]).
 
+pub mod kafka;
 pub mod s3;
 pub mod sqs;

@@ -2,11 +2,12 @@
 //! - `/metrics`: Prometheus (OpenMetrics text) rendered from [`Stats`] at each scrape with the
 //!   `prometheus-client` crate: every counter of [`super::Counters`] (as
 //!   `cloudtrail_ingest_<name>_total`); gauges of in-flight messages and bulk requests;
-//!   `ready`, `cluster_authorized`; the bulk latency histogram; and the lag (now minus the
-//!   newest indexed event time);
+//!   `ready`, `cluster_authorized`; the bulk latency histogram; the lag (now minus the
+//!   newest indexed event time); and for Kafka the consumer lag of every assigned partition
+//!   (`kafka_consumer_lag{topic,partition}`, in records);
 //! - `/healthz`: 200 while the process runs (liveness);
 //! - `/readyz`: 200 once the worker has started, the cluster answered and accepted the
-//!   credentials, and the queue answered, each on its last request; 503 otherwise (readiness).
+//!   credentials, and the source answered, each on its last request; 503 otherwise (readiness).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,7 +66,7 @@ impl Collector for StatsCollector {
         let ready = ConstGauge::new(i64::from(stats.ready()));
         ready.encode(encoder.encode_descriptor(
             "ready",
-            "1 when started, the cluster answered and accepted the credentials, and the queue answered",
+            "1 when started, the cluster answered and accepted the credentials, and the source answered",
             None,
             ready.metric_type(),
         )?)?;
@@ -87,6 +88,19 @@ impl Collector for StatsCollector {
                 lag.metric_type(),
             )?)?;
         }
+        let lags = stats.partition_lag.lock().expect("never poisoned").clone();
+        if !lags.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "kafka_consumer_lag",
+                "records of the partition not yet committed (high watermark minus committed offset)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for ((topic, partition), lag) in lags {
+                let labels = [("topic", topic), ("partition", partition.to_string())];
+                ConstGauge::new(lag).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let latency = &stats.bulk_latency.0;
         latency.encode(encoder.encode_descriptor(
             "bulk_latency",
@@ -106,6 +120,21 @@ pub fn registry(stats: Arc<Stats>) -> Registry {
 }
 
 /// Binds `addr` now (so a bad address fails at start) and serves until `stop` is cancelled.
+/// [`serve`] when `--metrics-listen` is given; the error names the address.
+pub async fn serve_if(
+    listen: Option<SocketAddr>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, (SocketAddr, std::io::Error)> {
+    match listen {
+        Some(addr) => serve(addr, stats, stop)
+            .await
+            .map(Some)
+            .map_err(|e| (addr, e)),
+        None => Ok(None),
+    }
+}
+
 pub async fn serve(
     addr: SocketAddr,
     stats: Arc<Stats>,
@@ -171,11 +200,11 @@ fn respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             format!(
-                "not ready: started={} cluster_reachable={} cluster_authorized={} queue_reachable={}\n",
+                "not ready: started={} cluster_reachable={} cluster_authorized={} source_reachable={}\n",
                 stats.get(&stats.started),
                 stats.get(&stats.cluster_reachable),
                 stats.get(&stats.cluster_authorized),
-                stats.get(&stats.queue_reachable)
+                stats.get(&stats.source_reachable)
             ),
         ),
         _ => (

@@ -5,6 +5,7 @@
 //! time and whether the cluster and queue answered.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
@@ -61,6 +62,13 @@ counters! {
     bulk_requests: "bulk requests sent",
     bulk_retries: "bulk retries (whole requests and failed items)",
     bulk_failures: "bulk requests whose response could not be used; their events failed",
+    records_consumed: "Kafka records received",
+    records_fallback_time: "Kafka records placed by their record timestamp for lack of a usable time of their own",
+    records_unreadable: "Kafka records that are not JSON, sent to the dead-letter index",
+    records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
+    offset_commits: "Kafka offset commits that succeeded",
+    offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
+    rebalances: "Kafka partition revocations (rebalances, shutdown)",
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).
@@ -87,8 +95,11 @@ pub struct Stats {
     pub cluster_reachable: AtomicBool,
     /// The cluster did not refuse the credentials on the last bulk request.
     pub cluster_authorized: AtomicBool,
-    /// The last ReceiveMessage succeeded.
-    pub queue_reachable: AtomicBool,
+    /// The source answered on its last request (SQS: ReceiveMessage; Kafka: the brokers).
+    pub source_reachable: AtomicBool,
+    /// Kafka consumer lag per assigned partition (high watermark minus committed offset),
+    /// from librdkafka's statistics.
+    pub partition_lag: Mutex<Vec<((String, i32), i64)>>,
 }
 
 impl Default for Stats {
@@ -102,7 +113,8 @@ impl Default for Stats {
             started: AtomicBool::new(false),
             cluster_reachable: AtomicBool::new(false),
             cluster_authorized: AtomicBool::new(true),
-            queue_reachable: AtomicBool::new(false),
+            source_reachable: AtomicBool::new(false),
+            partition_lag: Mutex::new(Vec::new()),
         }
     }
 }
@@ -134,13 +146,13 @@ impl Stats {
         flag.load(Ordering::Relaxed)
     }
 
-    /// Ready: started, the cluster answered and accepted the credentials, and the queue
+    /// Ready: started, the cluster answered and accepted the credentials, and the source
     /// answered, each on its last request.
     pub fn ready(&self) -> bool {
         self.get(&self.started)
             && self.get(&self.cluster_reachable)
             && self.get(&self.cluster_authorized)
-            && self.get(&self.queue_reachable)
+            && self.get(&self.source_reachable)
     }
 }
 

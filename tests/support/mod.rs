@@ -3,6 +3,7 @@
 //! [`TestEnv`] with its own bucket, topic, queue, dead-letter queue and index prefix.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Write};
@@ -145,10 +146,23 @@ pub struct TestEnv {
     pub queue_arn: String,
     pub dlq_url: String,
     pub topic_arn: String,
-    pub index_prefix: String,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sns: aws_sdk_sns::Client,
+    pub indices: Indices,
+}
+
+/// `env.index_prefix`, `env.search(...)`: the indices of the test, whatever its source.
+impl std::ops::Deref for TestEnv {
+    type Target = Indices;
+    fn deref(&self) -> &Indices {
+        &self.indices
+    }
+}
+
+/// The indices of one test (`<index_prefix>-*`) in the search stand-in.
+pub struct Indices {
+    pub index_prefix: String,
     pub http: reqwest::Client,
 }
 
@@ -242,11 +256,13 @@ impl TestEnv {
             queue_arn,
             dlq_url,
             topic_arn,
-            index_prefix: format!("t-{}", id.to_lowercase()),
+            indices: Indices {
+                index_prefix: format!("t-{}", id.to_lowercase()),
+                http: reqwest::Client::new(),
+            },
             s3,
             sqs,
             sns,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -414,7 +430,9 @@ impl TestEnv {
         let (visible, in_flight) = self.queue_depth(&self.queue_url).await;
         visible + in_flight
     }
+}
 
+impl Indices {
     pub async fn search(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/{}", standins().search_url, path.trim_start_matches('/'));
         let mut request = self.http.request(method, url);

@@ -32,11 +32,11 @@
 
 use std::ops::Range;
 
-use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 
 use super::split::Record;
+pub use crate::format::document::FreeForm;
+use crate::format::document::{self, content_id, raw_str, time_of, Edit, Parts};
 use crate::pipeline::Event;
 
 /// The top-level fields whose content is free-form.
@@ -46,13 +46,6 @@ pub const FREE_FORM_FIELDS: [&str; 4] = [
     "additionalEventData",
     "serviceEventDetails",
 ];
-
-/// How the free-form fields are written (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FreeForm {
-    Objects,
-    Strings,
-}
 
 /// Everything that decides how a record becomes an event.
 #[derive(Debug, Clone, Copy)]
@@ -119,13 +112,6 @@ impl Keys {
     }
 }
 
-/// A span of the record to write differently.
-#[derive(Debug, PartialEq, Eq)]
-struct Edit {
-    span: Range<usize>,
-    kind: FreeForm,
-}
-
 /// Builds the event of one record. `fallback_time` places records without a usable
 /// `eventTime` (the log object's LastModified).
 pub fn build(
@@ -138,23 +124,10 @@ pub fn build(
     if let Err(e) = std::str::from_utf8(record) {
         return Err(DocumentError::InvalidUtf8(e.valid_up_to()));
     }
-    let event_time = keys
+    let own_time = keys
         .event_time
         .clone()
-        .and_then(|span| raw_str(&record[span]))
-        .and_then(|s| parse_time(&s).map(|t| (s, t)));
-    let used_fallback_time = event_time.is_none();
-    let (timestamp, time) = match event_time {
-        Some(found) => found,
-        None => {
-            let t = fallback_time.ok_or(DocumentError::NoTime)?;
-            let s = t
-                .to_offset(UtcOffset::UTC)
-                .format(&Rfc3339)
-                .expect("a UTC time formats as RFC 3339");
-            (s, t)
-        }
-    };
+        .and_then(|span| time_of(&record[span]));
     let id = match keys
         .event_id
         .clone()
@@ -164,20 +137,13 @@ pub fn build(
         _ => content_id(record),
     };
     let edits = free_form_edits(record, &keys, options.free_form);
-    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 64);
-    append_source(
-        &mut source,
-        record,
-        keys.timestamp.is_none().then_some(&timestamp),
-        &edits,
-    );
-    Ok(Event {
+    let parts = Parts {
         id,
-        time,
-        timestamp,
-        source,
-        used_fallback_time,
-    })
+        own_time,
+        has_timestamp: keys.timestamp.is_some(),
+        edits: &edits,
+    };
+    document::event(record, parts, fallback_time).ok_or(DocumentError::NoTime)
 }
 
 /// The free-form values that must be rewritten, in record order.
@@ -186,92 +152,10 @@ fn free_form_edits(record: &[u8], keys: &Keys, free_form: FreeForm) -> Vec<Edit>
         .free_form
         .iter()
         .flatten()
-        .filter(|span| {
-            let first = record[span.start];
-            match free_form {
-                FreeForm::Objects => first != b'{',
-                FreeForm::Strings => first != b'"',
-            }
-        })
-        .map(|span| Edit {
-            span: span.clone(),
-            kind: free_form,
-        })
+        .filter_map(|span| Edit::of(record, span.clone(), free_form))
         .collect();
     edits.sort_by_key(|e| e.span.start);
     edits
-}
-
-/// The record on one line, with `"@timestamp":"<t>",` inserted after the opening brace and
-/// the `edits` applied. A record that already carries `@timestamp` keeps its own (a
-/// duplicate key is rejected by the cluster). Newlines inside the record are only whitespace
-/// between tokens (JSON strings cannot hold raw newlines), so replacing them with spaces
-/// keeps it identical.
-fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&String>, edits: &[Edit]) {
-    let open = record
-        .iter()
-        .position(|&b| b == b'{')
-        .expect("a validated record is a JSON object");
-    let rest = &record[open + 1..];
-    let start = out.len();
-    out.push(b'{');
-    if let Some(ts) = timestamp {
-        out.extend_from_slice(b"\"@timestamp\":");
-        serde_json::to_writer(&mut *out, ts).expect("writing to a Vec cannot fail");
-        let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-        if !empty {
-            out.push(b',');
-        }
-    }
-    let mut copied = open + 1;
-    for edit in edits {
-        out.extend_from_slice(&record[copied..edit.span.start]);
-        let value = &record[edit.span.clone()];
-        match edit.kind {
-            FreeForm::Objects => {
-                out.extend_from_slice(b"{\"value\":");
-                out.extend_from_slice(value);
-                out.push(b'}');
-            }
-            FreeForm::Strings => {
-                let text = std::str::from_utf8(value).expect("a validated record is UTF-8");
-                let text = text.replace(['\n', '\r'], " ");
-                serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
-            }
-        }
-        copied = edit.span.end;
-    }
-    out.extend_from_slice(&record[copied..]);
-    let source = &mut out[start..];
-    let mut at = 0;
-    while let Some(found) = memchr::memchr2(b'\n', b'\r', &source[at..]) {
-        source[at + found] = b' ';
-        at += found + 1;
-    }
-}
-
-/// The text of a raw JSON string value; `None` for any other value.
-fn raw_str(raw: &[u8]) -> Option<String> {
-    match raw {
-        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'\\' && b != b'"') => {
-            std::str::from_utf8(inner).ok().map(str::to_owned)
-        }
-        _ => serde_json::from_slice::<String>(raw).ok(),
-    }
-}
-
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// Stable id for records without `eventID`: the same bytes always give the same id.
-fn content_id(record: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut id = String::with_capacity(64);
-    for b in Sha256::digest(record) {
-        write!(id, "{b:02x}").expect("writing to a String cannot fail");
-    }
-    id
 }
 
 #[cfg(test)]

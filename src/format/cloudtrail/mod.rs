@@ -4,6 +4,7 @@
 //! into its [`Event`] (`_id` = `eventID`, time = `eventTime`, `@timestamp` spliced in).
 
 pub mod event;
+pub mod mapping;
 pub mod split;
 
 use std::io::BufRead;

@@ -357,13 +357,22 @@ pub async fn run_indexer(
         };
         tokio::select! {
             received = events.recv() => {
-                let Some(pending) = received else { break };
-                let len = pending.event.source.len();
+                let Some(mut pending) = received else { break };
+                let index = index_name(&settings.index_prefix, pending.event.time);
+                let refusal = pending.refusal.take();
+                let mut item = Item { pending, index, dead_letter: false };
+                if let Some(rejection) = refusal {
+                    // Refused by its source (not JSON): straight to the dead-letter index.
+                    match reject(settings, &shared.stats, item, *rejection) {
+                        Some(entry) => item = entry,
+                        None => continue,
+                    }
+                }
+                let len = item.pending.event.source.len();
                 if !batch.items.is_empty() && batch.bytes + len > settings.max_bytes {
                     dispatch(&shared, &mut in_flight, batch.take()).await?;
                 }
-                let index = index_name(&settings.index_prefix, pending.event.time);
-                batch.push(Item { pending, index, dead_letter: false }, settings.linger);
+                batch.push(item, settings.linger);
                 if batch.bytes >= settings.max_bytes {
                     dispatch(&shared, &mut in_flight, batch.take()).await?;
                 }

@@ -43,6 +43,16 @@ impl std::fmt::Display for Rejection {
 }
 
 impl Rejection {
+    /// A record its source could not make an event of (it is no JSON): dead-lettered as a
+    /// 400 of type `unreadable_record`, without being sent to the events' index.
+    pub fn unreadable(reason: impl Into<String>) -> Self {
+        Rejection {
+            status: 400,
+            error_type: "unreadable_record".into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Whether this rejection is about the document, so that dead-lettering it is right.
     pub fn is_about_the_document(&self) -> bool {
         (400..500).contains(&self.status) && !matches!(self.status, 401 | 403 | 404 | 409 | 429)

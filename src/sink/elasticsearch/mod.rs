@@ -21,8 +21,9 @@ pub use bulk::{BulkSettings, IndexerError};
 pub use client::{ClusterError, ClusterInfo, Distribution};
 pub use template::TemplateError;
 
-use crate::config::{BulkCompression, Config};
-use crate::format::cloudtrail::FreeForm;
+use crate::config::{BulkCompression, BulkConfig, ClusterConfig, IndexConfig};
+use crate::format::mapping::Mappings;
+use crate::format::FreeForm;
 use crate::pipeline::{self, EventSender};
 use crate::telemetry::Stats;
 
@@ -43,30 +44,33 @@ pub enum SinkError {
     Template(#[from] TemplateError),
 }
 
-/// Checks that the cluster answers, installs the templates the configuration asks for, and
-/// returns what answered and the free-form layout CloudTrail events must use on it.
+/// Checks that the cluster answers, installs the templates the configuration asks for with
+/// the format's `mappings`, and returns what answered and the free-form layout the events
+/// must use on it.
 pub async fn prepare(
     client: &Elasticsearch,
-    config: &Config,
+    cluster: &ClusterConfig,
+    index: &IndexConfig,
+    mappings: Mappings,
 ) -> Result<(ClusterInfo, FreeForm), SinkError> {
-    let info = client::detect(client, config.cluster.url().as_str()).await?;
+    let info = client::detect(client, cluster.url().as_str()).await?;
     tracing::info!(distribution = %info.distribution, version = %info.version, "cluster detected");
-    let free_form = template::prepare(client, &config.index, &info).await?;
+    let free_form = template::prepare(client, index, &info, mappings).await?;
     Ok((info, free_form))
 }
 
 /// The bulk settings the configuration asks for.
-pub fn settings(config: &Config) -> BulkSettings {
+pub fn settings(bulk: &BulkConfig, index: &IndexConfig) -> BulkSettings {
     BulkSettings {
-        index_prefix: config.index.index_prefix.clone(),
-        max_bytes: config.bulk.bulk_max_bytes,
-        linger: config.bulk.bulk_linger,
-        concurrency: config.bulk.bulk_concurrency,
-        max_attempts: config.bulk.bulk_max_attempts,
+        index_prefix: index.prefix().to_string(),
+        max_bytes: bulk.bulk_max_bytes,
+        linger: bulk.bulk_linger,
+        concurrency: bulk.bulk_concurrency,
+        max_attempts: bulk.bulk_max_attempts,
         min_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(30),
-        gzip: config.bulk.bulk_compression == BulkCompression::Gzip,
-        dead_letter_prefix: config.index.dead_letter_prefix(),
+        gzip: bulk.bulk_compression == BulkCompression::Gzip,
+        dead_letter_prefix: index.dead_letter_prefix(),
     }
 }
 

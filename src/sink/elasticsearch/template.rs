@@ -1,7 +1,8 @@
-//! Template: the index templates that make every CloudTrail event fit its daily index,
-//! generated for the cluster that answered and installed at start.
+//! Template: the index templates that make every event fit its daily index, generated for
+//! the cluster that answered and installed at start.
 //!
-//! Input: the detected [`ClusterInfo`] and the configuration. Output: the templates for
+//! Input: the detected [`ClusterInfo`], the configuration and the format's
+//! [`Mappings`] (each format declares its own, next to it). Output: the templates for
 //! `<prefix>-*` and for the dead-letter indices, installed (or skipped), and the
 //! [`FreeForm`] layout the documents must use to match them.
 //!
@@ -11,10 +12,7 @@
 //! - The free-form objects are `flattened` on Elasticsearch >= 7.3 (not in the OSS build of
 //!   7.x), `flat_object` on OpenSearch >= 2.7, and JSON strings mapped as `text` elsewhere
 //!   or with `--free-form-fields as-string`.
-//! - Well-known scalar fields are `keyword` with `ignore_above`, so no long value gets a
-//!   document rejected; `userAgent` and `errorMessage` are `text` with a `keyword` subfield;
-//!   unknown strings are `keyword`; date detection is off, because CloudTrail writes
-//!   `creationDate` in more than one format.
+//! - The rules every format's mappings follow are in [`crate::format::mapping`].
 
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
@@ -24,13 +22,11 @@ use tracing::info;
 
 use super::client::{ClusterInfo, Distribution};
 use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
-use crate::format::cloudtrail::{FreeForm, FREE_FORM_FIELDS};
+use crate::format::mapping::{keywords, object, text_with_keyword, FreeFormMapping, Mappings};
+use crate::format::FreeForm;
 
 /// Bumped whenever the generated templates change; stored in the template's `version`.
-pub const TEMPLATE_VERSION: u64 = 1;
-/// Keywords longer than this are kept in `_source` but not indexed (Lucene's term limit is
-/// 32,766 bytes; 8,191 characters stay under it in any UTF-8).
-const KEYWORD_IGNORE_ABOVE: u64 = 8191;
+pub const TEMPLATE_VERSION: u64 = 2;
 /// Priorities of the composable templates; the dead-letter pattern overlaps the events'
 /// pattern and must win.
 const EVENTS_PRIORITY: u64 = 200;
@@ -93,6 +89,15 @@ impl Capabilities {
             _ => FreeForm::Strings,
         }
     }
+
+    /// How the template maps the free-form fields, given the user's choice.
+    pub fn free_form_mapping(&self, choice: FreeFormFields) -> FreeFormMapping {
+        match (self.free_form(choice), self.free_form_type) {
+            (FreeForm::Objects, Some("flattened")) => FreeFormMapping::Flattened,
+            (FreeForm::Objects, Some(_)) => FreeFormMapping::FlatObject,
+            _ => FreeFormMapping::Text,
+        }
+    }
 }
 
 /// Leading `major.minor` of a version such as `8.15.0` or `3.0.0-alpha1`.
@@ -152,129 +157,6 @@ impl IndexSettings {
     }
 }
 
-fn keyword() -> Value {
-    json!({"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE})
-}
-
-fn text_with_keyword() -> Value {
-    json!({"type": "text", "fields": {"keyword": keyword()}})
-}
-
-fn keywords(names: &[&str]) -> Map<String, Value> {
-    names.iter().map(|n| (n.to_string(), keyword())).collect()
-}
-
-fn object(properties: Map<String, Value>) -> Value {
-    json!({"properties": properties})
-}
-
-/// The mappings of the event indices.
-pub fn event_mappings(caps: &Capabilities, free_form: FreeForm) -> Value {
-    let mut properties = keywords(&[
-        "eventVersion",
-        "eventSource",
-        "eventName",
-        "awsRegion",
-        "sourceIPAddress",
-        "errorCode",
-        "requestID",
-        "eventID",
-        "eventType",
-        "eventCategory",
-        "apiVersion",
-        "recipientAccountId",
-        "sharedEventID",
-        "vpcEndpointId",
-        "vpcEndpointAccountId",
-        "sessionCredentialFromConsole",
-    ]);
-    properties.insert("@timestamp".into(), json!({"type": "date"}));
-    properties.insert(
-        "eventTime".into(),
-        json!({"type": "date", "ignore_malformed": true}),
-    );
-    properties.insert("readOnly".into(), json!({"type": "boolean"}));
-    properties.insert("managementEvent".into(), json!({"type": "boolean"}));
-    properties.insert("userAgent".into(), text_with_keyword());
-    properties.insert("errorMessage".into(), text_with_keyword());
-
-    let issuer = keywords(&["type", "principalId", "arn", "accountId", "userName"]);
-    let mut attributes = keywords(&["mfaAuthenticated"]);
-    attributes.insert(
-        "creationDate".into(),
-        json!({
-            "type": "date",
-            "format": "strict_date_optional_time||basic_date_time_no_millis||epoch_millis",
-            "ignore_malformed": true
-        }),
-    );
-    let mut session = keywords(&["sourceIdentity", "ec2RoleDelivery", "assumedRoot"]);
-    session.insert("sessionIssuer".into(), object(issuer));
-    session.insert("attributes".into(), object(attributes));
-    session.insert(
-        "webIdFederationData".into(),
-        object(keywords(&["federatedProvider"])),
-    );
-    let mut identity = keywords(&[
-        "type",
-        "principalId",
-        "arn",
-        "accountId",
-        "accessKeyId",
-        "userName",
-        "invokedBy",
-        "identityProvider",
-        "credentialId",
-    ]);
-    identity.insert("sessionContext".into(), object(session));
-    identity.insert(
-        "onBehalfOf".into(),
-        object(keywords(&["userId", "identityStoreArn"])),
-    );
-    properties.insert("userIdentity".into(), object(identity));
-    properties.insert(
-        "resources".into(),
-        object(keywords(&["ARN", "ARNPrefix", "accountId", "type"])),
-    );
-    properties.insert(
-        "tlsDetails".into(),
-        object(keywords(&[
-            "tlsVersion",
-            "cipherSuite",
-            "clientProvidedHostHeader",
-        ])),
-    );
-    properties.insert(
-        "addendum".into(),
-        object(keywords(&[
-            "reason",
-            "updatedFields",
-            "originalRequestID",
-            "originalEventID",
-        ])),
-    );
-    let free_form_mapping = match (free_form, caps.free_form_type) {
-        (FreeForm::Objects, Some("flattened")) => {
-            json!({"type": "flattened", "ignore_above": KEYWORD_IGNORE_ABOVE, "depth_limit": 100})
-        }
-        (FreeForm::Objects, Some(native)) => json!({"type": native}),
-        _ => json!({"type": "text"}),
-    };
-    for field in FREE_FORM_FIELDS {
-        properties.insert(field.into(), free_form_mapping.clone());
-    }
-
-    json!({
-        "dynamic": true,
-        "date_detection": false,
-        "numeric_detection": false,
-        "dynamic_templates": [
-            {"strings_as_keywords": {"match_mapping_type": "string", "mapping": keyword()}}
-        ],
-        "properties": properties,
-    })
-}
-
 /// The mappings of the dead-letter indices: see [`super::dead_letter`].
 pub fn dead_letter_mappings() -> Value {
     let mut error = keywords(&["type"]);
@@ -290,6 +172,11 @@ pub fn dead_letter_mappings() -> Value {
             "target": object(keywords(&["index", "id"])),
             "s3": object(keywords(&["bucket", "key"])),
             "sqs": object(keywords(&["message_id"])),
+            "kafka": {"properties": {
+                "topic": {"type": "keyword"},
+                "partition": {"type": "integer"},
+                "offset": {"type": "long"},
+            }},
         }
     })
 }
@@ -321,19 +208,20 @@ fn template_body(
     }
 }
 
-/// The template for `<prefix>-*`.
+/// The template for `<prefix>-*`, with the format's mappings.
 pub fn event_template(
     caps: &Capabilities,
     prefix: &str,
-    free_form: FreeForm,
+    free_form: FreeFormMapping,
     settings: &IndexSettings,
+    mappings: Mappings,
 ) -> Value {
     template_body(
         caps,
         format!("{prefix}-*"),
         EVENTS_PRIORITY,
         settings.to_json(caps.distribution, Some(2000)),
-        event_mappings(caps, free_form),
+        mappings(free_form),
     )
 }
 
@@ -349,11 +237,13 @@ pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexS
 }
 
 /// Decides the document layout for this cluster and installs the templates the
-/// configuration asks for. Returns the layout documents must use.
+/// configuration asks for, with the format's `mappings`. Returns the layout documents must
+/// use.
 pub async fn prepare(
     client: &Elasticsearch,
     config: &IndexConfig,
     info: &ClusterInfo,
+    mappings: Mappings,
 ) -> Result<FreeForm, TemplateError> {
     let caps = Capabilities::of(info)?;
     let free_form = caps.free_form(config.free_form_fields);
@@ -370,9 +260,15 @@ pub async fn prepare(
     let settings = IndexSettings::from_config(config);
     let events = match &config.index_template_file {
         Some(path) => read_template_file(path)?,
-        None => event_template(&caps, &config.index_prefix, free_form, &settings),
+        None => event_template(
+            &caps,
+            config.prefix(),
+            caps.free_form_mapping(config.free_form_fields),
+            &settings,
+            mappings,
+        ),
     };
-    let name = format!("cloudtrail-ingest-{}", config.index_prefix);
+    let name = format!("cloudtrail-ingest-{}", config.prefix());
     install(client, &caps, &name, &events).await?;
     if let Some(prefix) = config.dead_letter_prefix() {
         let name = format!("cloudtrail-ingest-{prefix}");
@@ -497,69 +393,17 @@ mod tests {
 
     #[test]
     fn free_form_mapping_per_flavor() {
-        let field =
-            |c: &Capabilities, f| event_mappings(c, f)["properties"]["requestParameters"].clone();
+        use FreeFormFields::*;
+        let field = |c: &Capabilities, choice| c.free_form_mapping(choice).to_json();
         let es = caps(Distribution::Elasticsearch, "8.15.0");
-        assert_eq!(field(&es, FreeForm::Objects)["type"], "flattened");
-        assert_eq!(field(&es, FreeForm::Objects)["ignore_above"], 8191);
+        assert_eq!(field(&es, Auto)["type"], "flattened");
+        assert_eq!(field(&es, Auto)["ignore_above"], 8191);
+        assert_eq!(field(&es, AsString), json!({"type": "text"}));
         let os = caps(Distribution::OpenSearch, "2.11.0");
-        assert_eq!(
-            field(&os, FreeForm::Objects),
-            json!({"type": "flat_object"})
-        );
-        assert_eq!(field(&os, FreeForm::Strings), json!({"type": "text"}));
+        assert_eq!(field(&os, Auto), json!({"type": "flat_object"}));
+        assert_eq!(field(&os, AsString), json!({"type": "text"}));
         let old = caps(Distribution::Elasticsearch, "7.2.0");
-        assert_eq!(field(&old, FreeForm::Strings), json!({"type": "text"}));
-        for name in FREE_FORM_FIELDS {
-            assert_eq!(
-                event_mappings(&es, FreeForm::Objects)["properties"][name]["type"],
-                "flattened"
-            );
-        }
-    }
-
-    #[test]
-    fn well_known_fields_are_typed_and_long_values_never_reject() {
-        let m = event_mappings(
-            &caps(Distribution::Elasticsearch, "8.15.0"),
-            FreeForm::Objects,
-        );
-        let p = &m["properties"];
-        assert_eq!(p["@timestamp"]["type"], "date");
-        assert_eq!(p["eventTime"]["type"], "date");
-        for name in [
-            "eventName",
-            "eventSource",
-            "awsRegion",
-            "errorCode",
-            "sourceIPAddress",
-            "recipientAccountId",
-            "eventType",
-            "eventCategory",
-        ] {
-            assert_eq!(p[name]["type"], "keyword", "{name}");
-            assert_eq!(p[name]["ignore_above"], 8191, "{name}");
-        }
-        for name in [
-            "type",
-            "arn",
-            "accountId",
-            "principalId",
-            "userName",
-            "accessKeyId",
-        ] {
-            assert_eq!(
-                p["userIdentity"]["properties"][name]["type"], "keyword",
-                "{name}"
-            );
-        }
-        assert_eq!(p["userAgent"]["type"], "text");
-        assert_eq!(p["errorMessage"]["fields"]["keyword"]["type"], "keyword");
-        assert_eq!(m["date_detection"], false);
-        assert_eq!(
-            m["dynamic_templates"][0]["strings_as_keywords"]["mapping"]["ignore_above"],
-            8191
-        );
+        assert_eq!(field(&old, Auto), json!({"type": "text"}));
     }
 
     #[test]
@@ -573,8 +417,9 @@ mod tests {
         let new = event_template(
             &caps(Distribution::Elasticsearch, "8.15.0"),
             "ct",
-            FreeForm::Objects,
+            FreeFormMapping::Flattened,
             &settings,
+            crate::format::cloudtrail::mapping::mappings,
         );
         assert_eq!(new["index_patterns"], json!(["ct-*"]));
         assert_eq!(new["priority"], 200);
@@ -588,8 +433,9 @@ mod tests {
         let legacy = event_template(
             &caps(Distribution::Elasticsearch, "7.5.0"),
             "ct",
-            FreeForm::Strings,
+            FreeFormMapping::Text,
             &settings,
+            crate::format::cloudtrail::mapping::mappings,
         );
         assert_eq!(legacy["order"], 200);
         assert!(legacy.get("template").is_none());
@@ -598,8 +444,9 @@ mod tests {
         let os = event_template(
             &caps(Distribution::OpenSearch, "2.11.0"),
             "ct",
-            FreeForm::Objects,
+            FreeFormMapping::Flattened,
             &settings,
+            crate::format::cloudtrail::mapping::mappings,
         );
         assert_eq!(
             os["template"]["settings"]["index.plugins.index_state_management.policy_id"],
@@ -612,8 +459,9 @@ mod tests {
         let unset = event_template(
             &caps(Distribution::OpenSearch, "2.11.0"),
             "ct",
-            FreeForm::Objects,
+            FreeFormMapping::FlatObject,
             &IndexSettings::default(),
+            crate::format::cloudtrail::mapping::mappings,
         );
         assert_eq!(
             unset["template"]["settings"],

@@ -92,7 +92,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, WorkerError> {
     let cluster = clients.cluster.clone();
-    let settings = sink::settings(config);
+    let settings = sink::settings(&config.bulk, &config.index);
     run_with_sink(config, clients, shutdown, move |stats| {
         sink::start(cluster, settings, stats)
     })
@@ -109,15 +109,20 @@ pub async fn run_with_sink(
     let queue_url = config.queue_url().to_string();
     let stats = Arc::new(Stats::default());
     let stop_metrics = CancellationToken::new();
-    let metrics_server = match config.telemetry.metrics_listen {
-        Some(addr) => Some(
-            metrics::serve(addr, stats.clone(), stop_metrics.clone())
-                .await
-                .map_err(|source| WorkerError::Metrics { addr, source })?,
-        ),
-        None => None,
-    };
-    let (_, free_form) = sink::prepare(&clients.cluster, config).await?;
+    let metrics_server = metrics::serve_if(
+        config.telemetry.metrics_listen,
+        stats.clone(),
+        stop_metrics.clone(),
+    )
+    .await
+    .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
+    let (_, free_form) = sink::prepare(
+        &clients.cluster,
+        &config.cluster,
+        &config.index,
+        cloudtrail::mapping::mappings,
+    )
+    .await?;
     let queue = check_queue(&clients.sqs, &queue_url).await?;
     if !queue.has_redrive_policy && config.sqs.max_receive_count.is_none() {
         warn!(
@@ -127,7 +132,7 @@ pub async fn run_with_sink(
     }
 
     stats.set(&stats.cluster_reachable, true);
-    stats.set(&stats.queue_reachable, true);
+    stats.set(&stats.source_reachable, true);
     let in_flight = heartbeat::Registry::default();
     let stop_heartbeat = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat::run(

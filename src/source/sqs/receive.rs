@@ -64,7 +64,7 @@ pub async fn run(
             result = receive => result,
             () = stop.cancelled() => return,
         };
-        stats.set(&stats.queue_reachable, result.is_ok());
+        stats.set(&stats.source_reachable, result.is_ok());
         match result {
             Ok(output) => {
                 delays = backoff.build();

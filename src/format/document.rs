@@ -1,0 +1,275 @@
+//! Document: what every format does to a record's bytes to make its document, without
+//! re-serialising it.
+//!
+//! A document is the record as the producer wrote it, on one line, with `"@timestamp"`
+//! spliced in after the opening brace and a few value spans rewritten ([`Edit`]) so that the
+//! index template accepts every event: the free-form values ([`FreeForm`]). Everything else
+//! is copied byte for byte. Also here: reading a raw string value, RFC 3339 times, the
+//! content id of a record without an id of its own, and the members of a JSON object with
+//! their spans ([`members`], [`find`]) for formats that look below the top level.
+
+use std::ops::Range;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::pipeline::Event;
+
+/// How free-form values are written, so that one mapping accepts every event:
+/// - [`FreeForm::Objects`] (mapped `flattened`/`flat_object`): objects and `null` as written;
+///   any other value (a string such as `"true"`, a number, an array) becomes
+///   `{"value": <value>}`, because those field types only take objects;
+/// - [`FreeForm::Strings`] (mapped `text`): strings and `null` as written; any other value
+///   becomes a JSON string of its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeForm {
+    Objects,
+    Strings,
+}
+
+/// A free-form value of the record to write the [`FreeForm`] way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub span: Range<usize>,
+    pub kind: FreeForm,
+}
+
+impl Edit {
+    /// The edit `value` (a span of `record`) needs, if any: none when it already has the
+    /// layout's shape.
+    pub fn of(record: &[u8], span: Range<usize>, kind: FreeForm) -> Option<Edit> {
+        let first = record[span.start];
+        let fits = match kind {
+            FreeForm::Objects => first == b'{' || &record[span.clone()] == b"null",
+            FreeForm::Strings => first == b'"' || &record[span.clone()] == b"null",
+        };
+        (!fits).then_some(Edit { span, kind })
+    }
+}
+
+/// The record on one line, with `"@timestamp":"<t>",` inserted after the opening brace and
+/// the `edits` applied. A record that already carries `@timestamp` keeps its own (a
+/// duplicate key is rejected by the cluster). Newlines inside the record are only whitespace
+/// between tokens (JSON strings cannot hold raw newlines), so replacing them with spaces
+/// keeps it identical.
+pub fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&str>, edits: &[Edit]) {
+    let open = record
+        .iter()
+        .position(|&b| b == b'{')
+        .expect("a validated record is a JSON object");
+    let rest = &record[open + 1..];
+    let start = out.len();
+    out.push(b'{');
+    if let Some(ts) = timestamp {
+        out.extend_from_slice(b"\"@timestamp\":");
+        serde_json::to_writer(&mut *out, ts).expect("writing to a Vec cannot fail");
+        let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
+        if !empty {
+            out.push(b',');
+        }
+    }
+    let mut copied = open + 1;
+    for edit in edits {
+        out.extend_from_slice(&record[copied..edit.span.start]);
+        let value = &record[edit.span.clone()];
+        match edit.kind {
+            FreeForm::Objects => {
+                out.extend_from_slice(b"{\"value\":");
+                out.extend_from_slice(value);
+                out.push(b'}');
+            }
+            FreeForm::Strings => {
+                let text = std::str::from_utf8(value).expect("a validated record is UTF-8");
+                let text = text.replace(['\n', '\r'], " ");
+                serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
+            }
+        }
+        copied = edit.span.end;
+    }
+    out.extend_from_slice(&record[copied..]);
+    let source = &mut out[start..];
+    let mut at = 0;
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &source[at..]) {
+        source[at + found] = b' ';
+        at += found + 1;
+    }
+}
+
+/// The text of a raw JSON string value; `None` for any other value.
+pub fn raw_str(raw: &[u8]) -> Option<String> {
+    match raw {
+        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'\\' && b != b'"') => {
+            std::str::from_utf8(inner).ok().map(str::to_owned)
+        }
+        _ => serde_json::from_slice::<String>(raw).ok(),
+    }
+}
+
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// `t` in UTC as RFC 3339, the way `@timestamp` is written when it is not the record's own.
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+/// Stable id for records without `eventID`: the same bytes always give the same id.
+pub fn content_id(record: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut id = String::with_capacity(64);
+    for b in Sha256::digest(record) {
+        write!(id, "{b:02x}").expect("writing to a String cannot fail");
+    }
+    id
+}
+
+/// What a format decided about one record.
+#[derive(Debug)]
+pub struct Parts<'a> {
+    pub id: String,
+    /// The record's own time, as written and parsed, when it has a usable one.
+    pub own_time: Option<(String, OffsetDateTime)>,
+    /// The record carries its own `@timestamp`, which is kept (none is spliced in).
+    pub has_timestamp: bool,
+    /// In record order.
+    pub edits: &'a [Edit],
+}
+
+/// The event of `record`: placed by its own time, else by `fallback_time`; `None` when it
+/// has neither.
+pub fn event(
+    record: &[u8],
+    parts: Parts<'_>,
+    fallback_time: Option<OffsetDateTime>,
+) -> Option<Event> {
+    let used_fallback_time = parts.own_time.is_none();
+    let (timestamp, time) = match parts.own_time {
+        Some(own) => own,
+        None => {
+            let t = fallback_time?;
+            (format_time(t), t)
+        }
+    };
+    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 64);
+    append_source(
+        &mut source,
+        record,
+        (!parts.has_timestamp).then_some(timestamp.as_str()),
+        parts.edits,
+    );
+    Some(Event {
+        id: parts.id,
+        time,
+        timestamp,
+        source,
+        used_fallback_time,
+    })
+}
+
+/// The RFC 3339 time of a raw JSON string value.
+pub fn time_of(raw: &[u8]) -> Option<(String, OffsetDateTime)> {
+    raw_str(raw).and_then(|s| parse_time(&s).map(|t| (s, t)))
+}
+
+/// The members of the JSON object `bytes`, in order, with the spans of their values in
+/// `bytes`; `None` when `bytes` is not one valid JSON object. The whole object is validated
+/// (values included); keys are decoded.
+pub fn members(bytes: &[u8]) -> Option<Vec<(String, Range<usize>)>> {
+    struct Collect<'a>(&'a [u8]);
+    impl<'de> Visitor<'de> for Collect<'de> {
+        type Value = Vec<(String, Range<usize>)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let base = self.0.as_ptr() as usize;
+            let mut out = Vec::new();
+            while let Some((key, value)) =
+                map.next_entry::<std::borrow::Cow<'de, str>, &'de RawValue>()?
+            {
+                let start = value.get().as_ptr() as usize - base;
+                out.push((key.into_owned(), start..start + value.get().len()));
+            }
+            Ok(out)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let found = deserializer.deserialize_map(Collect(bytes)).ok()?;
+    deserializer.end().ok()?;
+    Some(found)
+}
+
+/// The span in `record` of the value at the dotted `path` (`data.result.status`), looking
+/// through objects only; the first of a repeated key wins; `null` counts as absent.
+pub fn find(record: &[u8], path: &[&str]) -> Option<Range<usize>> {
+    find_below(record, 0..record.len(), path)
+}
+
+/// [`find`], below the object at `span` of `record`.
+pub fn find_below(record: &[u8], span: Range<usize>, path: &[&str]) -> Option<Range<usize>> {
+    let mut span = span;
+    for name in path {
+        let found = members(&record[span.clone()])?
+            .into_iter()
+            .find(|(key, _)| key == name)?
+            .1;
+        span = span.start + found.start..span.start + found.end;
+    }
+    (&record[span.clone()] != b"null").then_some(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_and_paths_point_into_the_record() {
+        let record = br#" { "a" : 1, "b\u0041": {"c": [1, {"d": 2}], "e": null}, "a": "x" } "#;
+        let top = members(record).unwrap();
+        let names: Vec<&str> = top.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a", "bA", "a"]);
+        assert_eq!(&record[top[0].1.clone()], b"1");
+        let c = find(record, &["bA", "c"]).unwrap();
+        assert_eq!(&record[c], br#"[1, {"d": 2}]"#);
+        assert_eq!(find(record, &["a"]).map(|s| &record[s]), Some(&b"1"[..]));
+        assert_eq!(find(record, &["bA", "e"]), None, "null is absent");
+        assert_eq!(
+            find(record, &["bA", "c", "d"]),
+            None,
+            "arrays are not looked into"
+        );
+        assert_eq!(find(record, &["missing"]), None);
+    }
+
+    #[test]
+    fn members_refuse_what_is_not_one_valid_object() {
+        for bad in [
+            &b"[1]"[..],
+            b"{\"a\":}",
+            b"{\"a\":1} {}",
+            b"not json",
+            b"{\"a\":tru}",
+            b"",
+        ] {
+            assert_eq!(members(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn edits_only_where_the_shape_differs() {
+        let record = br#"{"o":{"x":1},"s":"t","n":null,"v":3}"#;
+        let span = |name| find(record, &[name]).unwrap_or(0..0);
+        assert_eq!(Edit::of(record, span("o"), FreeForm::Objects), None);
+        assert!(Edit::of(record, span("s"), FreeForm::Objects).is_some());
+        assert_eq!(Edit::of(record, span("s"), FreeForm::Strings), None);
+        assert!(Edit::of(record, span("v"), FreeForm::Strings).is_some());
+        let n = members(record).unwrap()[2].1.clone();
+        assert_eq!(Edit::of(record, n, FreeForm::Objects), None);
+    }
+}
