@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of cloudtrail-ingest on local stand-ins (moto + a bulk sink that
 # accepts every item without indexing; --osmem adds osmem-server). See deploy/local/bench.py.
+# With --kafka: the Kafka source from the local tansu broker instead (deploy/local/kafka.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/setup.sh
 cargo build --release --locked --quiet
-exec .venv/bin/python deploy/local/bench.py "${CARGO_TARGET_DIR:-target}/release/cloudtrail-ingest" "$@"
+binary="${CARGO_TARGET_DIR:-target}/release/cloudtrail-ingest"
+if [ "${1:-}" = "--kafka" ]; then
+    shift
+    exec .venv/bin/python deploy/local/kafka.py "$binary" bench "$@"
+fi
+exec .venv/bin/python deploy/local/bench.py "$binary" "$@"

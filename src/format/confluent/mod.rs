@@ -49,10 +49,19 @@ impl RecordFormat for Confluent {
             .filter(|id| !id.is_empty() && id.len() <= 512)
             .unwrap_or_else(|| content_id(record));
         let own_time = value("time").and_then(|span| time_of(&record[span]));
-        let mut edits: Vec<Edit> = match value("data").filter(|span| record[span.start] == b'{') {
-            Some(data) => FREE_FORM_PATHS
+        // `data` is read once; only the objects on a free-form path are read below it.
+        let data = value("data").filter(|span| record[span.start] == b'{');
+        let data_members = data
+            .as_ref()
+            .and_then(|span| Some((span.start, members(&record[span.clone()])?)));
+        let mut edits: Vec<Edit> = match &data_members {
+            Some((base, members)) => FREE_FORM_PATHS
                 .iter()
-                .filter_map(|path| find_below(record, data.clone(), path))
+                .filter_map(|path| {
+                    let (first, rest) = path.split_first()?;
+                    let (_, span) = members.iter().find(|(key, _)| key == first)?;
+                    find_below(record, base + span.start..base + span.end, rest)
+                })
                 .filter_map(|span| Edit::of(record, span, self.free_form))
                 .collect(),
             None => Vec::new(),

@@ -4,12 +4,13 @@
 //! - [`client`] builds the consumer from the flags and handles rebalances, commit results
 //!   and statistics; [`partitions`] keeps, per assigned partition, which records are still
 //!   unsettled and the offset that may be committed; [`check`] is `kafka check`.
-//! - Every record becomes one event ([`RecordFormat`]) that takes a claim on its own ticket.
-//!   A record that is no JSON is sent to the dead-letter index instead, with its topic,
-//!   partition, offset and the reason. Once its ticket settles, the record's offset settles.
-//!   Offsets are committed (every second, on revocation and at exit) only up to the first
-//!   record not yet settled, and never automatically; a record whose event failed is sent
-//!   again, with a growing delay, until it settles, so nothing is skipped.
+//! - Every record becomes one event ([`RecordFormat`]); what is already fetched goes to the
+//!   sink in batches of up to [`BATCH_RECORDS`] under one ticket. A record that is no JSON is
+//!   sent to the dead-letter index instead, with its topic, partition, offset and the reason.
+//!   Once a batch's ticket settles, its records' offsets settle. Offsets are committed (every
+//!   second, on revocation and at exit) only up to the first record not yet settled, and never
+//!   automatically; a batch with a failed event is sent again, with a growing delay, until it
+//!   settles (what was indexed meanwhile answers 409), so nothing is skipped.
 //! - Backpressure: records wait for room in the sink's byte budget. When a record has waited
 //!   [`PAUSE_AFTER`], every assigned partition is paused, so that memory stays bounded while
 //!   the consumer keeps polling (and so keeps its group membership); they resume once the
@@ -50,6 +51,8 @@ use crate::telemetry::{metrics, Stats, Summary};
 use client::Context;
 use partitions::{Partitions, TopicPartition};
 
+/// Records handed to the sink together, under one ticket.
+const BATCH_RECORDS: usize = 500;
 /// A record that waited this long for room in the sink pauses the partitions.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
 /// How often settled offsets are committed, the idle check runs and paused partitions are
@@ -126,8 +129,13 @@ impl Shared {
             .expect("the partitions lock is never poisoned")
     }
 
-    fn settle(&self, tp: &TopicPartition, generation: u64, offset: u64) {
-        self.lock().settle(tp, generation, offset);
+    /// The records of `batch` settled.
+    fn settle(&self, batch: &[Attempt]) {
+        let mut partitions = self.lock();
+        for a in batch {
+            partitions.settle(&a.tp, a.generation, a.offset);
+        }
+        drop(partitions);
         self.settled.notify_all();
     }
 }
@@ -264,14 +272,9 @@ pub async fn run(
     let mut sink_failure = None;
     let mut sending: Option<Sending> = None;
     loop {
-        // Hand the backlog to the sink while it has room.
-        while sending.is_none() {
-            let Some(record) = worker.backlog.pop_front() else {
-                break;
-            };
-            if let Some(send) = worker.start(record) {
-                sending = Some(send);
-            }
+        // Hand the backlog to the sink, a batch at a time, while it has room.
+        while sending.is_none() && !worker.backlog.is_empty() {
+            sending = worker.start_batch();
         }
         let blocked = sending.is_some();
         let poll = !blocked || worker.paused.is_some();
@@ -297,12 +300,14 @@ pub async fn run(
             }
             received = consumer.recv(), if poll => match received {
                 Ok(message) => {
-                    stats.add(&stats.records_consumed, 1);
-                    stats.set(&stats.source_reachable, true);
-                    let tp = (message.topic().to_string(), message.partition());
-                    let offset = message.offset().max(0) as u64;
-                    if let Some(generation) = shared.lock().deliver(&tp, offset) {
-                        worker.backlog.push_back(Received::from(&message, generation));
+                    worker.receive(&message);
+                    drop(message);
+                    // Take what else is already fetched, without waiting, into the same batch.
+                    while worker.backlog.len() < BATCH_RECORDS {
+                        match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                            Ok(Ok(message)) => worker.receive(&message),
+                            _ => break,
+                        }
                     }
                 }
                 Err(err) => {
@@ -374,11 +379,15 @@ pub async fn run(
     }
 }
 
-/// What a record sends to the sink, kept until it settled so that it can be sent again.
+/// One record of a batch: what it sends to the sink (kept until it settled, so that it can
+/// be sent again) and where it is.
 struct Attempt {
     event: Event,
     origin: Arc<Origin>,
     refusal: Option<Rejection>,
+    tp: TopicPartition,
+    generation: u64,
+    offset: u64,
 }
 
 impl Attempt {
@@ -396,14 +405,24 @@ impl Attempt {
     }
 }
 
-/// A record on its way into the sink, waiting for room.
+/// Sends every attempt of a batch under one ticket.
+async fn send_all(
+    events: EventSender,
+    pendings: Vec<Pending>,
+) -> Result<(), crate::pipeline::Closed> {
+    for pending in pendings {
+        events.send(pending).await?;
+    }
+    Ok(())
+}
+
+/// A batch of records on its way into the sink, waiting for room.
 struct Sending {
     future: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<(), crate::pipeline::Closed>> + Send>,
     >,
     ticket: Arc<Ticket>,
-    attempt: Attempt,
-    record: (TopicPartition, u64, u64),
+    batch: Vec<Attempt>,
     since: Instant,
 }
 
@@ -434,38 +453,64 @@ struct Worker {
 }
 
 impl Worker {
-    /// Starts handing `record` to the sink; `None` when it is stale (its partition was
-    /// revoked since it was received).
-    fn start(&mut self, record: Received) -> Option<Sending> {
-        if !self.shared.lock().is_current(&record.tp, record.generation) {
+    /// Accounts a received record and queues it; a record of a partition that is not ours
+    /// (any more) is left alone.
+    fn receive(&mut self, message: &BorrowedMessage<'_>) {
+        self.stats.add(&self.stats.records_consumed, 1);
+        self.stats.set(&self.stats.source_reachable, true);
+        let tp = (message.topic().to_string(), message.partition());
+        let offset = message.offset().max(0) as u64;
+        if let Some(generation) = self.shared.lock().deliver(&tp, offset) {
+            self.backlog.push_back(Received::from(message, generation));
+        }
+    }
+
+    /// Starts handing the next batch of the backlog to the sink, under one ticket; `None`
+    /// when every record taken was stale (its partition was revoked since).
+    fn start_batch(&mut self) -> Option<Sending> {
+        let take = self.backlog.len().min(BATCH_RECORDS);
+        let records: Vec<Received> = self.backlog.drain(..take).collect();
+        let batch: Vec<Attempt> = {
+            let partitions = self.shared.lock();
+            records
+                .into_iter()
+                .filter(|r| partitions.is_current(&r.tp, r.generation))
+                .collect::<Vec<_>>()
+        }
+        .into_iter()
+        .map(|record| {
+            let (tp, generation, offset) = (record.tp.clone(), record.generation, record.offset);
+            let (event, refusal, origin) = record.into_pending(self.format.as_ref(), &self.stats);
+            Attempt {
+                event,
+                origin,
+                refusal,
+                tp,
+                generation,
+                offset,
+            }
+        })
+        .collect();
+        if batch.is_empty() {
             return None;
         }
-        let key = (record.tp.clone(), record.generation, record.offset);
-        let (event, refusal, origin) = record.into_pending(self.format.as_ref(), &self.stats);
-        let attempt = Attempt {
-            event,
-            origin,
-            refusal,
-        };
         let ticket = Ticket::new();
-        let first = attempt.pending(&ticket);
-        let events = self.events.clone();
+        let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
         Some(Sending {
-            future: Box::pin(async move { events.send(first).await }),
+            future: Box::pin(send_all(self.events.clone(), pendings)),
             ticket,
-            attempt,
-            record: key,
+            batch,
             since: Instant::now(),
         })
     }
 
-    /// The record is in the sink: wait for it to settle in a task, sending it again after
-    /// a failure (with a growing delay), then settle its offset.
+    /// The batch is in the sink: wait for it to settle in a task, sending it again after a
+    /// failure (with a growing delay; what was indexed meanwhile answers 409), then settle
+    /// its offsets.
     fn spawn_settle(&mut self, send: Sending) {
         let Sending {
             mut ticket,
-            attempt,
-            record: (tp, generation, offset),
+            mut batch,
             ..
         } = send;
         let shared = self.shared.clone();
@@ -475,25 +520,26 @@ impl Worker {
         self.tasks.spawn(async move {
             let mut delay = RETRY_MIN;
             while let Err(failure) = ticket.settle().await {
-                if !shared.lock().is_current(&tp, generation) {
-                    return; // revoked: the next owner reads it again
-                }
+                // Records of revoked partitions are the next owner's to read again.
+                batch.retain(|a| shared.lock().is_current(&a.tp, a.generation));
+                let Some(first) = batch.first() else { return };
                 error!(
-                    origin = %attempt.origin, error = %failure, retry_in = ?delay,
-                    "record not settled; sending it again (its offset is not committed until it settles)"
+                    records = batch.len(), first = %first.origin, error = %failure, retry_in = ?delay,
+                    "records not settled; sending them again (their offsets are not committed until they settle)"
                 );
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(RETRY_MAX);
-                stats.add(&stats.records_retried, 1);
+                stats.add(&stats.records_retried, batch.len() as u64);
                 ticket = Ticket::new();
-                if events.send(attempt.pending(&ticket)).await.is_err() {
+                let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
+                if send_all(events.clone(), pendings).await.is_err() {
                     return;
                 }
             }
-            shared.settle(&tp, generation, offset);
+            shared.settle(&batch);
         });
     }
 
