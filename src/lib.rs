@@ -7,13 +7,15 @@
 //! 3. the [`sink`] batches, indexes and settles every event (indexed, already there,
 //!    dead-lettered, or failed with a [`pipeline::Failure`]);
 //! 4. once every event of a payload settled, the source acknowledges it in its own way
-//!    (SQS: delete, release or keep).
+//!    (SQS: delete, release or keep; Kafka: commit the partition's offset once everything
+//!    below it settled).
 //!
 //! Modules: [`config`] (flags, validation, secrets), [`pipeline`] (events, tickets, the one
-//! failure type, the bounded hand-over, in-order acknowledgement), [`source::sqs`] and
-//! [`source::s3`], [`format::cloudtrail`], [`sink::elasticsearch`] (client, templates, bulk,
-//! dead letter), [`telemetry`] (counters, `/metrics`, health) and [`check`] (the preflight,
-//! `cloudtrail-ingest check`).
+//! failure type, the bounded hand-over, in-order acknowledgement), [`source::sqs`],
+//! [`source::s3`] and [`source::kafka`], [`format::cloudtrail`], [`format::confluent`] and
+//! [`format::json`] (each with the mappings of its indices), [`sink::elasticsearch`] (client,
+//! templates, bulk, dead letter), [`telemetry`] (counters, `/metrics`, health) and [`check`]
+//! (the preflight, `cloudtrail-ingest check` and `cloudtrail-ingest kafka check`).
 
 pub mod check;
 pub mod config;

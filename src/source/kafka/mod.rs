@@ -52,7 +52,7 @@ use client::Context;
 use partitions::{Partitions, TopicPartition};
 
 /// Records handed to the sink together, under one ticket.
-const BATCH_RECORDS: usize = 500;
+pub const BATCH_RECORDS: usize = 500;
 /// A record that waited this long for room in the sink pauses the partitions.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
 /// How often settled offsets are committed, the idle check runs and paused partitions are
@@ -353,7 +353,8 @@ pub async fn run(
     worker.tasks.abort_all();
     while worker.tasks.join_next().await.is_some() {}
     worker.commit(CommitMode::Sync);
-    // The last event sender goes with the worker, so the indexer finishes what it holds.
+    // What settled is committed; whatever the indexer still holds belongs to records given
+    // up on (not committed, read again next time), so it is stopped rather than waited for.
     drop(worker);
     if sink_failure.is_none() {
         indexer.abort();
