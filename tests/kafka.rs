@@ -171,22 +171,35 @@ async fn a_record_that_is_not_json_is_dead_lettered_and_the_partition_moves_on()
     let mut records = confluent_records("nj", 10);
     records.insert(4, b"this is not JSON {".to_vec());
     env.produce_spread(records, 1).await;
+    env.produce_tombstone(0).await; // offset 11: a record without a value
 
     let output = run_until_idle(&env.args(&[]), Duration::from_secs(90));
     assert_success(&output);
-    assert_eq!(counter(&output, "records_unreadable"), 1);
+    assert_eq!(counter(&output, "records_unreadable"), 2);
     exactly_once(&env, "nj", 10).await;
     let dead = format!("{}-dead-letter-*", env.index_prefix);
     env.search(reqwest::Method::POST, &format!("{dead}/_refresh"), None)
         .await;
     let found = env
-        .search(reqwest::Method::GET, &format!("{dead}/_search"), None)
+        .search(
+            reqwest::Method::POST,
+            &format!("{dead}/_search"),
+            Some(serde_json::json!({"sort": [{"kafka.offset": "asc"}]})),
+        )
         .await;
     let hits = found["hits"]["hits"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(hits.len(), 1, "{found}");
+    assert_eq!(hits.len(), 2, "{found}");
+    assert_eq!(hits[1]["_source"]["kafka"]["offset"], 11);
+    assert!(
+        hits[1]["_source"]["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no value"),
+        "{found}"
+    );
     let entry = &hits[0]["_source"];
     assert_eq!(entry["record"], "this is not JSON {");
     assert_eq!(entry["error"]["type"], "unreadable_record");

@@ -103,6 +103,23 @@ impl KafkaEnv {
         }
     }
 
+    /// Produces a record without a value (a tombstone) to `partition`.
+    pub async fn produce_tombstone(&self, partition: i32) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .create()
+            .expect("producer");
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(&self.topic)
+                    .partition(partition)
+                    .key("deleted"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("tombstone produced");
+    }
+
     /// Produces `records` round-robin over `partitions` partitions.
     pub async fn produce_spread(&self, records: Vec<Vec<u8>>, partitions: i32) {
         let batch: Vec<(i32, Vec<u8>)> = records
