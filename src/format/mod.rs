@@ -15,10 +15,12 @@
 //! and answered 409 when the payload comes back). Read errors are passed through for the
 //! source to classify.
 
+pub mod cef;
 pub mod cloudtrail;
 pub mod confluent;
 pub mod document;
 pub mod json;
+pub mod konnect;
 pub mod mapping;
 
 use std::io::{self, BufRead};
