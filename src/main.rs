@@ -5,10 +5,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cloudtrail_ingest::check;
-use cloudtrail_ingest::config::{Cli, Command, Config, KafkaCommand, LogFormat, Mode};
+use cloudtrail_ingest::config::{
+    Cli, Command, Config, KafkaCommand, LogFormat, Mode, WebhookCommand,
+};
 use cloudtrail_ingest::sink::elasticsearch::client;
 use cloudtrail_ingest::source::kafka;
 use cloudtrail_ingest::source::sqs::{self, Clients};
+use cloudtrail_ingest::source::webhook;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -36,6 +39,11 @@ async fn main() -> ExitCode {
             kafka.telemetry.log_format,
             kafka.redacted_summary(),
         ),
+        Command::Webhook(webhook) => (
+            webhook.validate(),
+            webhook.telemetry.log_format,
+            webhook.redacted_summary(),
+        ),
     };
     if let Err(err) = valid {
         eprintln!("cloudtrail-ingest: {err}");
@@ -54,6 +62,7 @@ async fn main() -> ExitCode {
     let outcome = match command {
         Command::Sqs(config) => run(*config).await,
         Command::Kafka(kafka) => run_kafka(*kafka).await,
+        Command::Webhook(webhook) => run_webhook(*webhook).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -95,6 +104,15 @@ async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// Runs the webhook source until SIGTERM/SIGINT.
+async fn run_webhook(command: WebhookCommand) -> anyhow::Result<bool> {
+    let cluster = client::connect(&command.cluster)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    webhook::run(&command, cluster, shutdown).await?;
+    Ok(true)
 }
 
 /// Cancels `token` on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).

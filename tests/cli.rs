@@ -104,13 +104,15 @@ fn unreachable_cluster_is_one_error_line_and_exit_1() {
 #[test]
 fn help_lists_every_flag_with_its_environment_variable() {
     let cli = <cloudtrail_ingest::config::Cli as clap::CommandFactory>::command();
-    let kafka = cli
-        .find_subcommand("kafka")
-        .expect("a kafka command")
-        .clone();
+    let sub = |name: &str| {
+        cli.find_subcommand(name)
+            .expect("the command exists")
+            .clone()
+    };
     for (args, command) in [
         (vec!["--help"], cli.clone()),
-        (vec!["kafka", "--help"], kafka),
+        (vec!["kafka", "--help"], sub("kafka")),
+        (vec!["webhook", "--help"], sub("webhook")),
     ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success());

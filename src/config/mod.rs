@@ -10,6 +10,7 @@
 
 mod kafka;
 mod secret;
+mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
 pub use secret::{ClusterUrl, Secret, SplitUrl};
+pub use webhook::{WebhookCommand, WebhookConfig, WebhookFormat};
 
 /// Environment variables for every flag share this prefix.
 pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";
@@ -32,8 +34,9 @@ pub const DEFAULT_INDEX_PREFIX: &str = "cloudtrail";
 const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 
 /// Ships audit logs into daily Elasticsearch/OpenSearch indices: CloudTrail logs announced on
-/// an SQS queue (the default command), or Confluent Cloud audit logs and other JSON topics
-/// from Kafka (`cloudtrail-ingest kafka`).
+/// an SQS queue (the default command), Confluent Cloud audit logs and other JSON topics from
+/// Kafka (`cloudtrail-ingest kafka`), or Kong Konnect audit logs pushed to a webhook
+/// (`cloudtrail-ingest webhook`).
 ///
 /// AWS settings (region, credentials, profiles, endpoints) come from the standard AWS chain:
 /// AWS_REGION, AWS_PROFILE, the ECS task role or EC2 instance profile, AWS_ENDPOINT_URL,
@@ -55,6 +58,10 @@ pub enum SourceCommand {
     /// Consume Confluent Cloud audit logs (or any JSON topic) from Kafka; offsets are
     /// committed only once every record below them is indexed or dead-lettered.
     Kafka(Box<KafkaCommand>),
+    /// Receive audit logs pushed over HTTP(S) (Kong Konnect's audit-log webhook, or any
+    /// sender of JSON or CEF lines); a request is answered only once every entry of it is
+    /// indexed or dead-lettered.
+    Webhook(Box<WebhookCommand>),
 }
 
 /// What to run, with its whole configuration.
@@ -62,6 +69,7 @@ pub enum SourceCommand {
 pub enum Command {
     Sqs(Box<Config>),
     Kafka(Box<KafkaCommand>),
+    Webhook(Box<WebhookCommand>),
 }
 
 impl Cli {
@@ -79,6 +87,13 @@ impl Cli {
                     .index_prefix
                     .get_or_insert_with(|| kafka::DEFAULT_INDEX_PREFIX.to_string());
                 Command::Kafka(kafka)
+            }
+            Some(SourceCommand::Webhook(mut webhook)) => {
+                webhook
+                    .index
+                    .index_prefix
+                    .get_or_insert_with(|| webhook::DEFAULT_INDEX_PREFIX.to_string());
+                Command::Webhook(webhook)
             }
         }
     }
@@ -212,7 +227,7 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Args)]
 pub struct IndexConfig {
     /// Documents go to `<prefix>-YYYY.MM.DD`, by the event's own time in UTC
-    /// [default: cloudtrail; for `kafka`: confluent-audit].
+    /// [default: cloudtrail; for `kafka`: confluent-audit; for `webhook`: konnect-audit].
     #[arg(long, env = "CLOUDTRAIL_INGEST_INDEX_PREFIX", value_name = "PREFIX")]
     pub index_prefix: Option<String>,
 

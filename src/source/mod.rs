@@ -4,8 +4,10 @@
 //!   S3 objects; a message is deleted, released or kept by [`sqs::ack::decide`];
 //! - [`s3`]: streaming one S3 object through a format into the sink;
 //! - [`kafka`]: records of a consumer group's partitions, one event each; a partition's
-//!   offset is committed once every record below it settled ([`kafka::partitions`]).
+//!   offset is committed once every record below it settled ([`kafka::partitions`]);
+//! - [`webhook`]: HTTP(S) POSTs of log batches, each answered once its entries settled.
 
 pub mod kafka;
 pub mod s3;
 pub mod sqs;
+pub mod webhook;

@@ -142,7 +142,7 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     info!(addr = %listener.local_addr()?, "metrics listening: /metrics /healthz /readyz");
-    let registry = Arc::new(registry(stats.clone()));
+    let endpoints = Arc::new(Endpoints::new(stats));
     Ok(tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -155,11 +155,12 @@ pub async fn serve(
                 },
                 () = stop.cancelled() => return,
             };
-            let registry = registry.clone();
-            let stats = stats.clone();
+            let endpoints = endpoints.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let response = respond(&request, &registry, &stats);
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let response = endpoints
+                        .respond(request.uri().path())
+                        .unwrap_or_else(|| plain(StatusCode::NOT_FOUND, "not found\n"));
                     async move { Ok::<_, Infallible>(response) }
                 });
                 if let Err(err) = http1::Builder::new()
@@ -173,50 +174,72 @@ pub async fn serve(
     }))
 }
 
-fn respond(
-    request: &Request<Incoming>,
-    registry: &Registry,
-    stats: &Stats,
-) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match request.uri().path() {
-        "/metrics" => {
-            let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, registry) {
-                Ok(()) => (
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text,
-                ),
-                Err(_) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    "encoding failed\n".to_string(),
-                ),
-            }
+/// `/metrics`, `/healthz` and `/readyz`, for this listener or another source's (the webhook
+/// serves them on its own listener when `--metrics-listen` is not given).
+#[derive(Debug)]
+pub struct Endpoints {
+    registry: Registry,
+    stats: Arc<Stats>,
+}
+
+impl Endpoints {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Endpoints {
+            registry: registry(stats.clone()),
+            stats,
         }
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" if stats.ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            format!(
-                "not ready: started={} cluster_reachable={} cluster_authorized={} source_reachable={}\n",
-                stats.get(&stats.started),
-                stats.get(&stats.cluster_reachable),
-                stats.get(&stats.cluster_authorized),
-                stats.get(&stats.source_reachable)
+    }
+
+    /// The answer for `path`, or `None` when it is none of the three.
+    pub fn respond(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+        let stats = &self.stats;
+        let (status, content_type, body) = match path {
+            "/metrics" => {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+                    Ok(()) => (
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        text,
+                    ),
+                    Err(_) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        "encoding failed\n".to_string(),
+                    ),
+                }
+            }
+            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            "/readyz" if stats.ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+            "/readyz" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!(
+                    "not ready: started={} cluster_reachable={} cluster_authorized={} source_reachable={}\n",
+                    stats.get(&stats.started),
+                    stats.get(&stats.cluster_reachable),
+                    stats.get(&stats.cluster_authorized),
+                    stats.get(&stats.source_reachable)
+                ),
             ),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_string(),
-        ),
-    };
+            _ => return None,
+        };
+        Some(
+            Response::builder()
+                .status(status)
+                .header("content-type", content_type)
+                .body(Full::new(Bytes::from(body)))
+                .expect("a static response builds"),
+        )
+    }
+}
+
+/// A `text/plain` answer.
+pub fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("a static response builds")
 }
 

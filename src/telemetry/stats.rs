@@ -69,6 +69,16 @@ counters! {
     offset_commits: "Kafka offset commits that succeeded",
     offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
     rebalances: "Kafka partition revocations (rebalances, shutdown)",
+    requests_received: "webhook POSTs to the webhook path",
+    requests_accepted: "webhook requests answered 200 (every entry indexed or dead-lettered)",
+    requests_unauthorized: "webhook requests refused with 401 (wrong or missing Authorization)",
+    requests_too_large: "webhook requests refused with 413 (over --webhook-max-body, compressed or not)",
+    requests_busy: "webhook requests refused with 503 at capacity (--webhook-max-in-flight)",
+    requests_unavailable: "webhook requests refused with 503 because the cluster is unavailable",
+    requests_failed: "webhook requests answered 503/500 because their entries did not settle (in time)",
+    entries_received: "webhook entries read",
+    entries_unreadable: "webhook entries (or whole bodies) that are not JSON or CEF, sent to the dead-letter index",
+    entries_fallback_time: "webhook entries placed by the time they were received for lack of their own",
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).

@@ -172,6 +172,11 @@ pub fn dead_letter_mappings() -> Value {
             "target": object(keywords(&["index", "id"])),
             "s3": object(keywords(&["bucket", "key"])),
             "sqs": object(keywords(&["message_id"])),
+            "webhook": {"properties": {
+                "remote": {"type": "keyword"},
+                "received_at": {"type": "date"},
+                "entry": {"type": "integer"},
+            }},
             "kafka": {"properties": {
                 "topic": {"type": "keyword"},
                 "partition": {"type": "integer"},

@@ -1,0 +1,508 @@
+//! The webhook source: HTTP(S) POSTs of log batches (Kong Konnect's audit-log webhook) ->
+//! the Konnect format -> the sink -> the answer, sent only once every entry settled.
+//!
+//! - [`body`] reads a body within its limits (compressed and decompressed) and its time;
+//! - [`tls`] loads `--tls-cert`/`--tls-key` for HTTPS (rustls);
+//! - each request is one payload with one ticket: 200 once every entry is indexed or
+//!   dead-lettered; 503 with `Retry-After` when the cluster is unavailable, when
+//!   `--webhook-max-in-flight` requests are already being handled, or when the entries are not
+//!   settled within `--webhook-timeout` (the sender retries; `_id`s are the entries' hashes, so
+//!   nothing is duplicated); 401 for a wrong or missing `Authorization` (compared in constant
+//!   time); 413 for a body over `--webhook-max-body`; 404/405 for other paths and methods.
+//!   A body that is neither JSON nor CEF (or not valid gzip) is dead-lettered whole and
+//!   answered 200, so it is neither lost nor retried forever.
+//! - Safety: at most [`MAX_CONNECTIONS`] connections; request heads must arrive within
+//!   [`HEAD_TIMEOUT`], bodies within [`BODY_TIMEOUT`], TLS handshakes within
+//!   [`HANDSHAKE_TIMEOUT`]; one log line per refused request, never with the body or the
+//!   secret.
+//! - Shutdown (SIGTERM/SIGINT): stop accepting, let requests in flight finish within the grace
+//!   period (their connections close after the answer), then stop the sink.
+
+pub mod body;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use elasticsearch::Elasticsearch;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{WebhookCommand, WebhookFormat};
+use crate::format::document::{content_id, format_time};
+use crate::format::konnect::{self, BodyFormat, Entry, Konnect};
+use crate::pipeline::{Event, EventSender, Failure, Origin, Pending, Ticket};
+use crate::sink::elasticsearch::dead_letter::Rejection;
+use crate::sink::elasticsearch::{self as sink, SinkError};
+use crate::telemetry::metrics::{self, plain, Endpoints};
+use crate::telemetry::{Stats, Summary};
+
+/// Connections open at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A request head must arrive within this.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body must arrive within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A TLS handshake must finish within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Retry-After` of a 503, in seconds.
+const RETRY_AFTER: &str = "10";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the indexer stopped: {0}")]
+    Indexer(String),
+}
+
+/// What every request shares.
+struct Context {
+    path: String,
+    /// SHA-256 of the expected `Authorization` value; `None` with `--webhook-no-auth`.
+    authorization: Option<[u8; 32]>,
+    max_body: usize,
+    timeout: Duration,
+    format: Konnect,
+    events: EventSender,
+    stats: Arc<Stats>,
+    in_flight: Arc<Semaphore>,
+    /// `/metrics`, `/healthz`, `/readyz` on this listener (without `--metrics-listen`).
+    endpoints: Option<Endpoints>,
+}
+
+/// Runs until `shutdown` is cancelled and returns what was done.
+pub async fn run(
+    command: &WebhookCommand,
+    cluster: Elasticsearch,
+    shutdown: CancellationToken,
+) -> Result<Summary, WebhookError> {
+    let hook = &command.webhook;
+    let addr = hook.listen.expect("validated config has --listen");
+    let stats = Arc::new(Stats::default());
+    let stop_metrics = CancellationToken::new();
+    let metrics_server = metrics::serve_if(
+        command.telemetry.metrics_listen,
+        stats.clone(),
+        stop_metrics.clone(),
+    )
+    .await
+    .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
+    let acceptor = match (&hook.tls_cert, &hook.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    sink::prepare(
+        &cluster,
+        &command.cluster,
+        &command.index,
+        konnect::mapping::mappings,
+    )
+    .await?;
+    stats.set(&stats.cluster_reachable, true);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| WebhookError::Listen { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| WebhookError::Listen { addr, source })?;
+    let (events, mut indexer) = sink::start(
+        cluster,
+        sink::settings(&command.bulk, &command.index),
+        stats.clone(),
+    );
+    let context = Arc::new(Context {
+        path: hook.webhook_path.clone(),
+        authorization: hook
+            .webhook_authorization
+            .as_ref()
+            .map(|secret| Sha256::digest(secret.expose().as_bytes()).into()),
+        max_body: hook.webhook_max_body,
+        timeout: hook.webhook_timeout,
+        format: Konnect {
+            body: match hook.webhook_format {
+                WebhookFormat::Auto => BodyFormat::Auto,
+                WebhookFormat::Json => BodyFormat::Json,
+                WebhookFormat::Cef => BodyFormat::Cef,
+            },
+        },
+        events,
+        stats: stats.clone(),
+        in_flight: Arc::new(Semaphore::new(hook.webhook_max_in_flight)),
+        endpoints: command
+            .telemetry
+            .metrics_listen
+            .is_none()
+            .then(|| Endpoints::new(stats.clone())),
+    });
+    stats.set(&stats.source_reachable, true);
+    stats.set(&stats.started, true);
+    info!(
+        listen = %local,
+        path = %hook.webhook_path,
+        tls = acceptor.is_some(),
+        "webhook listening"
+    );
+
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let stop_connections = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut sink_failure = None;
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+        };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            joined = &mut indexer => {
+                let reason = match joined {
+                    Ok(Ok(())) => "it finished while its input was still open".to_string(),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(err) => format!("it panicked: {err}"),
+                };
+                sink_failure = Some(reason);
+                break;
+            }
+            accepted = listener.accept() => accepted,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                debug!(error = %err, "accept failed");
+                continue;
+            }
+        };
+        let context = context.clone();
+        let acceptor = acceptor.clone();
+        let stop = stop_connections.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => serve(TokioIo::new(stream), remote, context, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve(TokioIo::new(tls), remote, context, stop).await,
+                        Ok(Err(err)) => debug!(%remote, error = %err, "TLS handshake failed"),
+                        Err(_) => debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+
+    drop(listener);
+    info!(grace = ?command.shutdown_grace, "shutting down: no new connections, finishing requests in flight");
+    stop_connections.cancel();
+    let deadline = tokio::time::Instant::now() + command.shutdown_grace;
+    while !tasks.is_empty() {
+        tokio::select! {
+            Some(_) = tasks.join_next() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                warn!(connections = tasks.len(), "grace period over; closing the remaining connections (their senders retry)");
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+    }
+    drop(context);
+    if sink_failure.is_none() {
+        match indexer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => sink_failure = Some(err.to_string()),
+            Err(err) => sink_failure = Some(format!("it panicked: {err}")),
+        }
+    }
+    stop_metrics.cancel();
+    if let Some(server) = metrics_server {
+        server.await.expect("the metrics server does not panic");
+    }
+    let summary = stats.snapshot();
+    info!(?summary, "worker stopped");
+    match sink_failure {
+        Some(reason) => Err(WebhookError::Indexer(reason)),
+        None => Ok(summary),
+    }
+}
+
+/// One connection: HTTP/1.1 with keep-alive, until it closes or shutdown (after the request
+/// in flight is answered).
+async fn serve<I>(io: I, remote: SocketAddr, context: Arc<Context>, stop: CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let context = context.clone();
+        async move { Ok::<_, Infallible>(handle(request, remote, &context).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                debug!(%remote, error = %err, "connection ended with an error");
+            }
+        }
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(err) = connection.await {
+                debug!(%remote, error = %err, "connection ended with an error");
+            }
+        }
+    }
+}
+
+fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response = response.header("retry-after", RETRY_AFTER);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response = response.header("allow", "POST");
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .expect("a response of a known status builds")
+}
+
+fn refusal(status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+    answer(status, serde_json::json!({ "error": reason }).to_string())
+}
+
+/// Equal in constant time (both sides are hashed to the same length first).
+fn authorized(expected: &[u8; 32], given: Option<&[u8]>) -> bool {
+    let given: [u8; 32] = Sha256::digest(given.unwrap_or_default()).into();
+    expected
+        .iter()
+        .zip(given.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    remote: SocketAddr,
+    context: &Context,
+) -> Response<Full<Bytes>> {
+    let stats = &context.stats;
+    let path = request.uri().path().to_string();
+    if let Some(response) = context.endpoints.as_ref().and_then(|e| e.respond(&path)) {
+        return response;
+    }
+    if path != context.path {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if request.method() != Method::POST {
+        return refusal(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
+    }
+    stats.add(&stats.requests_received, 1);
+    if let Some(expected) = &context.authorization {
+        let given = request
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !authorized(expected, given) {
+            stats.add(&stats.requests_unauthorized, 1);
+            warn!(%remote, present = given.is_some(), "request refused: wrong or missing Authorization");
+            return refusal(StatusCode::UNAUTHORIZED, "unauthorized");
+        }
+    }
+    if !stats.get(&stats.cluster_reachable) || !stats.get(&stats.cluster_authorized) {
+        stats.add(&stats.requests_unavailable, 1);
+        warn!(%remote, "request refused with 503: the cluster is unavailable");
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cluster is unavailable; retry later",
+        );
+    }
+    let Ok(_slot) = context.in_flight.clone().try_acquire_owned() else {
+        stats.add(&stats.requests_busy, 1);
+        warn!(%remote, "request refused with 503: at capacity (--webhook-max-in-flight)");
+        return refusal(StatusCode::SERVICE_UNAVAILABLE, "at capacity; retry later");
+    };
+    let received = OffsetDateTime::now_utc();
+    let decoded = match body::read(request, context.max_body).await {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            let status = err.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                stats.add(&stats.requests_too_large, 1);
+            }
+            warn!(%remote, error = %err, status = status.as_u16(), "request refused");
+            return refusal(status, &err.to_string());
+        }
+    };
+    let entries = match decoded {
+        body::Decoded::Plain(bytes) => context.format.read(&bytes, received),
+        body::Decoded::NotGzip { raw, reason } => vec![Entry::Unreadable {
+            raw,
+            position: 0,
+            reason,
+        }],
+    };
+    ingest(entries, remote, received, context).await
+}
+
+/// Hands every entry to the sink under one ticket and answers once it settled.
+async fn ingest(
+    entries: Vec<Entry>,
+    remote: SocketAddr,
+    received: OffsetDateTime,
+    context: &Context,
+) -> Response<Full<Bytes>> {
+    let stats = &context.stats;
+    let ticket = Ticket::new();
+    let (mut events, mut unreadable) = (0u64, 0u64);
+    let mut pendings = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry {
+            Entry::Event(event) => {
+                events += 1;
+                if event.used_fallback_time {
+                    stats.add(&stats.entries_fallback_time, 1);
+                }
+                let origin = origin(remote, received, pendings.len());
+                pendings.push(Pending::new(event, origin, ticket.claim()));
+            }
+            Entry::Unreadable {
+                raw,
+                position,
+                reason,
+            } => {
+                unreadable += 1;
+                warn!(%remote, position, reason, "entry is not usable; sending it to the dead-letter index");
+                let event = Event {
+                    id: content_id(&raw),
+                    time: received,
+                    timestamp: format_time(received),
+                    source: raw,
+                    used_fallback_time: true,
+                };
+                let origin = origin(remote, received, position);
+                pendings.push(Pending::refused(
+                    event,
+                    origin,
+                    ticket.claim(),
+                    Rejection::unreadable(reason),
+                ));
+            }
+        }
+    }
+    stats.add(&stats.entries_received, events);
+    stats.add(&stats.entries_unreadable, unreadable);
+    let sender = context.events.clone();
+    let settled = tokio::time::timeout(context.timeout, async {
+        for pending in pendings {
+            if sender.send(pending).await.is_err() {
+                break; // the sink is gone: the remaining claims settle as dropped
+            }
+        }
+        ticket.settle().await
+    })
+    .await;
+    match settled {
+        Ok(Ok(())) => {
+            stats.add(&stats.requests_accepted, 1);
+            answer(
+                StatusCode::OK,
+                serde_json::json!({"indexed": events, "dead_lettered": unreadable}).to_string(),
+            )
+        }
+        Ok(Err(failure)) => {
+            stats.add(&stats.requests_failed, 1);
+            warn!(%remote, error = %failure, "request answered with an error: not every entry settled; the sender retries");
+            refusal(
+                status_of(&failure),
+                "not every entry could be indexed; retry later",
+            )
+        }
+        Err(_) => {
+            stats.add(&stats.requests_failed, 1);
+            warn!(%remote, timeout = ?context.timeout, "request answered 503: its entries were not indexed in time; the sender retries");
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "indexing did not finish in time; retry later",
+            )
+        }
+    }
+}
+
+fn origin(remote: SocketAddr, received: OffsetDateTime, entry: usize) -> Arc<Origin> {
+    Arc::new(Origin::new(
+        format!("webhook from {remote}, entry {entry}"),
+        serde_json::json!({"webhook": {
+            "remote": remote.ip().to_string(),
+            "received_at": format_time(received),
+            "entry": entry,
+        }}),
+    ))
+}
+
+/// 503 when `failure` can pass (the sender retries soon), 500 when it cannot.
+fn status_of(failure: &Failure) -> StatusCode {
+    if failure.is_transient() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_compares_exact_values() {
+        let expected: [u8; 32] = Sha256::digest(b"Bearer s3cret").into();
+        assert!(authorized(&expected, Some(b"Bearer s3cret")));
+        assert!(!authorized(&expected, Some(b"Bearer s3cre")));
+        assert!(!authorized(&expected, Some(b"bearer s3cret")));
+        assert!(!authorized(&expected, None));
+    }
+
+    #[test]
+    fn transient_failures_are_503_and_permanent_ones_500() {
+        assert_eq!(
+            status_of(&Failure::Dropped),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let permanent = Failure::DeadLetterRejected {
+            id: "x".into(),
+            origin: Arc::new(Origin::new("o", serde_json::json!({}))),
+            rejection: Rejection::unreadable("r"),
+        };
+        assert_eq!(status_of(&permanent), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
