@@ -6,6 +6,7 @@ threads POST --batches M gzip batches of --entries K Konnect JSON entries each (
 sends them: text/plain, Content-Encoding application/gzip, one entry per line), every batch
 distinct. A 503 is retried after 100 ms, as a sender would.
 
+CLOUDTRAIL_INGEST_BULK_* variables are passed to the worker (e.g. CLOUDTRAIL_INGEST_BULK_LINGER).
 Prints entries/s from the first request to the last answer, the response times of the 200s
 (median, p99, max), the 503s seen, the worker's CPU time per 100k entries (user + system, from
 wait4 after SIGTERM) and its peak RSS.
@@ -74,6 +75,7 @@ def main():
         cluster_url = f"http://127.0.0.1:{server.server_address[1]}"
     port = free_port()
     env = dict(PATH=os.environ.get("PATH", ""), RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "CLOUDTRAIL_INGEST_BULK"))})
     command = [args.binary, "webhook", "--listen", f"127.0.0.1:{port}", "--webhook-authorization", AUTH,
                "--elasticsearch-url", cluster_url, "--index-prefix", "hook-bench", "--webhook-max-in-flight", "64"]
     pid = os.posix_spawn(args.binary, command, env)
