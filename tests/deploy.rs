@@ -41,6 +41,9 @@ const TASK_DEFINITION: &str = "deploy/ecs/task-definition.json";
 const TASK_ROLE_POLICY: &str = "deploy/ecs/task-role-policy.json";
 const EXECUTION_ROLE_POLICY: &str = "deploy/ecs/execution-role-policy.json";
 const UNIT: &str = "deploy/systemd/cloudtrail-ingest.service";
+const WEBHOOK_UNIT: &str = "deploy/systemd/cloudtrail-ingest-webhook.service";
+const WEBHOOK_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-webhook.env.example";
+const KONNECT_DATA_VIEW: &str = "deploy/kibana/konnect-audit.ndjson";
 const ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest.env.example";
 const SAVED_OBJECTS: &str = "deploy/kibana/cloudtrail-ingest.ndjson";
 
@@ -264,10 +267,19 @@ fn template_json() -> Value {
     serde_json::from_slice(&output.stdout).expect("the decoded template is JSON")
 }
 
+/// `--help` of the default command and of every other source's command.
 fn help() -> String {
-    let output = Command::new(BIN).arg("--help").output().unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).expect("--help is UTF-8")
+    let mut text = String::new();
+    for args in [
+        &["--help"][..],
+        &["kafka", "--help"],
+        &["webhook", "--help"],
+    ] {
+        let output = Command::new(BIN).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        text.push_str(&String::from_utf8(output.stdout).expect("--help is UTF-8"));
+    }
+    text
 }
 
 /// Every `CLOUDTRAIL_INGEST_*` name in `text`.
@@ -600,6 +612,8 @@ fn deploy_files_name_only_settings_the_binary_has() {
         UNIT,
         ENV_EXAMPLE,
         TEMPLATE,
+        WEBHOOK_UNIT,
+        WEBHOOK_ENV_EXAMPLE,
     ] {
         for setting in settings_named_in(&read(file)) {
             assert!(
@@ -722,17 +736,19 @@ fn stop_timeouts_exceed_the_shutdown_grace() {
         "Fargate allows at most 120 s"
     );
 
-    let unit = unit_settings(&read(UNIT));
-    let timeout_stop = unit
-        .iter()
-        .find(|(k, _)| k == "TimeoutStopSec")
-        .map(|(_, v)| humantime::parse_duration(v).expect("TimeoutStopSec is a duration"))
-        .expect("the unit sets TimeoutStopSec");
-    let grace = grace_in(&env_file(&read(ENV_EXAMPLE)));
-    assert!(
-        timeout_stop > grace,
-        "TimeoutStopSec {timeout_stop:?} <= grace {grace:?}"
-    );
+    for (unit, env) in [(UNIT, ENV_EXAMPLE), (WEBHOOK_UNIT, WEBHOOK_ENV_EXAMPLE)] {
+        let settings = unit_settings(&read(unit));
+        let timeout_stop = settings
+            .iter()
+            .find(|(k, _)| k == "TimeoutStopSec")
+            .map(|(_, v)| humantime::parse_duration(v).expect("TimeoutStopSec is a duration"))
+            .expect("the unit sets TimeoutStopSec");
+        let grace = grace_in(&env_file(&read(env)));
+        assert!(
+            timeout_stop > grace,
+            "{unit}: TimeoutStopSec {timeout_stop:?} <= grace {grace:?}"
+        );
+    }
 }
 
 #[test]
@@ -900,6 +916,33 @@ fn cloudformation_resources_are_wired_as_the_worker_expects() {
 
 #[test]
 fn systemd_unit_is_hardened_and_waits_for_the_grace_period() {
+    let webhook = unit_settings(&read(WEBHOOK_UNIT));
+    let has_webhook = |key: &str, value: &str| webhook.iter().any(|(k, v)| k == key && v == value);
+    for (key, value) in [
+        ("ExecStart", "/usr/local/bin/cloudtrail-ingest webhook"),
+        ("EnvironmentFile", "/etc/cloudtrail-ingest/webhook.env"),
+        ("LoadCredential", "tls.key:/etc/cloudtrail-ingest/tls.key"),
+    ] {
+        assert!(
+            has_webhook(key, value),
+            "{WEBHOOK_UNIT} lacks {key}={value}"
+        );
+    }
+    // The webhook unit is the same sandbox: every other line of the two units is the same.
+    let common = |settings: &[(String, String)]| -> Vec<(String, String)> {
+        settings
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "Description" | "ExecStart" | "EnvironmentFile" | "LoadCredential"
+                )
+            })
+            .cloned()
+            .collect()
+    };
+    assert_eq!(common(&webhook), common(&unit_settings(&read(UNIT))));
+
     let unit = read(UNIT);
     let settings = unit_settings(&unit);
     let has = |key: &str, value: &str| settings.iter().any(|(k, v)| k == key && v == value);
@@ -1102,4 +1145,19 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
     ] {
         assert!(all_queries.contains(needle), "no panel queries {needle}");
     }
+}
+
+#[test]
+fn the_konnect_data_view_covers_the_webhook_indices_by_their_time_field() {
+    let text = read(KONNECT_DATA_VIEW);
+    let view: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(view["type"], "index-pattern");
+    assert_eq!(
+        view["attributes"]["title"],
+        "konnect-audit-*,-konnect-audit-dead-letter-*"
+    );
+    assert_eq!(view["attributes"]["timeFieldName"], "@timestamp");
+    let mappings =
+        cloudtrail_ingest::format::konnect::mapping::mappings(FreeFormMapping::Flattened);
+    assert_eq!(mappings["properties"]["@timestamp"]["type"], "date");
 }
