@@ -331,6 +331,30 @@ async fn a_cluster_outage_is_503_and_the_retried_batch_lands_exactly_once() {
     let _: () = accepted;
     assert_eq!(event_count(&hook).await, 50, "exactly once");
     hook.stop();
+
+    // For senders that retry only on 429 or 500 (Konnect): the retry answer is configurable.
+    let hook = Hook::start_with(
+        "retry429",
+        &proxy.url(),
+        &["--webhook-timeout", "1s", "--webhook-retry-status", "429"],
+    )
+    .await;
+    proxy.set(Fault::Status {
+        status: 503,
+        path_contains: "_bulk".into(),
+    });
+    let response = hook
+        .http
+        .post(format!("{}/", hook.url))
+        .header("authorization", AUTH)
+        .body(entries("retry429", 5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "10");
+    proxy.set(Fault::None);
+    hook.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
 pub use secret::{ClusterUrl, Secret, SplitUrl};
-pub use webhook::{WebhookCommand, WebhookConfig, WebhookFormat};
+pub use webhook::{RetryStatus, WebhookCommand, WebhookConfig, WebhookFormat};
 
 /// Environment variables for every flag share this prefix.
 pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";

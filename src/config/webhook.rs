@@ -105,10 +105,43 @@ pub struct WebhookConfig {
     )]
     pub webhook_max_in_flight: usize,
 
-    /// Longest a request may wait for its entries to be indexed; past it the answer is 503
-    /// (the sender retries; what was indexed meanwhile is not duplicated).
+    /// The status asking the sender to retry (cluster unavailable, at capacity, not indexed in
+    /// time), sent with `Retry-After`. Konnect documents retries on 500 and 429 only: use 429
+    /// (or 500) for Konnect.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_WEBHOOK_RETRY_STATUS",
+        value_enum,
+        default_value_t = RetryStatus::ServiceUnavailable,
+        value_name = "STATUS"
+    )]
+    pub webhook_retry_status: RetryStatus,
+
+    /// Longest a request may wait for its entries to be indexed; past it the answer asks the
+    /// sender to retry (what was indexed meanwhile is not duplicated).
     #[arg(long, env = "CLOUDTRAIL_INGEST_WEBHOOK_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub webhook_timeout: Duration,
+}
+
+/// See `--webhook-retry-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetryStatus {
+    #[value(name = "503")]
+    ServiceUnavailable,
+    #[value(name = "429")]
+    TooManyRequests,
+    #[value(name = "500")]
+    InternalServerError,
+}
+
+impl RetryStatus {
+    pub fn code(self) -> u16 {
+        match self {
+            RetryStatus::ServiceUnavailable => 503,
+            RetryStatus::TooManyRequests => 429,
+            RetryStatus::InternalServerError => 500,
+        }
+    }
 }
 
 /// See `--webhook-format`.
@@ -201,7 +234,7 @@ impl WebhookCommand {
     pub fn redacted_summary(&self) -> String {
         let hook = &self.webhook;
         format!(
-            "listen={} webhook_path={} webhook_authorization={} tls={} webhook_max_body={} webhook_format={:?} webhook_max_in_flight={} webhook_timeout={:?} {} shutdown_grace={:?}",
+            "listen={} webhook_path={} webhook_authorization={} tls={} webhook_max_body={} webhook_format={:?} webhook_max_in_flight={} webhook_retry_status={} webhook_timeout={:?} {} shutdown_grace={:?}",
             hook.listen.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             hook.webhook_path,
             if hook.webhook_authorization.is_some() { "redacted" } else { "off" },
@@ -209,6 +242,7 @@ impl WebhookCommand {
             hook.webhook_max_body,
             hook.webhook_format,
             hook.webhook_max_in_flight,
+            hook.webhook_retry_status.code(),
             hook.webhook_timeout,
             super::sink_summary(&self.cluster, &self.index, &self.bulk),
             self.shutdown_grace,

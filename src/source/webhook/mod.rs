@@ -4,7 +4,7 @@
 //! - [`body`] reads a body within its limits (compressed and decompressed) and its time;
 //! - [`tls`] loads `--tls-cert`/`--tls-key` for HTTPS (rustls);
 //! - each request is one payload with one ticket: 200 once every entry is indexed or
-//!   dead-lettered; 503 with `Retry-After` when the cluster is unavailable, when
+//!   dead-lettered; 503 (or `--webhook-retry-status`) with `Retry-After` when the cluster is unavailable, when
 //!   `--webhook-max-in-flight` requests are already being handled, or when the entries are not
 //!   settled within `--webhook-timeout` (the sender retries; `_id`s are the entries' hashes, so
 //!   nothing is duplicated); 401 for a wrong or missing `Authorization` (compared in constant
@@ -89,6 +89,8 @@ struct Context {
     authorization: Option<[u8; 32]>,
     max_body: usize,
     timeout: Duration,
+    /// The answer that asks the sender to retry (`--webhook-retry-status`).
+    retry: StatusCode,
     format: Konnect,
     events: EventSender,
     stats: Arc<Stats>,
@@ -145,6 +147,7 @@ pub async fn run(
             .map(|secret| Sha256::digest(secret.expose().as_bytes()).into()),
         max_body: hook.webhook_max_body,
         timeout: hook.webhook_timeout,
+        retry: StatusCode::from_u16(hook.webhook_retry_status.code()).expect("a valid status"),
         format: Konnect {
             body: match hook.webhook_format {
                 WebhookFormat::Auto => BodyFormat::Auto,
@@ -286,7 +289,7 @@ fn answer(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json");
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if matches!(status.as_u16(), 429 | 500 | 503) {
         response = response.header("retry-after", RETRY_AFTER);
     }
     if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -341,16 +344,13 @@ async fn handle(
     }
     if !stats.get(&stats.cluster_reachable) || !stats.get(&stats.cluster_authorized) {
         stats.add(&stats.requests_unavailable, 1);
-        warn!(%remote, "request refused with 503: the cluster is unavailable");
-        return refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the cluster is unavailable; retry later",
-        );
+        warn!(%remote, status = context.retry.as_u16(), "request refused: the cluster is unavailable");
+        return refusal(context.retry, "the cluster is unavailable; retry later");
     }
     let Ok(_slot) = context.in_flight.clone().try_acquire_owned() else {
         stats.add(&stats.requests_busy, 1);
-        warn!(%remote, "request refused with 503: at capacity (--webhook-max-in-flight)");
-        return refusal(StatusCode::SERVICE_UNAVAILABLE, "at capacity; retry later");
+        warn!(%remote, status = context.retry.as_u16(), "request refused: at capacity (--webhook-max-in-flight)");
+        return refusal(context.retry, "at capacity; retry later");
     };
     let received = OffsetDateTime::now_utc();
     let decoded = match body::read(request, context.max_body).await {
@@ -444,15 +444,15 @@ async fn ingest(
             stats.add(&stats.requests_failed, 1);
             warn!(%remote, error = %failure, "request answered with an error: not every entry settled; the sender retries");
             refusal(
-                status_of(&failure),
+                status_of(&failure, context.retry),
                 "not every entry could be indexed; retry later",
             )
         }
         Err(_) => {
             stats.add(&stats.requests_failed, 1);
-            warn!(%remote, timeout = ?context.timeout, "request answered 503: its entries were not indexed in time; the sender retries");
+            warn!(%remote, timeout = ?context.timeout, status = context.retry.as_u16(), "request answered with a retry: its entries were not indexed in time");
             refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
+                context.retry,
                 "indexing did not finish in time; retry later",
             )
         }
@@ -470,10 +470,10 @@ fn origin(remote: SocketAddr, received: OffsetDateTime, entry: usize) -> Arc<Ori
     ))
 }
 
-/// 503 when `failure` can pass (the sender retries soon), 500 when it cannot.
-fn status_of(failure: &Failure) -> StatusCode {
+/// `retry` when `failure` can pass (the sender retries soon), 500 when it cannot.
+fn status_of(failure: &Failure, retry: StatusCode) -> StatusCode {
     if failure.is_transient() {
-        StatusCode::SERVICE_UNAVAILABLE
+        retry
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     }
@@ -495,7 +495,7 @@ mod tests {
     #[test]
     fn transient_failures_are_503_and_permanent_ones_500() {
         assert_eq!(
-            status_of(&Failure::Dropped),
+            status_of(&Failure::Dropped, StatusCode::SERVICE_UNAVAILABLE),
             StatusCode::SERVICE_UNAVAILABLE
         );
         let permanent = Failure::DeadLetterRejected {
@@ -503,6 +503,13 @@ mod tests {
             origin: Arc::new(Origin::new("o", serde_json::json!({}))),
             rejection: Rejection::unreadable("r"),
         };
-        assert_eq!(status_of(&permanent), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status_of(&permanent, StatusCode::TOO_MANY_REQUESTS),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status_of(&Failure::Dropped, StatusCode::TOO_MANY_REQUESTS),
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
 }
