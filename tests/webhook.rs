@@ -336,7 +336,14 @@ async fn a_cluster_outage_is_503_and_the_retried_batch_lands_exactly_once() {
     let hook = Hook::start_with(
         "retry429",
         &proxy.url(),
-        &["--webhook-timeout", "1s", "--webhook-retry-status", "429"],
+        &[
+            "--webhook-timeout",
+            "1s",
+            "--webhook-retry-status",
+            "429",
+            "--shutdown-grace",
+            "3s",
+        ],
     )
     .await;
     proxy.set(Fault::Status {
@@ -353,8 +360,16 @@ async fn a_cluster_outage_is_503_and_the_retried_batch_lands_exactly_once() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 429);
     assert_eq!(response.headers()["retry-after"], "10");
+    // SIGTERM while the sink still retries that batch: exit 0 within the grace period.
+    let stopping = Instant::now();
+    let (status, stderr) = hook.stop();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stopping.elapsed()
+    );
     proxy.set(Fault::None);
-    hook.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

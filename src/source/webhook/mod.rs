@@ -235,12 +235,19 @@ pub async fn run(
             }
         }
     }
+    // Every answered request's entries settled. What the indexer may still hold belongs to
+    // requests answered with a retry (the sender sends them again): it gets what is left of
+    // the grace period, not longer.
     drop(context);
     if sink_failure.is_none() {
-        match indexer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => sink_failure = Some(err.to_string()),
-            Err(err) => sink_failure = Some(format!("it panicked: {err}")),
+        match tokio::time::timeout_at(deadline, &mut indexer).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => sink_failure = Some(err.to_string()),
+            Ok(Err(err)) => sink_failure = Some(format!("it panicked: {err}")),
+            Err(_) => {
+                warn!("the indexer is still retrying events of requests answered with a retry; stopping it");
+                indexer.abort();
+            }
         }
     }
     stop_metrics.cancel();
