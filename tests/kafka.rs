@@ -434,11 +434,15 @@ async fn check_describes_the_group_without_joining_and_the_password_never_prints
 
     // SASL against a broker without it: the start fails, and the secret is never printed.
     const SECRET: &str = "kafka-secret-9QzX";
+    const OPTION_SECRET: &str = "key-password-5Rt";
+    let option = format!("ssl.key.password={OPTION_SECRET}");
     let mut sasl = env.args(&[
         "--kafka-sasl-username",
         "key",
         "--kafka-sasl-password",
         SECRET,
+        "--kafka-option",
+        &option,
         "--log-format",
         "json",
     ]);
@@ -454,6 +458,11 @@ async fn check_describes_the_group_without_joining_and_the_password_never_prints
     );
     assert!(text.contains("kafka_sasl_password=redacted"), "{text}");
     assert!(!text.contains(SECRET), "the password was printed:\n{text}");
+    assert!(
+        !text.contains(OPTION_SECRET),
+        "a --kafka-option value was printed:\n{text}"
+    );
+    assert!(text.contains("kafka_option=ssl.key.password"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,14 +160,16 @@ pub struct KafkaConfig {
 
     /// Extra librdkafka consumer properties, KEY=VALUE (repeatable), e.g.
     /// `heartbeat.interval.ms=1000`; applied last. Security and commit properties are set
-    /// by the flags above and cannot be given here.
+    /// by the flags above and cannot be given here. Values may be secrets (`ssl.key.password`):
+    /// only the keys are ever printed.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_KAFKA_OPTION",
         value_delimiter = ',',
-        value_name = "KEY=VALUE"
+        value_name = "KEY=VALUE",
+        hide_env_values = true
     )]
-    pub kafka_option: Vec<String>,
+    pub kafka_option: Vec<Secret>,
 }
 
 /// See `--kafka-security-protocol`.
@@ -299,7 +301,7 @@ impl KafkaCommand {
             kafka.kafka_format,
             kafka.kafka_id_field.as_deref().unwrap_or("-"),
             kafka.kafka_time_field.as_deref().unwrap_or("-"),
-            kafka.kafka_option.join(","),
+            kafka.option_keys().join(","),
             super::sink_summary(&self.cluster, &self.index, &self.bulk),
             self.shutdown_grace,
             self.exit_when_idle,
@@ -372,13 +374,14 @@ impl KafkaConfig {
                 problems.push(format!("{field:?} is not a dotted field path"));
             }
         }
-        for option in &self.kafka_option {
-            match option.split_once('=') {
+        for (n, option) in self.kafka_option.iter().enumerate() {
+            match option.expose().split_once('=') {
                 Some((key, _)) if OWNED_PROPERTIES.contains(&key.trim()) => problems.push(format!(
-                    "--kafka-option {key}: set by its own flag, not by --kafka-option"
+                    "--kafka-option {}: set by its own flag, not by --kafka-option",
+                    key.trim()
                 )),
                 Some((key, _)) if !key.trim().is_empty() => {}
-                _ => problems.push(format!("--kafka-option {option:?} is not KEY=VALUE")),
+                _ => problems.push(format!("--kafka-option number {} is not KEY=VALUE", n + 1)),
             }
         }
     }
@@ -403,8 +406,13 @@ impl KafkaConfig {
     pub fn options(&self) -> Vec<(String, String)> {
         self.kafka_option
             .iter()
-            .filter_map(|o| o.split_once('='))
+            .filter_map(|o| o.expose().split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect()
+    }
+
+    /// The keys of `--kafka-option`, which may be printed (the values may be secrets).
+    pub fn option_keys(&self) -> Vec<String> {
+        self.options().into_iter().map(|(key, _)| key).collect()
     }
 }

@@ -207,17 +207,21 @@ pub fn members(bytes: &[u8]) -> Option<Vec<(String, Range<usize>)>> {
 
 /// The span in `record` of the value at the dotted `path` (`data.result.status`), looking
 /// through objects only; the first of a repeated key wins; `null` counts as absent.
-pub fn find(record: &[u8], path: &[&str]) -> Option<Range<usize>> {
+pub fn find(record: &[u8], path: &[impl AsRef<str>]) -> Option<Range<usize>> {
     find_below(record, 0..record.len(), path)
 }
 
 /// [`find`], below the object at `span` of `record`.
-pub fn find_below(record: &[u8], span: Range<usize>, path: &[&str]) -> Option<Range<usize>> {
+pub fn find_below(
+    record: &[u8],
+    span: Range<usize>,
+    path: &[impl AsRef<str>],
+) -> Option<Range<usize>> {
     let mut span = span;
     for name in path {
         let found = members(&record[span.clone()])?
             .into_iter()
-            .find(|(key, _)| key == name)?
+            .find(|(key, _)| key == name.as_ref())?
             .1;
         span = span.start + found.start..span.start + found.end;
     }

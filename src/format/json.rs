@@ -37,8 +37,7 @@ impl Json {
 
 /// The string at `path` in `record`; a number counts as its text.
 fn scalar_at(record: &[u8], path: &[String]) -> Option<String> {
-    let path: Vec<&str> = path.iter().map(String::as_str).collect();
-    let raw = &record[find(record, &path)?];
+    let raw = &record[find(record, path)?];
     match raw.first()? {
         b'"' => raw_str(raw),
         b'-' | b'0'..=b'9' => std::str::from_utf8(raw).ok().map(str::to_string),

@@ -28,6 +28,20 @@ pub struct Event {
     pub used_fallback_time: bool,
 }
 
+impl Event {
+    /// The stand-in of a record its source could not read: its bytes as they came, placed at
+    /// `time` (which counts as a fallback), for [`Pending::refused`] to dead-letter.
+    pub fn unreadable(id: String, raw: Vec<u8>, time: OffsetDateTime) -> Self {
+        Event {
+            id,
+            time,
+            timestamp: crate::format::document::format_time(time),
+            source: raw,
+            used_fallback_time: true,
+        }
+    }
+}
+
 /// Where an event came from: named in logs and in its dead-letter entry. Each source says
 /// what its origins are (see [`crate::source::s3::ObjectRef::origin`]); nothing here knows
 /// the sources.

@@ -74,6 +74,25 @@ pub fn settings(bulk: &BulkConfig, index: &IndexConfig) -> BulkSettings {
     }
 }
 
+/// What the end of the indexer task means: `None` when it finished its work (or was stopped
+/// on purpose), otherwise why it failed.
+pub fn indexer_failure(
+    joined: Result<Result<(), IndexerError>, tokio::task::JoinError>,
+) -> Option<String> {
+    match joined {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(err.to_string()),
+        Err(err) if err.is_cancelled() => None,
+        Err(err) => Some(format!("it panicked: {err}")),
+    }
+}
+
+/// Why an indexer that ended while its input was still open stopped.
+pub fn stopped_early(joined: Result<Result<(), IndexerError>, tokio::task::JoinError>) -> String {
+    indexer_failure(joined)
+        .unwrap_or_else(|| "it finished while its input was still open".to_string())
+}
+
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
 /// flight, and never less than 32 MiB.

@@ -2,7 +2,7 @@
 //! rebalances (commit what settled of revoked partitions, then let them go), commit results,
 //! statistics (consumer lag per partition) and librdkafka's own logs.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -77,17 +77,14 @@ pub fn properties(config: &KafkaConfig) -> ClientConfig {
 
 /// What the consumer's callbacks share with the consume loop.
 pub struct Context {
-    pub partitions: Arc<Mutex<Partitions>>,
-    /// Notified whenever a record settles, for a revocation waiting on its partitions.
-    pub settled: Arc<Condvar>,
+    /// The partition state, and the condition a revocation waits on for its records.
+    pub shared: super::Shared,
     pub stats: Arc<Stats>,
 }
 
 impl Context {
     fn lock(&self) -> std::sync::MutexGuard<'_, Partitions> {
-        self.partitions
-            .lock()
-            .expect("the partitions lock is never poisoned")
+        self.shared.lock()
     }
 
     /// Waits (a bounded time) until nothing of `revoked` is in flight.
@@ -101,6 +98,7 @@ impl Context {
                     break;
                 }
                 guard = self
+                    .shared
                     .settled
                     .wait_timeout(guard, left)
                     .expect("the partitions lock is never poisoned")

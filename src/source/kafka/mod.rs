@@ -104,8 +104,7 @@ pub fn consumer(
         settled: Arc::new(Condvar::new()),
     };
     let context = Context {
-        partitions: shared.partitions.clone(),
-        settled: shared.settled.clone(),
+        shared: shared.clone(),
         stats,
     };
     let consumer = client::properties(config)
@@ -115,7 +114,8 @@ pub fn consumer(
 }
 
 /// The partition state the consume loop shares with the consumer's callbacks and with the
-/// tasks that wait for records to settle.
+/// tasks that wait for records to settle; `settled` is notified whenever records settle, for
+/// a revocation waiting on its partitions.
 #[derive(Clone)]
 pub struct Shared {
     partitions: Arc<Mutex<Partitions>>,
@@ -201,13 +201,7 @@ impl Received {
                 stats.add(&stats.records_unreadable, 1);
                 warn!(origin = %origin, reason, "record is not usable; sending it to the dead-letter index");
                 let time = self.timestamp.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-                let event = Event {
-                    id: position,
-                    time,
-                    timestamp: crate::format::document::format_time(time),
-                    source: payload.to_vec(),
-                    used_fallback_time: true,
-                };
+                let event = Event::unreadable(position, payload.to_vec(), time);
                 (event, Some(Rejection::unreadable(reason)), origin)
             }
         }
@@ -282,11 +276,7 @@ pub async fn run(
             biased;
             () = shutdown.cancelled() => break,
             joined = &mut indexer, if sink_failure.is_none() => {
-                let reason = match joined {
-                    Ok(Ok(())) => "it finished while its input was still open".to_string(),
-                    Ok(Err(err)) => err.to_string(),
-                    Err(err) => format!("it panicked: {err}"),
-                };
+                let reason = sink::stopped_early(joined);
                 error!(reason, "the indexer stopped; stopping the worker");
                 sink_failure = Some(reason);
                 break;
@@ -358,12 +348,7 @@ pub async fn run(
     drop(worker);
     if sink_failure.is_none() {
         indexer.abort();
-        match indexer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => sink_failure = Some(err.to_string()),
-            Err(err) if err.is_cancelled() => {}
-            Err(err) => sink_failure = Some(format!("it panicked: {err}")),
-        }
+        sink_failure = sink::indexer_failure(indexer.await);
     }
     // Leaving the group revokes the partitions (committing anything left) before the summary.
     consumer.unsubscribe();

@@ -53,10 +53,6 @@ impl Partitions {
         (Some(current) != partition.committed).then_some(current)
     }
 
-    pub fn is_owned(&self, tp: &TopicPartition) -> bool {
-        self.owned.contains_key(tp)
-    }
-
     /// A record was received; returns its generation, or `None` when the partition is not
     /// (or no longer) ours. Offsets arrive in order within a generation.
     pub fn deliver(&mut self, tp: &TopicPartition, offset: u64) -> Option<u64> {

@@ -212,11 +212,7 @@ pub async fn run_with_sink(
                 forward(joined, &disposal_tx).await;
             }
             joined = &mut indexer, if sink_failure.is_none() => {
-                let reason = match joined {
-                    Ok(Ok(())) => "it finished while its input was still open".to_string(),
-                    Ok(Err(err)) => err.to_string(),
-                    Err(err) => format!("it panicked: {err}"),
-                };
+                let reason = sink::stopped_early(joined);
                 error!(reason, "the indexer stopped; stopping the worker");
                 sink_failure = Some(reason);
                 stop_receiving.cancel();
@@ -264,12 +260,7 @@ pub async fn run_with_sink(
             // Events of abandoned messages may still be retrying; they need no settling.
             indexer.abort();
         }
-        match indexer.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => sink_failure = Some(err.to_string()),
-            Err(err) if err.is_cancelled() => {}
-            Err(err) => sink_failure = Some(format!("it panicked: {err}")),
-        }
+        sink_failure = sink::indexer_failure(indexer.await);
     }
     drop(disposal_tx);
     disposer.await.expect("the disposer does not panic");

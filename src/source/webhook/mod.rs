@@ -185,11 +185,7 @@ pub async fn run(
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             joined = &mut indexer => {
-                let reason = match joined {
-                    Ok(Ok(())) => "it finished while its input was still open".to_string(),
-                    Ok(Err(err)) => err.to_string(),
-                    Err(err) => format!("it panicked: {err}"),
-                };
+                let reason = sink::stopped_early(joined);
                 sink_failure = Some(reason);
                 break;
             }
@@ -241,9 +237,7 @@ pub async fn run(
     drop(context);
     if sink_failure.is_none() {
         match tokio::time::timeout_at(deadline, &mut indexer).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => sink_failure = Some(err.to_string()),
-            Ok(Err(err)) => sink_failure = Some(format!("it panicked: {err}")),
+            Ok(joined) => sink_failure = sink::indexer_failure(joined),
             Err(_) => {
                 warn!("the indexer is still retrying events of requests answered with a retry; stopping it");
                 indexer.abort();
@@ -393,14 +387,14 @@ async fn ingest(
     let ticket = Ticket::new();
     let (mut events, mut unreadable) = (0u64, 0u64);
     let mut pendings = Vec::with_capacity(entries.len());
-    for entry in entries {
+    for (n, entry) in entries.into_iter().enumerate() {
         match entry {
             Entry::Event(event) => {
                 events += 1;
                 if event.used_fallback_time {
                     stats.add(&stats.entries_fallback_time, 1);
                 }
-                let origin = origin(remote, received, pendings.len());
+                let origin = origin(remote, received, n);
                 pendings.push(Pending::new(event, origin, ticket.claim()));
             }
             Entry::Unreadable {
@@ -410,13 +404,7 @@ async fn ingest(
             } => {
                 unreadable += 1;
                 warn!(%remote, position, reason, "entry is not usable; sending it to the dead-letter index");
-                let event = Event {
-                    id: content_id(&raw),
-                    time: received,
-                    timestamp: format_time(received),
-                    source: raw,
-                    used_fallback_time: true,
-                };
+                let event = Event::unreadable(content_id(&raw), raw, received);
                 let origin = origin(remote, received, position);
                 pendings.push(Pending::refused(
                     event,
