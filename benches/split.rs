@@ -17,7 +17,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
-use cloudtrail_ingest::format::Format;
+use cloudtrail_ingest::format::{Format, Item, PayloadContext};
 use cloudtrail_ingest::sink::elasticsearch::bulk;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -137,7 +137,10 @@ fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
     let decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
     let mut input = BufReader::with_capacity(64 * 1024, decoder);
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
-    let mut emit = |event: cloudtrail_ingest::pipeline::Event| {
+    let mut emit = |item: Item| {
+        let Item::Event(event) = item else {
+            panic!("the corpus has no unreadable record")
+        };
         let index = bulk::index_name("cloudtrail", event.time);
         bulk::append_create(&mut body, &index, &event.id, &event.source);
         if body.len() >= BULK_BYTES {
@@ -147,7 +150,14 @@ fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
         Ok(())
     };
     format
-        .read(&mut input, None, &mut emit)
+        .read(
+            &mut input,
+            &PayloadContext {
+                name: "s3://bench/corpus.json.gz",
+                fallback_time: None,
+            },
+            &mut emit,
+        )
         .expect("the corpus reads");
     flush(&body);
 }

@@ -27,13 +27,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use elasticsearch::Elasticsearch;
 
-use crate::config::{ClusterConfig, Config, IndexConfig, KafkaCommand, TemplateMode};
-use crate::format::cloudtrail;
-use crate::format::mapping::Mappings;
+use crate::config::{ClusterConfig, Config, IndexConfig, KafkaCommand, ObjectFormat, TemplateMode};
 use crate::sink::elasticsearch::bulk::{self, ItemOutcome};
-use crate::sink::elasticsearch::{client, template, ClusterInfo};
-use crate::source::kafka;
+use crate::sink::elasticsearch::{client, template, ClusterInfo, Destination};
 use crate::source::sqs::{self, notification, Clients};
+use crate::source::{kafka, s3};
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +72,7 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
         &clients.cluster,
         &config.cluster,
         &config.index,
-        cloudtrail::mapping::mappings,
+        &s3::destinations(&config.s3, &config.index),
     )
     .await;
     let queue_url = config.queue_url();
@@ -92,7 +90,7 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
                     queue.visibility_timeout.as_secs()
                 )),
             );
-            let (receive, object) = peek(clients, queue_url).await;
+            let (receive, object) = peek(clients, queue_url, config.s3.object_format).await;
             report.add("receive", receive);
             let s3 = match object {
                 Some((bucket, key)) => read_first_byte(clients, &bucket, &key).await,
@@ -116,12 +114,13 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
 pub async fn run_kafka(command: &KafkaCommand, cluster: &Elasticsearch) -> bool {
     let mut report = Report::default();
     let format = kafka::record_format(&command.kafka, crate::format::FreeForm::Objects);
+    let destinations = Destination::only(&command.index, format.dataset(), format.mappings());
     cluster_checks(
         &mut report,
         cluster,
         &command.cluster,
         &command.index,
-        format.mappings(),
+        &destinations,
     )
     .await;
     kafka::check::run(&command.kafka, &mut report).await;
@@ -134,7 +133,7 @@ pub async fn cluster_checks(
     client: &Elasticsearch,
     cluster: &ClusterConfig,
     index: &IndexConfig,
-    mappings: Mappings,
+    destinations: &[Destination],
 ) {
     match client::detect(client, cluster.url().as_str()).await {
         Ok(info) => {
@@ -145,7 +144,10 @@ pub async fn cluster_checks(
                     info.distribution, info.version
                 )),
             );
-            report.add("templates", templates(client, index, &info, mappings).await);
+            report.add(
+                "templates",
+                templates(client, index, &info, destinations).await,
+            );
             report.add("bulk", bulk_probe(client, index).await);
         }
         Err(err) => {
@@ -160,12 +162,12 @@ async fn templates(
     client: &Elasticsearch,
     index: &IndexConfig,
     info: &ClusterInfo,
-    mappings: Mappings,
+    destinations: &[Destination],
 ) -> Verdict {
     if index.index_template == TemplateMode::Skip {
         return Verdict::Skip("--index-template skip".into());
     }
-    match template::prepare(client, index, info, mappings).await {
+    match template::prepare(client, index, info, destinations).await {
         Ok(free_form) => Verdict::Pass(format!(
             "index templates installed (free-form fields as {free_form:?})"
         )),
@@ -197,7 +199,11 @@ async fn bulk_probe(client: &Elasticsearch, index: &IndexConfig) -> Verdict {
 
 /// Receives at most one message and makes it visible again at once; returns the verdict
 /// and the first object it names.
-async fn peek(clients: &Clients, queue_url: &str) -> (Verdict, Option<(String, String)>) {
+async fn peek(
+    clients: &Clients,
+    queue_url: &str,
+    format: ObjectFormat,
+) -> (Verdict, Option<(String, String)>) {
     let received = clients
         .sqs
         .receive_message()
@@ -225,7 +231,7 @@ async fn peek(clients: &Clients, queue_url: &str) -> (Verdict, Option<(String, S
             None,
         );
     };
-    let object = notification::parse(message.body().unwrap_or(""))
+    let object = notification::parse(message.body().unwrap_or(""), format)
         .ok()
         .and_then(|n| n.objects.into_iter().next())
         .map(|o| (o.bucket, o.key));

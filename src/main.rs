@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use cloudtrail_ingest::check;
 use cloudtrail_ingest::config::{
-    Cli, Command, Config, KafkaCommand, LogFormat, Mode, WebhookCommand,
+    BackfillCommand, Cli, Command, Config, KafkaCommand, LogFormat, Mode, WebhookCommand,
 };
 use cloudtrail_ingest::sink::elasticsearch::client;
-use cloudtrail_ingest::source::kafka;
 use cloudtrail_ingest::source::sqs::{self, Clients};
 use cloudtrail_ingest::source::webhook;
+use cloudtrail_ingest::source::{backfill, kafka};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -44,6 +44,11 @@ async fn main() -> ExitCode {
             webhook.telemetry.log_format,
             webhook.redacted_summary(),
         ),
+        Command::Backfill(backfill) => (
+            backfill.validate(),
+            backfill.telemetry.log_format,
+            backfill.redacted_summary(),
+        ),
     };
     if let Err(err) = valid {
         eprintln!("cloudtrail-ingest: {err}");
@@ -60,13 +65,13 @@ async fn main() -> ExitCode {
     info!(config = %summary, "starting");
 
     let outcome = match command {
-        Command::Sqs(config) => run(*config).await,
-        Command::Kafka(kafka) => run_kafka(*kafka).await,
-        Command::Webhook(webhook) => run_webhook(*webhook).await,
+        Command::Sqs(config) => run(*config).await.map(exit_code),
+        Command::Kafka(kafka) => run_kafka(*kafka).await.map(exit_code),
+        Command::Webhook(webhook) => run_webhook(*webhook).await.map(exit_code),
+        Command::Backfill(backfill) => run_backfill(*backfill).await,
     };
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             error!("{err:#}");
             ExitCode::FAILURE
@@ -113,6 +118,50 @@ async fn run_webhook(command: WebhookCommand) -> anyhow::Result<bool> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     webhook::run(&command, cluster, shutdown).await?;
     Ok(true)
+}
+
+/// 0 when the run (or check) succeeded, 1 when a check failed.
+fn exit_code(passed: bool) -> u8 {
+    if passed {
+        0
+    } else {
+        1
+    }
+}
+
+/// Runs a backfill to its end; its exit code says how it ended (0, 1 or 130).
+async fn run_backfill(command: BackfillCommand) -> anyhow::Result<u8> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if aws.region().is_none() {
+        anyhow::bail!("no AWS region configured: set AWS_REGION (or a profile with a region)");
+    }
+    let s3 = cloudtrail_ingest::source::s3::client(&aws, &command.s3);
+    let cluster = client::connect(&command.cluster)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let outcome = backfill::run(&command, s3, cluster, shutdown).await?;
+    for (key, reason) in &outcome.failed {
+        let reason = reason
+            .as_deref()
+            .unwrap_or("in an earlier run of this checkpoint");
+        println!("FAILED s3://{}/{key}: {reason}", command.bucket());
+    }
+    if outcome.failed_total > outcome.failed.len() as u64 {
+        println!(
+            "... and {} more failed keys (only the first {} are kept)",
+            outcome.failed_total - outcome.failed.len() as u64,
+            outcome.failed.len()
+        );
+    }
+    match outcome.exit_code() {
+        0 => info!("backfill complete"),
+        1 => error!(
+            failed = outcome.failed_total,
+            "backfill finished; some objects failed for good (listed on standard output)"
+        ),
+        _ => warn!("backfill interrupted; run it again with the same --checkpoint to resume"),
+    }
+    Ok(outcome.exit_code())
 }
 
 /// Cancels `token` on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).

@@ -113,6 +113,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         (vec!["--help"], cli.clone()),
         (vec!["kafka", "--help"], sub("kafka")),
         (vec!["webhook", "--help"], sub("webhook")),
+        (vec!["backfill", "--help"], sub("backfill")),
     ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success());

@@ -274,6 +274,7 @@ fn help() -> String {
         &["--help"][..],
         &["kafka", "--help"],
         &["webhook", "--help"],
+        &["backfill", "--help"],
     ] {
         let output = Command::new(BIN).args(args).output().unwrap();
         assert!(output.status.success(), "{args:?}");

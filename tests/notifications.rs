@@ -7,6 +7,7 @@
 
 mod support;
 
+use cloudtrail_ingest::config::ObjectFormat;
 use cloudtrail_ingest::source::sqs::notification::{self, SkipReason};
 use support::{conformance_index, fixtures};
 
@@ -20,7 +21,7 @@ fn every_conformance_notification_is_read_as_recorded() {
         let body = std::fs::read_to_string(fixtures().join("conformance").join(file)).unwrap();
         let action = entry["action"].as_str().unwrap();
         let why = entry["why"].as_str().unwrap();
-        let parsed = notification::parse(&body);
+        let parsed = notification::parse(&body, ObjectFormat::Auto);
         let unknown = why.contains("not an S3, CloudTrail or EventBridge")
             || why.contains("Message is not JSON");
         match action {

@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use cloudtrail_ingest::sink::elasticsearch::{client as cluster, Distribution};
 use serde_json::json;
 use support::*;
@@ -175,23 +174,7 @@ async fn raw_message_delivery_is_understood() {
 #[tokio::test]
 async fn bucket_notifications_to_the_queue_are_followed() {
     let env = TestEnv::new("bucket-events").await;
-    env.s3
-        .put_bucket_notification_configuration()
-        .bucket(&env.bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(&env.queue_arn)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("bucket notification");
+    env.notify_queue_of_new_objects().await;
     // The stand-in encodes keys as S3 does (and '/' too): the worker must decode them.
     env.put_fixture(ODD_KEY).await;
 

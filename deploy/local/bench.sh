@@ -2,7 +2,9 @@
 # End-to-end benchmark of cloudtrail-ingest on local stand-ins (moto + a bulk sink that
 # accepts every item without indexing; --osmem adds osmem-server). See deploy/local/bench.py.
 # With --kafka: the Kafka source from the local tansu broker instead (deploy/local/kafka.py);
-# with --webhook: the webhook source with concurrent senders (deploy/local/webhook.py).
+# with --webhook: the webhook source with concurrent senders (deploy/local/webhook.py);
+# with --backfill: backfills of CloudTrail buckets, throughput and listing cost
+# (deploy/local/backfill.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests/setup.sh
@@ -15,5 +17,9 @@ fi
 if [ "${1:-}" = "--webhook" ]; then
     shift
     exec .venv/bin/python deploy/local/webhook.py "$binary" "$@"
+fi
+if [ "${1:-}" = "--backfill" ]; then
+    shift
+    exec .venv/bin/python deploy/local/backfill.py "$binary" "$@"
 fi
 exec .venv/bin/python deploy/local/bench.py "$binary" "$@"

@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{
-    BulkConfig, ClusterConfig, ConfigError, IndexConfig, Mode, Secret, TelemetryConfig, ENV_PREFIX,
+    validate_field_path, BulkConfig, ClusterConfig, ConfigError, IndexConfig, Mode, Secret,
+    TelemetryConfig, ENV_PREFIX,
 };
 
 /// Index prefix of the Kafka source when `--index-prefix` is not given.
@@ -366,14 +367,12 @@ impl KafkaConfig {
                     .into(),
             );
         }
-        for field in [&self.kafka_id_field, &self.kafka_time_field]
-            .into_iter()
-            .flatten()
-        {
-            if field.split('.').any(str::is_empty) {
-                problems.push(format!("{field:?} is not a dotted field path"));
-            }
-        }
+        validate_field_path("--kafka-id-field", self.kafka_id_field.as_ref(), problems);
+        validate_field_path(
+            "--kafka-time-field",
+            self.kafka_time_field.as_ref(),
+            problems,
+        );
         for (n, option) in self.kafka_option.iter().enumerate() {
             match option.expose().split_once('=') {
                 Some((key, _)) if OWNED_PROPERTIES.contains(&key.trim()) => problems.push(format!(

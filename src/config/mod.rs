@@ -8,7 +8,9 @@
 //! [`ConfigError`] listing every problem in one line. Secrets are [`Secret`]s: `Debug`, the
 //! start-up summary, errors and `--help` never show them.
 
+mod backfill;
 mod kafka;
+mod s3;
 mod secret;
 mod webhook;
 
@@ -18,11 +20,22 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use url::Url;
 
+pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
+pub use s3::{ObjectFormat, S3Config};
 pub use secret::{ClusterUrl, Secret, SplitUrl};
 pub use webhook::{RetryStatus, WebhookCommand, WebhookConfig, WebhookFormat};
+
+/// Adds a problem when `field` (given with `flag`) is not a dotted field path (`meta.id`).
+fn validate_field_path(flag: &str, field: Option<&String>, problems: &mut Vec<String>) {
+    if let Some(field) = field {
+        if field.split('.').any(str::is_empty) {
+            problems.push(format!("{flag} {field:?} is not a dotted field path"));
+        }
+    }
+}
 
 /// Environment variables for every flag share this prefix.
 pub const ENV_PREFIX: &str = "CLOUDTRAIL_INGEST_";
@@ -33,10 +46,11 @@ pub const DEFAULT_INDEX_PREFIX: &str = "cloudtrail";
 /// SQS rejects long polls longer than this.
 const MAX_RECEIVE_WAIT: Duration = Duration::from_secs(20);
 
-/// Ships audit logs into daily Elasticsearch/OpenSearch indices: CloudTrail logs announced on
-/// an SQS queue (the default command), Confluent Cloud audit logs and other JSON topics from
-/// Kafka (`cloudtrail-ingest kafka`), or Kong Konnect audit logs pushed to a webhook
-/// (`cloudtrail-ingest webhook`).
+/// Ships audit logs into daily Elasticsearch/OpenSearch indices: CloudTrail logs (and JSON
+/// lines) announced on an SQS queue (the default command), Confluent Cloud audit logs and
+/// other JSON topics from Kafka (`cloudtrail-ingest kafka`), Kong Konnect audit logs pushed
+/// to a webhook (`cloudtrail-ingest webhook`), or what a bucket already holds
+/// (`cloudtrail-ingest backfill`).
 ///
 /// AWS settings (region, credentials, profiles, endpoints) come from the standard AWS chain:
 /// AWS_REGION, AWS_PROFILE, the ECS task role or EC2 instance profile, AWS_ENDPOINT_URL,
@@ -62,6 +76,9 @@ pub enum SourceCommand {
     /// sender of JSON or CEF lines); a request is answered only once every entry of it is
     /// indexed or dead-lettered.
     Webhook(Box<WebhookCommand>),
+    /// Ingest what a bucket already holds (CloudTrail logs, JSON lines), without SQS, and
+    /// exit: 0 when everything settled, 1 when some object failed for good (listed).
+    Backfill(Box<BackfillCommand>),
 }
 
 /// What to run, with its whole configuration.
@@ -70,6 +87,7 @@ pub enum Command {
     Sqs(Box<Config>),
     Kafka(Box<KafkaCommand>),
     Webhook(Box<WebhookCommand>),
+    Backfill(Box<BackfillCommand>),
 }
 
 impl Cli {
@@ -95,6 +113,7 @@ impl Cli {
                     .get_or_insert_with(|| webhook::DEFAULT_INDEX_PREFIX.to_string());
                 Command::Webhook(webhook)
             }
+            Some(SourceCommand::Backfill(backfill)) => Command::Backfill(backfill),
         }
     }
 }
@@ -110,6 +129,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub sqs: SqsConfig,
+
+    #[command(flatten)]
+    pub s3: S3Config,
 
     #[command(flatten)]
     pub cluster: ClusterConfig,
@@ -165,10 +187,6 @@ pub struct SqsConfig {
     /// use the queue's redrive policy (a DLQ) instead whenever you can.
     #[arg(long, env = "CLOUDTRAIL_INGEST_MAX_RECEIVE_COUNT", value_name = "N")]
     pub max_receive_count: Option<u32>,
-
-    /// Use path-style S3 addressing (for S3-compatible stores that need it).
-    #[arg(long, env = "CLOUDTRAIL_INGEST_S3_FORCE_PATH_STYLE")]
-    pub s3_force_path_style: bool,
 }
 
 /// The connection to the Elasticsearch or OpenSearch cluster.
@@ -438,6 +456,7 @@ impl Config {
         }
         self.cluster.validate(&mut problems);
         self.index.validate(&mut problems);
+        self.s3.validate(&self.index, &mut problems);
         self.bulk.validate(&mut problems);
         if self.sqs.max_in_flight == 0 {
             problems.push("--max-in-flight must be at least 1".into());
@@ -466,15 +485,15 @@ impl Config {
     /// A one-line summary for the start-up log; never contains secrets.
     pub fn redacted_summary(&self) -> String {
         format!(
-            "queue_url={} {} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={} s3_force_path_style={}",
+            "queue_url={} {} {} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={}",
             self.sqs.queue_url.as_deref().unwrap_or("-"),
+            self.s3.summary(),
             sink_summary(&self.cluster, &self.index, &self.bulk),
             self.sqs.max_in_flight,
             self.sqs.receive_wait,
             self.sqs.max_receive_count.map_or_else(|| "off".to_string(), |n| n.to_string()),
             self.shutdown_grace,
             self.exit_when_idle,
-            self.sqs.s3_force_path_style,
         )
     }
 }

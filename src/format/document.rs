@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::pipeline::Event;
+use crate::pipeline::{Dataset, Event};
 
 /// How free-form values are written, so that one mapping accepts every event:
 /// - [`FreeForm::Objects`] (mapped `flattened`/`flat_object`): objects and `null` as written;
@@ -139,6 +139,7 @@ pub struct Parts<'a> {
     pub has_timestamp: bool,
     /// In record order.
     pub edits: &'a [Edit],
+    pub dataset: Dataset,
 }
 
 /// The event of `record`: placed by its own time, else by `fallback_time`; `None` when it
@@ -169,6 +170,7 @@ pub fn event(
         timestamp,
         source,
         used_fallback_time,
+        dataset: parts.dataset,
     })
 }
 

@@ -1,10 +1,14 @@
-//! The JSON record format (`--kafka-format json`): any JSON object per record -> one event.
+//! The JSON record format (`--kafka-format json`, and JSON lines on S3 that are not
+//! Confluent audit records): any JSON object per record -> one event.
 //!
-//! - `_id`: the string (or number) at `--kafka-id-field` when given and present, else the
-//!   record's position (Kafka: `<topic>-<partition>-<offset>`), so re-reading a record never
-//!   makes a duplicate;
-//! - time and `@timestamp`: the RFC 3339 string at `--kafka-time-field` when given and
-//!   parseable, else the fallback time (Kafka: the record timestamp), counted as such;
+//! - `_id`: the string (or number) at the id field when given and present; without one, a
+//!   CloudEvents record's `id` (a top-level `id` beside `specversion`); else the record's
+//!   position (Kafka: `<topic>-<partition>-<offset>`; S3: a hash of bucket, key and the
+//!   record's place in the object), so re-reading a record never makes a duplicate;
+//! - time and `@timestamp`: the first of the time fields that holds an RFC 3339 string
+//!   (Kafka: `--kafka-time-field`; S3: `--ndjson-time-field`, else `time`, `eventTime`,
+//!   `@timestamp`, `timestamp`), else the fallback time (Kafka: the record timestamp; S3:
+//!   the object's LastModified), counted as such;
 //! - the record is otherwise kept byte for byte (a record that already has `@timestamp`
 //!   keeps its own). Its indices map unknown strings as keywords, without date or numeric
 //!   detection ([`crate::format::mapping`]), so no event is refused for a field's type
@@ -15,22 +19,26 @@ use serde_json::{json, Map, Value};
 use super::document::{event, find, members, parse_time, raw_str, Parts};
 use super::mapping::{dynamic, FreeFormMapping, Mappings};
 use super::{not_json, RecordContext, RecordError, RecordFormat};
-use crate::pipeline::Event;
+use crate::pipeline::{Dataset, Event};
+
+/// The time fields of JSON lines on S3 when `--ndjson-time-field` is not given, in order.
+pub const DEFAULT_TIME_FIELDS: [&str; 4] = ["time", "eventTime", "@timestamp", "timestamp"];
 
 #[derive(Debug, Clone, Default)]
 pub struct Json {
     /// Dotted path of the `_id` field.
     pub id_field: Option<Vec<String>>,
-    /// Dotted path of the time field.
-    pub time_field: Option<Vec<String>>,
+    /// Dotted paths of the time fields, the first usable one wins.
+    pub time_fields: Vec<Vec<String>>,
 }
 
 impl Json {
-    pub fn new(id_field: Option<&str>, time_field: Option<&str>) -> Self {
+    /// `id_field` and `time_fields` as dotted paths (`meta.id`).
+    pub fn new<'a>(id_field: Option<&str>, time_fields: impl IntoIterator<Item = &'a str>) -> Self {
         let path = |p: &str| p.split('.').map(str::to_string).collect();
         Json {
             id_field: id_field.map(path),
-            time_field: time_field.map(path),
+            time_fields: time_fields.into_iter().map(path).collect(),
         }
     }
 }
@@ -48,28 +56,39 @@ fn scalar_at(record: &[u8], path: &[String]) -> Option<String> {
 impl RecordFormat for Json {
     fn event(&self, record: &[u8], context: &RecordContext<'_>) -> Result<Event, RecordError> {
         let top = members(record).ok_or_else(|| not_json(record))?;
-        let id = self
-            .id_field
-            .as_ref()
-            .and_then(|path| scalar_at(record, path))
-            .filter(|id| !id.is_empty() && id.len() <= 512)
-            .unwrap_or_else(|| context.position.to_string());
+        let top_value = |name: &str| {
+            top.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, span)| &record[span.clone()])
+        };
+        let id = match &self.id_field {
+            Some(path) => scalar_at(record, path),
+            None => top_value("specversion")
+                .and(top_value("id"))
+                .and_then(raw_str),
+        }
+        .filter(|id| !id.is_empty() && id.len() <= 512)
+        .unwrap_or_else(|| context.position.to_string());
         let own_time = self
-            .time_field
-            .as_ref()
-            .and_then(|path| scalar_at(record, path))
-            .and_then(|s| parse_time(&s).map(|t| (s, t)));
+            .time_fields
+            .iter()
+            .find_map(|path| scalar_at(record, path).and_then(|s| parse_time(&s).map(|t| (s, t))));
         let parts = Parts {
             id,
             own_time,
             has_timestamp: top.iter().any(|(key, _)| key == "@timestamp"),
             edits: &[],
+            dataset: Dataset::Json,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)
     }
 
     fn mappings(&self) -> Mappings {
         mappings
+    }
+
+    fn dataset(&self) -> Dataset {
+        Dataset::Json
     }
 }
 
@@ -98,7 +117,7 @@ mod tests {
 
     #[test]
     fn id_and_time_from_the_configured_fields() {
-        let format = Json::new(Some("event.id"), Some("meta.at"));
+        let format = Json::new(Some("event.id"), ["meta.at"]);
         let record = br#"{"event":{"id":"abc"},"meta":{"at":"2023-01-02T03:04:05.678Z"},"n":1}"#;
         let event = format.event(record, &context("t-0-7")).unwrap();
         assert_eq!(event.id, "abc");
@@ -115,7 +134,7 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_position_and_the_record_time() {
-        let format = Json::new(Some("id"), Some("time"));
+        let format = Json::new(Some("id"), ["time"]);
         let event = format
             .event(br#"{"time":"yesterday","x":"y"}"#, &context("audit-3-99"))
             .unwrap();
@@ -127,6 +146,27 @@ mod tests {
             fallback_time: None,
         };
         assert_eq!(format.event(b"{}", &none), Err(RecordError::NoTime));
+    }
+
+    #[test]
+    fn cloud_event_ids_and_the_first_usable_time_field_by_default() {
+        let format = Json::new(None, DEFAULT_TIME_FIELDS);
+        let event = format
+            .event(
+                br#"{"specversion":"1.0","id":"ce-1","time":"soon","eventTime":"2023-04-05T06:07:08Z"}"#,
+                &context("p"),
+            )
+            .unwrap();
+        assert_eq!(event.id, "ce-1");
+        assert_eq!(event.time, datetime!(2023-04-05 06:07:08 UTC));
+        let plain = format
+            .event(
+                br#"{"id":"not-unique","timestamp":"2023-04-05T06:07:09Z"}"#,
+                &context("p-1"),
+            )
+            .unwrap();
+        assert_eq!(plain.id, "p-1", "an id without specversion is not taken");
+        assert_eq!(plain.time, datetime!(2023-04-05 06:07:09 UTC));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Formats: a payload's bytes -> [`Event`]s.
 //!
 //! Two shapes: a [`Format`] reads a whole payload that holds many records (a CloudTrail log
-//! object); a [`RecordFormat`] turns one record into one event (a Kafka record, one line of
-//! a JSON-lines object). Each format also declares the mappings of its indices
+//! object, a JSON-lines object; [`object`] tells them apart); a [`RecordFormat`] turns one
+//! record into one event (a Kafka record, one line of a JSON-lines object). Each format also declares the mappings of its indices
 //! ([`mapping`]), and shares the byte-level document helpers of [`document`].
 //!
 //! A format reads a decompressed byte stream to the end and emits one event per record, as
@@ -20,8 +20,10 @@ pub mod cloudtrail;
 pub mod confluent;
 pub mod document;
 pub mod json;
+pub mod json_lines;
 pub mod konnect;
 pub mod mapping;
+pub mod object;
 
 use std::io::{self, BufRead};
 
@@ -29,14 +31,41 @@ use time::OffsetDateTime;
 
 pub use document::FreeForm;
 
-use crate::pipeline::{Closed, Event};
+use crate::pipeline::{Closed, Dataset, Event};
 
 /// What reading one payload produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// Events handed on (unreadable records not included).
     pub events: u64,
     /// Events placed by the payload's fallback time for lack of their own.
     pub fallback_time_events: u64,
+    /// Records handed on as [`Item::Unreadable`].
+    pub unreadable: u64,
+}
+
+/// What a payload is, besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadContext<'a> {
+    /// A stable name of the payload (`s3://bucket/key`), for the `_id`s of records that
+    /// have none of their own.
+    pub name: &'a str,
+    /// The time of records without a usable one of their own (an object's LastModified).
+    pub fallback_time: Option<OffsetDateTime>,
+}
+
+/// What a payload format hands on.
+#[derive(Debug)]
+pub enum Item {
+    Event(Event),
+    /// A record the format could not make an event of, for the dead-letter index: `event`
+    /// holds its bytes as they came, with a stable `_id`, placed at the fallback time.
+    Unreadable {
+        event: Event,
+        /// 1-based line of the payload where the record starts.
+        line: u64,
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +84,12 @@ pub enum FormatError {
 
 /// A way of reading events out of bytes.
 pub trait Format: Send + Sync + std::fmt::Debug {
-    /// Reads `input` to its end and hands each event to `emit`. `fallback_time` places
-    /// events that carry no usable time of their own.
+    /// Reads `input` to its end and hands each event (or unreadable record) to `emit`.
     fn read(
         &self,
         input: &mut dyn BufRead,
-        fallback_time: Option<OffsetDateTime>,
-        emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+        context: &PayloadContext<'_>,
+        emit: &mut dyn FnMut(Item) -> Result<(), Closed>,
     ) -> Result<Summary, FormatError>;
 }
 
@@ -91,6 +119,9 @@ pub trait RecordFormat: Send + Sync + std::fmt::Debug {
 
     /// The mappings of the indices this format's events go to.
     fn mappings(&self) -> mapping::Mappings;
+
+    /// The dataset of this format's events.
+    fn dataset(&self) -> Dataset;
 }
 
 /// Why `record` is not one JSON object, in a few words.

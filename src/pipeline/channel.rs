@@ -92,6 +92,7 @@ mod tests {
                 timestamp: "1970-01-01T00:00:00Z".into(),
                 source: vec![b' '; bytes],
                 used_fallback_time: false,
+                dataset: crate::pipeline::Dataset::CloudTrail,
             },
             Arc::new(Origin::new("s3://b/k", serde_json::json!({}))),
             ticket.claim(),

@@ -26,18 +26,34 @@ pub struct Event {
     pub source: Vec<u8>,
     /// `time` is not the event's own but the payload's fallback (an object's LastModified).
     pub used_fallback_time: bool,
+    /// The family of indices (prefix and template) the event belongs to.
+    pub dataset: Dataset,
+}
+
+/// A family of daily indices with its own prefix and template: what a format's events are.
+/// A source that reads one format sends every event to `--index-prefix`; the S3 sources,
+/// which read CloudTrail logs and JSON lines side by side, keep each dataset apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    CloudTrail,
+    Confluent,
+    Konnect,
+    /// Any other JSON records.
+    Json,
 }
 
 impl Event {
     /// The stand-in of a record its source could not read: its bytes as they came, placed at
-    /// `time` (which counts as a fallback), for [`Pending::refused`] to dead-letter.
-    pub fn unreadable(id: String, raw: Vec<u8>, time: OffsetDateTime) -> Self {
+    /// `time` (which counts as a fallback), for [`Pending::refused`] to dead-letter. Its
+    /// `dataset` names the indices it was meant for.
+    pub fn unreadable(id: String, raw: Vec<u8>, time: OffsetDateTime, dataset: Dataset) -> Self {
         Event {
             id,
             time,
             timestamp: crate::format::document::format_time(time),
             source: raw,
             used_fallback_time: true,
+            dataset,
         }
     }
 }

@@ -23,7 +23,7 @@ mod ticket;
 mod watermark;
 
 pub use channel::{channel, Closed, EventReceiver, EventSender};
-pub use event::{Event, Origin, Pending};
+pub use event::{Dataset, Event, Origin, Pending};
 pub use failure::Failure;
 pub use ticket::{Claim, Ticket, Verdict};
 pub use watermark::Watermark;

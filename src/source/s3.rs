@@ -19,12 +19,112 @@ use aws_sdk_s3::operation::get_object::GetObjectError;
 use flate2::bufread::MultiGzDecoder;
 use time::OffsetDateTime;
 use tokio_util::io::SyncIoBridge;
+use tracing::warn;
 
-use crate::format::{Format, FormatError};
-use crate::pipeline::{EventSender, Origin, Pending, Ticket};
+use crate::config::{IndexConfig, ObjectFormat, S3Config};
+use crate::format::cloudtrail::{self, CloudTrail};
+use crate::format::json::{self, Json};
+use crate::format::json_lines::JsonLines;
+use crate::format::object::Objects;
+use crate::format::{confluent, Format, FormatError, FreeForm, Item, PayloadContext};
+use crate::pipeline::{Dataset, EventSender, Origin, Pending, Ticket};
+use crate::sink::elasticsearch::dead_letter::Rejection;
+use crate::sink::elasticsearch::Destination;
+use crate::telemetry::Stats;
 
 const READ_BUFFER: usize = 64 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Why a key is not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// `CloudTrail-Digest/` objects hold hashes of log files, not events.
+    Digest,
+    /// Not a name the object format reads (a folder marker; with `cloudtrail`, a key not
+    /// named `.json` or `.json.gz`).
+    NotEventLog,
+    /// An S3/EventBridge event about something other than a new object.
+    NotObjectCreated,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Digest => "digest",
+            SkipReason::NotEventLog => "not_event_log",
+            SkipReason::NotObjectCreated => "not_object_created",
+        }
+    }
+}
+
+/// Key endings of JSON-lines objects that `auto` reads besides CloudTrail's `.json` and
+/// `.json.gz`.
+const JSON_LINES_ENDINGS: [&str; 4] = [".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz"];
+
+/// `None` when `key` names an object to read in `format`: with `cloudtrail`, a `.json` or
+/// `.json.gz` log (CloudTrail-Insight logs included); with `auto`, also `.ndjson[.gz]` and
+/// `.jsonl[.gz]`; with `ndjson`, any key (Firehose and Fluent Bit name objects without an
+/// ending). Digests and folder markers are never read.
+pub fn skip_reason(key: &str, format: ObjectFormat) -> Option<SkipReason> {
+    let named = |endings: &[&str]| endings.iter().any(|e| key.ends_with(e));
+    if key.contains("/CloudTrail-Digest/") || key.starts_with("CloudTrail-Digest/") {
+        return Some(SkipReason::Digest);
+    }
+    let read = match format {
+        _ if key.is_empty() || key.ends_with('/') => false,
+        ObjectFormat::Ndjson => true,
+        ObjectFormat::Cloudtrail => named(&[".json", ".json.gz"]),
+        ObjectFormat::Auto => named(&[".json", ".json.gz"]) || named(&JSON_LINES_ENDINGS),
+    };
+    (!read).then_some(SkipReason::NotEventLog)
+}
+
+/// The object format `config` asks for, writing free-form values the `free_form` way.
+pub fn object_format(config: &S3Config, free_form: FreeForm) -> Objects {
+    let format = config.object_format;
+    Objects {
+        cloudtrail: format.reads_cloudtrail().then_some(CloudTrail {
+            options: cloudtrail::Options { free_form },
+        }),
+        json_lines: format.reads_json_lines().then(|| {
+            let time_fields: Vec<&str> = match &config.ndjson_time_field {
+                Some(field) => vec![field],
+                None => json::DEFAULT_TIME_FIELDS.to_vec(),
+            };
+            JsonLines::new(
+                free_form,
+                Json::new(config.ndjson_id_field.as_deref(), time_fields),
+            )
+        }),
+    }
+}
+
+/// Where the events of S3 objects go: CloudTrail logs to `--index-prefix`, Confluent audit
+/// records and other JSON lines each to their own prefix (when the object format reads them).
+pub fn destinations(config: &S3Config, index: &IndexConfig) -> Vec<Destination> {
+    let mut destinations = Vec::new();
+    if config.object_format.reads_cloudtrail() {
+        destinations.push(Destination {
+            dataset: Dataset::CloudTrail,
+            prefix: index.prefix().to_string(),
+            mappings: cloudtrail::mapping::mappings,
+        });
+    }
+    if config.object_format.reads_json_lines() {
+        let ndjson = Destination {
+            dataset: Dataset::Json,
+            prefix: config.ndjson_index_prefix.clone(),
+            mappings: json::mappings,
+        };
+        let confluent = Destination {
+            dataset: Dataset::Confluent,
+            prefix: config.confluent_index_prefix.clone(),
+            mappings: confluent::mapping::mappings,
+        };
+        destinations.extend([ndjson, confluent]);
+    }
+    destinations
+}
 
 /// One S3 object to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +171,8 @@ pub struct ObjectSummary {
     pub stored_bytes: u64,
     /// Records placed by the object's LastModified for lack of a usable time.
     pub fallback_time_events: u64,
+    /// Records that are not usable (JSON lines that are no JSON object), dead-lettered.
+    pub unreadable: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +203,30 @@ impl FetchError {
     }
 }
 
+/// The S3 client for `config` (path-style addressing when asked).
+pub fn client(aws: &aws_config::SdkConfig, config: &S3Config) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(config.s3_force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// Counts what reading `object` produced, and says when records had no usable time.
+pub fn count(stats: &Stats, object: &ObjectRef, summary: &ObjectSummary) {
+    stats.add(&stats.objects_read, 1);
+    stats.add(&stats.bytes_read, summary.stored_bytes);
+    stats.add(&stats.records_unreadable, summary.unreadable);
+    stats.add(&stats.records_fallback_time, summary.fallback_time_events);
+    if summary.fallback_time_events > 0 {
+        warn!(
+            bucket = %object.bucket,
+            key = %object.key,
+            documents = summary.fallback_time_events,
+            "records without a usable time of their own were placed by the object's LastModified"
+        );
+    }
+}
+
 /// Streams `object` and sends its events to the sink.
 pub async fn fetch(
     s3: &aws_sdk_s3::Client,
@@ -118,15 +244,22 @@ pub async fn fetch(
         .last_modified
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
     let body = SyncIoBridge::new(output.body.into_async_read());
-    tokio::task::spawn_blocking(move || read_events(NetworkRead(body), last_modified, &sink))
-        .await
-        .expect("the read task does not panic")
+    let name = object.to_string();
+    tokio::task::spawn_blocking(move || {
+        let context = PayloadContext {
+            name: &name,
+            fallback_time: last_modified,
+        };
+        read_events(NetworkRead(body), &context, &sink)
+    })
+    .await
+    .expect("the read task does not panic")
 }
 
 /// The synchronous part: decompress, read the format, send. Runs on a blocking thread.
 fn read_events<R: Read>(
     body: R,
-    fallback_time: Option<OffsetDateTime>,
+    context: &PayloadContext<'_>,
     sink: &ObjectSink,
 ) -> Result<ObjectSummary, FetchError> {
     let mut stored = CountingRead {
@@ -144,11 +277,27 @@ fn read_events<R: Read>(
         } else {
             Box::new(raw)
         };
-        let mut emit = |event| {
-            let pending = Pending::new(event, sink.origin.clone(), sink.ticket.claim());
+        let mut emit = |item| {
+            let pending = match item {
+                Item::Event(event) => Pending::new(event, sink.origin.clone(), sink.ticket.claim()),
+                Item::Unreadable {
+                    event,
+                    line,
+                    reason,
+                } => {
+                    warn!(origin = %sink.origin, line, reason, "record is not usable; sending it to the dead-letter index");
+                    let origin = Arc::new(at_line(&sink.origin, line));
+                    Pending::refused(
+                        event,
+                        origin,
+                        sink.ticket.claim(),
+                        Rejection::unreadable(reason),
+                    )
+                }
+            };
             sink.events.blocking_send(pending)
         };
-        sink.format.read(&mut decoded, fallback_time, &mut emit)
+        sink.format.read(&mut decoded, context, &mut emit)
     };
     let summary = read.map_err(|err| match err {
         FormatError::Read(io) => read_error(io),
@@ -159,7 +308,15 @@ fn read_events<R: Read>(
         events: summary.events,
         stored_bytes: stored.count,
         fallback_time_events: summary.fallback_time_events,
+        unreadable: summary.unreadable,
     })
+}
+
+/// The origin of the record at `line` of an object: its dead-letter entry says `s3.line`.
+fn at_line(object: &Origin, line: u64) -> Origin {
+    let mut fields = serde_json::Value::Object(object.fields().cloned().unwrap_or_default());
+    fields["s3"]["line"] = line.into();
+    Origin::new(format!("{object} line {line}"), fields)
 }
 
 /// Marks errors that come from the S3 body stream, so that they can be told apart from
@@ -267,9 +424,15 @@ mod tests {
     ) -> (Result<ObjectSummary, FetchError>, Vec<Pending>) {
         let (tx, mut rx): (_, EventReceiver) = channel(1000, 1 << 20);
         let sink = sink(Ticket::new(), tx);
-        let result = tokio::task::spawn_blocking(move || read_events(body, None, &sink))
-            .await
-            .unwrap();
+        let result = tokio::task::spawn_blocking(move || {
+            let context = PayloadContext {
+                name: "s3://b/k",
+                fallback_time: Some(OffsetDateTime::UNIX_EPOCH),
+            };
+            read_events(body, &context, &sink)
+        })
+        .await
+        .unwrap();
         let mut events = Vec::new();
         while let Ok(Some(p)) =
             tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
@@ -295,6 +458,77 @@ mod tests {
             let ids: Vec<_> = events.iter().map(|p| p.event.id.as_str()).collect();
             assert_eq!(ids, ["a", "b"]);
         }
+    }
+
+    #[test]
+    fn which_keys_each_object_format_reads() {
+        use ObjectFormat::{Auto, Cloudtrail, Ndjson};
+        let digest = Some(SkipReason::Digest);
+        let not_read = Some(SkipReason::NotEventLog);
+        let table = [
+            (
+                "AWSLogs/1/CloudTrail-Digest/us-east-1/2020/09/11/x.json.gz",
+                [digest; 3],
+            ),
+            (
+                "AWSLogs/1/CloudTrail-Insight/us-east-1/2020/09/11/x.json.gz",
+                [None; 3],
+            ),
+            (
+                "AWSLogs/1/CloudTrail/us-east-1/2020/09/11/x.json",
+                [None; 3],
+            ),
+            ("topics/t/partition=0/t+0+0000000000.json.gz", [None; 3]),
+            ("logs/2024/05/01/app.ndjson.gz", [not_read, None, None]),
+            (
+                "firehose/2024/05/01/10/stream-1-2024-05-01-10-00-00-abc",
+                [not_read, not_read, None],
+            ),
+            ("HappyFace.jpg", [not_read, not_read, None]),
+            ("AWSLogs/1/CloudTrail/", [not_read; 3]),
+        ];
+        for (key, expected) in table {
+            for (format, expected) in [Cloudtrail, Auto, Ndjson].into_iter().zip(expected) {
+                assert_eq!(skip_reason(key, format), expected, "{key} {format:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_no_json_goes_to_the_dead_letter_index_with_its_line() {
+        let (tx, mut rx): (_, EventReceiver) = channel(1000, 1 << 20);
+        let mut sink = sink(Ticket::new(), tx);
+        let config = <crate::config::Config as clap::Parser>::parse_from(["x"]);
+        sink.format = Arc::new(object_format(&config.s3, FreeForm::Objects));
+        let body = gzip(b"{\"a\":1}\n\nnot json\n{\"b\":2}{\"c\":3}\n");
+        let result = tokio::task::spawn_blocking(move || {
+            let context = PayloadContext {
+                name: "s3://b/k",
+                fallback_time: Some(OffsetDateTime::UNIX_EPOCH),
+            };
+            read_events(io::Cursor::new(body), &context, &sink)
+        })
+        .await
+        .unwrap()
+        .expect("reads");
+        assert_eq!((result.events, result.unreadable), (3, 1));
+        let mut refused = Vec::new();
+        while let Ok(Some(pending)) =
+            tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
+        {
+            if let Some(rejection) = &pending.refusal {
+                refused.push((pending.origin.fields().cloned(), rejection.reason.clone()));
+            }
+        }
+        let [(fields, reason)] = &refused[..] else {
+            panic!("{refused:?}")
+        };
+        let fields = serde_json::Value::Object(fields.clone().unwrap());
+        assert_eq!(
+            fields["s3"],
+            serde_json::json!({"bucket": "b", "key": "k", "line": 3})
+        );
+        assert!(reason.starts_with("line 3: not JSON"), "{reason}");
     }
 
     #[tokio::test]

@@ -63,8 +63,8 @@ counters! {
     bulk_retries: "bulk retries (whole requests and failed items)",
     bulk_failures: "bulk requests whose response could not be used; their events failed",
     records_consumed: "Kafka records received",
-    records_fallback_time: "Kafka records placed by their record timestamp for lack of a usable time of their own",
-    records_unreadable: "Kafka records that are not JSON, sent to the dead-letter index",
+    records_fallback_time: "records placed by a fallback time (a Kafka record's timestamp, an S3 object's LastModified) for lack of a usable time of their own",
+    records_unreadable: "Kafka records and lines of S3 JSON-lines objects that are no JSON object, sent to the dead-letter index",
     records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
     offset_commits: "Kafka offset commits that succeeded",
     offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
@@ -79,6 +79,9 @@ counters! {
     entries_received: "webhook entries read",
     entries_unreadable: "webhook entries (or whole bodies) that are not JSON or CEF, sent to the dead-letter index",
     entries_fallback_time: "webhook entries placed by the time they were received for lack of their own",
+    list_requests: "backfill: S3 ListObjectsV2 requests (folder discovery and object listing)",
+    objects_listed: "backfill: objects listed",
+    objects_resumed: "backfill: listed objects not fetched because the checkpoint says they settled",
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).

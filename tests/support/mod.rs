@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Parser;
-use cloudtrail_ingest::config::Config;
+use cloudtrail_ingest::config::{self as config, Cli, Config};
+use cloudtrail_ingest::source::backfill;
 use cloudtrail_ingest::source::sqs::{self as worker, Clients};
 use cloudtrail_ingest::telemetry::Summary;
 use serde_json::{json, Value};
@@ -266,6 +267,38 @@ impl TestEnv {
         }
     }
 
+    /// S3 event notifications of new objects in this test's bucket go to its queue.
+    pub async fn notify_queue_of_new_objects(&self) {
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(&self.queue_arn)
+                            .events(Event::S3ObjectCreated)
+                            .build()
+                            .expect("a queue configuration"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("bucket notification");
+    }
+
+    /// The index prefix of this test's JSON lines that are not Confluent records.
+    pub fn ndjson_prefix(&self) -> String {
+        format!("nd{}", self.index_prefix)
+    }
+
+    /// The index prefix of this test's Confluent audit records read from S3.
+    pub fn confluent_prefix(&self) -> String {
+        format!("cf{}", self.index_prefix)
+    }
+
     pub async fn put_object(&self, key: &str, body: Vec<u8>) {
         self.s3
             .put_object()
@@ -311,25 +344,32 @@ impl TestEnv {
 
     /// Worker arguments for this environment; `extra` are appended.
     pub fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "cloudtrail-ingest",
-            "--queue-url",
-            &self.queue_url,
+        let queue = ["--queue-url", &self.queue_url, "--receive-wait", "1s"];
+        self.arguments(&queue, extra)
+    }
+
+    /// `cloudtrail-ingest <source...>`, then this test's cluster, indices and S3 flags, then
+    /// `extra`.
+    fn arguments(&self, source: &[&str], extra: &[&str]) -> Vec<String> {
+        let sink = [
             "--elasticsearch-url",
             &standins().search_url,
             "--index-prefix",
             &self.index_prefix,
+            "--ndjson-index-prefix",
+            &self.ndjson_prefix(),
+            "--confluent-index-prefix",
+            &self.confluent_prefix(),
             "--s3-force-path-style",
-            "--receive-wait",
-            "1s",
             "--bulk-linger",
             "50ms",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+        ];
+        std::iter::once("cloudtrail-ingest")
+            .chain(source.iter().copied())
+            .chain(sink)
+            .chain(extra.iter().copied())
+            .map(str::to_string)
+            .collect()
     }
 
     /// Starts the worker in-process; it stops once the queue is idle.
@@ -397,6 +437,40 @@ impl TestEnv {
         spawn_worker(self.args(extra), None, stop)
     }
 
+    /// `cloudtrail-ingest backfill` arguments for this test's bucket and indices; `extra`
+    /// are appended.
+    pub fn backfill_args(&self, extra: &[&str]) -> Vec<String> {
+        self.arguments(&["backfill", "--bucket", &self.bucket], extra)
+    }
+
+    /// Runs a backfill in-process to its end, with S3 reached through `s3` when given (a
+    /// proxy that counts requests).
+    pub async fn backfill(&self, extra: &[&str], s3: Option<&str>) -> backfill::Outcome {
+        let command = match Cli::try_parse_from(self.backfill_args(extra))
+            .expect("test arguments parse")
+            .into_command()
+        {
+            config::Command::Backfill(command) => command,
+            other => panic!("not a backfill: {other:?}"),
+        };
+        command.validate().expect("test configuration is valid");
+        let aws = aws_config();
+        let mut s3_config = aws_sdk_s3::config::Builder::from(&aws).force_path_style(true);
+        if let Some(url) = s3 {
+            s3_config = s3_config.endpoint_url(url);
+        }
+        let s3_client = aws_sdk_s3::Client::from_conf(s3_config.build());
+        let cluster = cloudtrail_ingest::sink::elasticsearch::client::connect(&command.cluster)
+            .expect("cluster client");
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            backfill::run(&command, s3_client, cluster, CancellationToken::new()),
+        )
+        .await
+        .expect("the backfill ends")
+        .expect("the backfill runs")
+    }
+
     /// Runs the worker in-process until the queue is idle.
     pub async fn run_until_idle(&self, extra: &[&str]) -> Summary {
         tokio::time::timeout(Duration::from_secs(120), self.spawn_until_idle(extra))
@@ -448,7 +522,12 @@ impl Indices {
 
     /// Document counts per index of this test, after a refresh.
     pub async fn index_counts(&self) -> std::collections::BTreeMap<String, u64> {
-        let pattern = format!("{}-*", self.index_prefix);
+        self.counts_matching(&format!("{}-*", self.index_prefix))
+            .await
+    }
+
+    /// Document counts per index matching `pattern`, after a refresh.
+    pub async fn counts_matching(&self, pattern: &str) -> std::collections::BTreeMap<String, u64> {
         self.search(reqwest::Method::POST, &format!("{pattern}/_refresh"), None)
             .await;
         let rows = self

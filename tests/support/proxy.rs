@@ -110,6 +110,7 @@ impl FaultProxy {
             }),
             requests: AtomicU64::new(0),
             faulted: AtomicU64::new(0),
+            seen: Mutex::new(Vec::new()),
         });
         let accept = tokio::spawn(accept(listener, shared.clone()));
         FaultProxy {
@@ -133,6 +134,17 @@ impl FaultProxy {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// `METHOD target` (path and query as sent) of every request so far, and forgets them.
+    pub fn take_seen(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .seen
+                .lock()
+                .expect("the request log is not poisoned"),
+        )
+    }
+
     /// Requests answered with an injected fault (status or drop or delayed).
     pub fn faulted(&self) -> u64 {
         self.shared.faulted.load(Ordering::SeqCst)
@@ -152,6 +164,8 @@ struct Shared {
     active: Mutex<Active>,
     requests: AtomicU64,
     faulted: AtomicU64,
+    /// `METHOD target` of every request, in arrival order.
+    seen: Mutex<Vec<String>>,
 }
 
 /// The fault and its match count, replaced together so that a new fault counts from zero.
@@ -286,6 +300,11 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) -> io::Result<()> {
     while let Some(request) = conn.read_head().await? {
         let received = Instant::now();
         shared.requests.fetch_add(1, Ordering::SeqCst);
+        shared
+            .seen
+            .lock()
+            .expect("the request log is not poisoned")
+            .push(format!("{} {}", request.method, request.target));
         if request.expects_continue() && request.has_body() {
             conn.stream
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")

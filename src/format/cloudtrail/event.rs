@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 use super::split::Record;
 pub use crate::format::document::FreeForm;
 use crate::format::document::{self, content_id, raw_str, time_of, Edit, Parts};
-use crate::pipeline::Event;
+use crate::pipeline::{Dataset, Event};
 
 /// The top-level fields whose content is free-form.
 pub const FREE_FORM_FIELDS: [&str; 4] = [
@@ -142,6 +142,7 @@ pub fn build(
         own_time,
         has_timestamp: keys.timestamp.is_some(),
         edits: &edits,
+        dataset: Dataset::CloudTrail,
     };
     document::event(record, parts, fallback_time).ok_or(DocumentError::NoTime)
 }

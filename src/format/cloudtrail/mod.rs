@@ -9,13 +9,12 @@ pub mod split;
 
 use std::io::BufRead;
 
-use time::OffsetDateTime;
 use tracing::trace;
 
 pub use event::{FreeForm, Options, FREE_FORM_FIELDS};
 
-use super::{Format, FormatError, Summary};
-use crate::pipeline::{Closed, Event};
+use super::{Format, FormatError, Item, PayloadContext, Summary};
+use crate::pipeline::Closed;
 use split::{SplitError, Splitter};
 
 #[derive(Debug, Clone, Copy)]
@@ -27,9 +26,10 @@ impl Format for CloudTrail {
     fn read(
         &self,
         input: &mut dyn BufRead,
-        fallback_time: Option<OffsetDateTime>,
-        emit: &mut dyn FnMut(Event) -> Result<(), Closed>,
+        context: &PayloadContext<'_>,
+        emit: &mut dyn FnMut(Item) -> Result<(), Closed>,
     ) -> Result<Summary, FormatError> {
+        let fallback_time = context.fallback_time;
         let mut summary = Summary::default();
         let mut splitter = Splitter::new(input);
         loop {
@@ -47,7 +47,7 @@ impl Format for CloudTrail {
             })?;
             trace!(id = %event.id, "event");
             summary.fallback_time_events += u64::from(event.used_fallback_time);
-            emit(event)?;
+            emit(Item::Event(event))?;
             summary.events += 1;
         }
     }

@@ -21,7 +21,7 @@ pub mod mapping;
 use super::document::{content_id, event, find_below, members, raw_str, time_of, Edit, Parts};
 use super::mapping::Mappings;
 use super::{not_json, FreeForm, RecordContext, RecordError, RecordFormat};
-use crate::pipeline::Event;
+use crate::pipeline::{Dataset, Event};
 
 /// The free-form values, as paths below `data`.
 pub const FREE_FORM_PATHS: [&[&str]; 4] = [
@@ -72,12 +72,17 @@ impl RecordFormat for Confluent {
             own_time,
             has_timestamp: value("@timestamp").is_some(),
             edits: &edits,
+            dataset: Dataset::Confluent,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)
     }
 
     fn mappings(&self) -> Mappings {
         mapping::mappings
+    }
+
+    fn dataset(&self) -> Dataset {
+        Dataset::Confluent
     }
 }
 

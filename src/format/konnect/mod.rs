@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use super::cef;
 use super::document::{content_id, event, members, parse_time, raw_str, Edit, Parts};
 use super::FreeForm;
-use crate::pipeline::Event;
+use crate::pipeline::{Dataset, Event};
 
 /// See `--webhook-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +172,7 @@ fn entry_event(entry: &[u8], id_bytes: &[u8], position: usize, received: OffsetD
         own_time: own_time(entry, &top),
         has_timestamp: top.iter().any(|(k, _)| k == "@timestamp"),
         edits: &edits,
+        dataset: Dataset::Konnect,
     };
     let event = event(entry, parts, Some(received)).expect("a fallback time is always given");
     Entry::Event(event)

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::dead_letter::{self, Rejection};
-use crate::pipeline::{EventReceiver, Failure, Pending};
+use crate::pipeline::{Dataset, EventReceiver, Failure, Pending};
 use crate::telemetry::Stats;
 
 /// Only what classification needs comes back from the cluster.
@@ -59,7 +59,8 @@ const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How batches are cut and retried, and where events go.
 #[derive(Debug, Clone)]
 pub struct BulkSettings {
-    pub index_prefix: String,
+    /// The index prefix of each dataset.
+    pub indices: Indices,
     pub max_bytes: usize,
     pub linger: Duration,
     pub concurrency: usize,
@@ -188,6 +189,29 @@ fn classify_item(item: BulkItem) -> ItemOutcome {
             error_type,
             reason,
         }),
+    }
+}
+
+/// Where each dataset's events go: its own prefix, or the first one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indices {
+    prefixes: Vec<(Dataset, String)>,
+}
+
+impl Indices {
+    /// `prefixes` must not be empty; the first is the one of every dataset not named.
+    pub fn new(prefixes: Vec<(Dataset, String)>) -> Self {
+        assert!(!prefixes.is_empty(), "at least one index prefix");
+        Indices { prefixes }
+    }
+
+    pub fn prefix(&self, dataset: Dataset) -> &str {
+        let (_, prefix) = self
+            .prefixes
+            .iter()
+            .find(|(d, _)| *d == dataset)
+            .unwrap_or(&self.prefixes[0]);
+        prefix
     }
 }
 
@@ -358,7 +382,7 @@ pub async fn run_indexer(
         tokio::select! {
             received = events.recv() => {
                 let Some(mut pending) = received else { break };
-                let index = index_name(&settings.index_prefix, pending.event.time);
+                let index = index_name(settings.indices.prefix(pending.event.dataset), pending.event.time);
                 let refusal = pending.refusal.take();
                 let mut item = Item { pending, index, dead_letter: false };
                 if let Some(rejection) = refusal {

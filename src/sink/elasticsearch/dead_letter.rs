@@ -88,6 +88,7 @@ pub fn build(
         timestamp: rejected.timestamp.clone(),
         source: serde_json::to_vec(&source).expect("JSON values serialise"),
         used_fallback_time: rejected.used_fallback_time,
+        dataset: rejected.dataset,
     }
 }
 

@@ -17,14 +17,14 @@ use std::time::Duration;
 use elasticsearch::Elasticsearch;
 use tokio::task::JoinHandle;
 
-pub use bulk::{BulkSettings, IndexerError};
+pub use bulk::{BulkSettings, IndexerError, Indices};
 pub use client::{ClusterError, ClusterInfo, Distribution};
 pub use template::TemplateError;
 
 use crate::config::{BulkCompression, BulkConfig, ClusterConfig, IndexConfig};
 use crate::format::mapping::Mappings;
 use crate::format::FreeForm;
-use crate::pipeline::{self, EventSender};
+use crate::pipeline::{self, Dataset, EventSender};
 use crate::telemetry::Stats;
 
 /// Events buffered between the formats and the sink, by count.
@@ -44,25 +44,55 @@ pub enum SinkError {
     Template(#[from] TemplateError),
 }
 
-/// Checks that the cluster answers, installs the templates the configuration asks for with
-/// the format's `mappings`, and returns what answered and the free-form layout the events
-/// must use on it.
+/// One family of indices the sink writes: its dataset, prefix and mappings.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub dataset: Dataset,
+    pub prefix: String,
+    pub mappings: Mappings,
+}
+
+impl Destination {
+    /// The one destination of a source that reads one format: `--index-prefix`, which every
+    /// event of the source goes to.
+    pub fn only(index: &IndexConfig, dataset: Dataset, mappings: Mappings) -> Vec<Destination> {
+        vec![Destination {
+            dataset,
+            prefix: index.prefix().to_string(),
+            mappings,
+        }]
+    }
+}
+
+/// Checks that the cluster answers, installs the templates the configuration asks for (one
+/// per destination, the first being `--index-prefix`'s), and returns what answered and the
+/// free-form layout the events must use on it.
 pub async fn prepare(
     client: &Elasticsearch,
     cluster: &ClusterConfig,
     index: &IndexConfig,
-    mappings: Mappings,
+    destinations: &[Destination],
 ) -> Result<(ClusterInfo, FreeForm), SinkError> {
     let info = client::detect(client, cluster.url().as_str()).await?;
     tracing::info!(distribution = %info.distribution, version = %info.version, "cluster detected");
-    let free_form = template::prepare(client, index, &info, mappings).await?;
+    let free_form = template::prepare(client, index, &info, destinations).await?;
     Ok((info, free_form))
 }
 
-/// The bulk settings the configuration asks for.
-pub fn settings(bulk: &BulkConfig, index: &IndexConfig) -> BulkSettings {
+/// The bulk settings the configuration asks for; events of a dataset without a destination
+/// go to the first one.
+pub fn settings(
+    bulk: &BulkConfig,
+    index: &IndexConfig,
+    destinations: &[Destination],
+) -> BulkSettings {
     BulkSettings {
-        index_prefix: index.prefix().to_string(),
+        indices: Indices::new(
+            destinations
+                .iter()
+                .map(|d| (d.dataset, d.prefix.clone()))
+                .collect(),
+        ),
         max_bytes: bulk.bulk_max_bytes,
         linger: bulk.bulk_linger,
         concurrency: bulk.bulk_concurrency,

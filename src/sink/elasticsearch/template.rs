@@ -21,12 +21,13 @@ use serde_json::{json, Map, Value};
 use tracing::info;
 
 use super::client::{ClusterInfo, Distribution};
+use super::Destination;
 use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
 use crate::format::mapping::{keywords, object, text_with_keyword, FreeFormMapping, Mappings};
 use crate::format::FreeForm;
 
 /// Bumped whenever the generated templates change; stored in the template's `version`.
-pub const TEMPLATE_VERSION: u64 = 2;
+pub const TEMPLATE_VERSION: u64 = 3;
 /// Priorities of the composable templates; the dead-letter pattern overlaps the events'
 /// pattern and must win.
 const EVENTS_PRIORITY: u64 = 200;
@@ -170,7 +171,11 @@ pub fn dead_letter_mappings() -> Value {
             "record": {"type": "text"},
             "error": object(error),
             "target": object(keywords(&["index", "id"])),
-            "s3": object(keywords(&["bucket", "key"])),
+            "s3": {"properties": {
+                "bucket": {"type": "keyword"},
+                "key": {"type": "keyword"},
+                "line": {"type": "long"},
+            }},
             "sqs": object(keywords(&["message_id"])),
             "webhook": {"properties": {
                 "remote": {"type": "keyword"},
@@ -242,13 +247,13 @@ pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexS
 }
 
 /// Decides the document layout for this cluster and installs the templates the
-/// configuration asks for, with the format's `mappings`. Returns the layout documents must
-/// use.
+/// configuration asks for: one per destination, with its mappings (`--index-template-file`
+/// replaces the first one's), and the dead-letter one. Returns the layout documents must use.
 pub async fn prepare(
     client: &Elasticsearch,
     config: &IndexConfig,
     info: &ClusterInfo,
-    mappings: Mappings,
+    destinations: &[Destination],
 ) -> Result<FreeForm, TemplateError> {
     let caps = Capabilities::of(info)?;
     let free_form = caps.free_form(config.free_form_fields);
@@ -263,18 +268,20 @@ pub async fn prepare(
         return Ok(free_form);
     }
     let settings = IndexSettings::from_config(config);
-    let events = match &config.index_template_file {
-        Some(path) => read_template_file(path)?,
-        None => event_template(
-            &caps,
-            config.prefix(),
-            caps.free_form_mapping(config.free_form_fields),
-            &settings,
-            mappings,
-        ),
-    };
-    let name = format!("cloudtrail-ingest-{}", config.prefix());
-    install(client, &caps, &name, &events).await?;
+    for (n, destination) in destinations.iter().enumerate() {
+        let body = match (&config.index_template_file, n) {
+            (Some(path), 0) => read_template_file(path)?,
+            _ => event_template(
+                &caps,
+                &destination.prefix,
+                caps.free_form_mapping(config.free_form_fields),
+                &settings,
+                destination.mappings,
+            ),
+        };
+        let name = format!("cloudtrail-ingest-{}", destination.prefix);
+        install(client, &caps, &name, &body).await?;
+    }
     if let Some(prefix) = config.dead_letter_prefix() {
         let name = format!("cloudtrail-ingest-{prefix}");
         let body = dead_letter_template(&caps, &prefix, &settings);

@@ -46,7 +46,7 @@ use crate::format::json::Json;
 use crate::format::{FreeForm, RecordContext, RecordFormat};
 use crate::pipeline::{Event, EventSender, Origin, Pending, Ticket};
 use crate::sink::elasticsearch::dead_letter::Rejection;
-use crate::sink::elasticsearch::{self as sink, SinkError};
+use crate::sink::elasticsearch::{self as sink, Destination, SinkError};
 use crate::telemetry::{metrics, Stats, Summary};
 use client::Context;
 use partitions::{Partitions, TopicPartition};
@@ -201,7 +201,7 @@ impl Received {
                 stats.add(&stats.records_unreadable, 1);
                 warn!(origin = %origin, reason, "record is not usable; sending it to the dead-letter index");
                 let time = self.timestamp.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-                let event = Event::unreadable(position, payload.to_vec(), time);
+                let event = Event::unreadable(position, payload.to_vec(), time, format.dataset());
                 (event, Some(Rejection::unreadable(reason)), origin)
             }
         }
@@ -226,8 +226,9 @@ pub async fn run(
     .await
     .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
     let probe = record_format(config, FreeForm::Objects);
+    let destinations = Destination::only(&command.index, probe.dataset(), probe.mappings());
     let (_, free_form) =
-        sink::prepare(&cluster, &command.cluster, &command.index, probe.mappings()).await?;
+        sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
     let format = record_format(config, free_form);
     stats.set(&stats.cluster_reachable, true);
 
@@ -242,7 +243,7 @@ pub async fn run(
     stats.set(&stats.source_reachable, true);
     let (events, mut indexer) = sink::start(
         cluster,
-        sink::settings(&command.bulk, &command.index),
+        sink::settings(&command.bulk, &command.index, &destinations),
         stats.clone(),
     );
     info!(topics = ?topics, group = %config.kafka_group_id, "worker started");

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::config::Config;
-use crate::format::cloudtrail::{self, CloudTrail};
+use crate::config::ObjectFormat;
 use crate::format::Format;
 use crate::pipeline::{EventSender, Failure, Ticket, Verdict};
 use crate::sink::elasticsearch::{self as sink, ClusterError, SinkError, SinkHandle};
@@ -57,12 +57,9 @@ impl Clients {
     /// Builds the clients from an AWS configuration (the standard chain in production,
     /// explicit endpoints and credentials in tests) and the worker configuration.
     pub fn new(aws: &aws_config::SdkConfig, config: &Config) -> Result<Self, ClusterError> {
-        let s3 = aws_sdk_s3::config::Builder::from(aws)
-            .force_path_style(config.sqs.s3_force_path_style)
-            .build();
         Ok(Clients {
             sqs: aws_sdk_sqs::Client::new(aws),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: s3::client(aws, &config.s3),
             cluster: sink::client::connect(&config.cluster)?,
         })
     }
@@ -92,7 +89,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, WorkerError> {
     let cluster = clients.cluster.clone();
-    let settings = sink::settings(&config.bulk, &config.index);
+    let destinations = s3::destinations(&config.s3, &config.index);
+    let settings = sink::settings(&config.bulk, &config.index, &destinations);
     run_with_sink(config, clients, shutdown, move |stats| {
         sink::start(cluster, settings, stats)
     })
@@ -120,7 +118,7 @@ pub async fn run_with_sink(
         &clients.cluster,
         &config.cluster,
         &config.index,
-        cloudtrail::mapping::mappings,
+        &s3::destinations(&config.s3, &config.index),
     )
     .await?;
     let queue = check_queue(&clients.sqs, &queue_url).await?;
@@ -166,9 +164,8 @@ pub async fn run_with_sink(
     ));
     let context = Arc::new(MessageContext {
         s3: clients.s3.clone(),
-        format: Arc::new(CloudTrail {
-            options: cloudtrail::Options { free_form },
-        }),
+        format: Arc::new(s3::object_format(&config.s3, free_form)),
+        object_format: config.s3.object_format,
         events,
         stats: stats.clone(),
         in_flight,
@@ -370,6 +367,7 @@ async fn forward(
 struct MessageContext {
     s3: aws_sdk_s3::Client,
     format: Arc<dyn Format>,
+    object_format: ObjectFormat,
     events: EventSender,
     stats: Arc<Stats>,
     in_flight: heartbeat::Registry,
@@ -395,7 +393,7 @@ async fn process(
         let stats = &context.stats;
         let _counted = stats.enter(&stats.messages_in_flight);
         let body = message.body.as_deref().unwrap_or("");
-        let verdict = match notification::parse(body) {
+        let verdict = match notification::parse(body, context.object_format) {
             Err(error) => Err(Failure::Notification {
                 error,
                 body_start: body.chars().take(200).collect(),
@@ -506,16 +504,7 @@ async fn read_object(
     };
     match s3::fetch(&context.s3, object, sink).instrument(span).await {
         Ok(summary) => {
-            stats.add(&stats.objects_read, 1);
-            stats.add(&stats.bytes_read, summary.stored_bytes);
-            if summary.fallback_time_events > 0 {
-                warn!(
-                    bucket = %object.bucket,
-                    key = %object.key,
-                    documents = summary.fallback_time_events,
-                    "records without a usable eventTime were placed by the object's LastModified"
-                );
-            }
+            s3::count(stats, object, &summary);
             debug!(bucket = %object.bucket, key = %object.key, documents = summary.events, bytes = summary.stored_bytes, "object read");
         }
         Err(err) => {

@@ -9,7 +9,8 @@
 //! - `s3:TestEvent`, which names nothing.
 //!
 //! S3/EventBridge events that are not "object created" (deletes, restores) and keys that are
-//! not CloudTrail event logs (digests, non-`.json[.gz]` keys) are skipped, not fetched.
+//! not objects to read ([`skip_reason`]: digests, keys the object format does not read) are
+//! skipped, not fetched.
 //!
 //! A tolerant reader: an SNS envelope is recognised by its `Message` (a JSON string, or an
 //! object as some tools forward it) even when the other envelope fields are missing, and
@@ -23,7 +24,8 @@
 
 use serde_json::Value;
 
-pub use crate::source::s3::ObjectRef;
+use crate::config::ObjectFormat;
+pub use crate::source::s3::{skip_reason, ObjectRef, SkipReason};
 
 /// Which shape the body had; for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,27 +36,6 @@ pub enum Kind {
     TestEvent,
     /// Another service's notification; what it is, for the debug line.
     Ignored(String),
-}
-
-/// Why an announced object is not fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// `CloudTrail-Digest/` objects hold hashes of log files, not events.
-    Digest,
-    /// Not named `.json` or `.json.gz`: not a CloudTrail log file.
-    NotEventLog,
-    /// An S3/EventBridge event about something other than a new object.
-    NotObjectCreated,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Digest => "digest",
-            SkipReason::NotEventLog => "not_event_log",
-            SkipReason::NotObjectCreated => "not_object_created",
-        }
-    }
 }
 
 /// What a message asks for.
@@ -86,8 +67,8 @@ impl NotificationError {
     }
 }
 
-/// Parses one SQS message body.
-pub fn parse(body: &str) -> Result<Notification, NotificationError> {
+/// Parses one SQS message body; keys that are not objects to read in `format` are skipped.
+pub fn parse(body: &str, format: ObjectFormat) -> Result<Notification, NotificationError> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
     let inner = match unwrap_sns(&value)? {
@@ -97,7 +78,17 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
         Envelope::Other(kind) => return Ok(ignored(format!("SNS {kind}"))),
         Envelope::None => value,
     };
-    classify(&inner)
+    let mut notification = classify(&inner)?;
+    notification
+        .objects
+        .retain(|object| match skip_reason(&object.key, format) {
+            Some(reason) => {
+                notification.skipped.push(reason);
+                false
+            }
+            None => true,
+        });
+    Ok(notification)
 }
 
 enum Envelope<'a> {
@@ -245,13 +236,10 @@ impl Builder {
     }
 
     fn announce(&mut self, bucket: &str, key: String) {
-        match skip_reason(&key) {
-            Some(reason) => self.skipped.push(reason),
-            None => self.objects.push(ObjectRef {
-                bucket: bucket.to_string(),
-                key,
-            }),
-        }
+        self.objects.push(ObjectRef {
+            bucket: bucket.to_string(),
+            key,
+        });
     }
 
     fn finish(self) -> Notification {
@@ -260,17 +248,6 @@ impl Builder {
             objects: self.objects,
             skipped: self.skipped,
         }
-    }
-}
-
-/// `None` when the key names a CloudTrail event log (including CloudTrail-Insight logs).
-pub fn skip_reason(key: &str) -> Option<SkipReason> {
-    if key.contains("/CloudTrail-Digest/") || key.starts_with("CloudTrail-Digest/") {
-        Some(SkipReason::Digest)
-    } else if key.ends_with(".json.gz") || key.ends_with(".json") {
-        None
-    } else {
-        Some(SkipReason::NotEventLog)
     }
 }
 
@@ -289,7 +266,7 @@ mod tests {
     const KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/10/30/123456789012_CloudTrail_us-east-1_20241030T2030Z_ySRwAYukLwiNORzN.json.gz";
 
     fn objects(body: &str) -> Vec<String> {
-        parse(body)
+        parse(body, ObjectFormat::Auto)
             .expect("parses")
             .objects
             .into_iter()
@@ -312,7 +289,10 @@ mod tests {
         })
         .to_string();
         assert_eq!(objects(&sns), expected);
-        assert_eq!(parse(&sns).unwrap().kind, Kind::CloudTrail);
+        assert_eq!(
+            parse(&sns, ObjectFormat::Auto).unwrap().kind,
+            Kind::CloudTrail
+        );
     }
 
     #[test]
@@ -322,7 +302,7 @@ mod tests {
             {"eventName":"ObjectCreated:CompleteMultipartUpload","s3":{"bucket":{"name":"b"},"object":{"key":"y.json"}}},
             {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"z.json.gz"}}}
         ]}"#;
-        let n = parse(body).unwrap();
+        let n = parse(body, ObjectFormat::Auto).unwrap();
         assert_eq!(n.kind, Kind::S3Event);
         assert_eq!(
             objects(body),
@@ -340,7 +320,7 @@ mod tests {
             "detail":{"bucket":{"name":"b"},"object":{"key":"k+1.json.gz"}}}"#;
         assert_eq!(objects(created), vec!["s3://b/k+1.json.gz"]);
         let deleted = r#"{"detail-type":"Object Deleted","source":"aws.s3","detail":{}}"#;
-        let n = parse(deleted).unwrap();
+        let n = parse(deleted, ObjectFormat::Auto).unwrap();
         assert!(n.objects.is_empty());
         assert_eq!(n.skipped, vec![SkipReason::NotObjectCreated]);
     }
@@ -365,7 +345,7 @@ mod tests {
             as_string.to_string(),
             as_object.to_string(),
         ] {
-            let n = parse(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            let n = parse(&body, ObjectFormat::Auto).unwrap_or_else(|e| panic!("{body}: {e}"));
             assert_eq!(
                 n.kind,
                 Kind::Ignored("AWS Config ConfigurationSnapshotDeliveryCompleted".into())
@@ -383,7 +363,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                parse(body).unwrap().kind,
+                parse(body, ObjectFormat::Auto).unwrap().kind,
                 Kind::Ignored(what.into()),
                 "{body}"
             );
@@ -403,29 +383,13 @@ mod tests {
 
     #[test]
     fn test_event_names_nothing() {
-        let n = parse(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#).unwrap();
+        let n = parse(
+            r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#,
+            ObjectFormat::Auto,
+        )
+        .unwrap();
         assert_eq!(n.kind, Kind::TestEvent);
         assert!(n.objects.is_empty() && n.skipped.is_empty());
-    }
-
-    #[test]
-    fn skips_digests_and_non_logs() {
-        let table = [
-            (
-                "AWSLogs/1/CloudTrail-Digest/us-east-1/2020/09/11/x.json.gz",
-                Some(SkipReason::Digest),
-            ),
-            (
-                "AWSLogs/1/CloudTrail-Insight/us-east-1/2020/09/11/x.json.gz",
-                None,
-            ),
-            ("AWSLogs/1/CloudTrail/us-east-1/2020/09/11/x.json", None),
-            ("HappyFace.jpg", Some(SkipReason::NotEventLog)),
-            ("AWSLogs/1/CloudTrail/", Some(SkipReason::NotEventLog)),
-        ];
-        for (key, expected) in table {
-            assert_eq!(skip_reason(key), expected, "{key}");
-        }
     }
 
     #[test]
@@ -454,7 +418,7 @@ mod tests {
             ),
         ];
         for (body, check) in table {
-            let err = parse(body).expect_err(body);
+            let err = parse(body, ObjectFormat::Auto).expect_err(body);
             assert!(check(&err), "{body}: {err:?}");
             assert!(!err.is_transient());
         }

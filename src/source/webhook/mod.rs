@@ -45,9 +45,9 @@ use tracing::{debug, info, warn};
 use crate::config::{WebhookCommand, WebhookFormat};
 use crate::format::document::{content_id, format_time};
 use crate::format::konnect::{self, BodyFormat, Entry, Konnect};
-use crate::pipeline::{Event, EventSender, Failure, Origin, Pending, Ticket};
+use crate::pipeline::{Dataset, Event, EventSender, Failure, Origin, Pending, Ticket};
 use crate::sink::elasticsearch::dead_letter::Rejection;
-use crate::sink::elasticsearch::{self as sink, SinkError};
+use crate::sink::elasticsearch::{self as sink, Destination, SinkError};
 use crate::telemetry::metrics::{self, plain, Endpoints};
 use crate::telemetry::{Stats, Summary};
 
@@ -120,13 +120,9 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    sink::prepare(
-        &cluster,
-        &command.cluster,
-        &command.index,
-        konnect::mapping::mappings,
-    )
-    .await?;
+    let destinations =
+        Destination::only(&command.index, Dataset::Konnect, konnect::mapping::mappings);
+    sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
     stats.set(&stats.cluster_reachable, true);
     let listener = TcpListener::bind(addr)
         .await
@@ -136,7 +132,7 @@ pub async fn run(
         .map_err(|source| WebhookError::Listen { addr, source })?;
     let (events, mut indexer) = sink::start(
         cluster,
-        sink::settings(&command.bulk, &command.index),
+        sink::settings(&command.bulk, &command.index, &destinations),
         stats.clone(),
     );
     let context = Arc::new(Context {
@@ -404,7 +400,7 @@ async fn ingest(
             } => {
                 unreadable += 1;
                 warn!(%remote, position, reason, "entry is not usable; sending it to the dead-letter index");
-                let event = Event::unreadable(content_id(&raw), raw, received);
+                let event = Event::unreadable(content_id(&raw), raw, received, Dataset::Konnect);
                 let origin = origin(remote, received, position);
                 pendings.push(Pending::refused(
                     event,

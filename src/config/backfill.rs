@@ -1,0 +1,150 @@
+//! The `backfill` command: what to list ([`BackfillConfig`]), how objects are read
+//! ([`S3Config`]) and the shared sink groups.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use time::macros::format_description;
+use time::Date;
+
+use super::{BulkConfig, ClusterConfig, ConfigError, IndexConfig, S3Config, TelemetryConfig};
+
+/// `cloudtrail-ingest backfill`: the whole configuration of a backfill.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillCommand {
+    #[command(flatten)]
+    pub backfill: BackfillConfig,
+
+    #[command(flatten)]
+    pub s3: S3Config,
+
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+
+    #[command(flatten)]
+    pub index: IndexConfig,
+
+    #[command(flatten)]
+    pub bulk: BulkConfig,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+
+    /// On SIGTERM/SIGINT, how long objects in flight may take to settle before the checkpoint
+    /// is written and the backfill exits.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+}
+
+/// Which objects of which bucket, how many at once, and where progress is kept.
+#[derive(Debug, Clone, Args)]
+pub struct BackfillConfig {
+    /// The bucket to read.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_BUCKET", value_name = "BUCKET")]
+    pub bucket: Option<String>,
+
+    /// Read only keys under this prefix (repeatable) [default: the whole bucket].
+    #[arg(long, env = "CLOUDTRAIL_INGEST_PREFIX", value_name = "PREFIX")]
+    pub prefix: Vec<String>,
+
+    /// First UTC day to read, YYYY-MM-DD. CloudTrail logs (`AWSLogs/.../CloudTrail/<region>/`)
+    /// are picked by the day in their key, and only those days' prefixes are listed; other
+    /// objects by the day of their LastModified.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_SINCE", value_parser = parse_day, value_name = "DATE")]
+    pub since: Option<Date>,
+
+    /// Last UTC day to read (included), YYYY-MM-DD [default: today, with --since].
+    #[arg(long, env = "CLOUDTRAIL_INGEST_UNTIL", value_parser = parse_day, value_name = "DATE")]
+    pub until: Option<Date>,
+
+    /// Keep progress in this file (written atomically every second and at exit): run again
+    /// with the same file to resume, after a crash or SIGTERM, without fetching again what
+    /// settled.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_CHECKPOINT", value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Objects read at once.
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_CONCURRENCY",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    pub concurrency: usize,
+}
+
+/// `YYYY-MM-DD`.
+pub fn parse_day(text: &str) -> Result<Date, String> {
+    Date::parse(text, format_description!("[year]-[month]-[day]"))
+        .map_err(|e| format!("{text:?} is not a day as YYYY-MM-DD: {e}"))
+}
+
+impl BackfillCommand {
+    /// Checks every field and reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let backfill = &self.backfill;
+        match &backfill.bucket {
+            None => problems.push("--bucket (CLOUDTRAIL_INGEST_BUCKET) is required".into()),
+            Some(bucket) if !valid_bucket(bucket) => {
+                problems.push(format!("--bucket {bucket:?} is not a bucket name"))
+            }
+            Some(_) => {}
+        }
+        if let (Some(since), Some(until)) = (backfill.since, backfill.until) {
+            if since > until {
+                problems.push(format!("--since {since} is after --until {until}"));
+            }
+        }
+        if backfill.concurrency == 0 {
+            problems.push("--concurrency must be at least 1".into());
+        }
+        if let Some(path) = &backfill.checkpoint {
+            if path.is_dir() {
+                problems.push(format!("--checkpoint {} is a directory", path.display()));
+            }
+        }
+        self.cluster.validate(&mut problems);
+        self.index.validate(&mut problems);
+        self.s3.validate(&self.index, &mut problems);
+        self.bulk.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The bucket; only call after [`BackfillCommand::validate`] succeeded.
+    pub fn bucket(&self) -> &str {
+        self.backfill
+            .bucket
+            .as_deref()
+            .expect("validated config has a bucket")
+    }
+
+    /// A one-line summary for the start-up log; never contains secrets.
+    pub fn redacted_summary(&self) -> String {
+        let backfill = &self.backfill;
+        let day = |d: Option<Date>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
+        format!(
+            "bucket={} prefix={:?} since={} until={} checkpoint={} concurrency={} {} {} shutdown_grace={:?}",
+            backfill.bucket.as_deref().unwrap_or("-"),
+            backfill.prefix,
+            day(backfill.since),
+            day(backfill.until),
+            backfill.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            backfill.concurrency,
+            self.s3.summary(),
+            super::sink_summary(&self.cluster, &self.index, &self.bulk),
+            self.shutdown_grace,
+        )
+    }
+}
+
+/// A bucket name S3 could have (legacy us-east-1 names included): 1 to 255 characters,
+/// no `/` or whitespace.
+fn valid_bucket(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && !name.contains(|c: char| c == '/' || c.is_whitespace())
+}
