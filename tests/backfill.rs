@@ -273,7 +273,7 @@ fn backfill_process(args: &[String], s3: &str) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
     let env = TestEnv::new("resume").await;
-    const OBJECTS: u64 = 60;
+    const OBJECTS: u64 = 200;
     let folder = "AWSLogs/333333333333/CloudTrail/us-east-1/2024/06/01/";
     for n in 0..OBJECTS {
         let ids: Vec<String> = (0..5).map(|i| format!("resume-{n}-{i}")).collect();
@@ -287,7 +287,7 @@ async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
     }
     let s3 = FaultProxy::start(&standins().aws_url).await;
     let cluster = FaultProxy::start(&standins().search_url).await;
-    // Slow bulk answers, so that the backfill is still going when it is killed.
+    // Small, slow bulk requests, so that the backfill is still going when it is killed.
     cluster.set(Fault::Delay {
         method: "POST".into(),
         path_contains: "_bulk".into(),
@@ -296,7 +296,14 @@ async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
     let path = std::env::temp_dir().join(format!("{}-checkpoint.json", env.bucket));
     let _ = std::fs::remove_file(&path);
     let path_text = path.display().to_string();
-    let mut args = env.backfill_args(&["--checkpoint", &path_text, "--concurrency", "2"]);
+    let mut args = env.backfill_args(&[
+        "--checkpoint",
+        &path_text,
+        "--concurrency",
+        "2",
+        "--bulk-max-bytes",
+        "8192",
+    ]);
     point_at_cluster(&mut args, &cluster.url());
 
     let mut child = backfill_process(&args, &s3.url())

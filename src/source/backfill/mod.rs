@@ -6,8 +6,9 @@
 //! - [`listing`] finds the folders and lists the objects, in key order, ahead of the readers
 //!   (bounded);
 //! - each object is read by [`crate::source::s3`] through the object format into the sink,
-//!   under its own ticket, `--concurrency` at a time; a transient failure is tried again (up
-//!   to [`MAX_ATTEMPTS`] times, waiting longer each time), a permanent one is final;
+//!   under its own ticket, `--concurrency` at a time (an object that was read waits for its
+//!   events to settle without holding up the next read); a transient failure is tried again
+//!   (up to [`MAX_ATTEMPTS`] times, waiting longer each time), a permanent one is final;
 //! - [`checkpoint`] keeps what settled: the listing position up to which everything settled
 //!   ([`Watermark`] over the listing order) and the few keys beyond it, written every second
 //!   and at exit; objects further ahead than [`window`] of the oldest unsettled one wait, so
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use elasticsearch::Elasticsearch;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -167,10 +168,20 @@ async fn run_with_stats(
     stats.set(&stats.cluster_reachable, true);
     let format: Arc<dyn Format> = Arc::new(s3::object_format(&command.s3, free_form));
 
-    let days = job.until.as_deref().map(|until| Days {
-        since: config.since,
-        until: crate::config::parse_day(until).expect("a day this backfill wrote"),
-    });
+    let days = match job.until.as_deref() {
+        None => None,
+        Some(until) => Some(Days {
+            since: config.since,
+            until: crate::config::parse_day(until).map_err(|reason| CheckpointError::Read {
+                path: config
+                    .checkpoint
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            })?,
+        }),
+    };
     let units = listing::units(&s3_client, &bucket, &job.prefixes, days, &stats).await?;
     stats.set(&stats.source_reachable, true);
     let total_units = units.len();
@@ -207,6 +218,7 @@ async fn run_with_stats(
         format,
         events,
         stats: stats.clone(),
+        readers: Arc::new(Semaphore::new(config.concurrency)),
         stop: shutdown.child_token(),
     });
 
@@ -215,6 +227,7 @@ async fn run_with_stats(
     let window = window(config.concurrency);
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut listing_done = false;
+    let mut stopping = false;
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
     let mut dirty = false;
     let mut sink_failure = None;
@@ -225,7 +238,7 @@ async fn run_with_stats(
     let mut report = tokio::time::interval(progress.every());
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let room = tasks.len() < config.concurrency && order.ahead() < window;
+        let room = order.ahead() < window;
         if listing_done && tasks.is_empty() {
             break;
         }
@@ -276,8 +289,9 @@ async fn run_with_stats(
                 context.stop.cancel();
                 listing_done = true;
             }
-            () = shutdown.cancelled(), if !listing_done => {
+            () = shutdown.cancelled(), if !stopping => {
                 info!(in_flight = tasks.len(), grace = ?command.shutdown_grace, "shutting down: no new objects, finishing those in flight");
+                stopping = true;
                 listing_done = true;
                 let deadline = Instant::now() + command.shutdown_grace;
                 let context_stop = context.stop.clone();
@@ -347,6 +361,9 @@ struct Context {
     format: Arc<dyn Format>,
     events: EventSender,
     stats: Arc<Stats>,
+    /// `--concurrency` permits: an object holds one while it is read, not while its events
+    /// wait for the cluster, so reading goes on while bulk requests are in flight.
+    readers: Arc<Semaphore>,
     /// Cancelled when the grace period is over (or the indexer stopped): give up waiting.
     stop: CancellationToken,
 }
@@ -384,7 +401,10 @@ async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
                 events: context.events.clone(),
             };
             let fetched = tokio::select! {
-                fetched = s3::fetch(&context.s3, &object, sink) => fetched,
+                fetched = async {
+                    let _reading = context.readers.acquire().await.expect("the semaphore is never closed");
+                    s3::fetch(&context.s3, &object, sink).await
+                } => fetched,
                 () = context.stop.cancelled() => return ObjectOutcome::Abandoned,
             };
             let summary = match fetched {
