@@ -24,8 +24,8 @@
 
 use std::time::Duration;
 
+use crate::sink::elasticsearch::Cluster;
 use bytes::Bytes;
-use elasticsearch::Elasticsearch;
 
 use crate::config::{ClusterConfig, Config, IndexConfig, KafkaCommand, ObjectFormat, TemplateMode};
 use crate::sink::elasticsearch::bulk::{self, ItemOutcome};
@@ -111,7 +111,7 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
 }
 
 /// The checks of the Kafka source; returns whether none failed.
-pub async fn run_kafka(command: &KafkaCommand, cluster: &Elasticsearch) -> bool {
+pub async fn run_kafka(command: &KafkaCommand, cluster: &Cluster) -> bool {
     let mut report = Report::default();
     let format = kafka::record_format(&command.kafka, crate::format::FreeForm::Objects);
     let destinations = Destination::only(&command.index, format.dataset(), format.mappings());
@@ -130,7 +130,7 @@ pub async fn run_kafka(command: &KafkaCommand, cluster: &Elasticsearch) -> bool 
 /// `cluster`, `templates` and `bulk`, the checks every source shares.
 pub async fn cluster_checks(
     report: &mut Report,
-    client: &Elasticsearch,
+    client: &Cluster,
     cluster: &ClusterConfig,
     index: &IndexConfig,
     destinations: &[Destination],
@@ -159,7 +159,7 @@ pub async fn cluster_checks(
 }
 
 async fn templates(
-    client: &Elasticsearch,
+    client: &Cluster,
     index: &IndexConfig,
     info: &ClusterInfo,
     destinations: &[Destination],
@@ -175,7 +175,7 @@ async fn templates(
     }
 }
 
-async fn bulk_probe(client: &Elasticsearch, index: &IndexConfig) -> Verdict {
+async fn bulk_probe(client: &Cluster, index: &IndexConfig) -> Verdict {
     let index = format!("{}-preflight", index.prefix());
     let body = format!(
         "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"cloudtrail-ingest-preflight\"}}}}\n{{\"preflight\":true}}\n"

@@ -99,7 +99,8 @@ async fn run(config: Config) -> anyhow::Result<bool> {
 
 /// Runs the Kafka source's chosen mode; `Ok(false)` means a check failed.
 async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
-    let cluster = client::connect(&command.cluster)?;
+    let aws = aws_for_cluster(&command.cluster).await;
+    let cluster = client::connect(&command.cluster, aws.as_ref())?;
     match command.mode {
         Mode::Check => Ok(check::run_kafka(&command, &cluster).await),
         Mode::Run => {
@@ -113,11 +114,23 @@ async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
 
 /// Runs the webhook source until SIGTERM/SIGINT.
 async fn run_webhook(command: WebhookCommand) -> anyhow::Result<bool> {
-    let cluster = client::connect(&command.cluster)?;
+    let aws = aws_for_cluster(&command.cluster).await;
+    let cluster = client::connect(&command.cluster, aws.as_ref())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     webhook::run(&command, cluster, shutdown).await?;
     Ok(true)
+}
+
+/// The AWS configuration (standard chain) when the cluster's requests are SigV4-signed.
+async fn aws_for_cluster(
+    cluster: &cloudtrail_ingest::config::ClusterConfig,
+) -> Option<aws_config::SdkConfig> {
+    if cluster.elasticsearch_aws_sigv4 {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    }
 }
 
 /// 0 when the run (or check) succeeded, 1 when a check failed.
@@ -136,7 +149,7 @@ async fn run_backfill(command: BackfillCommand) -> anyhow::Result<u8> {
         anyhow::bail!("no AWS region configured: set AWS_REGION (or a profile with a region)");
     }
     let s3 = cloudtrail_ingest::source::s3::client(&aws, &command.s3);
-    let cluster = client::connect(&command.cluster)?;
+    let cluster = client::connect(&command.cluster, Some(&aws))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let outcome = backfill::run(&command, s3, cluster, shutdown).await?;

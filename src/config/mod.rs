@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use url::Url;
 
+pub use crate::sink::elasticsearch::sigv4::AwsService;
 pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
@@ -239,6 +240,30 @@ pub struct ClusterConfig {
     /// Timeout of one request to the cluster.
     #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub elasticsearch_timeout: Duration,
+
+    /// Sign every cluster request with AWS Signature V4 (Amazon OpenSearch Service with IAM,
+    /// OpenSearch Serverless), with the credentials of the standard AWS chain (task role,
+    /// instance profile, profiles, SSO), fetched again before they expire.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_AWS_SIGV4")]
+    pub elasticsearch_aws_sigv4: bool,
+
+    /// The service signed for: `es` (OpenSearch Service domains) or `aoss` (OpenSearch
+    /// Serverless collections) [default: es].
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_AWS_SERVICE",
+        value_enum,
+        value_name = "SERVICE"
+    )]
+    pub elasticsearch_aws_service: Option<AwsService>,
+
+    /// The region signed for [default: the AWS region].
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_ELASTICSEARCH_AWS_REGION",
+        value_name = "REGION"
+    )]
+    pub elasticsearch_aws_region: Option<String>,
 }
 
 /// The daily indices, their templates and the dead-letter indices.
@@ -501,6 +526,14 @@ impl Config {
 /// The part of the start-up summary every source shares: cluster, indices, bulk writer.
 fn sink_summary(cluster: &ClusterConfig, index: &IndexConfig, bulk: &BulkConfig) -> String {
     let auth = match cluster.auth() {
+        _ if cluster.elasticsearch_aws_sigv4 => format!(
+            "sigv4({}, region {})",
+            cluster.aws_service().name(),
+            cluster
+                .elasticsearch_aws_region
+                .as_deref()
+                .unwrap_or("of the AWS configuration")
+        ),
         ClusterAuth::None => "none".to_string(),
         ClusterAuth::Basic { username, .. } => format!("basic({username}, password redacted)"),
         ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
@@ -577,6 +610,24 @@ impl ClusterConfig {
             ),
             _ => {}
         }
+        if self.elasticsearch_aws_sigv4 {
+            if url_credentials
+                || self.elasticsearch_username.is_some()
+                || self.elasticsearch_api_key.is_some()
+            {
+                problems.push(
+                    "--elasticsearch-aws-sigv4 signs with AWS credentials: give no other cluster credentials"
+                        .into(),
+                );
+            }
+        } else if self.elasticsearch_aws_service.is_some()
+            || self.elasticsearch_aws_region.is_some()
+        {
+            problems.push(
+                "--elasticsearch-aws-service and --elasticsearch-aws-region apply only with --elasticsearch-aws-sigv4"
+                    .into(),
+            );
+        }
         if let Some(path) = &self.elasticsearch_ca_file {
             if !path.is_file() {
                 problems.push(format!(
@@ -585,6 +636,11 @@ impl ClusterConfig {
                 ));
             }
         }
+    }
+
+    /// The service SigV4 signs for.
+    pub fn aws_service(&self) -> AwsService {
+        self.elasticsearch_aws_service.unwrap_or(AwsService::Es)
     }
 
     /// The cluster URL without credentials; only call after [`Config::validate`] succeeded.
@@ -789,6 +845,36 @@ mod tests {
         assert_eq!(
             config.cluster.url().as_str(),
             "https://search.example.com:9200/"
+        );
+    }
+
+    #[test]
+    fn sigv4_takes_no_other_credentials_and_its_options_need_it() {
+        let with = |extra: &[&str]| {
+            let mut args = GOOD.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).validate().map_err(|e| e.to_string())
+        };
+        let signed = parse(
+            &[
+                &GOOD[..],
+                &[
+                    "--elasticsearch-aws-sigv4",
+                    "--elasticsearch-aws-service",
+                    "aoss",
+                ],
+            ]
+            .concat(),
+        );
+        signed.validate().expect("valid");
+        assert_eq!(signed.cluster.aws_service(), AwsService::Aoss);
+        assert!(signed.redacted_summary().contains("auth=sigv4(aoss"));
+        let err = with(&["--elasticsearch-aws-sigv4", "--elasticsearch-api-key", "k"]).unwrap_err();
+        assert!(err.contains("give no other cluster credentials"), "{err}");
+        let err = with(&["--elasticsearch-aws-region", "eu-west-1"]).unwrap_err();
+        assert!(
+            err.contains("apply only with --elasticsearch-aws-sigv4"),
+            "{err}"
         );
     }
 

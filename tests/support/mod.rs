@@ -5,6 +5,7 @@
 
 pub mod kafka;
 pub mod proxy;
+pub mod sigv4;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ pub fn standins() -> &'static Standins {
     })
 }
 
-fn venv() -> PathBuf {
+pub(crate) fn venv() -> PathBuf {
     let venv = std::env::var_os("CLOUDTRAIL_INGEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(MANIFEST_DIR).join(".venv"));
@@ -84,7 +85,7 @@ fn osmem_binary(venv: &Path) -> PathBuf {
 /// Starts a stand-in that prints a JSON line with its `url` when ready. The child lives as
 /// long as the test process and exits when its stdin closes, so it is never waited on.
 #[allow(clippy::zombie_processes)]
-fn start(command: &mut Command) -> (Child, String) {
+pub(crate) fn start(command: &mut Command) -> (Child, String) {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -385,6 +386,23 @@ pub fn spawn_with_args(args: Vec<String>) -> tokio::task::JoinHandle<Summary> {
     spawn_worker(args, None, CancellationToken::new())
 }
 
+/// Starts the worker in-process with these arguments and this AWS configuration (its
+/// credentials sign the cluster's requests with SigV4), until `stop` or idle.
+pub fn spawn_with_aws(
+    args: Vec<String>,
+    aws: aws_config::SdkConfig,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Summary> {
+    let config = Config::try_parse_from(args).expect("test arguments parse");
+    config.validate().expect("test configuration is valid");
+    let clients = Clients::new(&aws, &config).expect("clients");
+    tokio::spawn(async move {
+        worker::run(&config, clients, stop)
+            .await
+            .expect("the worker runs")
+    })
+}
+
 /// Starts the worker in-process until `stop` is cancelled (or it goes idle, when the
 /// arguments say so), with S3 reached through `s3` when given (a fault proxy).
 fn spawn_worker(
@@ -460,8 +478,9 @@ impl TestEnv {
             s3_config = s3_config.endpoint_url(url);
         }
         let s3_client = aws_sdk_s3::Client::from_conf(s3_config.build());
-        let cluster = cloudtrail_ingest::sink::elasticsearch::client::connect(&command.cluster)
-            .expect("cluster client");
+        let cluster =
+            cloudtrail_ingest::sink::elasticsearch::client::connect(&command.cluster, None)
+                .expect("cluster client");
         tokio::time::timeout(
             Duration::from_secs(120),
             backfill::run(&command, s3_client, cluster, CancellationToken::new()),

@@ -40,19 +40,24 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::Method;
-use elasticsearch::Elasticsearch;
 use serde::Deserialize;
 use time::{OffsetDateTime, UtcOffset};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use super::client::{Cluster, RequestError};
 use super::dead_letter::{self, Rejection};
+use super::sigv4;
 use crate::pipeline::{Dataset, EventReceiver, Failure, Pending};
 use crate::telemetry::Stats;
 
-/// Only what classification needs comes back from the cluster.
-const FILTER_PATH: &str = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+/// `POST /_bulk` asking only for what classification needs
+/// (`filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason`), encoded as
+/// SigV4's canonical form encodes it (every byte but the unreserved ones), so that the query
+/// signed and the one sent are the same bytes.
+const BULK_PATH: &str =
+    "/_bulk?filter_path=errors%2Citems.%2A.status%2Citems.%2A.error.type%2Citems.%2A.error.reason";
 /// While the cluster refuses the credentials, say so at most this often.
 const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -92,7 +97,7 @@ pub enum ItemOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum BulkError {
     #[error("bulk request failed to reach the cluster: {0}")]
-    Connection(#[source] elasticsearch::Error),
+    Connection(#[source] RequestError),
     #[error("bulk request answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
     #[error("bulk response unusable: {0}")]
@@ -109,14 +114,15 @@ impl BulkError {
         }
     }
 
-    /// The cluster refuses these credentials or their privileges.
+    /// The cluster refuses these credentials or their privileges (or, with SigV4, there are
+    /// no credentials to sign with).
     pub fn is_unauthorized(&self) -> bool {
         matches!(
             self,
             BulkError::Status {
                 status: 401 | 403,
                 ..
-            }
+            } | BulkError::Connection(RequestError::Signing(_))
         )
     }
 }
@@ -255,7 +261,7 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 
 /// Sends one bulk body (gzipped when `gzipped`) and classifies its items.
 pub(crate) async fn send(
-    client: &Elasticsearch,
+    client: &Cluster,
     body: Bytes,
     gzipped: bool,
     items: usize,
@@ -269,18 +275,14 @@ pub(crate) async fn send(
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     let response = client
-        .send(
-            Method::Post,
-            "/_bulk",
-            headers,
-            Some(&[("filter_path", FILTER_PATH)]),
-            Some(body),
-            None,
-        )
+        .send(Method::Post, BULK_PATH, headers, Some(body))
         .await
         .map_err(BulkError::Connection)?;
     let status = response.status_code().as_u16();
-    let bytes = response.bytes().await.map_err(BulkError::Connection)?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| BulkError::Connection(e.into()))?;
     if status != 200 {
         return Err(BulkError::Status {
             status,
@@ -321,7 +323,7 @@ impl Batch {
 
 /// What every bulk task shares.
 struct Shared {
-    client: Elasticsearch,
+    client: Cluster,
     settings: BulkSettings,
     stats: Arc<Stats>,
     /// Paces the "credentials refused" line.
@@ -357,7 +359,7 @@ impl LogEvery {
 /// Takes events until the channel closes, indexes them, and settles each one. Returns an
 /// error if a bulk task panicked (its events settled as dropped).
 pub async fn run_indexer(
-    client: Elasticsearch,
+    client: Cluster,
     settings: BulkSettings,
     mut events: EventReceiver,
     stats: Arc<Stats>,
@@ -592,13 +594,31 @@ fn fail_all(items: Vec<Item>, failure: Failure) {
 fn refused_credentials(shared: &Shared, err: &BulkError, docs: usize, retry_in: Duration) {
     let stats = &shared.stats;
     stats.set(&stats.cluster_authorized, false);
+    let signed = shared.client.signer().map(|signer| match err {
+        BulkError::Status { status, body } => {
+            let diagnosis = sigv4::diagnose(*status, body, signer.service(), signer.region());
+            if diagnosis.refetch {
+                signer.forget();
+            }
+            diagnosis.hint
+        }
+        other => other.to_string(),
+    });
     if shared.auth_log.due(std::time::Instant::now()) {
-        error!(
-            error = %err,
-            docs,
-            retry_in = ?retry_in,
-            "the cluster refuses the credentials or their privileges (fix the user, API key or role: it needs create_doc/index on the event and dead-letter indices); holding every batch until it accepts them"
-        );
+        match signed {
+            Some(hint) => error!(
+                error = %err,
+                docs,
+                retry_in = ?retry_in,
+                "the cluster refuses the signed requests: {hint}; holding every batch until it accepts them"
+            ),
+            None => error!(
+                error = %err,
+                docs,
+                retry_in = ?retry_in,
+                "the cluster refuses the credentials or their privileges (fix the user, API key or role: it needs create_doc/index on the event and dead-letter indices); holding every batch until it accepts them"
+            ),
+        }
     }
 }
 
@@ -670,6 +690,14 @@ fn reject(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bulk_query_is_the_filter_path_encoded() {
+        let url = url::Url::parse(&format!("http://h{BULK_PATH}")).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let filter = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+        assert_eq!(pairs, [("filter_path".to_string(), filter.to_string())]);
+    }
     use time::macros::datetime;
 
     #[test]

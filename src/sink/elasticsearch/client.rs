@@ -4,16 +4,97 @@
 //! The client sends plain `application/json` (and `application/x-ndjson` for bulk), which
 //! Elasticsearch 7, 8 and 9 and OpenSearch 1-3 all accept, and it does no product check, so
 //! the same worker talks to all of them. TLS uses the system roots plus an optional CA file.
+//!
+//! Every request goes through [`Cluster::send`], which signs it with SigV4 when
+//! `--elasticsearch-aws-sigv4` is on ([`super::sigv4`]): the `elasticsearch` crate's generic
+//! `send` takes the request's own headers and passes the body through untouched, so the
+//! signature it carries covers exactly the bytes sent.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
-use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::headers::{HeaderMap, HeaderName, HeaderValue};
+use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde::Deserialize;
+use url::Url;
 
+use super::sigv4::Signer;
 use crate::config::{ClusterAuth, ClusterConfig};
+
+/// A request that got no answer from the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Transport(#[from] elasticsearch::Error),
+    /// SigV4 is on and the request could not be signed (no credentials).
+    #[error("{0}")]
+    Signing(String),
+}
+
+/// The cluster as every stage talks to it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    client: Elasticsearch,
+    url: Url,
+    signer: Option<Arc<Signer>>,
+}
+
+impl Cluster {
+    /// The SigV4 signer, when requests are signed.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_deref()
+    }
+
+    /// Sends `method` `path` (with its query, e.g. `/_bulk?filter_path=errors`), signed when
+    /// SigV4 is on.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        mut headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Response, RequestError> {
+        if let Some(signer) = &self.signer {
+            let url = self
+                .url
+                .join(path.trim_start_matches('/'))
+                .map_err(|e| RequestError::Signing(format!("{path} is not a path: {e}")))?;
+            let signed = signer
+                .headers(
+                    method_name(method),
+                    url.as_str(),
+                    body.as_deref().unwrap_or_default(),
+                )
+                .await
+                .map_err(RequestError::Signing)?;
+            for (name, value) in signed {
+                let mut value = HeaderValue::from_str(&value)
+                    .map_err(|e| RequestError::Signing(format!("unusable {name} header: {e}")))?;
+                value.set_sensitive(name == "authorization" || name == "x-amz-security-token");
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+        Ok(self
+            .client
+            .send(method, path, headers, None::<&()>, body, None)
+            .await?)
+    }
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Put => "PUT",
+        Method::Post => "POST",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -30,10 +111,7 @@ pub enum ClusterError {
     #[error("cannot build the cluster client: {0}")]
     Build(String),
     #[error("cluster at {url} is unreachable: {source}")]
-    Unreachable {
-        url: String,
-        source: elasticsearch::Error,
-    },
+    Unreachable { url: String, source: RequestError },
     #[error("cluster at {url} answered GET / with HTTP {status}: {body}")]
     Refused {
         url: String,
@@ -66,8 +144,44 @@ impl std::fmt::Display for Distribution {
     }
 }
 
-/// Builds the client; makes no request.
-pub fn connect(config: &ClusterConfig) -> Result<Elasticsearch, ClusterError> {
+/// Builds the client; makes no request. With `--elasticsearch-aws-sigv4`, every request is
+/// signed with the credentials and region of `aws` (the standard chain), which must be given.
+pub fn connect(
+    config: &ClusterConfig,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Result<Cluster, ClusterError> {
+    let signer = match (config.elasticsearch_aws_sigv4, aws) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ClusterError::Build(
+                "--elasticsearch-aws-sigv4 needs the AWS configuration".into(),
+            ))
+        }
+        (true, Some(aws)) => Some(signer(config, aws)?),
+    };
+    connect_signed(config, signer)
+}
+
+/// The SigV4 signer `config` asks for, with the credentials and region of `aws`.
+fn signer(config: &ClusterConfig, aws: &aws_config::SdkConfig) -> Result<Signer, ClusterError> {
+    let region = config
+        .elasticsearch_aws_region
+        .clone()
+        .or_else(|| aws.region().map(|r| r.to_string()))
+        .ok_or_else(|| {
+            ClusterError::Build(
+                "--elasticsearch-aws-sigv4 needs a region: set --elasticsearch-aws-region or AWS_REGION"
+                    .into(),
+            )
+        })?;
+    let provider = aws.credentials_provider().ok_or_else(|| {
+        ClusterError::Build("--elasticsearch-aws-sigv4: no AWS credentials provider".into())
+    })?;
+    Ok(Signer::new(provider, region, config.aws_service()))
+}
+
+/// [`connect`], signing every request with `signer` when given.
+fn connect_signed(config: &ClusterConfig, signer: Option<Signer>) -> Result<Cluster, ClusterError> {
     let url = config.url();
     let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
         .timeout(config.elasticsearch_timeout)
@@ -97,7 +211,11 @@ pub fn connect(config: &ClusterConfig) -> Result<Elasticsearch, ClusterError> {
     let transport = builder
         .build()
         .map_err(|e| ClusterError::Build(e.to_string()))?;
-    Ok(Elasticsearch::new(transport))
+    Ok(Cluster {
+        client: Elasticsearch::new(transport),
+        url: config.url(),
+        signer: signer.map(Arc::new),
+    })
 }
 
 #[derive(Deserialize)]
@@ -115,16 +233,9 @@ struct RootVersion {
 }
 
 /// `GET /`: checks that the cluster answers with these credentials and tells what it is.
-pub async fn detect(client: &Elasticsearch, url: &str) -> Result<ClusterInfo, ClusterError> {
+pub async fn detect(client: &Cluster, url: &str) -> Result<ClusterInfo, ClusterError> {
     let response = client
-        .send(
-            Method::Get,
-            "/",
-            HeaderMap::new(),
-            None::<&()>,
-            None::<()>,
-            None,
-        )
+        .send(Method::Get, "/", HeaderMap::new(), None)
         .await
         .map_err(|source| ClusterError::Unreachable {
             url: url.to_string(),
@@ -136,13 +247,19 @@ pub async fn detect(client: &Elasticsearch, url: &str) -> Result<ClusterInfo, Cl
         .await
         .map_err(|source| ClusterError::Unreachable {
             url: url.to_string(),
-            source,
+            source: source.into(),
         })?;
     if status != 200 {
+        let mut body: String = body.chars().take(300).collect();
+        if let (401 | 403, Some(signer)) = (status, client.signer()) {
+            let diagnosis =
+                super::sigv4::diagnose(status, &body, signer.service(), signer.region());
+            body = format!("{body}; {}", diagnosis.hint);
+        }
         return Err(ClusterError::Refused {
             url: url.to_string(),
             status,
-            body: body.chars().take(300).collect(),
+            body,
         });
     }
     parse_root(&body).ok_or_else(|| ClusterError::Refused {
@@ -155,7 +272,7 @@ pub async fn detect(client: &Elasticsearch, url: &str) -> Result<ClusterInfo, Cl
     })
 }
 
-fn parse_root(body: &str) -> Option<ClusterInfo> {
+pub(crate) fn parse_root(body: &str) -> Option<ClusterInfo> {
     let root: RootResponse = serde_json::from_str(body).ok()?;
     let distribution = match root.version.distribution.as_deref() {
         Some("opensearch") => Distribution::OpenSearch,

@@ -1,4 +1,4 @@
-//! The Elasticsearch/OpenSearch sink.
+//! The Cluster/OpenSearch sink.
 //!
 //! - [`client`]: the HTTP client (URL, credentials, TLS) and the detection of the product
 //!   and version that answers;
@@ -9,16 +9,16 @@
 pub mod bulk;
 pub mod client;
 pub mod dead_letter;
+pub mod sigv4;
 pub mod template;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::Elasticsearch;
 use tokio::task::JoinHandle;
 
 pub use bulk::{BulkSettings, IndexerError, Indices};
-pub use client::{ClusterError, ClusterInfo, Distribution};
+pub use client::{Cluster, ClusterError, ClusterInfo, Distribution};
 pub use template::TemplateError;
 
 use crate::config::{BulkCompression, BulkConfig, ClusterConfig, IndexConfig};
@@ -68,7 +68,7 @@ impl Destination {
 /// per destination, the first being `--index-prefix`'s), and returns what answered and the
 /// free-form layout the events must use on it.
 pub async fn prepare(
-    client: &Elasticsearch,
+    client: &Cluster,
     cluster: &ClusterConfig,
     index: &IndexConfig,
     destinations: &[Destination],
@@ -126,7 +126,7 @@ pub fn stopped_early(joined: Result<Result<(), IndexerError>, tokio::task::JoinE
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
 /// flight, and never less than 32 MiB.
-pub fn start(client: Elasticsearch, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
+pub fn start(client: Cluster, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
     let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
     let (sender, receiver) = pipeline::channel(CHANNEL_EVENTS, budget);
     let indexer = tokio::spawn(bulk::run_indexer(client, settings, receiver, stats));

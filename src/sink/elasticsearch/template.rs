@@ -16,11 +16,10 @@
 
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
-use elasticsearch::Elasticsearch;
 use serde_json::{json, Map, Value};
 use tracing::info;
 
-use super::client::{ClusterInfo, Distribution};
+use super::client::{Cluster, ClusterInfo, Distribution};
 use super::Destination;
 use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
 use crate::format::mapping::{keywords, object, text_with_keyword, FreeFormMapping, Mappings};
@@ -74,10 +73,16 @@ impl Capabilities {
                 if major < 1 {
                     return Err(unsupported());
                 }
+                // `compatibility.override_main_response_version` makes OpenSearch 1.x and 2.x
+                // answer 7.10.2: the real version is unknown, so no `flat_object`.
+                let real = major < 7;
+                if !real {
+                    tracing::warn!(version = %info.version, "OpenSearch reports an Elasticsearch version (compatibility.override_main_response_version): free-form fields are stored as JSON strings, since flat_object may be missing");
+                }
                 Ok(Capabilities {
                     distribution: info.distribution,
                     composable: true,
-                    free_form_type: ((major, minor) >= (2, 7)).then_some("flat_object"),
+                    free_form_type: (real && (major, minor) >= (2, 7)).then_some("flat_object"),
                 })
             }
         }
@@ -250,7 +255,7 @@ pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexS
 /// configuration asks for: one per destination, with its mappings (`--index-template-file`
 /// replaces the first one's), and the dead-letter one. Returns the layout documents must use.
 pub async fn prepare(
-    client: &Elasticsearch,
+    client: &Cluster,
     config: &IndexConfig,
     info: &ClusterInfo,
     destinations: &[Destination],
@@ -305,7 +310,7 @@ fn read_template_file(path: &std::path::Path) -> Result<Value, TemplateError> {
 
 /// `PUT _index_template/<name>` (or `_template` on clusters without it). Idempotent.
 async fn install(
-    client: &Elasticsearch,
+    client: &Cluster,
     caps: &Capabilities,
     name: &str,
     body: &Value,
@@ -324,9 +329,7 @@ async fn install(
             Method::Put,
             &path,
             HeaderMap::new(),
-            None::<&()>,
-            Some(elasticsearch::http::request::JsonBody::new(body.clone())),
-            None,
+            Some(bytes::Bytes::from(body.to_string())),
         )
         .await
         .map_err(|e| error(e.to_string()))?;
@@ -345,6 +348,89 @@ async fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `GET /` as each flavor answers it (fields as in the projects' documentation and test
+    /// suites; names and hashes shortened) -> (composable templates, free-form type).
+    #[test]
+    fn every_flavor_gets_the_templates_it_accepts() {
+        /// Composable templates, and the free-form type; `None`: refused.
+        type Expected = Option<(bool, Option<&'static str>)>;
+        let table: [(&str, &str, Expected); 12] = [
+            (
+                "Elasticsearch 6.8",
+                r#"{"name":"n","cluster_name":"c","version":{"number":"6.8.23","build_flavor":"default","lucene_version":"7.7.3"},"tagline":"You Know, for Search"}"#,
+                None,
+            ),
+            (
+                "Elasticsearch 7.2 (before flattened)",
+                r#"{"version":{"number":"7.2.1","build_flavor":"default","build_type":"docker"},"tagline":"You Know, for Search"}"#,
+                Some((false, None)),
+            ),
+            (
+                "Elasticsearch 7.7 (legacy _template)",
+                r#"{"version":{"number":"7.7.1","build_flavor":"default"},"tagline":"You Know, for Search"}"#,
+                Some((false, Some("flattened"))),
+            ),
+            (
+                "Elasticsearch 7.10 OSS (also AWS Elasticsearch 7.10 domains)",
+                r#"{"version":{"number":"7.10.2","build_flavor":"oss","build_type":"tar"},"tagline":"You Know, for Search"}"#,
+                Some((true, None)),
+            ),
+            (
+                "Elasticsearch 7.17",
+                r#"{"version":{"number":"7.17.25","build_flavor":"default","minimum_wire_compatibility_version":"6.8.0"},"tagline":"You Know, for Search"}"#,
+                Some((true, Some("flattened"))),
+            ),
+            (
+                "Elasticsearch 8.x",
+                r#"{"name":"es01","cluster_name":"docker-cluster","version":{"number":"8.15.3","build_flavor":"default","build_type":"docker","lucene_version":"9.11.1"},"tagline":"You Know, for Search"}"#,
+                Some((true, Some("flattened"))),
+            ),
+            (
+                "Elasticsearch 9.x",
+                r#"{"version":{"number":"9.1.5","build_flavor":"default","lucene_version":"10.2.2"},"tagline":"You Know, for Search"}"#,
+                Some((true, Some("flattened"))),
+            ),
+            (
+                "OpenSearch 1.3",
+                r#"{"version":{"distribution":"opensearch","number":"1.3.20","build_type":"tar","lucene_version":"8.10.1","minimum_wire_compatibility_version":"6.8.0"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#,
+                Some((true, None)),
+            ),
+            (
+                "OpenSearch 2.5 (before flat_object)",
+                r#"{"version":{"distribution":"opensearch","number":"2.5.0"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#,
+                Some((true, None)),
+            ),
+            (
+                "Amazon OpenSearch Service 2.11",
+                r#"{"name":"f1b2","cluster_name":"123456789012:trail-logs","cluster_uuid":"x","version":{"distribution":"opensearch","number":"2.11.0","build_type":"tar","build_hash":"unknown","build_snapshot":false,"lucene_version":"9.7.0","minimum_wire_compatibility_version":"7.10.0","minimum_index_compatibility_version":"7.0.0"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#,
+                Some((true, Some("flat_object"))),
+            ),
+            (
+                "OpenSearch 3.x",
+                r#"{"version":{"distribution":"opensearch","number":"3.3.0","lucene_version":"10.3.1"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#,
+                Some((true, Some("flat_object"))),
+            ),
+            (
+                "OpenSearch with override_main_response_version",
+                r#"{"version":{"distribution":"opensearch","number":"7.10.2","build_type":"tar"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#,
+                Some((true, None)),
+            ),
+        ];
+        for (flavor, root, expected) in table {
+            let info = crate::sink::elasticsearch::client::parse_root(root)
+                .unwrap_or_else(|| panic!("{flavor}: GET / parses"));
+            let caps = Capabilities::of(&info);
+            match expected {
+                None => assert!(caps.is_err(), "{flavor} is refused"),
+                Some((composable, free_form)) => {
+                    let caps = caps.unwrap_or_else(|e| panic!("{flavor}: {e}"));
+                    assert_eq!(caps.composable, composable, "{flavor}");
+                    assert_eq!(caps.free_form_type, free_form, "{flavor}");
+                }
+            }
+        }
+    }
 
     fn info(distribution: Distribution, version: &str, flavor: Option<&str>) -> ClusterInfo {
         ClusterInfo {

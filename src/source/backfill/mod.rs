@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::Elasticsearch;
+use crate::sink::elasticsearch::Cluster;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -122,7 +122,7 @@ pub fn job(command: &BackfillCommand, today: time::Date) -> Job {
 pub async fn run(
     command: &BackfillCommand,
     s3: aws_sdk_s3::Client,
-    cluster: Elasticsearch,
+    cluster: Cluster,
     shutdown: CancellationToken,
 ) -> Result<Outcome, BackfillError> {
     let stats = Arc::new(Stats::default());
@@ -145,7 +145,7 @@ pub async fn run(
 async fn run_with_stats(
     command: &BackfillCommand,
     s3_client: aws_sdk_s3::Client,
-    cluster: Elasticsearch,
+    cluster: Cluster,
     shutdown: CancellationToken,
     stats: Arc<Stats>,
 ) -> Result<Outcome, BackfillError> {

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use elasticsearch::Elasticsearch;
+use crate::sink::elasticsearch::Cluster;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -212,7 +212,7 @@ impl Received {
 /// read and committed) and returns what was done.
 pub async fn run(
     command: &KafkaCommand,
-    cluster: Elasticsearch,
+    cluster: Cluster,
     shutdown: CancellationToken,
 ) -> Result<Summary, KafkaSourceError> {
     let config = &command.kafka;

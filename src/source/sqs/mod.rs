@@ -25,7 +25,7 @@ pub mod receive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elasticsearch::Elasticsearch;
+use crate::sink::elasticsearch::Cluster;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -50,7 +50,7 @@ const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
-    pub cluster: Elasticsearch,
+    pub cluster: Cluster,
 }
 
 impl Clients {
@@ -60,7 +60,7 @@ impl Clients {
         Ok(Clients {
             sqs: aws_sdk_sqs::Client::new(aws),
             s3: s3::client(aws, &config.s3),
-            cluster: sink::client::connect(&config.cluster)?,
+            cluster: sink::client::connect(&config.cluster, Some(aws))?,
         })
     }
 }

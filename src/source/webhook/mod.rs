@@ -26,8 +26,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sink::elasticsearch::Cluster;
 use bytes::Bytes;
-use elasticsearch::Elasticsearch;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -102,7 +102,7 @@ struct Context {
 /// Runs until `shutdown` is cancelled and returns what was done.
 pub async fn run(
     command: &WebhookCommand,
-    cluster: Elasticsearch,
+    cluster: Cluster,
     shutdown: CancellationToken,
 ) -> Result<Summary, WebhookError> {
     let hook = &command.webhook;
