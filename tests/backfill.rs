@@ -2,7 +2,7 @@
 //! cluster): a Kafka Connect S3 sink layout announced by S3 event notifications and then
 //! backfilled (each record indexed once), a CloudTrail bucket of several accounts, regions and
 //! days backfilled for two days (only those days, listed only in those day folders), and a
-//! backfill killed with SIGKILL and resumed from its checkpoint.
+//! backfill killed with SIGKILL (or stopped with SIGTERM) and resumed from its checkpoint.
 
 mod support;
 
@@ -272,7 +272,18 @@ fn backfill_process(args: &[String], s3: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
-    let env = TestEnv::new("resume").await;
+    interrupt_then_resume("KILL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_stopped_with_sigterm_exits_130_and_resumes_from_its_checkpoint() {
+    interrupt_then_resume("TERM").await;
+}
+
+/// Backfills 200 objects with small, slow bulk requests, sends `signal` once 10 settled, and
+/// runs again with the checkpoint: nothing that settled is fetched again, nothing is lost.
+async fn interrupt_then_resume(signal: &str) {
+    let env = TestEnv::new(&format!("resume-{}", signal.to_lowercase())).await;
     const OBJECTS: u64 = 200;
     let folder = "AWSLogs/333333333333/CloudTrail/us-east-1/2024/06/01/";
     for n in 0..OBJECTS {
@@ -303,6 +314,8 @@ async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
         "2",
         "--bulk-max-bytes",
         "8192",
+        "--shutdown-grace",
+        "10s",
     ]);
     point_at_cluster(&mut args, &cluster.url());
 
@@ -316,8 +329,20 @@ async fn a_backfill_killed_with_sigkill_resumes_from_its_checkpoint() {
         read(&path).filter(|c| c.objects_done >= 10).map(|_| ())
     })
     .await;
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
+    let signalled = std::time::Instant::now();
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = child.wait().expect("reaped");
+    if signal == "TERM" {
+        assert_eq!(status.code(), Some(130), "interrupted, to be resumed");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(15),
+            "within the grace period"
+        );
+    }
     let at_kill = read(&path).expect("the checkpoint survives the kill");
     assert!(
         !at_kill.complete && at_kill.objects_done < OBJECTS,

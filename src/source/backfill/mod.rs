@@ -227,7 +227,8 @@ async fn run_with_stats(
     let window = window(config.concurrency);
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut listing_done = false;
-    let mut stopping = false;
+    // Set on SIGTERM/SIGINT: the end of the grace period.
+    let mut stopping: Option<Instant> = None;
     let mut failures: BTreeMap<String, String> = BTreeMap::new();
     let mut dirty = false;
     let mut sink_failure = None;
@@ -289,11 +290,11 @@ async fn run_with_stats(
                 context.stop.cancel();
                 listing_done = true;
             }
-            () = shutdown.cancelled(), if !stopping => {
+            () = shutdown.cancelled(), if stopping.is_none() => {
                 info!(in_flight = tasks.len(), grace = ?command.shutdown_grace, "shutting down: no new objects, finishing those in flight");
-                stopping = true;
                 listing_done = true;
                 let deadline = Instant::now() + command.shutdown_grace;
+                stopping = Some(deadline);
                 let context_stop = context.stop.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
@@ -313,10 +314,22 @@ async fn run_with_stats(
     progress.report(&checkpoint, &stats);
     progress.finish();
 
-    // The last event sender goes with the context; the indexer finishes what it holds.
+    // The last event sender goes with the context; the indexer finishes what it holds (on
+    // shutdown, within what is left of the grace period: it may be retrying events of objects
+    // given up on, which are read again on resume).
     drop(context);
     if sink_failure.is_none() {
-        sink_failure = sink::indexer_failure(indexer.await);
+        let joined = match stopping {
+            None => Some((&mut indexer).await),
+            Some(deadline) => tokio::time::timeout_at(deadline, &mut indexer).await.ok(),
+        };
+        match joined {
+            Some(joined) => sink_failure = sink::indexer_failure(joined),
+            None => {
+                warn!("grace period over; the indexer stops with events still unsettled");
+                indexer.abort();
+            }
+        }
     }
     if let Some(reason) = sink_failure {
         return Err(BackfillError::Indexer(reason));
