@@ -60,6 +60,16 @@ const WORKER_ACTIONS: [&str; 6] = [
     "kms:Decrypt",
 ];
 
+/// What the worker calls on Amazon OpenSearch Service (domains, Serverless collections) with
+/// `--elasticsearch-aws-sigv4`: granted by the template when its domain or collection is named.
+const SIGV4_ACTIONS: [&str; 5] = [
+    "es:ESHttpGet",
+    "es:ESHttpHead",
+    "es:ESHttpPost",
+    "es:ESHttpPut",
+    "aoss:APIAccessAll",
+];
+
 /// What ECS needs to start the task: pull the image, write its logs, read the cluster secret.
 const EXECUTION_ACTIONS: [&str; 7] = [
     "ecr:GetAuthorizationToken",
@@ -380,9 +390,9 @@ fn actions(statement: &Value) -> Vec<&str> {
     }
 }
 
-/// Asserts that a worker policy allows exactly [`WORKER_ACTIONS`], with no wildcard action,
-/// no negation and no `*` resource.
-fn assert_worker_policy(policy: &Value, what: &str) {
+/// Asserts that a worker policy allows exactly [`WORKER_ACTIONS`] and `extra`, with no
+/// wildcard action, no negation and no `*` resource.
+fn assert_worker_policy(policy: &Value, what: &str, extra: &[&str]) {
     let mut granted = BTreeSet::new();
     for statement in statements(policy) {
         assert_eq!(statement["Effect"], "Allow", "{what}: {statement}");
@@ -407,7 +417,7 @@ fn assert_worker_policy(policy: &Value, what: &str) {
             assert!(resource.contains("/AWSLogs/*"), "{what}: {resource}");
         }
     }
-    let expected: BTreeSet<&str> = WORKER_ACTIONS.into_iter().collect();
+    let expected: BTreeSet<&str> = WORKER_ACTIONS.iter().chain(extra).copied().collect();
     assert_eq!(granted, expected, "{what}");
 }
 
@@ -754,14 +764,42 @@ fn stop_timeouts_exceed_the_shutdown_grace() {
 
 #[test]
 fn worker_policies_grant_exactly_the_worker_actions() {
-    assert_worker_policy(&read_json(TASK_ROLE_POLICY), TASK_ROLE_POLICY);
+    assert_worker_policy(&read_json(TASK_ROLE_POLICY), TASK_ROLE_POLICY, &[]);
     let template = template_json();
     let policy = &template["Resources"]["WorkerPolicy"];
     assert_eq!(policy["Type"], "AWS::IAM::ManagedPolicy");
     assert_worker_policy(
         &policy["Properties"]["PolicyDocument"],
         "the template's WorkerPolicy",
+        &SIGV4_ACTIONS,
     );
+    // The OpenSearch statements exist only when their domain or collection is named.
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+    {
+        if statement.to_string().contains("ESHttp") || statement.to_string().contains("aoss:") {
+            let condition = statement["Fn::If"][0].as_str();
+            assert!(
+                matches!(condition, Some("WritesToDomain" | "WritesToCollection")),
+                "{statement}"
+            );
+        }
+    }
+    for (file, expected) in [
+        (
+            "deploy/iam/opensearch-domain-policy.json",
+            &SIGV4_ACTIONS[..4],
+        ),
+        (
+            "deploy/iam/opensearch-serverless-policy.json",
+            &SIGV4_ACTIONS[4..],
+        ),
+    ] {
+        let policy = read_json(file);
+        let granted: BTreeSet<&str> = statements(&policy).into_iter().flat_map(actions).collect();
+        assert_eq!(granted, expected.iter().copied().collect(), "{file}");
+    }
     assert_eq!(
         template["Outputs"]["PolicyArn"]["Value"]["Ref"],
         "WorkerPolicy"

@@ -243,3 +243,62 @@ async fn the_proxy_checks_what_was_signed_against_what_was_sent() {
     let accepted = send(body, &url).await.unwrap();
     assert_eq!(accepted.status(), 200, "{:?}", accepted.text().await);
 }
+
+#[tokio::test]
+async fn a_serverless_search_collection_is_written_without_get_root() {
+    let env = TestEnv::new("sigv4-aoss").await;
+    let proxy = SigV4Proxy::start_as(
+        "us-east-1",
+        "aoss",
+        &json!({"testing": {"secret": "testing"}}),
+        Some("search"),
+    );
+    let events = announce(&env, 2).await;
+    let mut args = signed_args(&env, &proxy, &["--elasticsearch-aws-service", "aoss"]);
+    args.push("--exit-when-idle".into());
+    let summary = tokio::time::timeout(Duration::from_secs(120), support::spawn_with_args(args))
+        .await
+        .expect("the worker goes idle")
+        .expect("the worker does not panic");
+    assert_eq!(summary.documents_indexed, events, "{summary:?}");
+    let stats = proxy.stats().await;
+    assert_eq!(
+        stats["root"], 0,
+        "GET / is not asked of a collection: {stats}"
+    );
+    assert_eq!(stats["refused"], 0, "{stats}");
+}
+
+#[tokio::test]
+async fn a_serverless_time_series_collection_is_refused_at_start() {
+    let env = TestEnv::new("sigv4-aoss-ts").await;
+    let proxy = SigV4Proxy::start_as(
+        "us-east-1",
+        "aoss",
+        &json!({"testing": {"secret": "testing"}}),
+        Some("timeseries"),
+    );
+    announce(&env, 1).await;
+    let args = signed_args(&env, &proxy, &["--elasticsearch-aws-service", "aoss"]);
+    let output = Command::new(BIN)
+        .args(&args[1..])
+        .env_clear()
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ENDPOINT_URL", &standins().aws_url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("time series or vector search collection")
+            && errors[0].contains("search collection (type SEARCH)"),
+        "{stderr}"
+    );
+    assert_eq!(env.messages_left().await, 1, "nothing was received");
+    assert_eq!(env.total_documents().await, 0);
+}

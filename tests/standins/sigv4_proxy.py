@@ -9,8 +9,12 @@ within 5 minutes, that x-amz-content-sha256 is the body's hash, and that a sessi
 the one issued with the key. A request that passes is forwarded to the upstream unchanged;
 one that does not is answered 403 with the body Amazon OpenSearch Service sends in that case.
 
-Usage: sigv4_proxy.py UPSTREAM_URL REGION SERVICE KEYS_JSON
+Usage: sigv4_proxy.py UPSTREAM_URL REGION SERVICE KEYS_JSON [search|timeseries]
   KEYS_JSON: {"ACCESS_KEY": {"secret": "...", "token": null or "..."}, ...}
+  search|timeseries: answer as an OpenSearch Serverless collection of that type does where it
+  differs from a domain: `GET /` is 404 with an empty body; a time series collection refuses
+  every bulk item that carries an `_id` (400 illegal_argument_exception, "Document ID is not
+  supported in create/index operation request").
 
 Prints one JSON line {"url": ...} when ready. Counts go to GET /_sigv4_proxy/stats (answered
 by the proxy itself, unsigned): {"verified": N, "refused": N, "keys": {...: N}, "gzip": N}.
@@ -18,6 +22,7 @@ Exits when its standard input closes.
 """
 
 import datetime
+import gzip
 import hashlib
 import json
 import sys
@@ -32,8 +37,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 UPSTREAM, REGION, SERVICE, KEYS = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+COLLECTION = sys.argv[5] if len(sys.argv) > 5 else None
 LOCK = threading.Lock()
-STATS = {"verified": 0, "refused": 0, "keys": {}, "gzip": 0, "reasons": {}}
+STATS = {"verified": 0, "refused": 0, "keys": {}, "gzip": 0, "reasons": {}, "root": 0}
+NO_ID = "Document ID is not supported in create/index operation request"
 
 BAD_SIGNATURE = ("The request signature we calculated does not match the signature you provided. "
                  "Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
@@ -82,6 +89,21 @@ def verify(method, target, headers, body):
     return key
 
 
+def refuse_ids(body, headers):
+    """A time series collection's answer to a bulk body whose actions carry `_id`s."""
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    items = []
+    for action in lines[0::2]:
+        (name, meta), = json.loads(action).items()
+        if "_id" in meta:
+            items.append({name: {"status": 400, "error": {"type": "illegal_argument_exception", "reason": NO_ID}}})
+        else:
+            items.append({name: {"status": 201}})
+    return {"took": 0, "errors": any(i[n]["status"] >= 400 for i in items for n in i), "items": items}
+
+
 class Proxy(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -115,6 +137,11 @@ class Proxy(BaseHTTPRequestHandler):
             STATS["verified"] += 1
             STATS["keys"][key] = STATS["keys"].get(key, 0) + 1
             STATS["gzip"] += headers.get("content-encoding") == "gzip"
+            STATS["root"] += self.path == "/"
+        if COLLECTION and self.command == "GET" and self.path == "/":
+            return self.answer(404, b"")
+        if COLLECTION == "timeseries" and self.path.startswith("/_bulk"):
+            return self.answer(200, json.dumps(refuse_ids(body, headers)))
         forward = {name: value for name, value in headers.items()
                    if name in ("content-type", "content-encoding", "accept")}
         request = urllib.request.Request(UPSTREAM + self.path, data=body if body else None,

@@ -23,18 +23,32 @@ impl SigV4Proxy {
     /// A proxy for `region`/`service` that knows the keys of `keys`
     /// (`{"KEY": {"secret": ..., "token": ...}}`).
     pub fn start(region: &str, service: &str, keys: &Value) -> SigV4Proxy {
-        let (child, url) = start(
-            Command::new(venv().join("bin/python"))
-                .arg(std::path::Path::new(MANIFEST_DIR).join("tests/standins/sigv4_proxy.py"))
-                .arg(&standins().search_url)
-                .arg(region)
-                .arg(service)
-                .arg(keys.to_string()),
-        );
+        Self::start_as(region, service, keys, None)
+    }
+
+    /// A proxy answering as an OpenSearch Serverless collection of `collection` type
+    /// (`search` or `timeseries`) where it differs from a domain.
+    pub fn start_as(
+        region: &str,
+        service: &str,
+        keys: &Value,
+        collection: Option<&str>,
+    ) -> SigV4Proxy {
+        let mut command = Command::new(venv().join("bin/python"));
+        command
+            .arg(std::path::Path::new(MANIFEST_DIR).join("tests/standins/sigv4_proxy.py"))
+            .arg(&standins().search_url)
+            .arg(region)
+            .arg(service)
+            .arg(keys.to_string());
+        if let Some(collection) = collection {
+            command.arg(collection);
+        }
+        let (child, url) = start(&mut command);
         SigV4Proxy { url, _child: child }
     }
 
-    /// `{"verified", "refused", "keys": {key: n}, "gzip", "reasons": {reason: n}}`
+    /// `{"verified", "refused", "keys": {key: n}, "gzip", "reasons": {reason: n}, "root"}`
     pub async fn stats(&self) -> Value {
         reqwest::get(format!("{}/_sigv4_proxy/stats", self.url))
             .await

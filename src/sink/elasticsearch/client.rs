@@ -112,6 +112,8 @@ pub enum ClusterError {
     Build(String),
     #[error("cluster at {url} is unreachable: {source}")]
     Unreachable { url: String, source: RequestError },
+    #[error("OpenSearch Serverless collection at {url}: {reason}")]
+    Serverless { url: String, reason: String },
     #[error("cluster at {url} answered GET / with HTTP {status}: {body}")]
     Refused {
         url: String,
@@ -133,6 +135,8 @@ pub struct ClusterInfo {
 pub enum Distribution {
     Elasticsearch,
     OpenSearch,
+    /// An Amazon OpenSearch Serverless search collection (`--elasticsearch-aws-service aoss`).
+    Serverless,
 }
 
 impl std::fmt::Display for Distribution {
@@ -140,6 +144,7 @@ impl std::fmt::Display for Distribution {
         f.write_str(match self {
             Distribution::Elasticsearch => "elasticsearch",
             Distribution::OpenSearch => "opensearch",
+            Distribution::Serverless => "opensearch-serverless",
         })
     }
 }
@@ -218,6 +223,48 @@ fn connect_signed(config: &ClusterConfig, signer: Option<Signer>) -> Result<Clus
     })
 }
 
+async fn detect_serverless(client: &Cluster, url: &str) -> Result<ClusterInfo, ClusterError> {
+    use super::bulk::{self, BulkError, ItemOutcome};
+    let (index, id) = SERVERLESS_PROBE;
+    let body = format!(
+        "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"{id}\"}}}}\n{{\"preflight\":true}}\n"
+    );
+    let serverless = |reason: String| ClusterError::Serverless {
+        url: url.to_string(),
+        reason,
+    };
+    match bulk::send(client, Bytes::from(body), false, 1).await {
+        Ok(outcomes) => match outcomes.into_iter().next() {
+            Some(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => Ok(ClusterInfo {
+                distribution: Distribution::Serverless,
+                version: "search collection".into(),
+                build_flavor: None,
+            }),
+            Some(ItemOutcome::Rejected(rejection)) if rejection.reason.contains("Document ID is not supported") => Err(serverless(
+                "it is a time series or vector search collection, which makes up its own document ids: every redelivered event would be indexed again. Send audit logs to a search collection (type SEARCH), which keeps the events' ids".into(),
+            )),
+            Some(ItemOutcome::Rejected(rejection)) => Err(serverless(format!("a bulk create with an _id was refused: {rejection}"))),
+            Some(ItemOutcome::Retry { status, reason }) => Err(serverless(format!("a bulk create answered HTTP {status}: {reason}"))),
+            None => Err(serverless("a bulk create answered no item".into())),
+        },
+        Err(BulkError::Status { status, body }) => {
+            let hint = client.signer().map(|signer| {
+                super::sigv4::diagnose(status, &body, signer.service(), signer.region()).hint
+            });
+            Err(serverless(format!(
+                "a bulk create answered HTTP {status}: {}{}",
+                body.chars().take(300).collect::<String>(),
+                hint.map(|h| format!("; {h}")).unwrap_or_default()
+            )))
+        }
+        Err(BulkError::Connection(source)) => Err(ClusterError::Unreachable {
+            url: url.to_string(),
+            source,
+        }),
+        Err(other) => Err(serverless(other.to_string())),
+    }
+}
+
 #[derive(Deserialize)]
 struct RootResponse {
     version: RootVersion,
@@ -232,8 +279,20 @@ struct RootVersion {
     build_flavor: Option<String>,
 }
 
-/// `GET /`: checks that the cluster answers with these credentials and tells what it is.
+/// The index and `_id` of the document that proves an OpenSearch Serverless collection takes
+/// writes with `_id`s.
+pub const SERVERLESS_PROBE: (&str, &str) =
+    ("cloudtrail-ingest-preflight", "cloudtrail-ingest-preflight");
+
+/// `GET /`: checks that the cluster answers with these credentials and tells what it is. An
+/// OpenSearch Serverless collection has no `GET /` (it answers 404): there, one bulk `create`
+/// with an `_id` checks instead that the collection answers and keeps `_id`s (search
+/// collections do; time series and vector search collections refuse them, which would break
+/// one document per event, so the worker refuses to start).
 pub async fn detect(client: &Cluster, url: &str) -> Result<ClusterInfo, ClusterError> {
+    if client.signer().map(Signer::service) == Some(super::sigv4::AwsService::Aoss) {
+        return detect_serverless(client, url).await;
+    }
     let response = client
         .send(Method::Get, "/", HeaderMap::new(), None)
         .await

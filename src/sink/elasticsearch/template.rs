@@ -17,7 +17,7 @@
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::client::{Cluster, ClusterInfo, Distribution};
 use super::Destination;
@@ -85,6 +85,13 @@ impl Capabilities {
                     free_form_type: (real && (major, minor) >= (2, 7)).then_some("flat_object"),
                 })
             }
+            // Index templates exist; `flat_object` is not documented for collections, so the
+            // free-form fields are JSON strings.
+            Distribution::Serverless => Ok(Capabilities {
+                distribution: info.distribution,
+                composable: true,
+                free_form_type: None,
+            }),
         }
     }
 
@@ -140,6 +147,13 @@ impl IndexSettings {
 
     fn to_json(&self, distribution: Distribution, total_fields: Option<u64>) -> Value {
         let mut settings = Map::new();
+        if distribution == Distribution::Serverless {
+            // Shards, replicas, refresh and lifecycle are the collection's to manage.
+            if let Some(limit) = total_fields {
+                settings.insert("index.mapping.total_fields.limit".into(), json!(limit));
+            }
+            return Value::Object(settings);
+        }
         if let Some(shards) = self.shards {
             settings.insert("index.number_of_shards".into(), json!(shards));
         }
@@ -152,7 +166,9 @@ impl IndexSettings {
         if let Some(policy) = &self.lifecycle_policy {
             let key = match distribution {
                 Distribution::Elasticsearch => "index.lifecycle.name",
-                Distribution::OpenSearch => "index.plugins.index_state_management.policy_id",
+                Distribution::OpenSearch | Distribution::Serverless => {
+                    "index.plugins.index_state_management.policy_id"
+                }
             };
             settings.insert(key.into(), json!(policy));
         }
@@ -273,6 +289,13 @@ pub async fn prepare(
         return Ok(free_form);
     }
     let settings = IndexSettings::from_config(config);
+    if caps.distribution == Distribution::Serverless
+        && (settings.replicas.is_some()
+            || settings.refresh_interval.is_some()
+            || settings.lifecycle_policy.is_some())
+    {
+        warn!("OpenSearch Serverless manages replicas, refresh and lifecycle itself (data lifecycle policies): --index-replicas, --index-refresh-interval and --lifecycle-policy are not put in its templates");
+    }
     for (n, destination) in destinations.iter().enumerate() {
         let body = match (&config.index_template_file, n) {
             (Some(path), 0) => read_template_file(path)?,
@@ -417,6 +440,24 @@ mod tests {
                 Some((true, None)),
             ),
         ];
+        let serverless = Capabilities::of(&ClusterInfo {
+            distribution: Distribution::Serverless,
+            version: "search collection".into(),
+            build_flavor: None,
+        })
+        .unwrap();
+        assert!(serverless.composable && serverless.free_form_type.is_none());
+        let settings = IndexSettings {
+            shards: Some(3),
+            replicas: Some(1),
+            refresh_interval: Some("30s".into()),
+            lifecycle_policy: Some("hot-warm".into()),
+        };
+        assert_eq!(
+            settings.to_json(Distribution::Serverless, Some(2000)),
+            json!({"index.mapping.total_fields.limit": 2000}),
+            "what the collection manages is left out"
+        );
         for (flavor, root, expected) in table {
             let info = crate::sink::elasticsearch::client::parse_root(root)
                 .unwrap_or_else(|| panic!("{flavor}: GET / parses"));
