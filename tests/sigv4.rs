@@ -33,6 +33,29 @@ async fn announce(env: &TestEnv, objects: usize) -> u64 {
     objects as u64 * 50
 }
 
+/// Runs the binary with `args` and AWS settings (region, access key, secret), expects exit 1
+/// with exactly one ERROR line, and returns it with the whole standard error.
+fn the_one_start_error(
+    args: &[&str],
+    (region, key, secret): (&str, &str, &str),
+) -> (String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("AWS_REGION", region)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_ENDPOINT_URL", &standins().aws_url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    (errors[0].to_string(), stderr)
+}
+
 fn signed_args(env: &TestEnv, proxy: &SigV4Proxy, extra: &[&str]) -> Vec<String> {
     let mut args = env.args(
         &[
@@ -163,28 +186,17 @@ fn wrong_credentials_at_start_are_one_error_line_naming_the_cause() {
         "es",
         &json!({"testing": {"secret": "testing"}}),
     );
-    let output = Command::new(BIN)
-        .args([
-            "--queue-url",
-            "http://127.0.0.1:1/q",
-            "--elasticsearch-url",
-            &proxy.url,
-            "--elasticsearch-aws-sigv4",
-        ])
-        .env_clear()
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDWRONG")
-        .env("AWS_SECRET_ACCESS_KEY", "s3cr3t-never-printed")
-        .env("AWS_ENDPOINT_URL", &standins().aws_url)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
+    let args = [
+        "--queue-url",
+        "http://127.0.0.1:1/q",
+        "--elasticsearch-url",
+        &proxy.url,
+        "--elasticsearch-aws-sigv4",
+    ];
+    let (error, stderr) =
+        the_one_start_error(&args, ("eu-west-1", "AKIDWRONG", "s3cr3t-never-printed"));
     assert!(
-        errors[0].contains("HTTP 403") && errors[0].contains("AWS does not know these credentials"),
+        error.contains("HTTP 403") && error.contains("AWS does not know these credentials"),
         "{stderr}"
     );
     assert!(
@@ -280,23 +292,11 @@ async fn a_serverless_time_series_collection_is_refused_at_start() {
     );
     announce(&env, 1).await;
     let args = signed_args(&env, &proxy, &["--elasticsearch-aws-service", "aoss"]);
-    let output = Command::new(BIN)
-        .args(&args[1..])
-        .env_clear()
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_ENDPOINT_URL", &standins().aws_url)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
+    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let (error, stderr) = the_one_start_error(&args, ("us-east-1", "testing", "testing"));
     assert!(
-        errors[0].contains("time series or vector search collection")
-            && errors[0].contains("search collection (type SEARCH)"),
+        error.contains("time series or vector search collection")
+            && error.contains("search collection (type SEARCH)"),
         "{stderr}"
     );
     assert_eq!(env.messages_left().await, 1, "nothing was received");
