@@ -301,8 +301,16 @@ async fn without_the_template_every_refused_event_is_dead_lettered() {
         ingest_everything("conformance-dynamic", &["--index-template", "skip"]).await;
     let (events, dead) = totals(&env).await;
     assert!(dead > 0, "dynamic mapping refuses some of the mixed set");
-    assert_eq!(dead, summary.documents_dead_lettered, "{summary:?}");
-    assert_eq!(events + dead, expected, "{summary:?}");
+    // Every refusal is dead-lettered. Which events the dynamic mapping refuses depends on which
+    // one first maps a field, so on the order of the objects in flight; records of the corpus
+    // that share an eventID can both be refused, and the second entry is then the first one
+    // (answered 409), so the index may hold fewer entries than refusals were counted.
+    assert_eq!(
+        summary.documents_dead_lettered, summary.documents_rejected,
+        "{summary:?}"
+    );
+    assert!(dead <= summary.documents_dead_lettered, "{summary:?}");
+    assert_eq!(events + dead, expected, "none lost: {summary:?}");
     let pattern = format!("{}-dead-letter-*", env.index_prefix);
     let without_reason = env
         .search(
