@@ -233,7 +233,7 @@ async fn the_proxy_checks_what_was_signed_against_what_was_sent() {
             .header("content-type", "application/x-ndjson")
             .body(body);
         for (name, value) in &headers {
-            request = request.header(*name, value);
+            request = request.header(name.as_str(), value);
         }
         request.send()
     };

@@ -30,7 +30,7 @@ use super::document::content_id;
 use super::json::Json;
 use super::{Format, FormatError, Item, PayloadContext, RecordContext, RecordError, RecordFormat};
 use super::{FreeForm, Summary};
-use crate::pipeline::{Closed, Event};
+use crate::pipeline::{Closed, Dataset, Event};
 
 /// A record may not exceed this; a larger one is unreadable (and its bytes beyond
 /// [`KEPT_OF_UNREADABLE`] are not kept).
@@ -93,25 +93,29 @@ impl Format for JsonLines {
                 Ok(None) => return Ok(summary),
                 Err(err) => return Err(FormatError::Read(err)),
             };
-            // The record's place in the object names it when nothing in it does.
-            let position = content_id(format!("{}\n{ordinal}", context.name).as_bytes());
+            // The record's place in the object names it when nothing in it does; Confluent
+            // records always name themselves, so the hash is made only for the others.
+            let this = ordinal;
             ordinal += 1;
-            let record_context = RecordContext {
-                position: &position,
-                fallback_time: context.fallback_time,
-            };
-            let (line, outcome) = match value {
-                Value::Object { bytes, line } => (
-                    line,
-                    self.format_of(bytes)
+            let position = || content_id(format!("{}\n{this}", context.name).as_bytes());
+            let (line, outcome, named) = match value {
+                Value::Object { bytes, line } => {
+                    let format = self.format_of(bytes);
+                    let named = (format.dataset() != Dataset::Confluent).then(position);
+                    let record_context = RecordContext {
+                        position: named.as_deref().unwrap_or_default(),
+                        fallback_time: context.fallback_time,
+                    };
+                    let outcome = format
                         .event(bytes, &record_context)
-                        .map_err(|err| (bytes, err.to_string())),
-                ),
+                        .map_err(|err| (bytes, err.to_string()));
+                    (line, outcome, named)
+                }
                 Value::Broken {
                     bytes,
                     line,
                     reason,
-                } => (line, Err((bytes, reason.to_string()))),
+                } => (line, Err((bytes, reason.to_string())), None),
             };
             let item = match outcome {
                 Ok(event) => {
@@ -123,13 +127,13 @@ impl Format for JsonLines {
                     summary.unreadable += 1;
                     let Some(time) = context.fallback_time else {
                         return Err(FormatError::Record {
-                            record: ordinal - 1,
+                            record: this,
                             reason: RecordError::NoTime.to_string(),
                         });
                     };
                     Item::Unreadable {
                         event: Event::unreadable(
-                            position,
+                            named.unwrap_or_else(position),
                             bytes[..bytes.len().min(KEPT_OF_UNREADABLE)].to_vec(),
                             time,
                             self.json.dataset(),

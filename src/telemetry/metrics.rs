@@ -119,20 +119,34 @@ pub fn registry(stats: Arc<Stats>) -> Registry {
     registry
 }
 
-/// Binds `addr` now (so a bad address fails at start) and serves until `stop` is cancelled.
-/// [`serve`] when `--metrics-listen` is given; the error names the address.
+/// The metrics listener of a source, when `--metrics-listen` is given.
+pub struct Listener(Option<(CancellationToken, tokio::task::JoinHandle<()>)>);
+
+impl Listener {
+    /// Stops serving, once the source has stopped (the last summary is still scraped until
+    /// then).
+    pub async fn stop(self) {
+        if let Some((stop, server)) = self.0 {
+            stop.cancel();
+            server.await.expect("the metrics server does not panic");
+        }
+    }
+}
+
+/// [`serve`] when `--metrics-listen` is given: binds now (so a bad address fails at start);
+/// the error names the address.
 pub async fn serve_if(
     listen: Option<SocketAddr>,
     stats: Arc<Stats>,
-    stop: CancellationToken,
-) -> Result<Option<tokio::task::JoinHandle<()>>, (SocketAddr, std::io::Error)> {
-    match listen {
-        Some(addr) => serve(addr, stats, stop)
-            .await
-            .map(Some)
-            .map_err(|e| (addr, e)),
-        None => Ok(None),
-    }
+) -> Result<Listener, (SocketAddr, std::io::Error)> {
+    let Some(addr) = listen else {
+        return Ok(Listener(None));
+    };
+    let stop = CancellationToken::new();
+    let server = serve(addr, stats, stop.clone())
+        .await
+        .map_err(|e| (addr, e))?;
+    Ok(Listener(Some((stop, server))))
 }
 
 pub async fn serve(

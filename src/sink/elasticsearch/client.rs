@@ -37,11 +37,22 @@ pub enum RequestError {
 }
 
 /// The cluster as every stage talks to it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cluster {
     client: Elasticsearch,
     url: Url,
     signer: Option<Arc<Signer>>,
+}
+
+/// The client's own `Debug` shows the credentials it holds: only the URL (without them) and
+/// the signer are shown.
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("url", &self.url.as_str())
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -73,10 +84,13 @@ impl Cluster {
                 .await
                 .map_err(RequestError::Signing)?;
             for (name, value) in signed {
-                let mut value = HeaderValue::from_str(&value)
-                    .map_err(|e| RequestError::Signing(format!("unusable {name} header: {e}")))?;
+                let unusable = |e: &dyn std::fmt::Display| {
+                    RequestError::Signing(format!("unusable {name} header: {e}"))
+                };
+                let mut value = HeaderValue::from_str(&value).map_err(|e| unusable(&e))?;
                 value.set_sensitive(name == "authorization" || name == "x-amz-security-token");
-                headers.insert(HeaderName::from_static(name), value);
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| unusable(&e))?;
+                headers.insert(name, value);
             }
         }
         Ok(self
@@ -347,6 +361,24 @@ pub(crate) fn parse_root(body: &str) -> Option<ClusterInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_credentials() {
+        let config = <crate::config::Config as clap::Parser>::parse_from([
+            "x",
+            "--elasticsearch-url",
+            "https://elastic:hunter2-password@search.example.com:9200",
+            "--elasticsearch-api-key",
+            "c2VjcmV0LWtleQ==",
+        ])
+        .cluster;
+        let shown = format!("{:?}", connect(&config, None).unwrap());
+        assert!(shown.contains("search.example.com"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn tells_products_apart() {

@@ -117,6 +117,24 @@ pub fn indexer_failure(
     }
 }
 
+/// Waits for an indexer whose input is closed to finish what it holds, until `deadline`; then
+/// stops it, saying `why` in a warning (what it still holds belongs to payloads given up on,
+/// which come back). Returns [`indexer_failure`]'s answer.
+pub async fn finish_within(
+    mut indexer: JoinHandle<Result<(), IndexerError>>,
+    deadline: tokio::time::Instant,
+    why: &str,
+) -> Option<String> {
+    match tokio::time::timeout_at(deadline, &mut indexer).await {
+        Ok(joined) => indexer_failure(joined),
+        Err(_) => {
+            tracing::warn!("{why}; stopping the indexer");
+            indexer.abort();
+            None
+        }
+    }
+}
+
 /// Why an indexer that ended while its input was still open stopped.
 pub fn stopped_early(joined: Result<Result<(), IndexerError>, tokio::task::JoinError>) -> String {
     indexer_failure(joined)

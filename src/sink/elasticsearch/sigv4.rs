@@ -83,7 +83,7 @@ impl Signer {
         method: &str,
         url: &str,
         body: &[u8],
-    ) -> Result<Vec<(&'static str, String)>, String> {
+    ) -> Result<Vec<(String, String)>, String> {
         let credentials = self.credentials().await?;
         signed_headers(
             &credentials,
@@ -178,7 +178,7 @@ pub fn signed_headers(
     method: &str,
     url: &str,
     body: &[u8],
-) -> Result<Vec<(&'static str, String)>, String> {
+) -> Result<Vec<(String, String)>, String> {
     let identity = credentials.clone().into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -204,7 +204,7 @@ pub fn signed_headers(
         .into_parts();
     Ok(instructions
         .headers()
-        .map(|(name, value)| (static_name(name), value.to_string()))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect())
 }
 
@@ -218,17 +218,6 @@ fn host_of(url: &str) -> Result<String, String> {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     })
-}
-
-/// The signing headers have fixed names; keep them `'static` for the header map.
-fn static_name(name: &str) -> &'static str {
-    match name {
-        "authorization" => "authorization",
-        "x-amz-date" => "x-amz-date",
-        "x-amz-content-sha256" => "x-amz-content-sha256",
-        "x-amz-security-token" => "x-amz-security-token",
-        _ => "x-amz-unknown",
-    }
 }
 
 #[cfg(test)]
@@ -250,7 +239,7 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)
     }
 
-    fn header<'a>(headers: &'a [(&str, String)], name: &str) -> Option<&'a str> {
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         headers
             .iter()
             .find(|(n, _)| *n == name)

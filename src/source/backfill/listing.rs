@@ -32,16 +32,14 @@ pub struct ListError {
 pub struct Listed {
     pub key: String,
     pub size: u64,
-    /// Index of its unit, for progress.
-    pub unit: usize,
 }
 
 /// What the lister hands on, in key order.
 #[derive(Debug)]
 pub enum Listing {
     Object(Listed),
-    /// Every object of this unit was handed on.
-    UnitDone(usize),
+    /// Every object of a unit was handed on.
+    UnitDone,
 }
 
 /// The folders directly below `folder` (`ListObjectsV2` with delimiter `/`).
@@ -184,7 +182,7 @@ pub async fn list(
     out: mpsc::Sender<Listing>,
     stats: std::sync::Arc<Stats>,
 ) -> Result<(), ListError> {
-    for (n, unit) in units.iter().enumerate() {
+    for unit in &units {
         let mut pages = s3
             .list_objects_v2()
             .bucket(&bucket)
@@ -216,14 +214,13 @@ pub async fn list(
                         .size()
                         .and_then(|s| u64::try_from(s).ok())
                         .unwrap_or(0),
-                    unit: n,
                 };
                 if out.send(Listing::Object(listed)).await.is_err() {
                     return Ok(());
                 }
             }
         }
-        if out.send(Listing::UnitDone(n)).await.is_err() {
+        if out.send(Listing::UnitDone).await.is_err() {
             return Ok(());
         }
     }

@@ -126,19 +126,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Outcome, BackfillError> {
     let stats = Arc::new(Stats::default());
-    let stop_metrics = CancellationToken::new();
-    let metrics_server = metrics::serve_if(
-        command.telemetry.metrics_listen,
-        stats.clone(),
-        stop_metrics.clone(),
-    )
-    .await
-    .map_err(|(addr, source)| BackfillError::Metrics { addr, source })?;
+    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+        .await
+        .map_err(|(addr, source)| BackfillError::Metrics { addr, source })?;
     let outcome = run_with_stats(command, s3, cluster, shutdown, stats).await;
-    stop_metrics.cancel();
-    if let Some(server) = metrics_server {
-        server.await.expect("the metrics server does not panic");
-    }
+    metrics_server.stop().await;
     outcome
 }
 
@@ -255,7 +247,7 @@ async fn run_with_stats(
                         tasks.spawn(async move { read(&context, seq, listed).await });
                     }
                 }
-                Some(Listing::UnitDone(n)) => progress.unit_done(n),
+                Some(Listing::UnitDone) => progress.unit_done(),
                 None => {
                     listing_done = true;
                     if let Some(joined) = lister.take() {
@@ -319,17 +311,17 @@ async fn run_with_stats(
     // given up on, which are read again on resume).
     drop(context);
     if sink_failure.is_none() {
-        let joined = match stopping {
-            None => Some((&mut indexer).await),
-            Some(deadline) => tokio::time::timeout_at(deadline, &mut indexer).await.ok(),
-        };
-        match joined {
-            Some(joined) => sink_failure = sink::indexer_failure(joined),
-            None => {
-                warn!("grace period over; the indexer stops with events still unsettled");
-                indexer.abort();
+        sink_failure = match stopping {
+            None => sink::indexer_failure(indexer.await),
+            Some(deadline) => {
+                sink::finish_within(
+                    indexer,
+                    deadline,
+                    "grace period over with events still unsettled",
+                )
+                .await
             }
-        }
+        };
     }
     if let Some(reason) = sink_failure {
         return Err(BackfillError::Indexer(reason));

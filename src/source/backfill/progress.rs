@@ -47,7 +47,7 @@ impl Progress {
         }
     }
 
-    pub fn unit_done(&mut self, _unit: usize) {
+    pub fn unit_done(&mut self) {
         self.units_listed += 1;
     }
 
@@ -126,15 +126,15 @@ mod tests {
             None,
             "nothing listed in this run yet"
         );
-        progress.unit_done(2);
-        progress.unit_done(3);
+        progress.unit_done();
+        progress.unit_done();
         assert_eq!(
             progress.eta(50, 10.0),
             Some(30.0),
             "6 units left at 2 per 10 s"
         );
-        for n in 4..10 {
-            progress.unit_done(n);
+        for _ in 4..10 {
+            progress.unit_done();
         }
         for _ in 0..25 {
             progress.object_done(4);

@@ -217,14 +217,9 @@ pub async fn run(
 ) -> Result<Summary, KafkaSourceError> {
     let config = &command.kafka;
     let stats = Arc::new(Stats::default());
-    let stop_metrics = CancellationToken::new();
-    let metrics_server = metrics::serve_if(
-        command.telemetry.metrics_listen,
-        stats.clone(),
-        stop_metrics.clone(),
-    )
-    .await
-    .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
+    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+        .await
+        .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
     let probe = record_format(config, FreeForm::Objects);
     let destinations = Destination::only(&command.index, probe.dataset(), probe.mappings());
     let (_, free_form) =
@@ -354,10 +349,7 @@ pub async fn run(
     // Leaving the group revokes the partitions (committing anything left) before the summary.
     consumer.unsubscribe();
     drop(consumer);
-    stop_metrics.cancel();
-    if let Some(server) = metrics_server {
-        server.await.expect("the metrics server does not panic");
-    }
+    metrics_server.stop().await;
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");
     match sink_failure {

@@ -106,14 +106,9 @@ pub async fn run_with_sink(
 ) -> Result<Summary, WorkerError> {
     let queue_url = config.queue_url().to_string();
     let stats = Arc::new(Stats::default());
-    let stop_metrics = CancellationToken::new();
-    let metrics_server = metrics::serve_if(
-        config.telemetry.metrics_listen,
-        stats.clone(),
-        stop_metrics.clone(),
-    )
-    .await
-    .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
+    let metrics_server = metrics::serve_if(config.telemetry.metrics_listen, stats.clone())
+        .await
+        .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
     let (_, free_form) = sink::prepare(
         &clients.cluster,
         &config.cluster,
@@ -264,10 +259,7 @@ pub async fn run_with_sink(
     receiver.await.expect("the receiver does not panic");
     stop_heartbeat.cancel();
     heartbeat.await.expect("the heartbeat does not panic");
-    stop_metrics.cancel();
-    if let Some(server) = metrics_server {
-        server.await.expect("the metrics server does not panic");
-    }
+    metrics_server.stop().await;
 
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");

@@ -108,14 +108,9 @@ pub async fn run(
     let hook = &command.webhook;
     let addr = hook.listen.expect("validated config has --listen");
     let stats = Arc::new(Stats::default());
-    let stop_metrics = CancellationToken::new();
-    let metrics_server = metrics::serve_if(
-        command.telemetry.metrics_listen,
-        stats.clone(),
-        stop_metrics.clone(),
-    )
-    .await
-    .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
+    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+        .await
+        .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
     let acceptor = match (&hook.tls_cert, &hook.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
@@ -232,18 +227,14 @@ pub async fn run(
     // the grace period, not longer.
     drop(context);
     if sink_failure.is_none() {
-        match tokio::time::timeout_at(deadline, &mut indexer).await {
-            Ok(joined) => sink_failure = sink::indexer_failure(joined),
-            Err(_) => {
-                warn!("the indexer is still retrying events of requests answered with a retry; stopping it");
-                indexer.abort();
-            }
-        }
+        sink_failure = sink::finish_within(
+            indexer,
+            deadline,
+            "the indexer is still retrying events of requests answered with a retry",
+        )
+        .await;
     }
-    stop_metrics.cancel();
-    if let Some(server) = metrics_server {
-        server.await.expect("the metrics server does not panic");
-    }
+    metrics_server.stop().await;
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");
     match sink_failure {
