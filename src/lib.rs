@@ -19,6 +19,7 @@
 
 pub mod check;
 pub mod config;
+pub mod detect;
 pub mod format;
 pub mod pipeline;
 pub mod sink;

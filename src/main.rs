@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use cloudtrail_ingest::check;
 use cloudtrail_ingest::config::{
-    BackfillCommand, Cli, Command, Config, KafkaCommand, LogFormat, Mode, WebhookCommand,
+    BackfillCommand, Cli, Command, Config, KafkaCommand, LogFormat, Mode, RulesAction,
+    RulesCommand, WebhookCommand,
 };
 use cloudtrail_ingest::sink::elasticsearch::client;
 use cloudtrail_ingest::source::sqs::{self, Clients};
@@ -28,6 +29,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Rules(rules) = &command {
+        return run_rules(rules);
+    }
     let (valid, log_format, summary) = match &command {
         Command::Sqs(config) => (
             config.validate(),
@@ -49,6 +53,7 @@ async fn main() -> ExitCode {
             backfill.telemetry.log_format,
             backfill.redacted_summary(),
         ),
+        Command::Rules(_) => unreachable!("handled above"),
     };
     if let Err(err) = valid {
         eprintln!("cloudtrail-ingest: {err}");
@@ -69,6 +74,7 @@ async fn main() -> ExitCode {
         Command::Kafka(kafka) => run_kafka(*kafka).await.map(exit_code),
         Command::Webhook(webhook) => run_webhook(*webhook).await.map(exit_code),
         Command::Backfill(backfill) => run_backfill(*backfill).await,
+        Command::Rules(_) => unreachable!("handled above"),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -175,6 +181,22 @@ async fn run_backfill(command: BackfillCommand) -> anyhow::Result<u8> {
         _ => warn!("backfill interrupted; run it again with the same --checkpoint to resume"),
     }
     Ok(outcome.exit_code())
+}
+
+/// `rules check`: the report on standard output; 1 when a rule cannot be used.
+fn run_rules(command: &RulesCommand) -> ExitCode {
+    let RulesAction::Check {
+        paths,
+        alert_min_level,
+    } = &command.action;
+    match cloudtrail_ingest::detect::check(paths, *alert_min_level, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("cloudtrail-ingest: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Cancels `token` on the first SIGTERM (ECS, systemd) or SIGINT (Ctrl-C).

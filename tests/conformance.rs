@@ -38,20 +38,7 @@ fn corpus_records() -> Vec<Value> {
             continue;
         }
         let text = std::fs::read_to_string(fixtures().join("conformance").join(file)).unwrap();
-        let values: Vec<Value> = match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(mut map)) => match map.remove("Records") {
-                Some(Value::Array(list)) => list,
-                _ => vec![Value::Object(map)],
-            },
-            Ok(Value::Array(list)) => list,
-            Ok(_) => vec![],
-            // One JSON value per line; the corpus's deliberately malformed file is skipped
-            // line by line.
-            Err(_) => text
-                .lines()
-                .filter_map(|line| serde_json::from_str(line).ok())
-                .collect(),
-        };
+        let values = json_values(&text);
         for value in values {
             // LookupEvents output holds the record as a JSON string.
             if let Some(inner) = value["CloudTrailEvent"].as_str() {

@@ -8,7 +8,9 @@ use clap::Args;
 use time::macros::format_description;
 use time::Date;
 
-use super::{BulkConfig, ClusterConfig, ConfigError, IndexConfig, S3Config, TelemetryConfig};
+use super::{
+    BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, S3Config, TelemetryConfig,
+};
 
 /// `cloudtrail-ingest backfill`: the whole configuration of a backfill.
 #[derive(Debug, Clone, Args)]
@@ -30,6 +32,9 @@ pub struct BackfillCommand {
 
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 
     /// On SIGTERM/SIGINT, how long objects in flight may take to settle before the checkpoint
     /// is written and the backfill exits.
@@ -109,6 +114,7 @@ impl BackfillCommand {
         self.index.validate(&mut problems);
         self.s3.validate(&self.index, &mut problems);
         self.bulk.validate(&mut problems);
+        self.detect.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -137,7 +143,7 @@ impl BackfillCommand {
             backfill.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
             backfill.concurrency,
             self.s3.summary(),
-            super::sink_summary(&self.cluster, &self.index, &self.bulk),
+            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
             self.shutdown_grace,
         )
     }

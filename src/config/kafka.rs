@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{
-    validate_field_path, BulkConfig, ClusterConfig, ConfigError, IndexConfig, Mode, Secret,
-    TelemetryConfig, ENV_PREFIX,
+    validate_field_path, BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, Mode,
+    Secret, TelemetryConfig, ENV_PREFIX,
 };
 
 /// Index prefix of the Kafka source when `--index-prefix` is not given.
@@ -36,6 +36,9 @@ pub struct KafkaCommand {
 
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 
     /// Exit 0 once every assigned partition is consumed to its end and every offset is
     /// committed (backfills, batch jobs).
@@ -277,6 +280,7 @@ impl KafkaCommand {
         self.cluster.validate(&mut problems);
         self.index.validate(&mut problems);
         self.bulk.validate(&mut problems);
+        self.detect.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -303,7 +307,7 @@ impl KafkaCommand {
             kafka.kafka_id_field.as_deref().unwrap_or("-"),
             kafka.kafka_time_field.as_deref().unwrap_or("-"),
             kafka.option_keys().join(","),
-            super::sink_summary(&self.cluster, &self.index, &self.bulk),
+            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
             self.shutdown_grace,
             self.exit_when_idle,
         )

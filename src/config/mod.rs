@@ -9,6 +9,7 @@
 //! start-up summary, errors and `--help` never show them.
 
 mod backfill;
+mod detect;
 mod kafka;
 mod s3;
 mod secret;
@@ -22,6 +23,7 @@ use url::Url;
 
 pub use crate::sink::elasticsearch::sigv4::AwsService;
 pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
+pub use detect::{AlertUrl, DetectConfig, RulesAction, RulesCommand};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
@@ -80,6 +82,9 @@ pub enum SourceCommand {
     /// Ingest what a bucket already holds (CloudTrail logs, JSON lines), without SQS, and
     /// exit: 0 when everything settled, 1 when some object failed for good (listed).
     Backfill(Box<BackfillCommand>),
+    /// Work with Sigma rule files: `rules check PATH...` lists what loads and why the rest
+    /// does not.
+    Rules(RulesCommand),
 }
 
 /// What to run, with its whole configuration.
@@ -89,6 +94,7 @@ pub enum Command {
     Kafka(Box<KafkaCommand>),
     Webhook(Box<WebhookCommand>),
     Backfill(Box<BackfillCommand>),
+    Rules(RulesCommand),
 }
 
 impl Cli {
@@ -115,6 +121,7 @@ impl Cli {
                 Command::Webhook(webhook)
             }
             Some(SourceCommand::Backfill(backfill)) => Command::Backfill(backfill),
+            Some(SourceCommand::Rules(rules)) => Command::Rules(rules),
         }
     }
 }
@@ -145,6 +152,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 
     /// Exit 0 once the queue is drained (no message visible, in flight or delayed) and
     /// nothing is in flight here (backfills, batch jobs).
@@ -483,6 +493,7 @@ impl Config {
         self.index.validate(&mut problems);
         self.s3.validate(&self.index, &mut problems);
         self.bulk.validate(&mut problems);
+        self.detect.validate(&mut problems);
         if self.sqs.max_in_flight == 0 {
             problems.push("--max-in-flight must be at least 1".into());
         }
@@ -513,7 +524,7 @@ impl Config {
             "queue_url={} {} {} max_in_flight={} receive_wait={:?} max_receive_count={} shutdown_grace={:?} exit_when_idle={}",
             self.sqs.queue_url.as_deref().unwrap_or("-"),
             self.s3.summary(),
-            sink_summary(&self.cluster, &self.index, &self.bulk),
+            sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
             self.sqs.max_in_flight,
             self.sqs.receive_wait,
             self.sqs.max_receive_count.map_or_else(|| "off".to_string(), |n| n.to_string()),
@@ -524,7 +535,12 @@ impl Config {
 }
 
 /// The part of the start-up summary every source shares: cluster, indices, bulk writer.
-fn sink_summary(cluster: &ClusterConfig, index: &IndexConfig, bulk: &BulkConfig) -> String {
+fn sink_summary(
+    cluster: &ClusterConfig,
+    index: &IndexConfig,
+    bulk: &BulkConfig,
+    detect: &DetectConfig,
+) -> String {
     let auth = match cluster.auth() {
         _ if cluster.elasticsearch_aws_sigv4 => format!(
             "sigv4({}, region {})",
@@ -539,7 +555,7 @@ fn sink_summary(cluster: &ClusterConfig, index: &IndexConfig, bulk: &BulkConfig)
         ClusterAuth::ApiKey(_) => "api-key(redacted)".to_string(),
     };
     format!(
-        "elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} bulk_compression={:?}",
+        "elasticsearch_url={} index_prefix={} dead_letter={} free_form_fields={:?} index_template={:?} auth={} ca_file={} bulk_max_bytes={} bulk_linger={:?} bulk_concurrency={} bulk_max_attempts={} bulk_compression={:?} {}",
         cluster.elasticsearch_url.as_ref().map(ClusterUrl::redacted).unwrap_or_else(|| "-".into()),
         index.prefix(),
         index.dead_letter_prefix().unwrap_or_else(|| "off".into()),
@@ -552,6 +568,7 @@ fn sink_summary(cluster: &ClusterConfig, index: &IndexConfig, bulk: &BulkConfig)
         bulk.bulk_concurrency,
         bulk.bulk_max_attempts,
         bulk.bulk_compression,
+        detect.summary(),
     )
 }
 

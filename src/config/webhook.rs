@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{BulkConfig, ClusterConfig, ConfigError, IndexConfig, Secret, TelemetryConfig};
+use super::{
+    BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, Secret, TelemetryConfig,
+};
 
 /// Index prefix of the webhook source when `--index-prefix` is not given.
 pub const DEFAULT_INDEX_PREFIX: &str = "konnect-audit";
@@ -28,6 +30,9 @@ pub struct WebhookCommand {
 
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+
+    #[command(flatten)]
+    pub detect: DetectConfig,
 
     /// On SIGTERM/SIGINT, how long requests in flight may take to be answered before exit.
     /// Keep it below the orchestrator's kill timeout.
@@ -223,6 +228,7 @@ impl WebhookCommand {
         self.cluster.validate(&mut problems);
         self.index.validate(&mut problems);
         self.bulk.validate(&mut problems);
+        self.detect.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -244,7 +250,7 @@ impl WebhookCommand {
             hook.webhook_max_in_flight,
             hook.webhook_retry_status.code(),
             hook.webhook_timeout,
-            super::sink_summary(&self.cluster, &self.index, &self.bulk),
+            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
             self.shutdown_grace,
         )
     }

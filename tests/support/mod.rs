@@ -650,6 +650,23 @@ pub fn distinct_ids(keys: &[&str]) -> u64 {
     ids.len() as u64
 }
 
+/// The JSON values of a corpus event file: a log's `Records`, one record, an array, or one
+/// value per line (lines that are not JSON are skipped: the corpus holds a malformed file).
+pub fn json_values(text: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut map)) => match map.remove("Records") {
+            Some(Value::Array(list)) => list,
+            _ => vec![Value::Object(map)],
+        },
+        Ok(Value::Array(list)) => list,
+        Ok(_) => vec![],
+        Err(_) => text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect(),
+    }
+}
+
 /// Gunzips bytes in memory.
 pub fn gunzip(body: &[u8]) -> Vec<u8> {
     let mut text = Vec::new();

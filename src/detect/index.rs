@@ -1,0 +1,645 @@
+//! Index: which rules can match an event, read from its bytes before it is parsed.
+//!
+//! Most rules pin a field to a few plain values that every match must have (CloudTrail rules
+//! name their `eventName`, Confluent rules their `data.methodName`). [`pins`] finds such a
+//! necessary condition in a rule's detection; the index keeps, per pinned field, which rules
+//! each value calls for. For an event, [`scan`] reads only those fields' values out of the
+//! raw JSON (walking objects along the pinned paths, skipping everything else, stopping once
+//! every path is found), so an event that no rule can match costs a partial scan and a few
+//! hash lookups, and only a candidate is parsed and evaluated in full.
+//!
+//! The index only ever leaves out rules that cannot match: a value it cannot judge from the
+//! bytes (a number, an array, a string holding JSON, a key with dots in it, bytes that are not
+//! JSON) makes every rule pinned on that field a candidate.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::condition::Condition;
+use super::field::FieldPath;
+use super::rule::Rule;
+use super::search::{Matcher, Search, ValueTest};
+
+/// A necessary condition of a rule: the field has one of these values (lowercased).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub field: FieldPath,
+    pub values: BTreeSet<String>,
+}
+
+/// Every necessary condition [`Pin`] of `rule` that can be found (each one alone suffices).
+pub fn pins(rule: &Rule) -> Vec<Pin> {
+    of_condition(&rule.condition, &rule.searches)
+}
+
+fn of_condition(condition: &Condition, searches: &[Search]) -> Vec<Pin> {
+    match condition {
+        Condition::Search(n) => of_search(&searches[*n]),
+        Condition::Not(_) => Vec::new(),
+        Condition::And(items) => items
+            .iter()
+            .flat_map(|c| of_condition(c, searches))
+            .collect(),
+        Condition::All(ids) => ids.iter().flat_map(|n| of_search(&searches[*n])).collect(),
+        Condition::Or(items) => any_of(items.iter().map(|c| of_condition(c, searches)).collect()),
+        Condition::AtLeast(_, ids) => {
+            any_of(ids.iter().map(|n| of_search(&searches[*n])).collect())
+        }
+    }
+}
+
+fn of_search(search: &Search) -> Vec<Pin> {
+    let Search::Fields(groups) = search else {
+        return Vec::new();
+    };
+    any_of(
+        groups
+            .iter()
+            .map(|tests| {
+                tests
+                    .iter()
+                    .filter_map(|test| {
+                        exact_values(&test.matcher).map(|values| Pin {
+                            field: test.field.clone(),
+                            values,
+                        })
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The plain values a matcher requires one of, if that is all it does.
+fn exact_values(matcher: &Matcher) -> Option<BTreeSet<String>> {
+    let Matcher::Values {
+        tests,
+        negate: false,
+        ..
+    } = matcher
+    else {
+        return None;
+    };
+    let mut values = BTreeSet::new();
+    for test in tests {
+        let ValueTest::Strings(forms) = test else {
+            return None;
+        };
+        for form in forms {
+            let value = form.equality()?;
+            // `true`, `5`: most likely a JSON boolean or number in the event, which the scan
+            // does not judge; such a pin would call for its rules on every event that has it.
+            if matches!(value.as_str(), "true" | "false") || value.parse::<f64>().is_ok() {
+                return None;
+            }
+            values.insert(value);
+        }
+    }
+    Some(values)
+}
+
+/// The pins that hold whichever alternative matched: fields pinned in every alternative,
+/// with all their values.
+fn any_of(alternatives: Vec<Vec<Pin>>) -> Vec<Pin> {
+    let Some((first, rest)) = alternatives.split_first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Pin> = Vec::new();
+    for pin in first {
+        if out.iter().any(|p| p.field == pin.field) {
+            continue;
+        }
+        let mut values = BTreeSet::new();
+        let all = std::iter::once(first).chain(rest).all(|alternative| {
+            let on_field: Vec<&Pin> = alternative
+                .iter()
+                .filter(|p| p.field == pin.field)
+                .collect();
+            on_field
+                .iter()
+                .for_each(|p| values.extend(p.values.iter().cloned()));
+            !on_field.is_empty()
+        });
+        if all {
+            out.push(Pin {
+                field: pin.field.clone(),
+                values,
+            });
+        }
+    }
+    out
+}
+
+/// The rules of one dataset, by the field values that can call for them.
+#[derive(Debug, Default)]
+pub struct RuleIndex {
+    paths: Vec<FieldPath>,
+    /// Per path: value -> rules.
+    keyed: Vec<HashMap<String, Vec<usize>>>,
+    /// Per path: every rule pinned on it.
+    pinned: Vec<Vec<usize>>,
+    /// Rules without a pin: candidates for every event.
+    always: Vec<usize>,
+}
+
+impl RuleIndex {
+    /// `rules` are (position, rule); the positions are what [`RuleIndex::candidates`] gives.
+    /// Each rule is indexed by its most selective pin: the field that the rules together pin
+    /// to the most distinct values (`eventName` rather than `eventSource`), then the pin
+    /// with the fewest values.
+    pub fn new<'r>(rules: impl IntoIterator<Item = (usize, &'r Rule)>) -> RuleIndex {
+        let all: Vec<(usize, Vec<Pin>)> =
+            rules.into_iter().map(|(n, rule)| (n, pins(rule))).collect();
+        let mut distinct: HashMap<&FieldPath, BTreeSet<&str>> = HashMap::new();
+        for pin in all.iter().flat_map(|(_, pins)| pins) {
+            distinct
+                .entry(&pin.field)
+                .or_default()
+                .extend(pin.values.iter().map(String::as_str));
+        }
+        let score = |pin: &Pin| {
+            (
+                distinct[&pin.field].len(),
+                std::cmp::Reverse(pin.values.len()),
+                std::cmp::Reverse(pin.field.name().to_string()),
+            )
+        };
+        let mut index = RuleIndex::default();
+        for (n, pins) in &all {
+            let best = pins.iter().max_by_key(|pin| score(pin));
+            let Some(pin) = best else {
+                index.always.push(*n);
+                continue;
+            };
+            let slot = match index.paths.iter().position(|p| *p == pin.field) {
+                Some(slot) => slot,
+                None => {
+                    index.paths.push(pin.field.clone());
+                    index.keyed.push(HashMap::new());
+                    index.pinned.push(Vec::new());
+                    index.paths.len() - 1
+                }
+            };
+            for value in &pin.values {
+                index.keyed[slot].entry(value.clone()).or_default().push(*n);
+            }
+            index.pinned[slot].push(*n);
+        }
+        index
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.always.is_empty() && self.pinned.is_empty()
+    }
+
+    /// The fields the index reads of every event.
+    pub fn paths(&self) -> &[FieldPath] {
+        &self.paths
+    }
+
+    /// How many rules the index holds.
+    pub fn rules(&self) -> usize {
+        self.always.len() + self.pinned.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// The field rule `n` is indexed by.
+    pub fn path_of(&self, n: usize) -> Option<&FieldPath> {
+        self.pinned
+            .iter()
+            .position(|rules| rules.contains(&n))
+            .map(|slot| &self.paths[slot])
+    }
+
+    /// Rules that are read for every event (no pin found).
+    pub fn unpinned(&self) -> &[usize] {
+        &self.always
+    }
+
+    /// The rules that can match the event `document`, into `out` (cleared first).
+    pub fn candidates(&self, document: &[u8], out: &mut Vec<usize>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        if self.paths.is_empty() {
+            return;
+        }
+        for (slot, found) in scan(document, &self.paths).into_iter().enumerate() {
+            match found {
+                Found::Absent => {}
+                Found::Unknown => out.extend_from_slice(&self.pinned[slot]),
+                Found::Text(text) => {
+                    let key = if text.bytes().any(|b| b.is_ascii_uppercase()) || !text.is_ascii() {
+                        text.to_lowercase()
+                    } else {
+                        text
+                    };
+                    if let Some(rules) = self.keyed[slot].get(&key) {
+                        out.extend_from_slice(rules);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What [`scan`] found at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Not there, or `null`, or not an object on the way: no plain value can match.
+    Absent,
+    /// A string, decoded.
+    Text(String),
+    /// Something the scan does not judge: only a full evaluation can.
+    Unknown,
+}
+
+/// The value at each of `paths` in the JSON object `document`, without parsing the rest.
+pub fn scan(document: &[u8], paths: &[FieldPath]) -> Vec<Found> {
+    let mut found = vec![None; paths.len()];
+    let mut scanner = Scanner {
+        bytes: document,
+        at: 0,
+    };
+    let wanted: Vec<usize> = (0..paths.len()).collect();
+    scanner.ws();
+    let outcome = if scanner.peek() == Some(b'{') {
+        scanner.object(paths, &wanted, 0, &mut found)
+    } else {
+        Err(Stop::Malformed)
+    };
+    let unresolved = match outcome {
+        Ok(()) | Err(Stop::Done) => Found::Absent,
+        Err(Stop::Malformed) => Found::Unknown,
+    };
+    found
+        .into_iter()
+        .map(|f| f.unwrap_or_else(|| unresolved.clone()))
+        .collect()
+}
+
+enum Stop {
+    /// Every path is resolved.
+    Done,
+    Malformed,
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), Stop> {
+        self.ws();
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Stop::Malformed)
+        }
+    }
+
+    /// At a `"`: the string's content span and whether it holds escapes; moves past it.
+    fn string(&mut self) -> Result<(usize, usize, bool), Stop> {
+        let start = self.at + 1;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            let rest = self.bytes.get(at..).ok_or(Stop::Malformed)?;
+            match memchr::memchr2(b'"', b'\\', rest) {
+                None => return Err(Stop::Malformed),
+                Some(n) if rest[n] == b'"' => {
+                    self.at = at + n + 1;
+                    return Ok((start, at + n, escaped));
+                }
+                Some(n) => {
+                    escaped = true;
+                    at += n + 2;
+                }
+            }
+        }
+    }
+
+    fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<String> {
+        if escaped {
+            serde_json::from_slice(&self.bytes[start - 1..end + 1]).ok()
+        } else {
+            std::str::from_utf8(&self.bytes[start..end])
+                .ok()
+                .map(str::to_string)
+        }
+    }
+
+    fn skip_value(&mut self) -> Result<(), Stop> {
+        self.ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return Err(Stop::Malformed),
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            Some(_) => {
+                while !matches!(
+                    self.peek(),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                ) {
+                    self.at += 1;
+                }
+                Ok(())
+            }
+            None => Err(Stop::Malformed),
+        }
+    }
+
+    /// At a `{`: walks the object, resolving the `wanted` paths at step `depth`.
+    fn object(
+        &mut self,
+        paths: &[FieldPath],
+        wanted: &[usize],
+        depth: usize,
+        found: &mut [Option<Found>],
+    ) -> Result<(), Stop> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(Stop::Malformed);
+            }
+            let span = self.string()?;
+            self.expect(b':')?;
+            self.ws();
+            let key = self.text(span).ok_or(Stop::Malformed)?;
+            let here: Vec<usize> = wanted
+                .iter()
+                .copied()
+                .filter(|p| found[*p].is_none() && paths[*p].steps()[depth] == key)
+                .collect();
+            if key.contains('.') {
+                for &p in wanted {
+                    if found[p].is_some() {
+                        continue;
+                    }
+                    let rest = paths[p].steps()[depth..].join(".");
+                    if rest == key || rest.starts_with(&format!("{key}.")) {
+                        found[p] = Some(Found::Unknown);
+                    }
+                }
+            }
+            if here.is_empty() {
+                self.skip_value()?;
+            } else {
+                let (ending, deeper): (Vec<usize>, Vec<usize>) = here
+                    .into_iter()
+                    .partition(|p| paths[*p].steps().len() == depth + 1);
+                let value_at = self.at;
+                if !ending.is_empty() {
+                    let value = self.leaf()?;
+                    for p in ending {
+                        found[p] = Some(value.clone());
+                    }
+                }
+                if !deeper.is_empty() {
+                    self.at = value_at;
+                    match self.peek() {
+                        Some(b'{') => self.object(paths, &deeper, depth + 1, found)?,
+                        Some(b'"') => {
+                            let span = self.string()?;
+                            let inner = &self.bytes[span.0..span.1];
+                            let embedded = inner
+                                .iter()
+                                .find(|b| !b.is_ascii_whitespace())
+                                .is_some_and(|b| matches!(b, b'{' | b'['));
+                            for p in deeper {
+                                found[p] = Some(if embedded {
+                                    Found::Unknown
+                                } else {
+                                    Found::Absent
+                                });
+                            }
+                        }
+                        Some(b'[') => {
+                            for p in deeper {
+                                found[p] = Some(Found::Unknown);
+                            }
+                            self.skip_value()?;
+                        }
+                        _ => {
+                            for p in deeper {
+                                found[p] = Some(Found::Absent);
+                            }
+                            self.skip_value()?;
+                        }
+                    }
+                }
+                if found.iter().all(Option::is_some) {
+                    return Err(Stop::Done);
+                }
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    for p in wanted {
+                        if found[*p].is_none() && depth > 0 {
+                            // Not in this object: absent (a later duplicate key cannot count).
+                            found[*p] = Some(Found::Absent);
+                        }
+                    }
+                    return Ok(());
+                }
+                _ => return Err(Stop::Malformed),
+            }
+        }
+    }
+
+    /// The value at a path's end; moves past it.
+    fn leaf(&mut self) -> Result<Found, Stop> {
+        match self.peek() {
+            Some(b'"') => {
+                let span = self.string()?;
+                Ok(self.text(span).map_or(Found::Unknown, Found::Text))
+            }
+            Some(b'n') => {
+                self.skip_value()?;
+                Ok(Found::Absent)
+            }
+            _ => {
+                self.skip_value()?;
+                Ok(Found::Unknown)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rule(detection: &str) -> Rule {
+        let text = format!("title: t\nlogsource: {{product: aws}}\ndetection:\n{detection}");
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+        Rule::compile(&docs[0], &text).unwrap()
+    }
+
+    fn pin_fields(r: &Rule) -> Vec<(String, Vec<String>)> {
+        pins(r)
+            .into_iter()
+            .map(|p| (p.field.name().to_string(), p.values.into_iter().collect()))
+            .collect()
+    }
+
+    #[test]
+    fn pins_are_what_every_match_needs() {
+        let r = rule("    selection:\n        eventSource: cloudtrail.amazonaws.com\n        eventName: [StopLogging, DeleteTrail]\n    filter:\n        userIdentity.type: Root\n    condition: selection and not filter\n");
+        assert_eq!(
+            pin_fields(&r),
+            vec![
+                (
+                    "eventSource".into(),
+                    vec!["cloudtrail.amazonaws.com".into()]
+                ),
+                (
+                    "eventName".into(),
+                    vec!["deletetrail".into(), "stoplogging".into()]
+                ),
+            ]
+        );
+        // Either selection: only a field both pin is necessary, with both values.
+        let r = rule("    a:\n        eventName: CreateUser\n        x: 1\n    b:\n        eventName: CreateAccessKey\n    condition: 1 of a*  or b\n");
+        assert_eq!(
+            pin_fields(&r),
+            vec![(
+                "eventName".into(),
+                vec!["createaccesskey".into(), "createuser".into()]
+            )]
+        );
+        // Nothing necessary: a negation, a wildcard, a keyword, a field only one side pins.
+        for detection in [
+            "    a:\n        eventName: X\n    condition: not a\n",
+            "    a:\n        eventName: Create*\n    condition: a\n",
+            "    a:\n        - CreateUser\n    condition: a\n",
+            "    a:\n        eventName: X\n    b:\n        other: Y\n    condition: a or b\n",
+            "    a:\n        eventName|contains: X\n    condition: a\n",
+        ] {
+            assert!(pins(&rule(detection)).is_empty(), "{detection}");
+        }
+    }
+
+    #[test]
+    fn the_scan_reads_only_the_pinned_paths() {
+        let paths: Vec<FieldPath> = [
+            "eventName",
+            "userIdentity.type",
+            "a.b.c",
+            "missing",
+            "list.x",
+            "free.x",
+            "num",
+            "dotted.key",
+        ]
+        .iter()
+        .map(|p| FieldPath::new(p))
+        .collect();
+        let document = json!({
+            "@timestamp": "t",
+            "userIdentity": {"arn": "x\"y", "type": "Ro\\u006ft", "nested": {"type": "no"}},
+            "skip": [1, {"eventName": "not this"}, "a]b"],
+            "eventName": "StopLogging",
+            "a": {"b": {"c": "deep"}},
+            "list": [{"x": 1}],
+            "free": "{\"x\": 1}",
+            "num": 5,
+            "dotted.key": "v"
+        })
+        .to_string()
+        .replace("Ro\\\\u006ft", "Ro\\u006ft");
+        assert_eq!(
+            scan(document.as_bytes(), &paths),
+            vec![
+                Found::Text("StopLogging".into()),
+                Found::Text("Root".into()),
+                Found::Text("deep".into()),
+                Found::Absent,
+                Found::Unknown,
+                Found::Unknown,
+                Found::Unknown,
+                Found::Unknown,
+            ]
+        );
+        assert_eq!(
+            scan(b"{\"eventName\": \"X\", broken", &paths[..2]),
+            vec![Found::Text("X".into()), Found::Unknown]
+        );
+        assert_eq!(scan(b"not json", &paths[..1]), vec![Found::Unknown]);
+        assert_eq!(
+            scan(b"{\"eventName\": null}", &paths[..1]),
+            vec![Found::Absent]
+        );
+        assert_eq!(
+            scan(b"{\"userIdentity\": \"plain\"}", &paths[1..2]),
+            vec![Found::Absent]
+        );
+    }
+
+    #[test]
+    fn candidates_come_from_the_pinned_values_or_the_unpinned_rules() {
+        let rules = [
+            rule("    s:\n        eventName: StopLogging\n    condition: s\n"),
+            rule("    s:\n        eventName: [DeleteTrail, StopLogging]\n    condition: s\n"),
+            rule("    s:\n        userIdentity.type: Root\n    condition: s\n"),
+            rule("    s:\n        - anything\n    condition: s\n"),
+        ];
+        let index = RuleIndex::new(rules.iter().enumerate());
+        assert_eq!(index.unpinned(), &[3]);
+        let mut out = Vec::new();
+        let mut of = |doc: serde_json::Value| {
+            index.candidates(doc.to_string().as_bytes(), &mut out);
+            out.sort();
+            out.clone()
+        };
+        assert_eq!(of(json!({"eventName": "stoplogging"})), vec![0, 1, 3]);
+        assert_eq!(
+            of(json!({"eventName": "DeleteTrail", "userIdentity": {"type": "Root"}})),
+            vec![1, 2, 3]
+        );
+        assert_eq!(of(json!({"eventName": "GetObject"})), vec![3]);
+        assert_eq!(
+            of(json!({"eventName": ["StopLogging"]})),
+            vec![0, 1, 3],
+            "an array is judged in full"
+        );
+    }
+}

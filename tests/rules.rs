@@ -1,0 +1,266 @@
+//! The shipped rule pack (`rules/`) against realistic events, through the formats that make
+//! the documents the rules see:
+//! - every rule loads (nothing left out even with `--rules-strict`);
+//! - each rule fires on every event of its `fixtures/detect/<source>/<rule>.json` `match` list
+//!   and on none of its `near_miss` list, with free-form parts stored either way
+//!   (objects or strings);
+//! - across the whole conformance corpus and the Confluent samples, each rule fires on exactly
+//!   the records `fixtures/detect/corpus-expected.json` lists for it, and on no other.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use cloudtrail_ingest::detect::{load, Detector, Level};
+use cloudtrail_ingest::format::cloudtrail::split::OwnedRecord;
+use cloudtrail_ingest::format::cloudtrail::{event, FreeForm, Options};
+use cloudtrail_ingest::format::confluent::Confluent;
+use cloudtrail_ingest::format::{RecordContext, RecordFormat};
+use cloudtrail_ingest::pipeline::Event;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn detector() -> Detector {
+    let (loaded, failed) = load::load(&[root().join("rules")]).unwrap();
+    assert!(failed.is_empty(), "rules that cannot be used: {failed:?}");
+    let (detector, unused) = Detector::new(loaded, Level::Informational);
+    assert!(unused.is_empty(), "rules not used: {unused:?}");
+    detector
+}
+
+/// The event a source makes of a record of `source` (`cloudtrail` or `confluent`).
+fn event_of(source: &str, record: &Value, free_form: FreeForm) -> Event {
+    let bytes = serde_json::to_vec(record).unwrap();
+    match source {
+        "cloudtrail" => {
+            let record = OwnedRecord::parse(&bytes).expect("a record is an object");
+            event::build(
+                record.as_record(),
+                &Options { free_form },
+                Some(OffsetDateTime::UNIX_EPOCH),
+            )
+            .unwrap()
+        }
+        "confluent" => Confluent { free_form }
+            .event(
+                &bytes,
+                &RecordContext {
+                    position: "t-0-0",
+                    fallback_time: Some(OffsetDateTime::UNIX_EPOCH),
+                },
+            )
+            .unwrap(),
+        other => panic!("no source {other}"),
+    }
+}
+
+/// The ids of the rules that fire on `event`.
+fn fired(detector: &Detector, event: &Event) -> BTreeSet<String> {
+    detector
+        .examine(event)
+        .into_iter()
+        .map(|n| detector.rules()[n].id.clone())
+        .collect()
+}
+
+fn rule_id_of_file(detector: &Detector, file: &Path) -> String {
+    (0..detector.rules().len())
+        .find(|n| detector.file(*n) == file)
+        .map(|n| detector.rules()[n].id.clone())
+        .unwrap_or_else(|| panic!("no rule loaded from {}", file.display()))
+}
+
+#[test]
+fn each_rule_fires_on_its_targets_and_not_on_near_misses() {
+    let detector = detector();
+    let mut checked = 0;
+    for source in ["cloudtrail", "confluent"] {
+        let folder = root().join("fixtures/detect").join(source);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+            let rule_file = root()
+                .join("rules")
+                .join(source)
+                .join(format!("{stem}.yml"));
+            let id = rule_id_of_file(&detector, &rule_file);
+            let cases: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+            let matches = cases["match"].as_array().unwrap();
+            assert!(!matches.is_empty(), "{stem}: no event to fire on");
+            for free_form in [FreeForm::Objects, FreeForm::Strings] {
+                for (n, record) in matches.iter().enumerate() {
+                    let event = event_of(source, record, free_form);
+                    assert!(
+                        fired(&detector, &event).contains(&id),
+                        "{stem}: match {n} ({free_form:?}) did not fire"
+                    );
+                }
+                for (n, record) in cases["near_miss"].as_array().unwrap().iter().enumerate() {
+                    let event = event_of(source, record, free_form);
+                    assert!(
+                        !fired(&detector, &event).contains(&id),
+                        "{stem}: near miss {n} ({free_form:?}) fired"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        detector.rules().len(),
+        "every rule has its fixture file"
+    );
+}
+
+/// Every record of a corpus file (a log, one record, an array, JSON lines, LookupEvents
+/// output), each with its name in `corpus-expected.json`: `<file>#<eventID or id>`, or the
+/// record's place in the file (`#[n]`) when it has no id.
+fn records_of_file(relative: &str) -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(root().join("fixtures").join(relative)).unwrap();
+    let values = support::json_values(&text);
+    values
+        .into_iter()
+        .map(|value| match value["CloudTrailEvent"].as_str() {
+            Some(inner) => serde_json::from_str(inner).unwrap(),
+            None => value,
+        })
+        .filter(Value::is_object)
+        .enumerate()
+        .map(|(n, record)| {
+            let id = record["eventID"]
+                .as_str()
+                .or(record["id"].as_str())
+                .map_or_else(|| format!("[{n}]"), str::to_string);
+            (format!("{relative}#{id}"), record)
+        })
+        .collect()
+}
+
+fn files_under(relative: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root().join("fixtures").join(relative)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("json" | "log" | "jsonl")
+            ) {
+                let rel = path.strip_prefix(root().join("fixtures")).unwrap();
+                out.push(rel.to_string_lossy().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn on_the_corpus_each_rule_fires_only_where_expected() {
+    let detector = detector();
+    let expected: BTreeMap<String, BTreeSet<String>> = serde_json::from_slice(
+        &std::fs::read(root().join("fixtures/detect/corpus-expected.json")).unwrap(),
+    )
+    .unwrap();
+    for rule in detector.rules() {
+        assert!(
+            expected.contains_key(&rule.id),
+            "{} is not in corpus-expected.json",
+            rule.title
+        );
+    }
+    let mut found: BTreeMap<String, BTreeSet<String>> = expected
+        .keys()
+        .map(|id| (id.clone(), BTreeSet::new()))
+        .collect();
+    let mut records = 0;
+    for (source, folder) in [
+        ("cloudtrail", "conformance/events"),
+        ("confluent", "confluent/events"),
+    ] {
+        for file in files_under(folder) {
+            for (name, record) in records_of_file(&file) {
+                if source == "cloudtrail" && record.get("eventVersion").is_none() {
+                    continue;
+                }
+                records += 1;
+                for free_form in [FreeForm::Objects, FreeForm::Strings] {
+                    for id in fired(&detector, &event_of(source, &record, free_form)) {
+                        found.get_mut(&id).unwrap().insert(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    assert!(records > 100, "the corpus was read ({records} records)");
+    for (id, names) in &expected {
+        let title = &detector.rules().iter().find(|r| r.id == *id).unwrap().title;
+        assert_eq!(&found[id], names, "{title} ({id})");
+    }
+}
+
+#[test]
+fn the_log_objects_of_the_corpus_fire_only_on_records_expected_elsewhere() {
+    let detector = detector();
+    let expected: BTreeMap<String, BTreeSet<String>> = serde_json::from_slice(
+        &std::fs::read(root().join("fixtures/detect/corpus-expected.json")).unwrap(),
+    )
+    .unwrap();
+    // The records each rule is expected to fire on, as they are (objects hold copies).
+    let mut targets: Vec<(String, Value)> = Vec::new();
+    for (rule, names) in &expected {
+        for name in names {
+            let (file, _) = name.split_once('#').unwrap();
+            let before = targets.len();
+            for (_, record) in records_of_file(file).into_iter().filter(|(n, _)| n == name) {
+                targets.push((rule.clone(), record));
+            }
+            assert!(targets.len() > before, "{name} is not in the corpus");
+        }
+    }
+    let objects = root().join("fixtures/conformance/objects");
+    let mut stack = vec![objects];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = support::gunzip(&std::fs::read(&path).unwrap());
+            let Ok(log) = serde_json::from_slice::<Value>(&text) else {
+                continue;
+            };
+            for record in log["Records"].as_array().into_iter().flatten() {
+                seen += 1;
+                for id in fired(
+                    &detector,
+                    &event_of("cloudtrail", record, FreeForm::Objects),
+                ) {
+                    assert!(
+                        targets
+                            .iter()
+                            .any(|(rule, target)| *rule == id && target == record),
+                        "{id} fired on {} in {}",
+                        record["eventID"],
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen > 100, "{seen} records");
+}
