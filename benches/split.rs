@@ -16,15 +16,18 @@
 use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
+use cloudtrail_ingest::detect::alert::Alerter;
+use cloudtrail_ingest::detect::{load, Detector, Level, Loaded};
 use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
 use cloudtrail_ingest::format::{Format, Item, PayloadContext};
+use cloudtrail_ingest::pipeline::{Dataset, Event};
 use cloudtrail_ingest::sink::elasticsearch::bulk;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::Value;
 
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 const BULK_BYTES: usize = 5 * 1024 * 1024;
 
 fn main() {
@@ -54,7 +57,16 @@ fn main() {
         return;
     }
     let (gunzip, _) = best(runs, || gunzip_only(&gz));
-    let (split, plain_bytes) = best(runs, || split_path(&gz));
+    // Without and with rules in turns, so that both see the same machine (it is shared).
+    let alerter = alerter();
+    let mut split_runs = Vec::new();
+    let mut rules_runs = Vec::new();
+    for _ in 0..runs {
+        split_runs.push(best(1, || split_path(&gz)));
+        rules_runs.push(best(1, || split_path_detecting(&gz, &alerter)));
+    }
+    let (split, plain_bytes) = split_runs.into_iter().min().expect("at least one run");
+    let (with_rules, _) = rules_runs.into_iter().min().expect("at least one run");
     report("gunzip only", gunzip, raw_len, events, None);
     report(
         "gunzip+split+bulk body",
@@ -62,6 +74,25 @@ fn main() {
         raw_len,
         events,
         Some(gunzip),
+    );
+    report(
+        "  + rules (pack + 100)",
+        with_rules,
+        raw_len,
+        events,
+        Some(gunzip),
+    );
+    println!(
+        "with {} rules the split path keeps {:.0}% of its throughput without rules ({} alerts per pass)",
+        alerter.detector.rules().len(),
+        100.0 * split.as_secs_f64() / with_rules.as_secs_f64(),
+        count_alerts(&gz, &alerter),
+    );
+    let (candidates, parsed) = candidate_share(&gz, &alerter);
+    println!(
+        "rules to evaluate per event: {:.2} on average; {:.1}% of events are parsed (some rule may match)",
+        candidates as f64 / events as f64,
+        100.0 * parsed as f64 / events as f64
     );
     let bodies = bulk_bodies(&gz);
     let (compress, gzip_bytes) = best(runs, || {
@@ -80,8 +111,75 @@ fn main() {
 /// The bulk bodies of the corpus, kept for the compression measurement.
 fn bulk_bodies(gz: &[u8]) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
-    split_into(gz, |body| bodies.push(body.clone()));
+    split_into(gz, None, |body| bodies.push(body.clone()));
     bodies
+}
+
+/// The shipped rule pack plus a hundred CloudTrail-style rules: each pins an `eventSource`
+/// and a few `eventName`s (as SigmaHQ's CloudTrail rules do) and tests more fields.
+fn alerter() -> Alerter {
+    let pack = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let (mut loaded, failed) = load::load(&[pack.into()]).expect("the rule pack reads");
+    assert!(failed.is_empty(), "{failed:?}");
+    let services = [
+        "iam",
+        "s3",
+        "ec2",
+        "kms",
+        "sts",
+        "lambda",
+        "rds",
+        "guardduty",
+        "organizations",
+        "secretsmanager",
+    ];
+    for n in 0..100 {
+        let service = services[n % services.len()];
+        let text = format!(
+            "title: Generated rule {n}\nid: generated-{n}\nlevel: medium\nlogsource:\n    product: aws\n    service: cloudtrail\ndetection:\n    selection:\n        eventSource: {service}.amazonaws.com\n        eventName:\n            - Delete{n}Thing\n            - Put{n}Policy\n            - Modify{n}Attribute\n    filter:\n        userIdentity.arn|contains: ':role/automation-'\n        errorCode|exists: true\n    condition: selection and not filter\n"
+        );
+        let (_, rule) = load::compile_all(&text).remove(0);
+        loaded.push(Loaded {
+            rule: rule.expect("a generated rule compiles"),
+            file: format!("generated-{n}.yml").into(),
+        });
+    }
+    let (detector, _) = Detector::new(loaded, Level::Informational);
+    let indices = bulk::Indices::new(vec![
+        (Dataset::CloudTrail, "cloudtrail".into()),
+        (Dataset::Alerts, "cloudtrail-alerts".into()),
+    ]);
+    Alerter::new(detector, indices, FreeForm::Objects)
+}
+
+fn split_path_detecting(gz: &[u8], alerter: &Alerter) -> u64 {
+    let mut total = 0u64;
+    split_into(gz, Some(alerter), |body| total += body.len() as u64);
+    total
+}
+
+fn count_alerts(gz: &[u8], alerter: &Alerter) -> u64 {
+    let mut alerts = 0u64;
+    split_into(gz, Some(alerter), |body| {
+        alerts += memchr::memmem::find_iter(body, b"\"kind\":\"match\"").count() as u64
+    });
+    alerts
+}
+
+/// How many candidate rules the index gives over the corpus, and for how many events.
+fn candidate_share(gz: &[u8], alerter: &Alerter) -> (u64, u64) {
+    let index = alerter
+        .detector
+        .index(Dataset::CloudTrail)
+        .expect("the pack has CloudTrail rules");
+    let (mut candidates, mut parsed) = (0u64, 0u64);
+    let mut out = Vec::new();
+    events_of(gz, |event| {
+        index.candidates(&event.source, &mut out);
+        candidates += out.len() as u64;
+        parsed += u64::from(!out.is_empty());
+    });
+    (candidates, parsed)
 }
 
 /// The fastest of `runs` runs, with what the run returned.
@@ -122,13 +220,32 @@ fn gunzip_only(gz: &[u8]) -> u64 {
 /// What the worker does per object, minus the network: returns bytes of bulk bodies made.
 fn split_path(gz: &[u8]) -> u64 {
     let mut total = 0u64;
-    split_into(gz, |body| total += body.len() as u64);
+    split_into(gz, None, |body| total += body.len() as u64);
     total
 }
 
-/// Gunzips, reads events with the CloudTrail format and writes them as the sink does into
-/// bulk bodies of 5 MiB, handing each to `flush`.
-fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
+/// Gunzips, reads events with the CloudTrail format (and, with an `alerter`, runs the rules
+/// on each, adding the alerts) and writes them as the sink does into bulk bodies of 5 MiB,
+/// handing each to `flush`.
+fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u8>)) {
+    let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    events_of(gz, |event| {
+        let index = bulk::index_name("cloudtrail", event.time);
+        bulk::append_create(&mut body, &index, &event.id, &event.source);
+        for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
+            let index = bulk::index_name("cloudtrail-alerts", alert.time);
+            bulk::append_create(&mut body, &index, &alert.id, &alert.source);
+        }
+        if body.len() >= BULK_BYTES {
+            flush(&body);
+            body.clear();
+        }
+    });
+    flush(&body);
+}
+
+/// Gunzips the corpus and reads its events with the CloudTrail format, handing each to `each`.
+fn events_of(gz: &[u8], mut each: impl FnMut(Event)) {
     let format = CloudTrail {
         options: Options {
             free_form: FreeForm::Objects,
@@ -136,17 +253,11 @@ fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
     };
     let decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
     let mut input = BufReader::with_capacity(64 * 1024, decoder);
-    let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     let mut emit = |item: Item| {
         let Item::Event(event) = item else {
             panic!("the corpus has no unreadable record")
         };
-        let index = bulk::index_name("cloudtrail", event.time);
-        bulk::append_create(&mut body, &index, &event.id, &event.source);
-        if body.len() >= BULK_BYTES {
-            flush(&body);
-            body.clear();
-        }
+        each(event);
         Ok(())
     };
     format
@@ -159,7 +270,90 @@ fn split_into(gz: &[u8], mut flush: impl FnMut(&Vec<u8>)) {
             &mut emit,
         )
         .expect("the corpus reads");
-    flush(&body);
+}
+
+/// The order CloudTrail writes a record's top-level fields in (as its log files and the
+/// record contents reference show); any other field follows.
+const LOG_ORDER: [&str; 27] = [
+    "eventVersion",
+    "userIdentity",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "requestID",
+    "eventID",
+    "readOnly",
+    "resources",
+    "eventType",
+    "apiVersion",
+    "managementEvent",
+    "recipientAccountId",
+    "sharedEventID",
+    "vpcEndpointId",
+    "vpcEndpointAccountId",
+    "eventCategory",
+    "tlsDetails",
+    "sessionCredentialFromConsole",
+];
+
+/// The order of `userIdentity`'s fields in CloudTrail's logs.
+const IDENTITY_ORDER: [&str; 9] = [
+    "type",
+    "principalId",
+    "arn",
+    "accountId",
+    "accessKeyId",
+    "userName",
+    "sessionContext",
+    "invokedBy",
+    "identityProvider",
+];
+
+/// `record` as CloudTrail writes it: top-level fields in [`LOG_ORDER`], `userIdentity`'s
+/// in [`IDENTITY_ORDER`] (a `Value` alone would sort them, putting `userIdentity` last
+/// and its `type` after its `sessionContext`, which no log does).
+fn write_in_log_order(raw: &mut Vec<u8>, record: &Value) {
+    write_object(raw, record, &LOG_ORDER, |raw, key, value| {
+        match (key, value) {
+            ("userIdentity", Value::Object(_)) => {
+                write_object(raw, value, &IDENTITY_ORDER, |raw, _, value| {
+                    serde_json::to_writer(raw, value).expect("writing to a Vec cannot fail")
+                })
+            }
+            _ => serde_json::to_writer(raw, value).expect("writing to a Vec cannot fail"),
+        }
+    });
+}
+
+/// The object `value` with the fields named in `order` first, in that order, each value
+/// written by `write`.
+fn write_object(
+    raw: &mut Vec<u8>,
+    value: &Value,
+    order: &[&str],
+    mut write: impl FnMut(&mut Vec<u8>, &str, &Value),
+) {
+    let fields = value.as_object().expect("an object");
+    let known = order.iter().filter_map(|k| fields.get_key_value(*k));
+    let rest = fields.iter().filter(|(k, _)| !order.contains(&k.as_str()));
+    raw.push(b'{');
+    for (n, (key, value)) in known.chain(rest).enumerate() {
+        if n > 0 {
+            raw.push(b',');
+        }
+        serde_json::to_writer(&mut *raw, key).expect("writing to a Vec cannot fail");
+        raw.push(b':');
+        write(raw, key, value);
+    }
+    raw.push(b'}');
 }
 
 /// A gzipped log of about `target` bytes: the conformance records, cycled with fresh ids,
@@ -190,7 +384,7 @@ fn corpus(target: usize) -> (Vec<u8>, usize, u64) {
         if n > 0 {
             raw.push(b',');
         }
-        serde_json::to_writer(&mut raw, &record).expect("writing to a Vec cannot fail");
+        write_in_log_order(&mut raw, &record);
         n += 1;
     }
     raw.extend_from_slice(b"]}");

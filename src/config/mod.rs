@@ -23,7 +23,7 @@ use url::Url;
 
 pub use crate::sink::elasticsearch::sigv4::AwsService;
 pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
-pub use detect::{AlertUrl, DetectConfig, RulesAction, RulesCommand};
+pub use detect::{DetectConfig, RulesAction, RulesCommand};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };

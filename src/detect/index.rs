@@ -12,6 +12,7 @@
 //! bytes (a number, an array, a string holding JSON, a key with dots in it, bytes that are not
 //! JSON) makes every rule pinned on that field a candidate.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use super::condition::Condition;
@@ -172,6 +173,10 @@ impl RuleIndex {
             };
             let slot = match index.paths.iter().position(|p| *p == pin.field) {
                 Some(slot) => slot,
+                None if index.paths.len() == MAX_PATHS => {
+                    index.always.push(*n);
+                    continue;
+                }
                 None => {
                     index.paths.push(pin.field.clone());
                     index.keyed.push(HashMap::new());
@@ -221,47 +226,64 @@ impl RuleIndex {
         if self.paths.is_empty() {
             return;
         }
+        let mut lowered = [0u8; LOWERED];
         for (slot, found) in scan(document, &self.paths).into_iter().enumerate() {
-            match found {
-                Found::Absent => {}
-                Found::Unknown => out.extend_from_slice(&self.pinned[slot]),
-                Found::Text(text) => {
-                    let key = if text.bytes().any(|b| b.is_ascii_uppercase()) || !text.is_ascii() {
-                        text.to_lowercase()
-                    } else {
-                        text
-                    };
-                    if let Some(rules) = self.keyed[slot].get(&key) {
-                        out.extend_from_slice(rules);
-                    }
+            let rules = match found {
+                Found::Absent => None,
+                Found::Unknown => Some(&self.pinned[slot]),
+                // Values are keyed lowercased; short ASCII ones are lowered on the stack.
+                Found::Text(text) if text.is_ascii() && text.len() <= LOWERED => {
+                    let lowered = &mut lowered[..text.len()];
+                    lowered.copy_from_slice(text.as_bytes());
+                    lowered.make_ascii_lowercase();
+                    let key = std::str::from_utf8(lowered).expect("ASCII lowered is ASCII");
+                    self.keyed[slot].get(key)
                 }
+                Found::Text(text) => self.keyed[slot].get(&text.to_lowercase()),
+            };
+            if let Some(rules) = rules {
+                out.extend_from_slice(rules);
             }
         }
     }
 }
 
+/// Values up to this long are lowercased without allocating.
+const LOWERED: usize = 128;
+
 /// What [`scan`] found at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
+pub enum Found<'a> {
     /// Not there, or `null`, or not an object on the way: no plain value can match.
     Absent,
-    /// A string, decoded.
-    Text(String),
+    /// A string, decoded (borrowed from the event unless it held escapes).
+    Text(Cow<'a, str>),
     /// Something the scan does not judge: only a full evaluation can.
     Unknown,
 }
 
-/// The value at each of `paths` in the JSON object `document`, without parsing the rest.
-pub fn scan(document: &[u8], paths: &[FieldPath]) -> Vec<Found> {
-    let mut found = vec![None; paths.len()];
+/// The value at each of `paths` (at most [`MAX_PATHS`]) in the JSON object `document`,
+/// without parsing the rest.
+pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
+    assert!(
+        paths.len() <= MAX_PATHS,
+        "the index reads at most {MAX_PATHS} paths"
+    );
     let mut scanner = Scanner {
         bytes: document,
         at: 0,
+        paths,
+        found: vec![None; paths.len()],
+        open: if paths.len() == MAX_PATHS {
+            u64::MAX
+        } else {
+            (1u64 << paths.len()) - 1
+        },
     };
-    let wanted: Vec<usize> = (0..paths.len()).collect();
     scanner.ws();
     let outcome = if scanner.peek() == Some(b'{') {
-        scanner.object(paths, &wanted, 0, &mut found)
+        let wanted = scanner.open;
+        scanner.object(wanted, 0)
     } else {
         Err(Stop::Malformed)
     };
@@ -269,11 +291,16 @@ pub fn scan(document: &[u8], paths: &[FieldPath]) -> Vec<Found> {
         Ok(()) | Err(Stop::Done) => Found::Absent,
         Err(Stop::Malformed) => Found::Unknown,
     };
-    found
+    scanner
+        .found
         .into_iter()
         .map(|f| f.unwrap_or_else(|| unresolved.clone()))
         .collect()
 }
+
+/// The most paths one index reads (a path is one bit of a mask while scanning); rules
+/// pinned on further fields are evaluated for every event.
+pub const MAX_PATHS: usize = 64;
 
 enum Stop {
     /// Every path is resolved.
@@ -281,12 +308,50 @@ enum Stop {
     Malformed,
 }
 
-struct Scanner<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Bytes of a string read eight at a time before a vector search takes over.
+const SHORT: usize = 64;
+
+/// Where the first `"` or `\\` in `bytes` is. Most strings (keys, names, ARNs) end within a
+/// few dozen bytes, where reading eight bytes at a time beats starting a vector search;
+/// longer ones (policies, user agents) are searched.
+fn quote_or_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `word` that is zero (exact for the lowest such byte).
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    let mut at = 0;
+    while at + 8 <= bytes.len().min(SHORT) {
+        let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+        let found = zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|n| n + at)
 }
 
-impl Scanner<'_> {
+struct Scanner<'a, 'p> {
+    bytes: &'a [u8],
+    at: usize,
+    paths: &'p [FieldPath],
+    found: Vec<Option<Found<'a>>>,
+    /// Paths not resolved yet, one bit each.
+    open: u64,
+}
+
+/// The paths in `mask`, as positions.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let p = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            p
+        })
+    })
+}
+
+impl<'a> Scanner<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.at).copied()
     }
@@ -307,6 +372,11 @@ impl Scanner<'_> {
         }
     }
 
+    fn resolve(&mut self, p: usize, found: Found<'a>) {
+        self.found[p] = Some(found);
+        self.open &= !(1u64 << p);
+    }
+
     /// At a `"`: the string's content span and whether it holds escapes; moves past it.
     fn string(&mut self) -> Result<(usize, usize, bool), Stop> {
         let start = self.at + 1;
@@ -314,7 +384,7 @@ impl Scanner<'_> {
         let mut escaped = false;
         loop {
             let rest = self.bytes.get(at..).ok_or(Stop::Malformed)?;
-            match memchr::memchr2(b'"', b'\\', rest) {
+            match quote_or_escape(rest) {
                 None => return Err(Stop::Malformed),
                 Some(n) if rest[n] == b'"' => {
                     self.at = at + n + 1;
@@ -328,41 +398,59 @@ impl Scanner<'_> {
         }
     }
 
-    fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<String> {
+    fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<Cow<'a, str>> {
+        let bytes: &'a [u8] = self.bytes;
         if escaped {
-            serde_json::from_slice(&self.bytes[start - 1..end + 1]).ok()
-        } else {
-            std::str::from_utf8(&self.bytes[start..end])
+            serde_json::from_slice::<String>(&bytes[start - 1..end + 1])
                 .ok()
-                .map(str::to_string)
+                .map(Cow::Owned)
+        } else {
+            std::str::from_utf8(&bytes[start..end])
+                .ok()
+                .map(Cow::Borrowed)
         }
+    }
+
+    /// Inside a container opened by `open` (`depth` deep): moves past the `close` that ends
+    /// it. Only brackets of that kind count: in JSON the other kind nests inside evenly
+    /// (bytes that are not JSON fail the full parse anyway).
+    fn skip_rest(&mut self, open: u8, close: u8, mut depth: usize) -> Result<(), Stop> {
+        let bytes = self.bytes;
+        let mut at = self.at;
+        while let Some(&b) = bytes.get(at) {
+            at += 1;
+            if b == b'"' {
+                // Inside a string: only its end and escapes matter.
+                loop {
+                    let rest = bytes.get(at..).ok_or(Stop::Malformed)?;
+                    let n = quote_or_escape(rest).ok_or(Stop::Malformed)?;
+                    at += n + 1;
+                    if rest[n] == b'"' {
+                        break;
+                    }
+                    at += 1;
+                }
+            } else if b == open {
+                depth += 1;
+            } else if b == close {
+                depth -= 1;
+                if depth == 0 {
+                    self.at = at;
+                    return Ok(());
+                }
+            }
+        }
+        Err(Stop::Malformed)
     }
 
     fn skip_value(&mut self) -> Result<(), Stop> {
         self.ws();
         match self.peek() {
             Some(b'"') => self.string().map(drop),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek() {
-                        None => return Err(Stop::Malformed),
-                        Some(b'"') => {
-                            self.string()?;
-                            continue;
-                        }
-                        Some(b'{' | b'[') => depth += 1,
-                        Some(b'}' | b']') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.at += 1;
-                                return Ok(());
-                            }
-                        }
-                        Some(_) => {}
-                    }
-                    self.at += 1;
-                }
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.at += 1;
+                self.skip_rest(open, close, 1)
             }
             Some(_) => {
                 while !matches!(
@@ -378,13 +466,8 @@ impl Scanner<'_> {
     }
 
     /// At a `{`: walks the object, resolving the `wanted` paths at step `depth`.
-    fn object(
-        &mut self,
-        paths: &[FieldPath],
-        wanted: &[usize],
-        depth: usize,
-        found: &mut [Option<Found>],
-    ) -> Result<(), Stop> {
+    fn object(&mut self, wanted: u64, depth: usize) -> Result<(), Stop> {
+        let paths = self.paths;
         self.expect(b'{')?;
         self.ws();
         if self.peek() == Some(b'}') {
@@ -392,6 +475,10 @@ impl Scanner<'_> {
             return Ok(());
         }
         loop {
+            if depth > 0 && wanted & self.open == 0 {
+                // Nothing more to find in this object: jump to its end.
+                return self.skip_rest(b'{', b'}', 1);
+            }
             self.ws();
             if self.peek() != Some(b'"') {
                 return Err(Stop::Malformed);
@@ -399,40 +486,46 @@ impl Scanner<'_> {
             let span = self.string()?;
             self.expect(b':')?;
             self.ws();
-            let key = self.text(span).ok_or(Stop::Malformed)?;
-            let here: Vec<usize> = wanted
-                .iter()
-                .copied()
-                .filter(|p| found[*p].is_none() && paths[*p].steps()[depth] == key)
-                .collect();
-            if key.contains('.') {
-                for &p in wanted {
-                    if found[p].is_some() {
-                        continue;
-                    }
+            // Keys are compared as bytes; only a key with escapes is decoded first.
+            let bytes: &'a [u8] = self.bytes;
+            let decoded;
+            let key: &[u8] = if span.2 {
+                decoded = self.text(span).ok_or(Stop::Malformed)?;
+                decoded.as_bytes()
+            } else {
+                &bytes[span.0..span.1]
+            };
+            let open = wanted & self.open;
+            let here = bits(open)
+                .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
+                .fold(0u64, |mask, p| mask | 1 << p);
+            if key.contains(&b'.') {
+                let key = std::str::from_utf8(key).map_err(|_| Stop::Malformed)?;
+                for p in bits(open) {
                     let rest = paths[p].steps()[depth..].join(".");
                     if rest == key || rest.starts_with(&format!("{key}.")) {
-                        found[p] = Some(Found::Unknown);
+                        self.resolve(p, Found::Unknown);
                     }
                 }
             }
-            if here.is_empty() {
+            if here == 0 {
                 self.skip_value()?;
             } else {
-                let (ending, deeper): (Vec<usize>, Vec<usize>) = here
-                    .into_iter()
-                    .partition(|p| paths[*p].steps().len() == depth + 1);
+                let ending = bits(here)
+                    .filter(|p| paths[*p].steps().len() == depth + 1)
+                    .fold(0u64, |mask, p| mask | 1 << p);
+                let deeper = here & !ending;
                 let value_at = self.at;
-                if !ending.is_empty() {
+                if ending != 0 {
                     let value = self.leaf()?;
-                    for p in ending {
-                        found[p] = Some(value.clone());
+                    for p in bits(ending) {
+                        self.resolve(p, value.clone());
                     }
                 }
-                if !deeper.is_empty() {
+                if deeper != 0 {
                     self.at = value_at;
                     match self.peek() {
-                        Some(b'{') => self.object(paths, &deeper, depth + 1, found)?,
+                        Some(b'{') => self.object(deeper, depth + 1)?,
                         Some(b'"') => {
                             let span = self.string()?;
                             let inner = &self.bytes[span.0..span.1];
@@ -440,29 +533,32 @@ impl Scanner<'_> {
                                 .iter()
                                 .find(|b| !b.is_ascii_whitespace())
                                 .is_some_and(|b| matches!(b, b'{' | b'['));
-                            for p in deeper {
-                                found[p] = Some(if embedded {
-                                    Found::Unknown
-                                } else {
-                                    Found::Absent
-                                });
+                            for p in bits(deeper) {
+                                self.resolve(
+                                    p,
+                                    if embedded {
+                                        Found::Unknown
+                                    } else {
+                                        Found::Absent
+                                    },
+                                );
                             }
                         }
                         Some(b'[') => {
-                            for p in deeper {
-                                found[p] = Some(Found::Unknown);
+                            for p in bits(deeper) {
+                                self.resolve(p, Found::Unknown);
                             }
                             self.skip_value()?;
                         }
                         _ => {
-                            for p in deeper {
-                                found[p] = Some(Found::Absent);
+                            for p in bits(deeper) {
+                                self.resolve(p, Found::Absent);
                             }
                             self.skip_value()?;
                         }
                     }
                 }
-                if found.iter().all(Option::is_some) {
+                if self.open == 0 {
                     return Err(Stop::Done);
                 }
             }
@@ -471,10 +567,10 @@ impl Scanner<'_> {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
                     self.at += 1;
-                    for p in wanted {
-                        if found[*p].is_none() && depth > 0 {
-                            // Not in this object: absent (a later duplicate key cannot count).
-                            found[*p] = Some(Found::Absent);
+                    if depth > 0 {
+                        // Not in this object: absent (a later duplicate key cannot count).
+                        for p in bits(wanted & self.open) {
+                            self.resolve(p, Found::Absent);
                         }
                     }
                     return Ok(());
@@ -485,7 +581,7 @@ impl Scanner<'_> {
     }
 
     /// The value at a path's end; moves past it.
-    fn leaf(&mut self) -> Result<Found, Stop> {
+    fn leaf(&mut self) -> Result<Found<'a>, Stop> {
         match self.peek() {
             Some(b'"') => {
                 let span = self.string()?;

@@ -13,6 +13,7 @@
 //! to every dataset) and answers, for one event, which rules match it. Rules see the event's
 //! document as it is indexed (`@timestamp` included).
 
+pub mod alert;
 pub mod condition;
 pub mod field;
 pub mod index;
@@ -136,13 +137,18 @@ impl Detector {
 
     /// The rules (by position) that match `event`, counted.
     pub fn examine(&self, event: &Event) -> Vec<usize> {
-        let Some(index) = self.index(event.dataset) else {
-            return Vec::new();
-        };
+        self.matching(event)
+            .map(|(rules, _)| rules)
+            .unwrap_or_default()
+    }
+
+    /// [`Detector::examine`], with the event parsed when some rule matched.
+    pub fn matching(&self, event: &Event) -> Option<(Vec<usize>, Value)> {
+        let index = self.index(event.dataset)?;
         let mut candidates = Vec::new();
         index.candidates(&event.source, &mut candidates);
         if candidates.is_empty() {
-            return candidates;
+            return None;
         }
         candidates.sort_unstable();
         candidates.dedup();
@@ -150,15 +156,52 @@ impl Detector {
             Ok(document) => document,
             Err(err) => {
                 tracing::debug!(id = %event.id, error = %err, "event is not JSON; no rule is evaluated");
-                return Vec::new();
+                return None;
             }
         };
         candidates.retain(|n| self.rules[*n].matches(&document));
+        if candidates.is_empty() {
+            return None;
+        }
         for n in &candidates {
             self.matches[*n].fetch_add(1, Ordering::Relaxed);
         }
-        candidates
+        Some((candidates, document))
     }
+}
+
+/// `destinations` plus `<index-prefix>-alerts` when rules are configured.
+pub fn destinations(
+    config: &crate::config::DetectConfig,
+    index: &crate::config::IndexConfig,
+    mut destinations: Vec<crate::sink::elasticsearch::Destination>,
+) -> Vec<crate::sink::elasticsearch::Destination> {
+    if config.enabled() {
+        destinations.push(crate::sink::elasticsearch::Destination {
+            dataset: Dataset::Alerts,
+            prefix: format!("{}-alerts", index.prefix()),
+            mappings: alert::mappings,
+        });
+    }
+    destinations
+}
+
+/// `events`, with every event examined by `detector`'s rules (when there are rules), whose
+/// alerts go to the sink's `indices` written the `free_form` way; `stats` reports the
+/// matches per rule.
+pub fn attach(
+    events: crate::pipeline::EventSender,
+    detector: Option<Detector>,
+    indices: &crate::sink::elasticsearch::Indices,
+    free_form: crate::format::FreeForm,
+    stats: &crate::telemetry::Stats,
+) -> crate::pipeline::EventSender {
+    let Some(detector) = detector else {
+        return events;
+    };
+    let alerter = std::sync::Arc::new(alert::Alerter::new(detector, indices.clone(), free_form));
+    stats.watch_rules(alerter.clone());
+    events.with_alerter(alerter)
 }
 
 /// Why the rules stop the start.
@@ -267,6 +310,7 @@ pub fn dataset_name(dataset: Dataset) -> &'static str {
         Dataset::Confluent => "confluent",
         Dataset::Konnect => "konnect",
         Dataset::Json => "json",
+        Dataset::Alerts => "alerts",
     }
 }
 

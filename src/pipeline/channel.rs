@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::Pending;
+use crate::detect::alert::Alerter;
 
 /// The sink is gone; the event was not handed over (it settles as dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +24,8 @@ pub struct EventSender {
     events: mpsc::Sender<Pending>,
     budget: Arc<Semaphore>,
     budget_bytes: u32,
+    /// The detection rules every event passes on its way (see [`EventSender::send`]).
+    alerter: Option<Arc<Alerter>>,
 }
 
 #[derive(Debug)]
@@ -39,14 +42,39 @@ pub fn channel(count: usize, bytes: usize) -> (EventSender, EventReceiver) {
             events: tx,
             budget: Arc::new(Semaphore::new(budget_bytes as usize)),
             budget_bytes,
+            alerter: None,
         },
         EventReceiver { events: rx },
     )
 }
 
 impl EventSender {
-    /// Waits for room (count and bytes), then hands the event over.
-    pub async fn send(&self, mut pending: Pending) -> Result<(), Closed> {
+    /// This sender, with every event it sends examined by `alerter`'s rules.
+    pub fn with_alerter(mut self, alerter: Arc<Alerter>) -> Self {
+        self.alerter = Some(alerter);
+        self
+    }
+
+    /// Waits for room (count and bytes), then hands the event over, followed by the alerts
+    /// it raised (each under the event's ticket: the payload settles once they are indexed
+    /// too). Records the source refused raise none.
+    pub async fn send(&self, pending: Pending) -> Result<(), Closed> {
+        let alerts: Vec<Pending> = match &self.alerter {
+            Some(alerter) if pending.refusal.is_none() => alerter
+                .alerts(&pending.event)
+                .into_iter()
+                .map(|alert| pending.alongside(alert))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.hand_over(pending).await?;
+        for alert in alerts {
+            self.hand_over(alert).await?;
+        }
+        Ok(())
+    }
+
+    async fn hand_over(&self, mut pending: Pending) -> Result<(), Closed> {
         let weight = u32::try_from(pending.weight())
             .unwrap_or(u32::MAX)
             .clamp(1, self.budget_bytes);

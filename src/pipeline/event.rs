@@ -40,6 +40,8 @@ pub enum Dataset {
     Konnect,
     /// Any other JSON records.
     Json,
+    /// What detection rules found: `<index-prefix>-alerts-YYYY.MM.DD`.
+    Alerts,
 }
 
 impl Event {
@@ -122,6 +124,12 @@ impl Pending {
             refusal: Some(Box::new(rejection)),
             ..Pending::new(event, origin, claim)
         }
+    }
+
+    /// Another event of the same payload (an alert this one raised), from the same origin,
+    /// which the payload's ticket waits for too.
+    pub fn alongside(&self, event: Event) -> Pending {
+        Pending::new(event, self.origin.clone(), self.claim.sibling())
     }
 
     /// Settles the event with its final outcome; the byte budget it held is returned.

@@ -87,6 +87,14 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Another claim on the same ticket (an alert the event raised, settled on its own).
+    pub fn sibling(&self) -> Claim {
+        self.ticket
+            .as_ref()
+            .expect("an unsettled claim holds its ticket")
+            .claim()
+    }
+
     pub fn settle(mut self, outcome: Verdict) {
         let ticket = self.ticket.take().expect("a claim settles once");
         if let Err(failure) = outcome {

@@ -101,6 +101,22 @@ impl Collector for StatsCollector {
                 ConstGauge::new(lag).encode(family.encode_family(&labels)?)?;
             }
         }
+        if let Some(alerter) = stats.rules.get() {
+            let detector = &alerter.detector;
+            let mut family = encoder.encode_descriptor(
+                "rule_matches",
+                "events a detection rule matched (one alert each, redeliveries included)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (n, rule) in detector.rules().iter().enumerate() {
+                let labels = [
+                    ("rule_id", rule.id.clone()),
+                    ("level", rule.level.to_string()),
+                ];
+                ConstCounter::new(detector.matches_of(n)).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let latency = &stats.bulk_latency.0;
         latency.encode(encoder.encode_descriptor(
             "bulk_latency",

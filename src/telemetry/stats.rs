@@ -82,6 +82,8 @@ counters! {
     list_requests: "backfill: S3 ListObjectsV2 requests (folder discovery and object listing)",
     objects_listed: "backfill: objects listed",
     objects_resumed: "backfill: listed objects not fetched because the checkpoint says they settled",
+    alerts_indexed: "alerts indexed: new matches of a detection rule (not counted in documents_indexed)",
+    alerts_existing: "alerts already indexed by an earlier delivery of their event (409)",
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).
@@ -113,6 +115,8 @@ pub struct Stats {
     /// Kafka consumer lag per assigned partition (high watermark minus committed offset),
     /// from librdkafka's statistics.
     pub partition_lag: Mutex<Vec<((String, i32), i64)>>,
+    /// The detection rules in use, for their match counts.
+    pub rules: std::sync::OnceLock<std::sync::Arc<crate::detect::alert::Alerter>>,
 }
 
 impl Default for Stats {
@@ -128,7 +132,15 @@ impl Default for Stats {
             cluster_authorized: AtomicBool::new(true),
             source_reachable: AtomicBool::new(false),
             partition_lag: Mutex::new(Vec::new()),
+            rules: std::sync::OnceLock::new(),
         }
+    }
+}
+
+impl Stats {
+    /// Reports the matches of `alerter`'s rules from now on (the first one set stays).
+    pub fn watch_rules(&self, alerter: std::sync::Arc<crate::detect::alert::Alerter>) {
+        let _ = self.rules.set(alerter);
     }
 }
 

@@ -536,6 +536,14 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
                     stats.add(&stats.documents_dead_lettered, 1);
                     item.pending.settle(Ok(()));
                 }
+                ItemOutcome::Indexed if item.pending.event.dataset == Dataset::Alerts => {
+                    stats.add(&stats.alerts_indexed, 1);
+                    item.pending.settle(Ok(()));
+                }
+                ItemOutcome::AlreadyIndexed if item.pending.event.dataset == Dataset::Alerts => {
+                    stats.add(&stats.alerts_existing, 1);
+                    item.pending.settle(Ok(()));
+                }
                 ItemOutcome::Indexed => {
                     stats.add(&stats.documents_indexed, 1);
                     stats

@@ -24,6 +24,7 @@ use super::Destination;
 use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
 use crate::format::mapping::{keywords, object, text_with_keyword, FreeFormMapping, Mappings};
 use crate::format::FreeForm;
+use crate::pipeline::Dataset;
 
 /// Bumped whenever the generated templates change; stored in the template's `version`.
 pub const TEMPLATE_VERSION: u64 = 3;
@@ -31,6 +32,8 @@ pub const TEMPLATE_VERSION: u64 = 3;
 /// pattern and must win.
 const EVENTS_PRIORITY: u64 = 200;
 const DEAD_LETTER_PRIORITY: u64 = 201;
+/// Above the events' template, whose pattern (`<prefix>-*`) also covers `<prefix>-alerts-*`.
+const ALERTS_PRIORITY: u64 = 202;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -243,6 +246,7 @@ fn template_body(
 pub fn event_template(
     caps: &Capabilities,
     prefix: &str,
+    priority: u64,
     free_form: FreeFormMapping,
     settings: &IndexSettings,
     mappings: Mappings,
@@ -250,7 +254,7 @@ pub fn event_template(
     template_body(
         caps,
         format!("{prefix}-*"),
-        EVENTS_PRIORITY,
+        priority,
         settings.to_json(caps.distribution, Some(2000)),
         mappings(free_form),
     )
@@ -302,6 +306,11 @@ pub async fn prepare(
             _ => event_template(
                 &caps,
                 &destination.prefix,
+                if destination.dataset == Dataset::Alerts {
+                    ALERTS_PRIORITY
+                } else {
+                    EVENTS_PRIORITY
+                },
                 caps.free_form_mapping(config.free_form_fields),
                 &settings,
                 destination.mappings,
@@ -556,6 +565,7 @@ mod tests {
         let new = event_template(
             &caps(Distribution::Elasticsearch, "8.15.0"),
             "ct",
+            EVENTS_PRIORITY,
             FreeFormMapping::Flattened,
             &settings,
             crate::format::cloudtrail::mapping::mappings,
@@ -572,6 +582,7 @@ mod tests {
         let legacy = event_template(
             &caps(Distribution::Elasticsearch, "7.5.0"),
             "ct",
+            EVENTS_PRIORITY,
             FreeFormMapping::Text,
             &settings,
             crate::format::cloudtrail::mapping::mappings,
@@ -583,6 +594,7 @@ mod tests {
         let os = event_template(
             &caps(Distribution::OpenSearch, "2.11.0"),
             "ct",
+            EVENTS_PRIORITY,
             FreeFormMapping::Flattened,
             &settings,
             crate::format::cloudtrail::mapping::mappings,
@@ -598,6 +610,7 @@ mod tests {
         let unset = event_template(
             &caps(Distribution::OpenSearch, "2.11.0"),
             "ct",
+            EVENTS_PRIORITY,
             FreeFormMapping::FlatObject,
             &IndexSettings::default(),
             crate::format::cloudtrail::mapping::mappings,

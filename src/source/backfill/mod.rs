@@ -29,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::detect;
 use crate::sink::elasticsearch::Cluster;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
@@ -61,6 +62,8 @@ pub fn window(concurrency: usize) -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
+    #[error(transparent)]
+    Rules(#[from] crate::detect::RulesError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -154,7 +157,12 @@ async fn run_with_stats(
         return Ok(outcome(&checkpoint, &stats, &BTreeMap::new(), false));
     }
 
-    let destinations = s3::destinations(&command.s3, &command.index);
+    let detector = detect::from_config(&command.detect)?;
+    let destinations = detect::destinations(
+        &command.detect,
+        &command.index,
+        s3::destinations(&command.s3, &command.index),
+    );
     let (_, free_form) =
         sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
     stats.set(&stats.cluster_reachable, true);
@@ -199,11 +207,10 @@ async fn run_with_stats(
         listed_tx,
         stats.clone(),
     ));
-    let (events, mut indexer) = sink::start(
-        cluster,
-        sink::settings(&command.bulk, &command.index, &destinations),
-        stats.clone(),
-    );
+    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let indices = settings.indices.clone();
+    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
+    let events = detect::attach(events, detector, &indices, free_form, &stats);
     let context = Arc::new(Context {
         s3: s3_client,
         bucket,

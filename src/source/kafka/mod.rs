@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::detect;
 use crate::sink::elasticsearch::Cluster;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -70,6 +71,8 @@ type KafkaConsumer = StreamConsumer<Context>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
+    #[error(transparent)]
+    Rules(#[from] crate::detect::RulesError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("kafka: {0}")]
@@ -220,8 +223,13 @@ pub async fn run(
     let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
+    let detector = detect::from_config(&command.detect)?;
     let probe = record_format(config, FreeForm::Objects);
-    let destinations = Destination::only(&command.index, probe.dataset(), probe.mappings());
+    let destinations = detect::destinations(
+        &command.detect,
+        &command.index,
+        Destination::only(&command.index, probe.dataset(), probe.mappings()),
+    );
     let (_, free_form) =
         sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
     let format = record_format(config, free_form);
@@ -236,11 +244,10 @@ pub async fn run(
         .subscribe(&names)
         .map_err(|e| KafkaSourceError::Consumer(format!("subscribing to {names:?} failed: {e}")))?;
     stats.set(&stats.source_reachable, true);
-    let (events, mut indexer) = sink::start(
-        cluster,
-        sink::settings(&command.bulk, &command.index, &destinations),
-        stats.clone(),
-    );
+    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let indices = settings.indices.clone();
+    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
+    let events = detect::attach(events, detector, &indices, free_form, &stats);
     info!(topics = ?topics, group = %config.kafka_group_id, "worker started");
     stats.set(&stats.started, true);
 

@@ -25,6 +25,7 @@ pub mod receive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::detect;
 use crate::sink::elasticsearch::Cluster;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -68,6 +69,8 @@ impl Clients {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
+    Rules(#[from] crate::detect::RulesError),
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("queue {url} is not usable: {message}")]
     Queue { url: String, message: String },
@@ -89,12 +92,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, WorkerError> {
     let cluster = clients.cluster.clone();
-    let destinations = s3::destinations(&config.s3, &config.index);
+    let destinations = destinations(config);
     let settings = sink::settings(&config.bulk, &config.index, &destinations);
     run_with_sink(config, clients, shutdown, move |stats| {
         sink::start(cluster, settings, stats)
     })
     .await
+}
+
+/// Where the worker's events go: the S3 sources' indices, and the alerts'.
+fn destinations(config: &Config) -> Vec<sink::Destination> {
+    detect::destinations(
+        &config.detect,
+        &config.index,
+        s3::destinations(&config.s3, &config.index),
+    )
 }
 
 /// [`run`], with the sink started by `start_sink` (given the worker's stats).
@@ -109,11 +121,13 @@ pub async fn run_with_sink(
     let metrics_server = metrics::serve_if(config.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
+    let detector = detect::from_config(&config.detect)?;
+    let destinations = destinations(config);
     let (_, free_form) = sink::prepare(
         &clients.cluster,
         &config.cluster,
         &config.index,
-        &s3::destinations(&config.s3, &config.index),
+        &destinations,
     )
     .await?;
     let queue = check_queue(&clients.sqs, &queue_url).await?;
@@ -150,6 +164,8 @@ pub async fn run_with_sink(
         stop_receiving.clone(),
     ));
     let (events, mut indexer) = start_sink(stats.clone());
+    let indices = sink::settings(&config.bulk, &config.index, &destinations).indices;
+    let events = detect::attach(events, detector, &indices, free_form, &stats);
     let (disposal_tx, disposal_rx) = mpsc::channel(config.sqs.max_in_flight.max(MAX_RECEIVE_BATCH));
     let disposer = tokio::spawn(ack::run_disposer(
         clients.sqs.clone(),

@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::detect;
 use crate::sink::elasticsearch::Cluster;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -64,6 +65,8 @@ const RETRY_AFTER: &str = "10";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
+    #[error(transparent)]
+    Rules(#[from] crate::detect::RulesError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("cannot listen on {addr}: {source}")]
@@ -115,9 +118,14 @@ pub async fn run(
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let destinations =
-        Destination::only(&command.index, Dataset::Konnect, konnect::mapping::mappings);
-    sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
+    let detector = detect::from_config(&command.detect)?;
+    let destinations = detect::destinations(
+        &command.detect,
+        &command.index,
+        Destination::only(&command.index, Dataset::Konnect, konnect::mapping::mappings),
+    );
+    let (_, free_form) =
+        sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
     stats.set(&stats.cluster_reachable, true);
     let listener = TcpListener::bind(addr)
         .await
@@ -125,11 +133,10 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|source| WebhookError::Listen { addr, source })?;
-    let (events, mut indexer) = sink::start(
-        cluster,
-        sink::settings(&command.bulk, &command.index, &destinations),
-        stats.clone(),
-    );
+    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let indices = settings.indices.clone();
+    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
+    let events = detect::attach(events, detector, &indices, free_form, &stats);
     let context = Arc::new(Context {
         path: hook.webhook_path.clone(),
         authorization: hook

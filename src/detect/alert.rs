@@ -1,0 +1,294 @@
+//! Alert: a rule's match on an event -> the alert document indexed in
+//! `<index-prefix>-alerts-YYYY.MM.DD`.
+//!
+//! An alert is an [`Event`] of the [`Dataset::Alerts`] dataset, so it goes through the sink
+//! like any event, under the ticket of the event that matched: the source acknowledges the
+//! event only once its alerts are indexed too (an alert is never lost), and:
+//! - `_id` is `<rule id>:<event _id>` (its SHA-256 when longer than the cluster's 512
+//!   bytes), so a redelivered event never makes a second alert;
+//! - the daily index and `@timestamp` are the event's, so a redelivery, even days later,
+//!   lands on the same document; `detected_at` says when the alert was first raised.
+//!
+//! The document: `kind` (`match`), `text` (one line for people and chat webhooks), `rule`
+//! (`id`, `title`, `level`, `tags`, `description`, `file`), `event` (`index`, `id`, `dataset`,
+//! and `fields`: the values of the rule's `fields` and of the fields its detection tests,
+//! each as text of at most [`MAX_FIELD_CHARS`] characters, a list when the field has
+//! several values). `event.fields` is mapped the way free-form objects are on the cluster
+//! (flattened, flat_object, or one JSON string where neither exists).
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::field::scalar_text;
+use super::{dataset_name, Detector, Rule};
+use crate::format::document::format_time;
+use crate::format::mapping::{
+    dynamic, keyword, keywords, object, text_with_keyword, FreeFormMapping,
+};
+use crate::format::FreeForm;
+use crate::pipeline::{Dataset, Event};
+use crate::sink::elasticsearch::bulk::{index_name, Indices};
+
+/// The longest text kept of one field value in an alert.
+pub const MAX_FIELD_CHARS: usize = 1024;
+/// The cluster's limit on `_id`, in bytes.
+const MAX_ID_BYTES: usize = 512;
+
+/// The rules, and how alert documents are written on this cluster.
+#[derive(Debug)]
+pub struct Alerter {
+    pub detector: Detector,
+    indices: Indices,
+    free_form: FreeForm,
+}
+
+impl Alerter {
+    /// `indices` are the sink's (the matched event's index is named in the alert).
+    pub fn new(detector: Detector, indices: Indices, free_form: FreeForm) -> Self {
+        Alerter {
+            detector,
+            indices,
+            free_form,
+        }
+    }
+
+    /// The alerts `event` raises (none for an alert).
+    pub fn alerts(&self, event: &Event) -> Vec<Event> {
+        if event.dataset == Dataset::Alerts {
+            return Vec::new();
+        }
+        let Some((rules, document)) = self.detector.matching(event) else {
+            return Vec::new();
+        };
+        let now = OffsetDateTime::now_utc();
+        rules
+            .into_iter()
+            .map(|n| {
+                let rule = &self.detector.rules()[n];
+                let file = self.detector.file(n).display().to_string();
+                self.alert(rule, &file, event, &document, now)
+            })
+            .collect()
+    }
+
+    fn alert(
+        &self,
+        rule: &Rule,
+        file: &str,
+        event: &Event,
+        document: &Value,
+        now: OffsetDateTime,
+    ) -> Event {
+        let index = index_name(self.indices.prefix(event.dataset), event.time);
+        let mut fields = Map::new();
+        for path in rule.key_fields() {
+            let values: Vec<Value> = path
+                .values(document)
+                .iter()
+                .map(|v| Value::String(field_text(v)))
+                .collect();
+            match values.len() {
+                0 => {}
+                1 => {
+                    fields.insert(
+                        path.name().to_string(),
+                        values.into_iter().next().expect("one value"),
+                    );
+                }
+                _ => {
+                    fields.insert(path.name().to_string(), Value::Array(values));
+                }
+            }
+        }
+        let text = summary(rule, event, &index, &fields);
+        let fields = match self.free_form {
+            FreeForm::Objects => Value::Object(fields),
+            FreeForm::Strings => Value::String(Value::Object(fields).to_string()),
+        };
+        let body = json!({
+            "@timestamp": event.timestamp,
+            "detected_at": format_time(now),
+            "kind": "match",
+            "text": text,
+            "rule": {
+                "id": rule.id,
+                "title": rule.title,
+                "level": rule.level.as_str(),
+                "tags": rule.tags,
+                "description": rule.description,
+                "file": file,
+            },
+            "event": {
+                "index": index,
+                "id": event.id,
+                "dataset": dataset_name(event.dataset),
+                "fields": fields,
+            },
+        });
+        Event {
+            id: alert_id(&rule.id, &event.id),
+            time: event.time,
+            timestamp: event.timestamp.clone(),
+            source: serde_json::to_vec(&body).expect("a JSON value serialises"),
+            used_fallback_time: event.used_fallback_time,
+            dataset: Dataset::Alerts,
+        }
+    }
+}
+
+/// `<rule id>:<event id>`, or its SHA-256 when the cluster would refuse it as too long.
+pub fn alert_id(rule: &str, event: &str) -> String {
+    let id = format!("{rule}:{event}");
+    if id.len() <= MAX_ID_BYTES {
+        return id;
+    }
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A value as the text an alert shows, cut at [`MAX_FIELD_CHARS`].
+fn field_text(value: &Value) -> String {
+    let text = match scalar_text(value) {
+        Some(text) => text.into_owned(),
+        None => value.to_string(),
+    };
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// `[high] Title: field=value, field=value (cloudtrail event <id> in <index>)`.
+fn summary(rule: &Rule, event: &Event, index: &str, fields: &Map<String, Value>) -> String {
+    let shown: Vec<String> = fields
+        .iter()
+        .take(4)
+        .map(|(name, value)| {
+            let value = match value {
+                Value::String(s) => s.chars().take(120).collect::<String>(),
+                other => other.to_string().chars().take(120).collect(),
+            };
+            format!("{name}={value}")
+        })
+        .collect();
+    let mut text = format!("[{}] {}", rule.level, rule.title);
+    if !shown.is_empty() {
+        text.push_str(": ");
+        text.push_str(&shown.join(", "));
+    }
+    text.push_str(&format!(
+        " ({} event {} in {index})",
+        dataset_name(event.dataset),
+        event.id
+    ));
+    text
+}
+
+/// The mappings of the alerts indices.
+pub fn mappings(free_form: FreeFormMapping) -> Value {
+    let mut rule = keywords(&["id", "level", "tags", "file"]);
+    rule.insert("title".into(), text_with_keyword());
+    rule.insert("description".into(), json!({"type": "text"}));
+    let mut event = keywords(&["index", "id", "dataset"]);
+    event.insert("fields".into(), free_form.to_json());
+    let mut properties = Map::new();
+    properties.insert("@timestamp".into(), json!({"type": "date"}));
+    properties.insert("detected_at".into(), json!({"type": "date"}));
+    properties.insert("kind".into(), keyword());
+    properties.insert("text".into(), json!({"type": "text"}));
+    properties.insert("rule".into(), object(rule));
+    properties.insert("event".into(), object(event));
+    dynamic(properties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{load, Level, Loaded};
+    use std::path::PathBuf;
+
+    fn alerter(free_form: FreeForm) -> Alerter {
+        let text = "title: Trail stopped\nid: r-1\nlevel: high\ntags: [attack.t1562.008]\nfields: [userIdentity.arn]\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n    s: {eventName: StopLogging}\n    condition: s\n";
+        let rule = load::compile_all(text).remove(0).1.unwrap();
+        let (detector, _) = Detector::new(
+            vec![Loaded {
+                rule,
+                file: PathBuf::from("rules/stop.yml"),
+            }],
+            Level::Informational,
+        );
+        let indices = Indices::new(vec![
+            (Dataset::CloudTrail, "cloudtrail".into()),
+            (Dataset::Alerts, "cloudtrail-alerts".into()),
+        ]);
+        Alerter::new(detector, indices, free_form)
+    }
+
+    fn event(name: &str) -> Event {
+        let time = time::macros::datetime!(2026-12-01 23:59:59 UTC);
+        Event {
+            id: "ev-1".into(),
+            time,
+            timestamp: format_time(time),
+            source: json!({"@timestamp": format_time(time), "eventName": name, "userIdentity": {"arn": "arn:aws:iam::111122223333:user/x"}})
+                .to_string()
+                .into_bytes(),
+            used_fallback_time: false,
+            dataset: Dataset::CloudTrail,
+        }
+    }
+
+    #[test]
+    fn a_match_becomes_one_alert_document_per_rule() {
+        let alerter = alerter(FreeForm::Objects);
+        assert!(alerter.alerts(&event("StartLogging")).is_empty());
+        let alerts = alerter.alerts(&event("StopLogging"));
+        assert_eq!(alerts.len(), 1);
+        let alert = &alerts[0];
+        assert_eq!(alert.id, "r-1:ev-1");
+        assert_eq!(alert.dataset, Dataset::Alerts);
+        assert_eq!(
+            alert.time,
+            event("x").time,
+            "the event's day, whenever it is detected"
+        );
+        let doc: Value = serde_json::from_slice(&alert.source).unwrap();
+        assert_eq!(doc["rule"]["level"], "high");
+        assert_eq!(doc["rule"]["tags"], json!(["attack.t1562.008"]));
+        assert_eq!(doc["rule"]["file"], "rules/stop.yml");
+        assert_eq!(doc["event"]["index"], "cloudtrail-2026.12.01");
+        assert_eq!(
+            doc["event"]["fields"]["userIdentity.arn"],
+            "arn:aws:iam::111122223333:user/x"
+        );
+        assert_eq!(doc["event"]["fields"]["eventName"], "StopLogging");
+        assert_eq!(
+            doc["@timestamp"], "2026-12-01T23:59:59Z",
+            "the event's @timestamp"
+        );
+        assert!(doc["text"].as_str().unwrap().starts_with("[high] Trail stopped: eventName=StopLogging, userIdentity.arn=arn:aws:iam::111122223333:user/x (cloudtrail event ev-1 in cloudtrail-2026.12.01)"), "{}", doc["text"]);
+        assert!(alerter.alerts(alert).is_empty(), "alerts raise no alerts");
+    }
+
+    #[test]
+    fn fields_are_one_string_where_the_cluster_has_no_flattened_type() {
+        let alerts = alerter(FreeForm::Strings).alerts(&event("StopLogging"));
+        let doc: Value = serde_json::from_slice(&alerts[0].source).unwrap();
+        let fields: Value = serde_json::from_str(doc["event"]["fields"].as_str().unwrap()).unwrap();
+        assert_eq!(fields["eventName"], "StopLogging");
+    }
+
+    #[test]
+    fn long_ids_and_values_are_cut_to_what_the_cluster_takes() {
+        assert_eq!(alert_id("r", "e"), "r:e");
+        let long = alert_id("r", &"e".repeat(600));
+        assert_eq!(long.len(), 64);
+        let text = field_text(&json!("x".repeat(5000)));
+        assert_eq!(text.chars().count(), MAX_FIELD_CHARS + 1);
+        assert_eq!(field_text(&json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(field_text(&json!(5)), "5");
+    }
+}
