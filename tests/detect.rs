@@ -1,11 +1,13 @@
 //! Detection end to end against the stand-ins: the shipped rules on a CloudTrail log that
 //! the queue announces, alerts in `<prefix>-alerts-*` once however often the log is
-//! redelivered, the message deleted only after its alerts are indexed, and rules that cannot
-//! be used reported (or, with `--rules-strict`, stopping the start).
+//! redelivered, the message deleted only after its alerts are indexed, rules that cannot be
+//! used reported (or, with `--rules-strict`, stopping the start), new alerts delivered to a
+//! local webhook receiver that fails at first, and the silence alarm and its resolve.
 
 mod support;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -191,4 +193,224 @@ async fn a_rule_that_cannot_be_used_is_left_out_or_with_strict_stops_the_start()
     assert_eq!(summary.messages_deleted, 1);
     assert_eq!(summary.alerts_indexed, 1, "the good rule still runs");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A webhook receiver on 127.0.0.1: answers 503 to its first `failures` requests, then 200,
+/// and keeps the bodies it accepted.
+struct Receiver {
+    url: String,
+    accepted: Arc<Mutex<Vec<Value>>>,
+    requests: Arc<Mutex<u64>>,
+}
+
+impl Receiver {
+    async fn start(failures: u64) -> Receiver {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/hooks/T0001/B0002/s3cr3tt0ken",
+            listener.local_addr().unwrap()
+        );
+        let accepted: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let requests: Arc<Mutex<u64>> = Arc::default();
+        let (accepted_by, counted_by) = (accepted.clone(), requests.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (accepted, requests) = (accepted_by.clone(), counted_by.clone());
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                            let (accepted, requests) = (accepted.clone(), requests.clone());
+                            async move {
+                                assert_eq!(request.method(), hyper::Method::POST);
+                                assert_eq!(request.uri().path(), "/hooks/T0001/B0002/s3cr3tt0ken");
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let n = {
+                                    let mut requests = requests.lock().unwrap();
+                                    *requests += 1;
+                                    *requests
+                                };
+                                let status = if n <= failures {
+                                    503
+                                } else {
+                                    accepted
+                                        .lock()
+                                        .unwrap()
+                                        .push(serde_json::from_slice(&body).unwrap());
+                                    200
+                                };
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(status)
+                                        .body(Full::new(bytes::Bytes::from_static(b"ok")))
+                                        .unwrap(),
+                                )
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            url,
+            accepted,
+            requests,
+        }
+    }
+
+    fn accepted(&self) -> Vec<Value> {
+        self.accepted.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn new_alerts_are_delivered_to_the_webhook_with_retries_and_only_once() {
+    let env = TestEnv::new("hook").await;
+    let mut records = targets("aws_cloudtrail_logging_stopped_or_trail_deleted");
+    records.extend(targets("aws_guardduty_disabled"));
+    let expected = expected_alerts(&records);
+    let receiver = Receiver::start(2).await;
+    let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/01/hook.json.gz";
+    env.put_object(key, log_of(&records)).await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    let rules = rules_dir();
+    let args = [
+        "--rules",
+        rules.as_str(),
+        "--alert-webhook",
+        receiver.url.as_str(),
+    ];
+    // Retries go on while the worker runs: it runs until the receiver has every alert.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = env.spawn_until_stopped(&args, stop.clone());
+    eventually("every alert delivered", Duration::from_secs(60), || async {
+        (receiver.accepted().len() >= expected.len()).then_some(())
+    })
+    .await;
+    stop.cancel();
+    let summary = worker.await.unwrap();
+
+    let accepted = receiver.accepted();
+    let delivered: BTreeSet<(String, String)> = accepted
+        .iter()
+        .map(|alert| {
+            assert!(alert["text"].as_str().unwrap().starts_with('['), "{alert}");
+            assert_eq!(alert["kind"], "match");
+            (
+                alert["rule"]["id"].as_str().unwrap().to_string(),
+                alert["event"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        expected,
+        "every new alert, after the receiver's two failures ({} of {}; {summary:?})",
+        delivered.len(),
+        expected.len()
+    );
+    assert_eq!(accepted.len(), expected.len(), "each once");
+    assert_eq!(summary.alert_webhook_delivered, expected.len() as u64);
+    assert_eq!(summary.alert_webhook_retried, 2);
+    assert_eq!(
+        summary.alert_webhook_failed + summary.alert_webhook_dropped,
+        0
+    );
+    assert_eq!(
+        *receiver.requests.lock().unwrap(),
+        expected.len() as u64 + 2
+    );
+
+    // The log again: its alerts exist already, so nothing is delivered twice.
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    let again = env.run_until_idle(&args).await;
+    assert_eq!(again.alerts_existing, expected.len() as u64);
+    assert_eq!(again.alert_webhook_delivered, 0);
+    assert_eq!(receiver.accepted().len(), expected.len());
+}
+
+/// The `kind` of each alert in the test's alerts indices, oldest first.
+async fn alert_kinds(env: &TestEnv) -> Vec<String> {
+    let pattern = format!("{}-alerts-*", env.index_prefix);
+    env.search(reqwest::Method::POST, &format!("{pattern}/_refresh"), None)
+        .await;
+    let found = env
+        .search(
+            reqwest::Method::POST,
+            &format!("{pattern}/_search"),
+            Some(json!({"size": 10, "sort": [{"@timestamp": "asc"}]})),
+        )
+        .await;
+    found["hits"]["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|hit| {
+            hit["_source"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn silence_raises_one_alert_and_events_resolve_it() {
+    let env = TestEnv::new("silence").await;
+    let receiver = Receiver::start(0).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = env.spawn_until_stopped(
+        &[
+            "--alert-if-silent",
+            "2s",
+            "--alert-webhook",
+            receiver.url.as_str(),
+        ],
+        stop.clone(),
+    );
+    eventually("the silence alert", Duration::from_secs(30), || async {
+        let kinds = alert_kinds(&env).await;
+        (kinds == ["silence"]).then_some(())
+    })
+    .await;
+    // Still silent: no second alarm.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(alert_kinds(&env).await, ["silence"]);
+
+    let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/01/after.json.gz";
+    env.put_object(key, log_object(&[("late-1", "2026-12-01T10:00:00Z")]))
+        .await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    eventually("the resumed alert", Duration::from_secs(30), || async {
+        let kinds = alert_kinds(&env).await;
+        (kinds.len() == 2).then_some(kinds)
+    })
+    .await;
+    stop.cancel();
+    let summary = worker.await.unwrap();
+    assert_eq!(summary.documents_indexed, 1);
+    assert_eq!(summary.alerts_indexed, 2);
+    let mut kinds = alert_kinds(&env).await;
+    kinds.sort();
+    assert_eq!(kinds, ["resumed", "silence"]);
+    let delivered: Vec<String> = receiver
+        .accepted()
+        .iter()
+        .map(|alert| alert["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, ["silence", "resumed"]);
+    let silence = &receiver.accepted()[0];
+    assert_eq!(silence["rule"]["level"], "high");
+    assert!(
+        silence["text"]
+            .as_str()
+            .unwrap()
+            .contains("No events indexed for 2s"),
+        "{silence}"
+    );
 }

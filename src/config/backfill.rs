@@ -115,6 +115,11 @@ impl BackfillCommand {
         self.s3.validate(&self.index, &mut problems);
         self.bulk.validate(&mut problems);
         self.detect.validate(&mut problems);
+        if self.detect.alert_if_silent.is_some() {
+            problems.push(
+                "--alert-if-silent is for workers that keep running; a backfill ends when its listing is done".into(),
+            );
+        }
         if problems.is_empty() {
             Ok(())
         } else {

@@ -2,9 +2,11 @@
 //! and `cloudtrail-ingest rules check`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
+use super::secret::AlertUrl;
 use crate::detect::Level;
 
 #[derive(Debug, Clone, Args)]
@@ -29,12 +31,29 @@ pub struct DetectConfig {
     /// critical.
     #[arg(long, env = "CLOUDTRAIL_INGEST_ALERT_MIN_LEVEL", default_value = "informational", value_parser = parse_level, value_name = "LEVEL")]
     pub alert_min_level: Level,
+
+    /// POST each new alert as JSON (with a `text` summary line, which Slack and Teams
+    /// incoming webhooks show) to this URL. Repeat for more; the environment variable takes
+    /// a comma-separated list. The URL's path and query are treated as a secret.
+    #[arg(
+        long = "alert-webhook",
+        env = "CLOUDTRAIL_INGEST_ALERT_WEBHOOK",
+        value_delimiter = ',',
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub alert_webhooks: Vec<AlertUrl>,
+
+    /// Raise one alert (indexed and delivered) when no event has been indexed for this long
+    /// (e.g. 2h), and one "resumed" alert when events flow again.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ALERT_IF_SILENT", value_parser = parse_silence, value_name = "DURATION")]
+    pub alert_if_silent: Option<Duration>,
 }
 
 impl DetectConfig {
     /// Whether anything here needs the alerts index.
     pub fn enabled(&self) -> bool {
-        !self.rules.is_empty()
+        !self.rules.is_empty() || self.alert_if_silent.is_some()
     }
 
     pub(super) fn validate(&self, problems: &mut Vec<String>) {
@@ -46,6 +65,16 @@ impl DetectConfig {
                 ));
             }
         }
+        for url in &self.alert_webhooks {
+            if let Err(reason) = url.parse() {
+                problems.push(format!("--alert-webhook {url:?}: {reason}"));
+            }
+        }
+        if !self.alert_webhooks.is_empty() && !self.enabled() {
+            problems.push(
+                "--alert-webhook: nothing raises alerts; give --rules or --alert-if-silent".into(),
+            );
+        }
     }
 
     /// For the start-up summary.
@@ -54,13 +83,35 @@ impl DetectConfig {
             return "rules=off".to_string();
         }
         let paths: Vec<String> = self.rules.iter().map(|p| p.display().to_string()).collect();
+        let webhooks: Vec<String> = self
+            .alert_webhooks
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect();
         format!(
-            "rules={} rules_strict={} alert_min_level={}",
-            paths.join(","),
+            "rules={} rules_strict={} alert_min_level={} alert_webhooks=[{}] alert_if_silent={}",
+            if paths.is_empty() {
+                "none".to_string()
+            } else {
+                paths.join(",")
+            },
             self.rules_strict,
             self.alert_min_level,
+            webhooks.join(","),
+            self.alert_if_silent
+                .map_or("off".to_string(), |d| humantime::format_duration(d)
+                    .to_string()),
         )
     }
+}
+
+/// At least a second: the alarm is checked about every tenth of its duration.
+fn parse_silence(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(duration)
 }
 
 fn parse_level(text: &str) -> Result<Level, String> {

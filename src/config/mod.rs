@@ -28,7 +28,7 @@ pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
 pub use s3::{ObjectFormat, S3Config};
-pub use secret::{ClusterUrl, Secret, SplitUrl};
+pub use secret::{AlertUrl, ClusterUrl, Secret, SplitUrl};
 pub use webhook::{RetryStatus, WebhookCommand, WebhookConfig, WebhookFormat};
 
 /// Adds a problem when `field` (given with `flag`) is not a dotted field path (`meta.id`).
@@ -940,6 +940,53 @@ mod tests {
         for ok in ["30s", "1m", "-1", "500ms"] {
             assert!(valid_interval(ok), "{ok}");
         }
+    }
+
+    #[test]
+    fn alert_flags() {
+        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+        let mut args = GOOD.to_vec();
+        args.extend([
+            "--rules",
+            rules,
+            "--alert-webhook",
+            "https://hooks.slack.com/services/T0/B0/SLACKSECRET",
+            "--alert-webhook",
+            "http://127.0.0.1:8080/hook?sig=QUERYSECRET",
+            "--alert-if-silent",
+            "2h",
+            "--alert-min-level",
+            "high",
+        ]);
+        let config = parse(&args);
+        config.validate().expect("valid");
+        assert_eq!(config.detect.alert_webhooks.len(), 2);
+        assert_eq!(
+            config.detect.alert_if_silent,
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(config.detect.alert_min_level, crate::detect::Level::High);
+        let shown = format!("{} {config:?}", config.redacted_summary());
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("https://hooks.slack.com/[redacted]"),
+            "{shown}"
+        );
+        assert!(shown.contains("alert_if_silent=2h"), "{shown}");
+
+        // A bad URL is refused without being repeated; webhooks need something to deliver.
+        let mut args = GOOD.to_vec();
+        args.extend(["--alert-webhook", "hooks.slack.com/services/NOSCHEMESECRET"]);
+        let err = parse(&args).validate().expect_err("invalid").to_string();
+        assert!(
+            err.contains("--alert-webhook") && !err.contains("NOSCHEMESECRET"),
+            "{err}"
+        );
+        assert!(err.contains("give --rules or --alert-if-silent"), "{err}");
+        let mut argv = vec!["cloudtrail-ingest"];
+        argv.extend_from_slice(&GOOD);
+        argv.extend(["--alert-if-silent", "500ms"]);
+        assert!(Config::try_parse_from(argv).is_err(), "under a second");
     }
 
     #[test]

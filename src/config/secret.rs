@@ -85,6 +85,58 @@ impl ClusterUrl {
     }
 }
 
+/// An `--alert-webhook` URL as given. Chat webhooks keep their secret in the path (Slack's
+/// `/services/T…/B…/…`) or the query (`sig=`), so it only ever prints as
+/// `scheme://host[:port]/[redacted]`; [`AlertUrl::parse`] validates it without repeating it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AlertUrl(Secret);
+
+impl AlertUrl {
+    /// The URL to POST to: http or https, with a host and no user information.
+    pub fn parse(&self) -> Result<Url, String> {
+        let url = Url::parse(self.0.expose()).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("must be an http or https URL".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("user information in the URL is not supported".into());
+        }
+        Ok(url)
+    }
+
+    /// For logs: scheme, host and port only.
+    pub fn redacted(&self) -> String {
+        match self.parse() {
+            Ok(url) => match url.port() {
+                Some(port) => format!(
+                    "{}://{}:{port}/[redacted]",
+                    url.scheme(),
+                    url.host_str().unwrap_or("")
+                ),
+                None => format!(
+                    "{}://{}/[redacted]",
+                    url.scheme(),
+                    url.host_str().unwrap_or("")
+                ),
+            },
+            Err(_) => "[invalid URL, redacted]".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AlertUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::str::FromStr for AlertUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(AlertUrl(Secret::new(s)))
+    }
+}
+
 /// User information in a URL is percent-encoded (`+` is a plus, not a space).
 fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
@@ -134,5 +186,28 @@ mod tests {
         assert!(!bad.redacted().contains("pw"));
         let plain: ClusterUrl = "http://127.0.0.1:9200".parse().unwrap();
         assert!(plain.split().unwrap().credentials.is_none());
+    }
+
+    #[test]
+    fn alert_urls_show_only_their_host() {
+        let slack: AlertUrl = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+            .parse()
+            .unwrap();
+        assert_eq!(format!("{slack:?}"), "https://hooks.slack.com/[redacted]");
+        assert!(slack.parse().unwrap().as_str().ends_with("XXXXSECRET"));
+        let local: AlertUrl = "http://127.0.0.1:8080/hook?sig=SECRET".parse().unwrap();
+        assert_eq!(format!("{local:?}"), "http://127.0.0.1:8080/[redacted]");
+        for bad in [
+            "hooks.slack.com/services/SECRET",
+            "ftp://h/SECRET",
+            "https://u:SECRET@h/x",
+        ] {
+            let url: AlertUrl = bad.parse().unwrap();
+            let reason = url.parse().unwrap_err();
+            assert!(
+                !reason.contains("SECRET") && !format!("{url:?}").contains("SECRET"),
+                "{reason}"
+            );
+        }
     }
 }

@@ -16,10 +16,13 @@
 //! several values). `event.fields` is mapped the way free-form objects are on the cluster
 //! (flattened, flat_object, or one JSON string where neither exists).
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::deliver::Notifier;
 use super::field::scalar_text;
 use super::{dataset_name, Detector, Rule};
 use crate::format::document::format_time;
@@ -41,6 +44,8 @@ pub struct Alerter {
     pub detector: Detector,
     indices: Indices,
     free_form: FreeForm,
+    /// Where new alerts are delivered (`--alert-webhook`).
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Alerter {
@@ -50,6 +55,7 @@ impl Alerter {
             detector,
             indices,
             free_form,
+            notifier: None,
         }
     }
 
@@ -201,6 +207,9 @@ pub fn mappings(free_form: FreeFormMapping) -> Value {
     properties.insert("text".into(), json!({"type": "text"}));
     properties.insert("rule".into(), object(rule));
     properties.insert("event".into(), object(event));
+    let mut silence = keywords(&["after", "source"]);
+    silence.insert("since".into(), json!({"type": "date"}));
+    properties.insert("silence".into(), object(silence));
     dynamic(properties)
 }
 

@@ -15,15 +15,18 @@
 
 pub mod alert;
 pub mod condition;
+pub mod deliver;
 pub mod field;
 pub mod index;
 pub mod load;
 pub mod pattern;
 pub mod rule;
 pub mod search;
+pub mod silence;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -187,21 +190,74 @@ pub fn destinations(
 }
 
 /// `events`, with every event examined by `detector`'s rules (when there are rules), whose
-/// alerts go to the sink's `indices` written the `free_form` way; `stats` reports the
-/// matches per rule.
+/// alerts go to the sink's `indices` written the `free_form` way and to the
+/// `--alert-webhook`s; `stats` reports the matches per rule. With `--alert-if-silent`, a
+/// watcher raises the silence alarm for `source` (named in its alerts).
 pub fn attach(
     events: crate::pipeline::EventSender,
     detector: Option<Detector>,
+    config: &crate::config::DetectConfig,
+    source: &str,
     indices: &crate::sink::elasticsearch::Indices,
     free_form: crate::format::FreeForm,
-    stats: &crate::telemetry::Stats,
-) -> crate::pipeline::EventSender {
-    let Some(detector) = detector else {
-        return events;
+    stats: &Arc<crate::telemetry::Stats>,
+) -> (crate::pipeline::EventSender, Alerting) {
+    let (notifier, delivery) = match deliver::start(&config.alert_webhooks, stats) {
+        Some((notifier, delivery)) => (Some(notifier), Some(delivery)),
+        None => (None, None),
     };
-    let alerter = std::sync::Arc::new(alert::Alerter::new(detector, indices.clone(), free_form));
-    stats.watch_rules(alerter.clone());
-    events.with_alerter(alerter)
+    let events = match detector {
+        Some(detector) => {
+            let mut alerter = alert::Alerter::new(detector, indices.clone(), free_form);
+            alerter.notifier = notifier.clone();
+            let alerter = Arc::new(alerter);
+            stats.watch_rules(alerter.clone());
+            events.with_alerter(alerter)
+        }
+        None => events,
+    };
+    let watcher = config.alert_if_silent.map(|after| {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let watch = silence::Watch {
+            after,
+            source: source.to_string(),
+            stats: stats.clone(),
+            events: events.clone(),
+            notifier,
+        };
+        (tokio::spawn(watch.run(stop.clone())), stop)
+    });
+    (events, Alerting { delivery, watcher })
+}
+
+/// The background work of alerting: the silence watcher and the webhooks' delivery.
+#[derive(Debug)]
+pub struct Alerting {
+    delivery: Option<deliver::Delivery>,
+    watcher: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio_util::sync::CancellationToken,
+    )>,
+}
+
+impl Alerting {
+    /// Stops the silence watcher, which then lets go of its event sender: call it before
+    /// waiting for the sink to finish.
+    pub async fn quiet(&mut self) {
+        if let Some((task, stop)) = self.watcher.take() {
+            stop.cancel();
+            task.await.expect("the silence watcher does not panic");
+        }
+    }
+
+    /// After the sink finished: gives the alerts still queued for the webhooks their last
+    /// attempt.
+    pub async fn finish(mut self) {
+        self.quiet().await;
+        if let Some(delivery) = self.delivery.take() {
+            delivery.finish().await;
+        }
+    }
 }
 
 /// Why the rules stop the start.

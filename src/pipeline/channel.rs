@@ -63,7 +63,11 @@ impl EventSender {
             Some(alerter) if pending.refusal.is_none() => alerter
                 .alerts(&pending.event)
                 .into_iter()
-                .map(|alert| pending.alongside(alert))
+                .map(|alert| {
+                    let mut alert = pending.alongside(alert);
+                    alert.notify = alerter.notifier.clone();
+                    alert
+                })
                 .collect(),
             _ => Vec::new(),
         };

@@ -104,6 +104,8 @@ pub struct Pending {
     /// Set when the source itself refused the record (it is no JSON): the sink writes it to
     /// the dead-letter index with this reason instead of indexing it.
     pub refusal: Option<Box<Rejection>>,
+    /// Told once the cluster has newly created the document (an alert to deliver).
+    pub notify: Option<Arc<crate::detect::deliver::Notifier>>,
 }
 
 impl Pending {
@@ -114,6 +116,7 @@ impl Pending {
             claim,
             budget: None,
             refusal: None,
+            notify: None,
         }
     }
 

@@ -330,4 +330,52 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn matches_are_counted_per_rule() {
+        use crate::detect::{alert::Alerter, load, Detector, Level, Loaded};
+        use crate::pipeline::{Dataset, Event};
+        let text = "title: Trail stopped\nid: r-stop\nlevel: high\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n    s: {eventName: StopLogging}\n    condition: s\n";
+        let rule = load::compile_all(text).remove(0).1.unwrap();
+        let (detector, _) = Detector::new(
+            vec![Loaded {
+                rule,
+                file: "stop.yml".into(),
+            }],
+            Level::Informational,
+        );
+        let indices = crate::sink::elasticsearch::Indices::new(vec![
+            (Dataset::CloudTrail, "cloudtrail".into()),
+            (Dataset::Alerts, "cloudtrail-alerts".into()),
+        ]);
+        let alerter = Arc::new(Alerter::new(
+            detector,
+            indices,
+            crate::format::FreeForm::Objects,
+        ));
+        let stats = Arc::new(Stats::default());
+        stats.watch_rules(alerter.clone());
+        let time = time::macros::datetime!(2026-12-01 10:00 UTC);
+        for (n, name) in ["StopLogging", "StartLogging", "StopLogging"]
+            .iter()
+            .enumerate()
+        {
+            let event = Event {
+                id: format!("e{n}"),
+                time,
+                timestamp: "2026-12-01T10:00:00Z".into(),
+                source: format!("{{\"eventName\":\"{name}\"}}").into_bytes(),
+                used_fallback_time: false,
+                dataset: Dataset::CloudTrail,
+            };
+            alerter.alerts(&event);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry(stats)).unwrap();
+        assert!(
+            text.lines().any(|l| l
+                == "cloudtrail_ingest_rule_matches_total{rule_id=\"r-stop\",level=\"high\"} 2"),
+            "{text}"
+        );
+    }
 }

@@ -84,6 +84,10 @@ counters! {
     objects_resumed: "backfill: listed objects not fetched because the checkpoint says they settled",
     alerts_indexed: "alerts indexed: new matches of a detection rule (not counted in documents_indexed)",
     alerts_existing: "alerts already indexed by an earlier delivery of their event (409)",
+    alert_webhook_delivered: "alerts an --alert-webhook accepted (2xx)",
+    alert_webhook_retried: "alert POSTs retried (no connection, timeout, 408, 429 or 5xx)",
+    alert_webhook_failed: "alerts a webhook refused (4xx) or that were not delivered after every attempt",
+    alert_webhook_dropped: "alerts not queued for a webhook because its queue was full",
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).

@@ -538,6 +538,9 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
                 }
                 ItemOutcome::Indexed if item.pending.event.dataset == Dataset::Alerts => {
                     stats.add(&stats.alerts_indexed, 1);
+                    if let Some(notifier) = &item.pending.notify {
+                        notifier.notify(&item.pending.event.source);
+                    }
                     item.pending.settle(Ok(()));
                 }
                 ItemOutcome::AlreadyIndexed if item.pending.event.dataset == Dataset::Alerts => {

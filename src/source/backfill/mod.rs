@@ -210,7 +210,16 @@ async fn run_with_stats(
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
     let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    let events = detect::attach(events, detector, &indices, free_form, &stats);
+    // No silence alarm here (refused with the configuration): a backfill ends.
+    let (events, alerting) = detect::attach(
+        events,
+        detector,
+        &command.detect,
+        "backfill",
+        &indices,
+        free_form,
+        &stats,
+    );
     let context = Arc::new(Context {
         s3: s3_client,
         bucket,
@@ -330,6 +339,7 @@ async fn run_with_stats(
             }
         };
     }
+    alerting.finish().await;
     if let Some(reason) = sink_failure {
         return Err(BackfillError::Indexer(reason));
     }

@@ -247,7 +247,15 @@ pub async fn run(
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
     let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    let events = detect::attach(events, detector, &indices, free_form, &stats);
+    let (events, mut alerting) = detect::attach(
+        events,
+        detector,
+        &command.detect,
+        &format!("kafka topics {}", topics.join(",")),
+        &indices,
+        free_form,
+        &stats,
+    );
     info!(topics = ?topics, group = %config.kafka_group_id, "worker started");
     stats.set(&stats.started, true);
 
@@ -349,10 +357,12 @@ pub async fn run(
     // What settled is committed; whatever the indexer still holds belongs to records given
     // up on (not committed, read again next time), so it is stopped rather than waited for.
     drop(worker);
+    alerting.quiet().await;
     if sink_failure.is_none() {
         indexer.abort();
         sink_failure = sink::indexer_failure(indexer.await);
     }
+    alerting.finish().await;
     // Leaving the group revokes the partitions (committing anything left) before the summary.
     consumer.unsubscribe();
     drop(consumer);

@@ -165,7 +165,15 @@ pub async fn run_with_sink(
     ));
     let (events, mut indexer) = start_sink(stats.clone());
     let indices = sink::settings(&config.bulk, &config.index, &destinations).indices;
-    let events = detect::attach(events, detector, &indices, free_form, &stats);
+    let (events, mut alerting) = detect::attach(
+        events,
+        detector,
+        &config.detect,
+        config.queue_url(),
+        &indices,
+        free_form,
+        &stats,
+    );
     let (disposal_tx, disposal_rx) = mpsc::channel(config.sqs.max_in_flight.max(MAX_RECEIVE_BATCH));
     let disposer = tokio::spawn(ack::run_disposer(
         clients.sqs.clone(),
@@ -263,6 +271,7 @@ pub async fn run_with_sink(
     // Every message task is gone, so the last event sender goes with the context, and the
     // indexer finishes what it holds.
     drop(context);
+    alerting.quiet().await;
     if sink_failure.is_none() {
         if abandoned > 0 {
             // Events of abandoned messages may still be retrying; they need no settling.
@@ -270,6 +279,7 @@ pub async fn run_with_sink(
         }
         sink_failure = sink::indexer_failure(indexer.await);
     }
+    alerting.finish().await;
     drop(disposal_tx);
     disposer.await.expect("the disposer does not panic");
     receiver.await.expect("the receiver does not panic");

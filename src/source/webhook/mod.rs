@@ -136,7 +136,15 @@ pub async fn run(
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
     let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    let events = detect::attach(events, detector, &indices, free_form, &stats);
+    let (events, mut alerting) = detect::attach(
+        events,
+        detector,
+        &command.detect,
+        &format!("webhook {}", hook.webhook_path),
+        &indices,
+        free_form,
+        &stats,
+    );
     let context = Arc::new(Context {
         path: hook.webhook_path.clone(),
         authorization: hook
@@ -233,6 +241,7 @@ pub async fn run(
     // requests answered with a retry (the sender sends them again): it gets what is left of
     // the grace period, not longer.
     drop(context);
+    alerting.quiet().await;
     if sink_failure.is_none() {
         sink_failure = sink::finish_within(
             indexer,
@@ -241,6 +250,7 @@ pub async fn run(
         )
         .await;
     }
+    alerting.finish().await;
     metrics_server.stop().await;
     let summary = stats.snapshot();
     info!(?summary, "worker stopped");
