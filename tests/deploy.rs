@@ -425,7 +425,10 @@ fn assert_worker_policy(policy: &Value, what: &str, extra: &[&str]) {
 fn mapping<'a>(mappings: &'a Value, field: &str) -> Option<&'a Value> {
     let mut node = mappings;
     for part in field.split('.') {
-        node = node["properties"].get(part)?;
+        // A multi-field (`title.keyword`) is under `fields`.
+        node = node["properties"]
+            .get(part)
+            .or_else(|| node["fields"].get(part))?;
     }
     Some(node)
 }
@@ -1064,17 +1067,24 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
         .collect();
     assert_eq!(ids.len(), objects.len(), "ids are unique per type");
 
-    let data_view = objects
-        .iter()
-        .find(|o| o["type"] == "index-pattern")
-        .expect("a data view");
-    assert_eq!(data_view["id"], "cloudtrail-ingest");
-    // The daily indices, without the dead-letter entries (they carry `@timestamp` too).
-    assert_eq!(
-        data_view["attributes"]["title"],
-        "cloudtrail-*,-cloudtrail-dead-letter-*"
-    );
-    assert_eq!(data_view["attributes"]["timeFieldName"], "@timestamp");
+    let data_view = |id: &str| {
+        objects
+            .iter()
+            .find(|o| o["type"] == "index-pattern" && o["id"] == id)
+            .unwrap_or_else(|| panic!("the data view {id}"))
+    };
+    // The daily indices, without the dead-letter entries and the alerts (they carry
+    // `@timestamp` too); the alerts have their own.
+    for (id, title) in [
+        (
+            "cloudtrail-ingest",
+            "cloudtrail-*,-cloudtrail-dead-letter-*,-cloudtrail-alerts-*",
+        ),
+        ("cloudtrail-ingest-alerts", "cloudtrail-alerts-*"),
+    ] {
+        assert_eq!(data_view(id)["attributes"]["title"], title);
+        assert_eq!(data_view(id)["attributes"]["timeFieldName"], "@timestamp");
+    }
 
     // Every reference resolves inside the file, so the import needs nothing else.
     for object in &objects {
@@ -1112,7 +1122,8 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
         );
     }
 
-    let mappings = cloudtrail_mappings(FreeFormMapping::Flattened);
+    let event_mappings = cloudtrail_mappings(FreeFormMapping::Flattened);
+    let alert_mappings = cloudtrail_ingest::detect::alert::mappings(FreeFormMapping::Flattened);
     let mut aggregated = BTreeSet::new();
     let mut queries = Vec::new();
     let visualizations: Vec<&Value> = objects
@@ -1133,11 +1144,20 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
         )
         .unwrap();
         assert!(reference_names(vis).contains(source["indexRefName"].as_str().unwrap()));
-        queries.push(source["query"]["query"].as_str().unwrap().to_string());
+        let view = vis["references"][0]["id"].as_str().unwrap();
+        let mappings = if view == "cloudtrail-ingest-alerts" {
+            &alert_mappings
+        } else {
+            &event_mappings
+        };
+        let query = source["query"]["query"].as_str().unwrap().to_string();
+        if !query.is_empty() {
+            queries.push(query);
+        }
         let state: Value = serde_json::from_str(attributes["visState"].as_str().unwrap()).unwrap();
         for agg in state["aggs"].as_array().unwrap() {
             if let Some(field) = agg["params"]["field"].as_str() {
-                let mapped = mapping(&mappings, field).unwrap_or_else(|| {
+                let mapped = mapping(mappings, field).unwrap_or_else(|| {
                     panic!("{}: {field} is not in the index template", vis["id"])
                 });
                 let kind = mapped["type"].as_str().unwrap_or_default();
@@ -1160,15 +1180,18 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
         "userIdentity.arn",
         "sourceIPAddress",
         "errorCode",
+        "rule.level",
+        "rule.title.keyword",
     ] {
         assert!(aggregated.contains(field), "no panel aggregates on {field}");
     }
     for query in &queries {
         for field in kql_fields(query) {
             let root = field.split('.').next().unwrap();
-            let free_form = mapping(&mappings, root).is_some_and(|m| m["type"] == "flattened");
+            let free_form =
+                mapping(&event_mappings, root).is_some_and(|m| m["type"] == "flattened");
             assert!(
-                free_form || mapping(&mappings, &field).is_some(),
+                free_form || mapping(&event_mappings, &field).is_some(),
                 "query {query:?} uses {field}, which the index template does not map"
             );
         }
