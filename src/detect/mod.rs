@@ -5,7 +5,9 @@
 //! - [`rule`], [`search`], [`condition`], [`pattern`], [`field`]: the Sigma rule format (the
 //!   detection, its modifiers and condition, string values with wildcards, dotted field
 //!   names into nested JSON);
-//! - [`index`]: which rules can match an event, read from its bytes without parsing it.
+//! - [`index`]: which rules can match an event, read from its bytes without parsing it;
+//! - [`alert`]: a match -> the alert document; [`deliver`]: new alerts to the
+//!   `--alert-webhook`s; [`silence`]: the `--alert-if-silent` alarm.
 //!
 //! A [`Detector`] holds the rules of each dataset (picked by their `logsource`: CloudTrail is
 //! `product: aws, service: cloudtrail`, Confluent Cloud `product: confluent, service: audit`,
@@ -173,7 +175,7 @@ impl Detector {
     }
 }
 
-/// `destinations` plus `<index-prefix>-alerts` when rules are configured.
+/// `destinations` plus `<index-prefix>-alerts` when rules or the silence alarm are configured.
 pub fn destinations(
     config: &crate::config::DetectConfig,
     index: &crate::config::IndexConfig,

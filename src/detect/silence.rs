@@ -92,12 +92,12 @@ impl Watch {
             format!("silence alarm of {}", self.source),
             json!({"alert": {"kind": kind.name()}}),
         ));
-        if self
-            .events
-            .send(Pending::new(event, origin, ticket.claim()))
-            .await
-            .is_err()
-        {
+        // During an outage the sink may have no room; stopping must not wait for it.
+        let sent = tokio::select! {
+            sent = self.events.send(Pending::new(event, origin, ticket.claim())) => sent,
+            _ = stop.cancelled() => return,
+        };
+        if sent.is_err() {
             return; // the sink is gone: the worker is stopping
         }
         tokio::select! {
