@@ -990,6 +990,29 @@ mod tests {
     }
 
     #[test]
+    fn backfill_refuses_the_silence_alarm() {
+        let cli = Cli::try_parse_from([
+            "cloudtrail-ingest",
+            "backfill",
+            "--bucket",
+            "trail-bucket",
+            "--elasticsearch-url",
+            "http://127.0.0.1:9200",
+            "--alert-if-silent",
+            "2h",
+        ])
+        .expect("arguments parse");
+        let Command::Backfill(command) = cli.into_command() else {
+            panic!("a backfill")
+        };
+        let err = command.validate().expect_err("refused").to_string();
+        assert!(
+            err.contains("--alert-if-silent is for workers that keep running"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn receive_wait_is_capped_by_sqs() {
         let mut args = GOOD.to_vec();
         args.extend(["--receive-wait", "30s"]);
