@@ -107,18 +107,11 @@ impl AlertUrl {
     /// For logs: scheme, host and port only.
     pub fn redacted(&self) -> String {
         match self.parse() {
-            Ok(url) => match url.port() {
-                Some(port) => format!(
-                    "{}://{}:{port}/[redacted]",
-                    url.scheme(),
-                    url.host_str().unwrap_or("")
-                ),
-                None => format!(
-                    "{}://{}/[redacted]",
-                    url.scheme(),
-                    url.host_str().unwrap_or("")
-                ),
-            },
+            Ok(url) => {
+                let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let host = url.host_str().unwrap_or_default();
+                format!("{}://{host}{port}/[redacted]", url.scheme())
+            }
             Err(_) => "[invalid URL, redacted]".into(),
         }
     }

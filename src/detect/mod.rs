@@ -192,7 +192,7 @@ pub fn destinations(
 }
 
 /// `events`, with every event examined by `detector`'s rules (when there are rules), whose
-/// alerts go to the sink's `indices` written the `free_form` way and to the
+/// alerts go to the sink's `destinations` written the `free_form` way and to the
 /// `--alert-webhook`s; `stats` reports the matches per rule. With `--alert-if-silent`, a
 /// watcher raises the silence alarm for `source` (named in its alerts).
 pub fn attach(
@@ -200,7 +200,7 @@ pub fn attach(
     detector: Option<Detector>,
     config: &crate::config::DetectConfig,
     source: &str,
-    indices: &crate::sink::elasticsearch::Indices,
+    destinations: &[crate::sink::elasticsearch::Destination],
     free_form: crate::format::FreeForm,
     stats: &Arc<crate::telemetry::Stats>,
 ) -> (crate::pipeline::EventSender, Alerting) {
@@ -210,7 +210,8 @@ pub fn attach(
     };
     let events = match detector {
         Some(detector) => {
-            let mut alerter = alert::Alerter::new(detector, indices.clone(), free_form);
+            let indices = crate::sink::elasticsearch::indices(destinations);
+            let mut alerter = alert::Alerter::new(detector, indices, free_form);
             alerter.notifier = notifier.clone();
             let alerter = Arc::new(alerter);
             stats.watch_rules(alerter.clone());

@@ -81,18 +81,23 @@ pub async fn prepare(
 
 /// The bulk settings the configuration asks for; events of a dataset without a destination
 /// go to the first one.
+/// Each destination's dataset and index prefix.
+pub fn indices(destinations: &[Destination]) -> Indices {
+    Indices::new(
+        destinations
+            .iter()
+            .map(|d| (d.dataset, d.prefix.clone()))
+            .collect(),
+    )
+}
+
 pub fn settings(
     bulk: &BulkConfig,
     index: &IndexConfig,
     destinations: &[Destination],
 ) -> BulkSettings {
     BulkSettings {
-        indices: Indices::new(
-            destinations
-                .iter()
-                .map(|d| (d.dataset, d.prefix.clone()))
-                .collect(),
-        ),
+        indices: indices(destinations),
         max_bytes: bulk.bulk_max_bytes,
         linger: bulk.bulk_linger,
         concurrency: bulk.bulk_concurrency,

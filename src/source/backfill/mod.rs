@@ -208,7 +208,6 @@ async fn run_with_stats(
         stats.clone(),
     ));
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
-    let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     // No silence alarm here (refused with the configuration): a backfill ends.
     let (events, alerting) = detect::attach(
@@ -216,7 +215,7 @@ async fn run_with_stats(
         detector,
         &command.detect,
         "backfill",
-        &indices,
+        &destinations,
         free_form,
         &stats,
     );

@@ -245,14 +245,13 @@ pub async fn run(
         .map_err(|e| KafkaSourceError::Consumer(format!("subscribing to {names:?} failed: {e}")))?;
     stats.set(&stats.source_reachable, true);
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
-    let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     let (events, mut alerting) = detect::attach(
         events,
         detector,
         &command.detect,
         &format!("kafka topics {}", topics.join(",")),
-        &indices,
+        &destinations,
         free_form,
         &stats,
     );

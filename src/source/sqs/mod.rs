@@ -164,13 +164,12 @@ pub async fn run_with_sink(
         stop_receiving.clone(),
     ));
     let (events, mut indexer) = start_sink(stats.clone());
-    let indices = sink::settings(&config.bulk, &config.index, &destinations).indices;
     let (events, mut alerting) = detect::attach(
         events,
         detector,
         &config.detect,
         config.queue_url(),
-        &indices,
+        &destinations,
         free_form,
         &stats,
     );

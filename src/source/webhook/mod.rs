@@ -134,14 +134,13 @@ pub async fn run(
         .local_addr()
         .map_err(|source| WebhookError::Listen { addr, source })?;
     let settings = sink::settings(&command.bulk, &command.index, &destinations);
-    let indices = settings.indices.clone();
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     let (events, mut alerting) = detect::attach(
         events,
         detector,
         &command.detect,
         &format!("webhook {}", hook.webhook_path),
-        &indices,
+        &destinations,
         free_form,
         &stats,
     );
