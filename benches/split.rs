@@ -16,16 +16,18 @@
 use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
-use cloudtrail_ingest::detect::alert::Alerter;
+use cloudtrail_ingest::detect::alert::{self, Alerter, Written};
 use cloudtrail_ingest::detect::{load, Detector, Level, Loaded};
+use cloudtrail_ingest::format::cloudtrail;
 use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
 use cloudtrail_ingest::format::{Format, Item, PayloadContext};
-use cloudtrail_ingest::pipeline::{Dataset, Event};
-use cloudtrail_ingest::sink::elasticsearch::bulk;
+use cloudtrail_ingest::pipeline::{index_name, Event, Indices};
+use cloudtrail_ingest::sink::elasticsearch::request;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::Value;
+use std::sync::Arc;
 
 const RUNS: usize = 9;
 const BULK_BYTES: usize = 5 * 1024 * 1024;
@@ -96,7 +98,7 @@ fn main() {
     );
     let bodies = bulk_bodies(&gz);
     let (compress, gzip_bytes) = best(runs, || {
-        bodies.iter().map(|b| bulk::gzip(b).len() as u64).sum()
+        bodies.iter().map(|b| request::gzip(b).len() as u64).sum()
     });
     println!(
         "bulk bodies: {:.1} MB plain, {:.1} MB gzipped ({:.1}x fewer bytes); gzip (fast) takes {:.0} ms per 100 MB of body, {:.0}% of the split path's time",
@@ -145,11 +147,15 @@ fn alerter() -> Alerter {
         });
     }
     let (detector, _) = Detector::new(loaded, Level::Informational);
-    let indices = bulk::Indices::new(vec![
-        (Dataset::CloudTrail, "cloudtrail".into()),
-        (Dataset::Alerts, "cloudtrail-alerts".into()),
+    let indices = Indices::new(vec![
+        (cloudtrail::DATASET, "cloudtrail".into()),
+        (alert::DATASET, "cloudtrail-alerts".into()),
     ]);
-    Alerter::new(detector, indices, FreeForm::Objects)
+    let written = Arc::new(Written {
+        counters: Arc::default(),
+        notifier: None,
+    });
+    Alerter::new(detector, indices, FreeForm::Objects, written)
 }
 
 fn split_path_detecting(gz: &[u8], alerter: &Alerter) -> u64 {
@@ -170,7 +176,7 @@ fn count_alerts(gz: &[u8], alerter: &Alerter) -> u64 {
 fn candidate_share(gz: &[u8], alerter: &Alerter) -> (u64, u64) {
     let index = alerter
         .detector
-        .index(Dataset::CloudTrail)
+        .index(cloudtrail::DATASET)
         .expect("the pack has CloudTrail rules");
     let (mut candidates, mut parsed) = (0u64, 0u64);
     let mut out = Vec::new();
@@ -230,11 +236,11 @@ fn split_path(gz: &[u8]) -> u64 {
 fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u8>)) {
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     events_of(gz, |event| {
-        let index = bulk::index_name("cloudtrail", event.time);
-        bulk::append_create(&mut body, &index, &event.id, &event.source);
+        let index = index_name("cloudtrail", event.time);
+        request::append_create(&mut body, &index, &event.id, &event.source);
         for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
-            let index = bulk::index_name("cloudtrail-alerts", alert.time);
-            bulk::append_create(&mut body, &index, &alert.id, &alert.source);
+            let index = index_name("cloudtrail-alerts", alert.time);
+            request::append_create(&mut body, &index, &alert.id, &alert.source);
         }
         if body.len() >= BULK_BYTES {
             flush(&body);

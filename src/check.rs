@@ -25,11 +25,11 @@
 use std::time::Duration;
 
 use crate::sink::elasticsearch::Cluster;
-use bytes::Bytes;
 
 use crate::config::{ClusterConfig, Config, IndexConfig, KafkaCommand, ObjectFormat, TemplateMode};
-use crate::sink::elasticsearch::bulk::{self, ItemOutcome};
-use crate::sink::elasticsearch::{client, template, ClusterInfo, Destination};
+use crate::format::Destination;
+use crate::sink::elasticsearch::response::ItemOutcome;
+use crate::sink::elasticsearch::{probe, product, template, ClusterInfo};
 use crate::source::sqs::{self, notification, Clients};
 use crate::source::{kafka, s3};
 
@@ -114,7 +114,11 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
 pub async fn run_kafka(command: &KafkaCommand, cluster: &Cluster) -> bool {
     let mut report = Report::default();
     let format = kafka::record_format(&command.kafka, crate::format::FreeForm::Objects);
-    let destinations = Destination::only(&command.index, format.dataset(), format.mappings());
+    let destinations = vec![Destination::new(
+        format.dataset(),
+        command.index.prefix(),
+        format.mappings(),
+    )];
     cluster_checks(
         &mut report,
         cluster,
@@ -135,7 +139,7 @@ pub async fn cluster_checks(
     index: &IndexConfig,
     destinations: &[Destination],
 ) {
-    match client::detect(client, cluster.url().as_str()).await {
+    match product::detect(client, cluster.url().as_str()).await {
         Ok(info) => {
             report.add(
                 "cluster",
@@ -177,22 +181,16 @@ async fn templates(
 
 async fn bulk_probe(client: &Cluster, index: &IndexConfig) -> Verdict {
     let index = format!("{}-preflight", index.prefix());
-    let body = format!(
-        "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"cloudtrail-ingest-preflight\"}}}}\n{{\"preflight\":true}}\n"
-    );
-    match bulk::send(client, Bytes::from(body), false, 1).await {
-        Ok(outcomes) => match outcomes.into_iter().next() {
-            Some(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => {
-                Verdict::Pass(format!("bulk create accepted by {index}"))
-            }
-            Some(ItemOutcome::Retry { status, reason }) => {
-                Verdict::Fail(format!("bulk create answered HTTP {status}: {reason}"))
-            }
-            Some(ItemOutcome::Rejected(rejection)) => {
-                Verdict::Fail(format!("bulk create refused: {rejection}"))
-            }
-            None => Verdict::Fail("bulk answered no item".into()),
-        },
+    match probe::create(client, &index).await {
+        Ok(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => {
+            Verdict::Pass(format!("bulk create accepted by {index}"))
+        }
+        Ok(ItemOutcome::Retry { status, reason }) => {
+            Verdict::Fail(format!("bulk create answered HTTP {status}: {reason}"))
+        }
+        Ok(ItemOutcome::Rejected(rejection)) => {
+            Verdict::Fail(format!("bulk create refused: {rejection}"))
+        }
         Err(err) => Verdict::Fail(err.to_string()),
     }
 }

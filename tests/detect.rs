@@ -88,7 +88,7 @@ async fn alerts_are_indexed_once_however_often_the_log_comes() {
     let rules = rules_dir();
     let args = ["--rules", rules.as_str()];
     let summary = env.run_until_idle(&args).await;
-    assert_eq!(summary.messages_deleted, 2);
+    assert_eq!(summary["messages_deleted"], 2);
     // The worker exits only after every message was acknowledged, and a message is
     // acknowledged only once its alerts are indexed: they are all there now.
     let alerts_pattern = format!("{}-alerts-*", env.index_prefix);
@@ -99,11 +99,11 @@ async fn alerts_are_indexed_once_however_often_the_log_comes() {
         "{counts:?}"
     );
     assert_eq!(
-        summary.alerts_indexed + summary.alerts_existing,
+        summary["alerts_indexed"] + summary["alerts_existing"],
         2 * expected.len() as u64
     );
     assert_eq!(
-        summary.documents_indexed,
+        summary["documents_indexed"],
         records.len() as u64,
         "alerts are counted apart"
     );
@@ -143,8 +143,8 @@ async fn alerts_are_indexed_once_however_often_the_log_comes() {
     // Once more, long after: every alert is already there.
     env.publish(&env.cloudtrail_message(&[key])).await;
     let again = env.run_until_idle(&args).await;
-    assert_eq!(again.alerts_indexed, 0);
-    assert_eq!(again.alerts_existing, expected.len() as u64);
+    assert_eq!(again["alerts_indexed"], 0);
+    assert_eq!(again["alerts_existing"], expected.len() as u64);
     assert_eq!(
         env.counts_matching(&alerts_pattern)
             .await
@@ -190,8 +190,8 @@ async fn a_rule_that_cannot_be_used_is_left_out_or_with_strict_stops_the_start()
     assert_eq!(env.messages_left().await, 1, "nothing was received");
 
     let summary = env.run_until_idle(&["--rules", &rules]).await;
-    assert_eq!(summary.messages_deleted, 1);
-    assert_eq!(summary.alerts_indexed, 1, "the good rule still runs");
+    assert_eq!(summary["messages_deleted"], 1);
+    assert_eq!(summary["alerts_indexed"], 1, "the good rule still runs");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -314,10 +314,10 @@ async fn new_alerts_are_delivered_to_the_webhook_with_retries_and_only_once() {
         expected.len()
     );
     assert_eq!(accepted.len(), expected.len(), "each once");
-    assert_eq!(summary.alert_webhook_delivered, expected.len() as u64);
-    assert_eq!(summary.alert_webhook_retried, 2);
+    assert_eq!(summary["alert_webhook_delivered"], expected.len() as u64);
+    assert_eq!(summary["alert_webhook_retried"], 2);
     assert_eq!(
-        summary.alert_webhook_failed + summary.alert_webhook_dropped,
+        summary["alert_webhook_failed"] + summary["alert_webhook_dropped"],
         0
     );
     assert_eq!(
@@ -328,8 +328,8 @@ async fn new_alerts_are_delivered_to_the_webhook_with_retries_and_only_once() {
     // The log again: its alerts exist already, so nothing is delivered twice.
     env.publish(&env.cloudtrail_message(&[key])).await;
     let again = env.run_until_idle(&args).await;
-    assert_eq!(again.alerts_existing, expected.len() as u64);
-    assert_eq!(again.alert_webhook_delivered, 0);
+    assert_eq!(again["alerts_existing"], expected.len() as u64);
+    assert_eq!(again["alert_webhook_delivered"], 0);
     assert_eq!(receiver.accepted().len(), expected.len());
 }
 
@@ -393,8 +393,8 @@ async fn silence_raises_one_alert_and_events_resolve_it() {
     .await;
     stop.cancel();
     let summary = worker.await.unwrap();
-    assert_eq!(summary.documents_indexed, 1);
-    assert_eq!(summary.alerts_indexed, 2);
+    assert_eq!(summary["documents_indexed"], 1);
+    assert_eq!(summary["alerts_indexed"], 2);
     let mut kinds = alert_kinds(&env).await;
     kinds.sort();
     assert_eq!(kinds, ["resumed", "silence"]);

@@ -7,7 +7,6 @@ use std::time::Duration;
 use clap::Args;
 
 use super::secret::AlertUrl;
-use crate::detect::Level;
 
 #[derive(Debug, Clone, Args)]
 pub struct DetectConfig {
@@ -102,6 +101,48 @@ impl DetectConfig {
                 .map_or("off".to_string(), |d| humantime::format_duration(d)
                     .to_string()),
         )
+    }
+}
+
+/// Sigma's levels, least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Informational,
+        Level::Low,
+        Level::Medium,
+        Level::High,
+        Level::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Informational => "informational",
+            Level::Low => "low",
+            Level::Medium => "medium",
+            Level::High => "high",
+            Level::Critical => "critical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Level> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

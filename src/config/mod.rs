@@ -21,9 +21,8 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use url::Url;
 
-pub use crate::sink::elasticsearch::sigv4::AwsService;
 pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
-pub use detect::{DetectConfig, RulesAction, RulesCommand};
+pub use detect::{DetectConfig, Level, RulesAction, RulesCommand};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
@@ -425,6 +424,24 @@ pub struct TelemetryConfig {
     /// this address, e.g. 0.0.0.0:9102 [default: no listener].
     #[arg(long, env = "CLOUDTRAIL_INGEST_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// See `--elasticsearch-aws-service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AwsService {
+    /// Amazon OpenSearch Service domains.
+    Es,
+    /// OpenSearch Serverless collections.
+    Aoss,
+}
+
+impl AwsService {
+    pub fn name(self) -> &'static str {
+        match self {
+            AwsService::Es => "es",
+            AwsService::Aoss => "aoss",
+        }
+    }
 }
 
 /// What the binary does.
@@ -965,7 +982,7 @@ mod tests {
             config.detect.alert_if_silent,
             Some(Duration::from_secs(7200))
         );
-        assert_eq!(config.detect.alert_min_level, crate::detect::Level::High);
+        assert_eq!(config.detect.alert_min_level, Level::High);
         let shown = format!("{} {config:?}", config.redacted_summary());
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(

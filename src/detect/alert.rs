@@ -1,9 +1,10 @@
 //! Alert: a rule's match on an event -> the alert document indexed in
 //! `<index-prefix>-alerts-YYYY.MM.DD`.
 //!
-//! An alert is an [`Event`] of the [`Dataset::Alerts`] dataset, so it goes through the sink
-//! like any event, under the ticket of the event that matched: the source acknowledges the
-//! event only once its alerts are indexed too (an alert is never lost), and:
+//! An alert is an [`Event`] of the alerts [`DATASET`], added by the [`Alerter`] (the detection
+//! [`Stage`]) right after the event that matched, so it goes through the sink like any event,
+//! under that event's ticket: the source acknowledges the event only once its alerts are
+//! indexed too (an alert is never lost), and:
 //! - `_id` is `<rule id>:<event _id>` (its SHA-256 when longer than the cluster's 512
 //!   bytes), so a redelivered event never makes a second alert;
 //! - the daily index and `@timestamp` are the event's, so a redelivery, even days later,
@@ -18,20 +19,34 @@
 
 use std::sync::Arc;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::deliver::Notifier;
+use super::detector::Detector;
 use super::field::scalar_text;
-use super::{dataset_name, Detector, Rule};
-use crate::format::document::format_time;
+use super::rule::Rule;
 use crate::format::mapping::{
     dynamic, keyword, keywords, object, text_with_keyword, FreeFormMapping,
 };
 use crate::format::FreeForm;
-use crate::pipeline::{Dataset, Event};
-use crate::sink::elasticsearch::bulk::{index_name, Indices};
+use crate::pipeline::{format_time, Dataset, Event, Indices, OnWritten, Pending, Stage};
+
+crate::telemetry::counters! {
+    /// The alerts written.
+    pub struct AlertCounters {
+        alerts_indexed: "alerts indexed: new matches of a detection rule (not counted in documents_indexed)",
+        alerts_existing: "alerts already indexed by an earlier delivery of their event (409)",
+    }
+}
+
+/// What detection found: `<index-prefix>-alerts-YYYY.MM.DD`. Rules never examine it.
+pub const DATASET: Dataset = Dataset::new("alerts", None, None);
 
 /// The longest text kept of one field value in an alert.
 pub const MAX_FIELD_CHARS: usize = 1024;
@@ -44,24 +59,30 @@ pub struct Alerter {
     pub detector: Detector,
     indices: Indices,
     free_form: FreeForm,
-    /// Where new alerts are delivered (`--alert-webhook`).
-    pub notifier: Option<Arc<Notifier>>,
+    /// Counts the alerts written and delivers the new ones (`--alert-webhook`).
+    written: Arc<Written>,
 }
 
 impl Alerter {
-    /// `indices` are the sink's (the matched event's index is named in the alert).
-    pub fn new(detector: Detector, indices: Indices, free_form: FreeForm) -> Self {
+    /// `indices` are the sink's (the matched event's index is named in the alert); `written`
+    /// is told how each alert was written.
+    pub fn new(
+        detector: Detector,
+        indices: Indices,
+        free_form: FreeForm,
+        written: Arc<Written>,
+    ) -> Self {
         Alerter {
             detector,
             indices,
             free_form,
-            notifier: None,
+            written,
         }
     }
 
     /// The alerts `event` raises (none for an alert).
     pub fn alerts(&self, event: &Event) -> Vec<Event> {
-        if event.dataset == Dataset::Alerts {
+        if event.dataset == DATASET {
             return Vec::new();
         }
         let Some((rules, document)) = self.detector.matching(event) else {
@@ -86,7 +107,7 @@ impl Alerter {
         document: &Value,
         now: OffsetDateTime,
     ) -> Event {
-        let index = index_name(self.indices.prefix(event.dataset), event.time);
+        let index = self.indices.index(event.dataset, event.time);
         let mut fields = Map::new();
         for path in rule.key_fields() {
             let values: Vec<Value> = path
@@ -128,7 +149,7 @@ impl Alerter {
             "event": {
                 "index": index,
                 "id": event.id,
-                "dataset": dataset_name(event.dataset),
+                "dataset": event.dataset.name,
                 "fields": fields,
             },
         });
@@ -138,7 +159,67 @@ impl Alerter {
             timestamp: event.timestamp.clone(),
             source: serde_json::to_vec(&body).expect("a JSON value serialises"),
             used_fallback_time: event.used_fallback_time,
-            dataset: Dataset::Alerts,
+            dataset: DATASET,
+        }
+    }
+}
+
+/// Detection as a stage: each event's alerts follow it to the sink, under its ticket.
+impl Stage for Alerter {
+    fn inspect(&self, pending: &Pending) -> Vec<Pending> {
+        self.alerts(&pending.event)
+            .into_iter()
+            .map(|alert| {
+                let mut alert = pending.alongside(alert);
+                alert.on_written = Some(self.written.clone());
+                alert
+            })
+            .collect()
+    }
+}
+
+/// `rule_matches_total{rule_id,level}` at `/metrics`: the events each rule matched.
+#[derive(Debug)]
+pub struct RuleMatches(pub Arc<Alerter>);
+
+impl Collector for RuleMatches {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let detector = &self.0.detector;
+        let mut family = encoder.encode_descriptor(
+            "rule_matches",
+            "events a detection rule matched (one alert each, redeliveries included)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (n, rule) in detector.rules().iter().enumerate() {
+            let labels = [
+                ("rule_id", rule.id.clone()),
+                ("level", rule.level.to_string()),
+            ];
+            ConstCounter::new(detector.matches_of(n)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Told how the sink wrote each alert: counts it, and delivers a new one to the webhooks.
+#[derive(Debug)]
+pub struct Written {
+    pub counters: Arc<AlertCounters>,
+    /// Where new alerts are delivered (`--alert-webhook`); `None` for alerts delivered when
+    /// raised (the silence alarm's).
+    pub notifier: Option<Arc<Notifier>>,
+}
+
+impl OnWritten for Written {
+    fn written(&self, alert: &Event, created: bool) {
+        if !created {
+            self.counters.alerts_existing.add(1);
+            return;
+        }
+        self.counters.alerts_indexed.add(1);
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(&alert.source);
         }
     }
 }
@@ -187,8 +268,7 @@ fn summary(rule: &Rule, event: &Event, index: &str, fields: &Map<String, Value>)
     }
     text.push_str(&format!(
         " ({} event {} in {index})",
-        dataset_name(event.dataset),
-        event.id
+        event.dataset.name, event.id
     ));
     text
 }
@@ -217,6 +297,7 @@ pub fn mappings(free_form: FreeFormMapping) -> Value {
 mod tests {
     use super::*;
     use crate::detect::{load, Level, Loaded};
+    use crate::format::cloudtrail::DATASET as CLOUDTRAIL;
     use std::path::PathBuf;
 
     fn alerter(free_form: FreeForm) -> Alerter {
@@ -230,10 +311,14 @@ mod tests {
             Level::Informational,
         );
         let indices = Indices::new(vec![
-            (Dataset::CloudTrail, "cloudtrail".into()),
-            (Dataset::Alerts, "cloudtrail-alerts".into()),
+            (CLOUDTRAIL, "cloudtrail".into()),
+            (DATASET, "cloudtrail-alerts".into()),
         ]);
-        Alerter::new(detector, indices, free_form)
+        let written = Arc::new(Written {
+            counters: Arc::default(),
+            notifier: None,
+        });
+        Alerter::new(detector, indices, free_form, written)
     }
 
     fn event(name: &str) -> Event {
@@ -246,8 +331,27 @@ mod tests {
                 .to_string()
                 .into_bytes(),
             used_fallback_time: false,
-            dataset: Dataset::CloudTrail,
+            dataset: CLOUDTRAIL,
         }
+    }
+
+    #[test]
+    fn matches_are_counted_per_rule_at_metrics() {
+        let alerter = Arc::new(alerter(FreeForm::Objects));
+        let stats = Arc::new(crate::telemetry::Stats::default());
+        stats.collect(Arc::new(RuleMatches(alerter.clone())));
+        for name in ["StopLogging", "StartLogging", "StopLogging"] {
+            alerter.alerts(&event(name));
+        }
+        let mut text = String::new();
+        let registry = crate::telemetry::metrics::registry(stats);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l
+                    == "cloudtrail_ingest_rule_matches_total{rule_id=\"r-1\",level=\"high\"} 2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -258,7 +362,7 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         let alert = &alerts[0];
         assert_eq!(alert.id, "r-1:ev-1");
-        assert_eq!(alert.dataset, Dataset::Alerts);
+        assert_eq!(alert.dataset, DATASET);
         assert_eq!(
             alert.time,
             event("x").time,

@@ -29,6 +29,16 @@ use tracing::{debug, info, warn};
 use crate::config::AlertUrl;
 use crate::telemetry::Stats;
 
+crate::telemetry::counters! {
+    /// What became of the alerts sent to the webhooks.
+    pub struct DeliveryCounters {
+        alert_webhook_delivered: "alerts an --alert-webhook accepted (2xx)",
+        alert_webhook_retried: "alert POSTs retried (no connection, timeout, 408, 429 or 5xx)",
+        alert_webhook_failed: "alerts a webhook refused (4xx) or that were not delivered after every attempt",
+        alert_webhook_dropped: "alerts not queued for a webhook because its queue was full",
+    }
+}
+
 /// Alerts waiting for one webhook.
 pub const QUEUE: usize = 1000;
 /// Attempts per alert while the worker runs.
@@ -42,7 +52,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Notifier {
     hooks: Vec<(String, mpsc::Sender<Bytes>)>,
-    stats: Arc<Stats>,
+    counters: Arc<DeliveryCounters>,
 }
 
 impl Notifier {
@@ -51,7 +61,7 @@ impl Notifier {
         let body = Bytes::copy_from_slice(alert);
         for (name, queue) in &self.hooks {
             if queue.try_send(body.clone()).is_err() {
-                self.stats.add(&self.stats.alert_webhook_dropped, 1);
+                self.counters.alert_webhook_dropped.add(1);
                 warn!(webhook = %name, queued = QUEUE, "alert webhook queue full; alert not delivered (it is in the alerts index)");
             }
         }
@@ -88,7 +98,7 @@ pub fn start(urls: &[AlertUrl], stats: &Arc<Stats>) -> Option<(Arc<Notifier>, De
             name: name.clone(),
             url: target,
             client: client.clone(),
-            stats: stats.clone(),
+            counters: stats.counters(),
         };
         tasks.push(tokio::spawn(hook.run(alerts, closing.clone())));
         hooks.push((name, queue));
@@ -96,7 +106,7 @@ pub fn start(urls: &[AlertUrl], stats: &Arc<Stats>) -> Option<(Arc<Notifier>, De
     info!(webhooks = ?hooks.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(), "alert webhooks ready");
     let notifier = Notifier {
         hooks,
-        stats: stats.clone(),
+        counters: stats.counters(),
     };
     Some((Arc::new(notifier), Delivery { tasks, closing }))
 }
@@ -122,7 +132,7 @@ struct Hook {
     name: String,
     url: url::Url,
     client: reqwest::Client,
-    stats: Arc<Stats>,
+    counters: Arc<DeliveryCounters>,
 }
 
 /// How one POST went.
@@ -157,12 +167,12 @@ impl Hook {
         loop {
             let reason = match self.post(alert.clone()).await {
                 Outcome::Delivered => {
-                    self.stats.add(&self.stats.alert_webhook_delivered, 1);
+                    self.counters.alert_webhook_delivered.add(1);
                     debug!(webhook = %self.name, "alert delivered");
                     return;
                 }
                 Outcome::Final(reason) => {
-                    self.stats.add(&self.stats.alert_webhook_failed, 1);
+                    self.counters.alert_webhook_failed.add(1);
                     warn!(webhook = %self.name, %reason, "alert webhook refused the alert; not retried");
                     return;
                 }
@@ -171,12 +181,12 @@ impl Hook {
             let wait = match backoff.next() {
                 Some(wait) if !closing.is_cancelled() => wait,
                 _ => {
-                    self.stats.add(&self.stats.alert_webhook_failed, 1);
+                    self.counters.alert_webhook_failed.add(1);
                     warn!(webhook = %self.name, %reason, attempts = ATTEMPTS, "alert not delivered; giving up (it is in the alerts index)");
                     return;
                 }
             };
-            self.stats.add(&self.stats.alert_webhook_retried, 1);
+            self.counters.alert_webhook_retried.add(1);
             info!(webhook = %self.name, %reason, retry_in = ?wait, "alert delivery failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

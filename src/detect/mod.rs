@@ -9,15 +9,18 @@
 //! - [`alert`]: a match -> the alert document; [`deliver`]: new alerts to the
 //!   `--alert-webhook`s; [`silence`]: the `--alert-if-silent` alarm.
 //!
-//! A [`Detector`] holds the rules of each dataset (picked by their `logsource`: CloudTrail is
-//! `product: aws, service: cloudtrail`, Confluent Cloud `product: confluent, service: audit`,
-//! Konnect `product: kong, service: konnect`; rules that name no product and no service apply
-//! to every dataset) and answers, for one event, which rules match it. Rules see the event's
-//! document as it is indexed (`@timestamp` included).
+//! A [`Detector`] holds the rules of each dataset (picked by their `logsource`, against the
+//! product and service each format's [`Dataset`] declares: CloudTrail is `product: aws,
+//! service: cloudtrail`, Confluent Cloud `product: confluent, service: audit`, Konnect
+//! `product: kong, service: konnect`; rules that name no product and no service apply to every
+//! dataset) and answers, for one event, which rules match it. Rules see the event's document
+//! as it is indexed (`@timestamp` included). The runtime places the [`alert::Alerter`] as a
+//! [`crate::pipeline::Stage`] between the formats and the sink ([`attach`]).
 
 pub mod alert;
 pub mod condition;
 pub mod deliver;
+pub mod detector;
 pub mod field;
 pub mod index;
 pub mod load;
@@ -27,166 +30,28 @@ pub mod search;
 pub mod silence;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::pipeline::{Dataset, Event};
-use index::RuleIndex;
+use crate::config::DetectConfig;
+use crate::format::{Destination, FreeForm, DATASETS};
+use crate::pipeline::{EventSender, Indices};
+use crate::telemetry::Stats;
+pub use detector::{applies, Detector};
 pub use load::{Loaded, Skipped};
 pub use rule::{Level, Rule};
 
-/// The datasets rules can apply to, with the `logsource` that names each.
-pub const SOURCES: [(Dataset, Option<&str>, Option<&str>); 4] = [
-    (Dataset::CloudTrail, Some("aws"), Some("cloudtrail")),
-    (Dataset::Confluent, Some("confluent"), Some("audit")),
-    (Dataset::Konnect, Some("kong"), Some("konnect")),
-    (Dataset::Json, None, None),
-];
-
-/// Whether a rule with this `logsource` applies to `dataset`'s events.
-pub fn applies(source: &rule::LogSource, dataset: Dataset) -> bool {
-    let Some((_, product, service)) = SOURCES.iter().find(|(d, _, _)| *d == dataset) else {
-        return false;
-    };
-    let fits = |wanted: &Option<String>, offered: &Option<&str>| match wanted {
-        None => true,
-        Some(wanted) => offered.is_some_and(|o| o == wanted),
-    };
-    fits(&source.product, product) && fits(&source.service, service)
-}
-
-/// The rules in use, by dataset, with a count of matches per rule.
-#[derive(Debug)]
-pub struct Detector {
-    rules: Vec<Rule>,
-    files: Vec<PathBuf>,
-    matches: Vec<AtomicU64>,
-    indices: Vec<(Dataset, RuleIndex)>,
-}
-
-impl Detector {
-    /// Uses the `loaded` rules at `min_level` or above that apply to at least one dataset;
-    /// returns the others (below the level, or for no dataset here) as skipped, with why.
-    pub fn new(loaded: Vec<Loaded>, min_level: Level) -> (Detector, Vec<Skipped>) {
-        let mut rules = Vec::new();
-        let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        for Loaded { rule, file } in loaded {
-            let skip = |reason: String| Skipped {
-                file: file.clone(),
-                document: None,
-                reason,
-            };
-            if rule.level < min_level {
-                skipped.push(skip(format!(
-                    "{}: level {} is below --alert-min-level {min_level}",
-                    rule.id, rule.level
-                )));
-            } else if !SOURCES.iter().any(|(d, _, _)| applies(&rule.logsource, *d)) {
-                skipped.push(skip(format!(
-                    "{}: its logsource ({}) is none of this tool's sources",
-                    rule.id,
-                    describe(&rule.logsource)
-                )));
-            } else {
-                rules.push(rule);
-                files.push(file);
-            }
-        }
-        let indices = SOURCES
-            .iter()
-            .map(|(dataset, _, _)| {
-                let index = RuleIndex::new(
-                    rules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, r)| applies(&r.logsource, *dataset)),
-                );
-                (*dataset, index)
-            })
-            .collect();
-        let matches = rules.iter().map(|_| AtomicU64::new(0)).collect();
-        (
-            Detector {
-                rules,
-                files,
-                matches,
-                indices,
-            },
-            skipped,
-        )
-    }
-
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// The file rule `n` came from.
-    pub fn file(&self, n: usize) -> &std::path::Path {
-        &self.files[n]
-    }
-
-    /// Matches of rule `n` so far.
-    pub fn matches_of(&self, n: usize) -> u64 {
-        self.matches[n].load(Ordering::Relaxed)
-    }
-
-    pub fn index(&self, dataset: Dataset) -> Option<&RuleIndex> {
-        self.indices
-            .iter()
-            .find(|(d, _)| *d == dataset)
-            .map(|(_, index)| index)
-    }
-
-    /// The rules (by position) that match `event`, counted.
-    pub fn examine(&self, event: &Event) -> Vec<usize> {
-        self.matching(event)
-            .map(|(rules, _)| rules)
-            .unwrap_or_default()
-    }
-
-    /// [`Detector::examine`], with the event parsed when some rule matched.
-    pub fn matching(&self, event: &Event) -> Option<(Vec<usize>, Value)> {
-        let index = self.index(event.dataset)?;
-        let mut candidates = Vec::new();
-        index.candidates(&event.source, &mut candidates);
-        if candidates.is_empty() {
-            return None;
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
-        let document: Value = match serde_json::from_slice(&event.source) {
-            Ok(document) => document,
-            Err(err) => {
-                tracing::debug!(id = %event.id, error = %err, "event is not JSON; no rule is evaluated");
-                return None;
-            }
-        };
-        candidates.retain(|n| self.rules[*n].matches(&document));
-        if candidates.is_empty() {
-            return None;
-        }
-        for n in &candidates {
-            self.matches[*n].fetch_add(1, Ordering::Relaxed);
-        }
-        Some((candidates, document))
-    }
-}
-
 /// `destinations` plus `<index-prefix>-alerts` when rules or the silence alarm are configured.
 pub fn destinations(
-    config: &crate::config::DetectConfig,
-    index: &crate::config::IndexConfig,
-    mut destinations: Vec<crate::sink::elasticsearch::Destination>,
-) -> Vec<crate::sink::elasticsearch::Destination> {
+    config: &DetectConfig,
+    index_prefix: &str,
+    mut destinations: Vec<Destination>,
+) -> Vec<Destination> {
     if config.enabled() {
-        destinations.push(crate::sink::elasticsearch::Destination {
-            dataset: Dataset::Alerts,
-            prefix: format!("{}-alerts", index.prefix()),
-            mappings: alert::mappings,
-        });
+        destinations.push(Destination::new(
+            alert::DATASET,
+            format!("{index_prefix}-alerts"),
+            alert::mappings,
+        ));
     }
     destinations
 }
@@ -196,26 +61,35 @@ pub fn destinations(
 /// `--alert-webhook`s; `stats` reports the matches per rule. With `--alert-if-silent`, a
 /// watcher raises the silence alarm for `source` (named in its alerts).
 pub fn attach(
-    events: crate::pipeline::EventSender,
+    events: EventSender,
     detector: Option<Detector>,
-    config: &crate::config::DetectConfig,
+    config: &DetectConfig,
     source: &str,
-    destinations: &[crate::sink::elasticsearch::Destination],
-    free_form: crate::format::FreeForm,
-    stats: &Arc<crate::telemetry::Stats>,
-) -> (crate::pipeline::EventSender, Alerting) {
+    destinations: &[Destination],
+    free_form: FreeForm,
+    stats: &Arc<Stats>,
+) -> (EventSender, Alerting) {
+    stats.counters::<alert::AlertCounters>();
+    stats.counters::<deliver::DeliveryCounters>();
     let (notifier, delivery) = match deliver::start(&config.alert_webhooks, stats) {
         Some((notifier, delivery)) => (Some(notifier), Some(delivery)),
         None => (None, None),
     };
     let events = match detector {
         Some(detector) => {
-            let indices = crate::sink::elasticsearch::indices(destinations);
-            let mut alerter = alert::Alerter::new(detector, indices, free_form);
-            alerter.notifier = notifier.clone();
-            let alerter = Arc::new(alerter);
-            stats.watch_rules(alerter.clone());
-            events.with_alerter(alerter)
+            let indices = Indices::new(
+                destinations
+                    .iter()
+                    .map(|d| (d.dataset, d.prefix.clone()))
+                    .collect(),
+            );
+            let written = Arc::new(alert::Written {
+                counters: stats.counters(),
+                notifier: notifier.clone(),
+            });
+            let alerter = Arc::new(alert::Alerter::new(detector, indices, free_form, written));
+            stats.collect(Arc::new(alert::RuleMatches(alerter.clone())));
+            events.through(alerter)
         }
         None => events,
     };
@@ -275,7 +149,7 @@ pub enum RulesError {
 /// The detector `--rules` asks for (`None` without rules). Rules that cannot be used are
 /// logged by file and reason and left out, or, with `--rules-strict`, stop the start; rules
 /// for none of the sources, or below `--alert-min-level`, are logged and left out.
-pub fn from_config(config: &crate::config::DetectConfig) -> Result<Option<Detector>, RulesError> {
+pub fn from_config(config: &DetectConfig) -> Result<Option<Detector>, RulesError> {
     if config.rules.is_empty() {
         return Ok(None);
     }
@@ -290,10 +164,10 @@ pub fn from_config(config: &crate::config::DetectConfig) -> Result<Option<Detect
     for skipped in &unused {
         tracing::info!(file = %skipped.file.display(), reason = %skipped.reason, "rule not used");
     }
-    for dataset in SOURCES.iter().map(|(d, _, _)| *d) {
+    for dataset in DATASETS {
         if let Some(index) = detector.index(dataset).filter(|i| !i.is_empty()) {
             tracing::info!(
-                dataset = dataset_name(dataset),
+                dataset = dataset.name,
                 rules = index.rules(),
                 indexed_by = %index.paths().iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
                 read_for_every_event = index.unpinned().len(),
@@ -320,9 +194,9 @@ pub fn check(
     };
     let (detector, unused) = Detector::new(loaded, min_level);
     for (n, rule) in detector.rules().iter().enumerate() {
-        let datasets: Vec<String> = SOURCES
+        let datasets: Vec<String> = DATASETS
             .iter()
-            .filter_map(|(d, _, _)| {
+            .filter_map(|d| {
                 let index = detector.index(*d)?;
                 let how = if index.unpinned().contains(&n) {
                     "read for every event".to_string()
@@ -330,7 +204,7 @@ pub fn check(
                     let path = index.path_of(n)?;
                     format!("indexed by {}", path.name())
                 };
-                applies(&rule.logsource, *d).then(|| format!("{} ({how})", dataset_name(*d)))
+                applies(&rule.logsource, *d).then(|| format!("{} ({how})", d.name))
             })
             .collect();
         let level = if rule.level_assumed {
@@ -360,111 +234,4 @@ pub fn check(
         failed.len()
     )?;
     Ok(failed.is_empty())
-}
-
-/// The dataset's name in logs, metrics and alerts.
-pub fn dataset_name(dataset: Dataset) -> &'static str {
-    match dataset {
-        Dataset::CloudTrail => "cloudtrail",
-        Dataset::Confluent => "confluent",
-        Dataset::Konnect => "konnect",
-        Dataset::Json => "json",
-        Dataset::Alerts => "alerts",
-    }
-}
-
-fn describe(source: &rule::LogSource) -> String {
-    let parts: Vec<String> = [
-        ("product", &source.product),
-        ("service", &source.service),
-        ("category", &source.category),
-    ]
-    .iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}: {v}")))
-    .collect();
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn loaded(text: &str) -> Loaded {
-        let (_, rule) = load::compile_all(text).remove(0);
-        Loaded {
-            rule: rule.unwrap(),
-            file: PathBuf::from("test.yml"),
-        }
-    }
-
-    fn event(dataset: Dataset, source: &str) -> Event {
-        Event {
-            id: "e".into(),
-            time: time::OffsetDateTime::UNIX_EPOCH,
-            timestamp: String::new(),
-            source: source.as_bytes().to_vec(),
-            used_fallback_time: false,
-            dataset,
-        }
-    }
-
-    #[test]
-    fn rules_apply_by_logsource_and_level() {
-        let rule = |id: &str, logsource: &str, level: &str| {
-            loaded(&format!(
-                "title: {id}\nid: {id}\nlevel: {level}\nlogsource: {logsource}\ndetection:\n    s: {{eventName: X}}\n    condition: s\n"
-            ))
-        };
-        let (detector, skipped) = Detector::new(
-            vec![
-                rule("aws", "{product: aws, service: cloudtrail}", "high"),
-                rule("aws-any", "{product: aws}", "medium"),
-                rule(
-                    "confluent",
-                    "{product: confluent, service: audit}",
-                    "critical",
-                ),
-                rule("generic", "{category: anything}", "low"),
-                rule("windows", "{product: windows}", "high"),
-                rule("quiet", "{product: aws}", "informational"),
-            ],
-            Level::Low,
-        );
-        let ids = |dataset| -> Vec<&str> {
-            detector
-                .examine(&event(dataset, r#"{"eventName":"x"}"#))
-                .into_iter()
-                .map(|n| detector.rules()[n].id.as_str())
-                .collect()
-        };
-        assert_eq!(ids(Dataset::CloudTrail), ["aws", "aws-any", "generic"]);
-        assert_eq!(ids(Dataset::Confluent), ["confluent", "generic"]);
-        assert_eq!(ids(Dataset::Konnect), ["generic"]);
-        assert_eq!(ids(Dataset::Json), ["generic"]);
-        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
-        assert_eq!(reasons.len(), 2, "{reasons:?}");
-        assert!(
-            reasons[0].contains("windows") && reasons[0].contains("none of this tool's sources")
-        );
-        assert!(reasons[1].contains("below --alert-min-level low"));
-        assert_eq!(detector.matches_of(0), 1);
-        assert_eq!(detector.file(0), Path::new("test.yml"));
-    }
-
-    #[test]
-    fn an_event_that_is_not_json_matches_nothing() {
-        let (detector, _) = Detector::new(
-            vec![loaded(
-                "title: t\ndetection:\n    s: [x]\n    condition: s\n",
-            )],
-            Level::Informational,
-        );
-        assert!(detector.examine(&event(Dataset::Json, "x {")).is_empty());
-        assert_eq!(detector.examine(&event(Dataset::Json, r#"{"a":"x"}"#)), [0]);
-    }
 }

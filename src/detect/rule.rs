@@ -18,47 +18,7 @@ use super::condition::Condition;
 use super::field::FieldPath;
 use super::search::Search;
 
-/// Sigma's levels, least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Informational,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Level {
-    pub const ALL: [Level; 5] = [
-        Level::Informational,
-        Level::Low,
-        Level::Medium,
-        Level::High,
-        Level::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Informational => "informational",
-            Level::Low => "low",
-            Level::Medium => "medium",
-            Level::High => "high",
-            Level::Critical => "critical",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Level> {
-        Level::ALL
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(text.trim()))
-    }
-}
-
-impl std::fmt::Display for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::config::Level;
 
 /// `logsource`, lowercased.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! Silence: `--alert-if-silent` raises one alert when no event has been indexed for that
 //! long, and one `resumed` alert when events flow again.
 //!
-//! The watcher reads the sink's own counts (events newly indexed or already there; alerts
-//! and dead-lettered records do not count) about every tenth of the duration, at most every
+//! The watcher reads the documents the sink wrote (events newly indexed or already there;
+//! alerts and dead-lettered records do not count) about every tenth of the duration, at most every
 //! 10 s. The worker's start counts as the last event, so a worker that never gets one also
 //! raises the alarm. Each worker watches what it indexes itself: with several copies on one
 //! queue, each raises its own alarm.
@@ -12,7 +12,6 @@
 //! `<index-prefix>-alerts-YYYY.MM.DD` under its own ticket. Its `_id` names the watched
 //! source and the time of the last event, so each silence is one document.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +21,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::alert::alert_id;
+use super::alert::{self, alert_id, Written};
 use super::deliver::Notifier;
-use crate::format::document::format_time;
-use crate::pipeline::{Dataset, Event, EventSender, Origin, Pending, Ticket};
+use crate::pipeline::{format_time, Event, EventSender, Origin, Pending, Ticket};
 use crate::telemetry::Stats;
 
 /// The rule id silence alerts carry.
@@ -70,8 +68,7 @@ impl Watch {
     }
 
     fn ingested(&self) -> u64 {
-        self.stats.documents_indexed.load(Ordering::Relaxed)
-            + self.stats.documents_existing.load(Ordering::Relaxed)
+        self.stats.written()
     }
 
     async fn raise(&self, kind: Kind, since: OffsetDateTime, stop: &CancellationToken) {
@@ -94,7 +91,7 @@ impl Watch {
         ));
         // During an outage the sink may have no room; stopping must not wait for it.
         let sent = tokio::select! {
-            sent = self.events.send(Pending::new(event, origin, ticket.claim())) => sent,
+            sent = self.events.send(self.pending(event, origin, &ticket)) => sent,
             _ = stop.cancelled() => return,
         };
         if sent.is_err() {
@@ -108,6 +105,17 @@ impl Watch {
             }
             _ = stop.cancelled() => {}
         }
+    }
+
+    /// The alert under its own ticket, counted as an alert once written (it was delivered
+    /// when raised).
+    fn pending(&self, event: Event, origin: Arc<Origin>, ticket: &Arc<Ticket>) -> Pending {
+        let mut pending = Pending::new(event, origin, ticket.claim());
+        pending.on_written = Some(Arc::new(Written {
+            counters: self.stats.counters(),
+            notifier: None,
+        }));
+        pending
     }
 
     /// The alert document: like a rule's alert, with `kind` `silence` or `resumed` and
@@ -156,7 +164,7 @@ impl Watch {
             timestamp: format_time(now),
             source: serde_json::to_vec(&body).expect("a JSON value serialises"),
             used_fallback_time: false,
-            dataset: Dataset::Alerts,
+            dataset: alert::DATASET,
         }
     }
 }

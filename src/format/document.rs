@@ -112,12 +112,7 @@ pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
-/// `t` in UTC as RFC 3339, the way `@timestamp` is written when it is not the record's own.
-pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .expect("a UTC time formats as RFC 3339")
-}
+pub use crate::pipeline::format_time;
 
 /// Stable id for records without `eventID`: the same bytes always give the same id.
 pub fn content_id(record: &[u8]) -> String {

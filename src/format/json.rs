@@ -18,8 +18,11 @@ use serde_json::{json, Map, Value};
 
 use super::document::{event, find, members, parse_time, raw_str, Parts};
 use super::mapping::{dynamic, FreeFormMapping, Mappings};
-use super::{not_json, RecordContext, RecordError, RecordFormat};
+use super::record::{not_json, RecordContext, RecordError, RecordFormat};
 use crate::pipeline::{Dataset, Event};
+
+/// JSON records of any other origin (rules without a product or service apply to them).
+pub const DATASET: Dataset = Dataset::new("json", None, None);
 
 /// The time fields of JSON lines on S3 when `--ndjson-time-field` is not given, in order.
 pub const DEFAULT_TIME_FIELDS: [&str; 4] = ["time", "eventTime", "@timestamp", "timestamp"];
@@ -78,7 +81,7 @@ impl RecordFormat for Json {
             own_time,
             has_timestamp: top.iter().any(|(key, _)| key == "@timestamp"),
             edits: &[],
-            dataset: Dataset::Json,
+            dataset: DATASET,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)
     }
@@ -88,7 +91,7 @@ impl RecordFormat for Json {
     }
 
     fn dataset(&self) -> Dataset {
-        Dataset::Json
+        DATASET
     }
 }
 

@@ -28,9 +28,11 @@ use memchr::memmem;
 use super::confluent::Confluent;
 use super::document::content_id;
 use super::json::Json;
-use super::{Format, FormatError, Item, PayloadContext, RecordContext, RecordError, RecordFormat};
-use super::{FreeForm, Summary};
-use crate::pipeline::{Closed, Dataset, Event};
+use super::payload::Summary;
+use super::payload::{Format, FormatError, Item, PayloadContext};
+use super::record::{RecordContext, RecordError, RecordFormat};
+use super::FreeForm;
+use crate::pipeline::{Closed, Event};
 
 /// A record may not exceed this; a larger one is unreadable (and its bytes beyond
 /// [`KEPT_OF_UNREADABLE`] are not kept).
@@ -101,7 +103,8 @@ impl Format for JsonLines {
             let (line, outcome, named) = match value {
                 Value::Object { bytes, line } => {
                     let format = self.format_of(bytes);
-                    let named = (format.dataset() != Dataset::Confluent).then(position);
+                    let named =
+                        (format.dataset() != crate::format::confluent::DATASET).then(position);
                     let record_context = RecordContext {
                         position: named.as_deref().unwrap_or_default(),
                         fallback_time: context.fallback_time,
@@ -366,7 +369,6 @@ impl<R: BufRead> Values<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::Dataset;
     use std::io::BufReader;
     use time::macros::datetime;
 
@@ -502,14 +504,14 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(events[0].dataset, Dataset::Confluent);
+        assert_eq!(events[0].dataset, crate::format::confluent::DATASET);
         assert_eq!(events[0].id, "c-1");
         let doc: serde_json::Value = serde_json::from_slice(&events[0].source).unwrap();
         assert_eq!(
             doc["data"]["authenticationInfo"]["principal"]["value"],
             "User:1"
         );
-        assert_eq!(events[1].dataset, Dataset::Json);
+        assert_eq!(events[1].dataset, crate::format::json::DATASET);
         assert_eq!(events[1].id.len(), 64, "a hash of the object and the place");
         assert_ne!(events[1].id, events[2].id);
         assert_eq!(events[2].time, datetime!(2024-06-01 12:00:00 UTC));

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, Read};
 
 use super::cloudtrail::CloudTrail;
 use super::json_lines::JsonLines;
-use super::{Format, FormatError, Item, PayloadContext, Summary};
+use super::payload::{Format, FormatError, Item, PayloadContext, Summary};
 use crate::pipeline::Closed;
 
 /// The first bytes of a CloudTrail log, after the opening brace and whitespace.

@@ -11,21 +11,19 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::Pending;
-use crate::detect::alert::Alerter;
+use super::event::Pending;
 
 /// The sink is gone; the event was not handed over (it settles as dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the sink is closed")]
 pub struct Closed;
 
+/// The sending end, as [`super::EventSender`] uses it once the stages have seen the event.
 #[derive(Debug, Clone)]
-pub struct EventSender {
+pub(super) struct Inlet {
     events: mpsc::Sender<Pending>,
     budget: Arc<Semaphore>,
     budget_bytes: u32,
-    /// The detection rules every event passes on its way (see [`EventSender::send`]).
-    alerter: Option<Arc<Alerter>>,
 }
 
 #[derive(Debug)]
@@ -34,51 +32,20 @@ pub struct EventReceiver {
 }
 
 /// A channel of at most `count` events and `bytes` bytes of events not yet settled.
-pub fn channel(count: usize, bytes: usize) -> (EventSender, EventReceiver) {
+pub(super) fn inlet(count: usize, bytes: usize) -> (Inlet, EventReceiver) {
     let budget_bytes = u32::try_from(bytes.min(Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
     let (tx, rx) = mpsc::channel(count);
-    (
-        EventSender {
-            events: tx,
-            budget: Arc::new(Semaphore::new(budget_bytes as usize)),
-            budget_bytes,
-            alerter: None,
-        },
-        EventReceiver { events: rx },
-    )
+    let inlet = Inlet {
+        events: tx,
+        budget: Arc::new(Semaphore::new(budget_bytes as usize)),
+        budget_bytes,
+    };
+    (inlet, EventReceiver { events: rx })
 }
 
-impl EventSender {
-    /// This sender, with every event it sends examined by `alerter`'s rules.
-    pub fn with_alerter(mut self, alerter: Arc<Alerter>) -> Self {
-        self.alerter = Some(alerter);
-        self
-    }
-
-    /// Waits for room (count and bytes), then hands the event over, followed by the alerts
-    /// it raised (each under the event's ticket: the payload settles once they are indexed
-    /// too). Records the source refused raise none.
-    pub async fn send(&self, pending: Pending) -> Result<(), Closed> {
-        let alerts: Vec<Pending> = match &self.alerter {
-            Some(alerter) if pending.refusal.is_none() => alerter
-                .alerts(&pending.event)
-                .into_iter()
-                .map(|alert| {
-                    let mut alert = pending.alongside(alert);
-                    alert.notify = alerter.notifier.clone();
-                    alert
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        self.hand_over(pending).await?;
-        for alert in alerts {
-            self.hand_over(alert).await?;
-        }
-        Ok(())
-    }
-
-    async fn hand_over(&self, mut pending: Pending) -> Result<(), Closed> {
+impl Inlet {
+    /// Waits for room (count and bytes), then hands the event over.
+    pub(super) async fn hand_over(&self, mut pending: Pending) -> Result<(), Closed> {
         let weight = u32::try_from(pending.weight())
             .unwrap_or(u32::MAX)
             .clamp(1, self.budget_bytes);
@@ -90,11 +57,6 @@ impl EventSender {
             .expect("the budget semaphore is never closed");
         pending.budget = Some(permit);
         self.events.send(pending).await.map_err(|_| Closed)
-    }
-
-    /// [`EventSender::send`] from a blocking thread (the format's).
-    pub fn blocking_send(&self, pending: Pending) -> Result<(), Closed> {
-        tokio::runtime::Handle::current().block_on(self.send(pending))
     }
 
     /// Bytes of the budget not taken right now.
@@ -113,7 +75,9 @@ impl EventReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{Event, Origin, Ticket};
+    use crate::pipeline::event::{Dataset, Event, Origin};
+    use crate::pipeline::failure::Failure;
+    use crate::pipeline::ticket::Ticket;
     use std::time::Duration;
 
     fn pending(ticket: &Arc<Ticket>, bytes: usize) -> Pending {
@@ -124,7 +88,7 @@ mod tests {
                 timestamp: "1970-01-01T00:00:00Z".into(),
                 source: vec![b' '; bytes],
                 used_fallback_time: false,
-                dataset: crate::pipeline::Dataset::CloudTrail,
+                dataset: Dataset::new("test", None, None),
             },
             Arc::new(Origin::new("s3://b/k", serde_json::json!({}))),
             ticket.claim(),
@@ -135,13 +99,13 @@ mod tests {
     async fn big_events_wait_for_the_byte_budget_not_the_count() {
         // Room for 2048 events by count, but one 60 MB record already spends the 32 MiB
         // budget: the next must wait until the first is settled.
-        let (tx, mut rx) = channel(2048, 32 << 20);
+        let (tx, mut rx) = inlet(2048, 32 << 20);
         let ticket = Ticket::new();
-        tx.send(pending(&ticket, 60 << 20)).await.unwrap();
+        tx.hand_over(pending(&ticket, 60 << 20)).await.unwrap();
         assert_eq!(tx.available_bytes(), 0);
         let second = tokio::time::timeout(
             Duration::from_millis(100),
-            tx.send(pending(&ticket, 60 << 20)),
+            tx.hand_over(pending(&ticket, 60 << 20)),
         )
         .await;
         assert!(
@@ -152,17 +116,17 @@ mod tests {
         assert_eq!(tx.available_bytes(), 0, "received is not yet settled");
         first.settle(Ok(()));
         assert_eq!(tx.available_bytes(), 32 << 20);
-        tx.send(pending(&ticket, 1000)).await.unwrap();
+        tx.hand_over(pending(&ticket, 1000)).await.unwrap();
         assert_eq!(tx.available_bytes(), (32 << 20) - 1001);
     }
 
     #[tokio::test]
     async fn a_closed_sink_refuses_and_the_event_settles_as_dropped() {
-        let (tx, rx) = channel(4, 1 << 20);
+        let (tx, rx) = inlet(4, 1 << 20);
         drop(rx);
         let ticket = Ticket::new();
-        assert_eq!(tx.send(pending(&ticket, 10)).await, Err(Closed));
+        assert_eq!(tx.hand_over(pending(&ticket, 10)).await, Err(Closed));
         let verdict = ticket.settle().await;
-        assert!(matches!(verdict, Err(crate::pipeline::Failure::Dropped)));
+        assert!(matches!(verdict, Err(Failure::Dropped)));
     }
 }

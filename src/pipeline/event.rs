@@ -11,7 +11,6 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::ticket::Claim;
-use crate::sink::elasticsearch::dead_letter::Rejection;
 
 /// One document for the search cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,17 +30,44 @@ pub struct Event {
 }
 
 /// A family of daily indices with its own prefix and template: what a format's events are.
-/// A source that reads one format sends every event to `--index-prefix`; the S3 sources,
-/// which read CloudTrail logs and JSON lines side by side, keep each dataset apart.
+/// Each format declares its own (a constant beside it); a source that reads one format sends
+/// every event to `--index-prefix`, and the S3 sources, which read CloudTrail logs and JSON
+/// lines side by side, keep each dataset apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dataset {
-    CloudTrail,
-    Confluent,
-    Konnect,
-    /// Any other JSON records.
-    Json,
-    /// What detection rules found: `<index-prefix>-alerts-YYYY.MM.DD`.
-    Alerts,
+pub struct Dataset {
+    /// Its name in logs, metrics and alerts (`cloudtrail`, `confluent`, ...).
+    pub name: &'static str,
+    /// The product and service whose logs these are, as rule sets name a log source
+    /// (`aws`/`cloudtrail`); `None` for records of any origin.
+    pub product: Option<&'static str>,
+    pub service: Option<&'static str>,
+}
+
+impl Dataset {
+    pub const fn new(
+        name: &'static str,
+        product: Option<&'static str>,
+        service: Option<&'static str>,
+    ) -> Self {
+        Dataset {
+            name,
+            product,
+            service,
+        }
+    }
+}
+
+impl std::fmt::Display for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// `t` in UTC as RFC 3339, the way `@timestamp` is written when it is not the record's own.
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
 }
 
 impl Event {
@@ -52,7 +78,7 @@ impl Event {
         Event {
             id,
             time,
-            timestamp: crate::format::document::format_time(time),
+            timestamp: format_time(time),
             source: raw,
             used_fallback_time: true,
             dataset,
@@ -61,8 +87,8 @@ impl Event {
 }
 
 /// Where an event came from: named in logs and in its dead-letter entry. Each source says
-/// what its origins are (see [`crate::source::s3::ObjectRef::origin`]); nothing here knows
-/// the sources.
+/// what its origins are (an S3 object's bucket and key, a Kafka record's topic, partition and
+/// offset); nothing here knows the sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     /// For logs, e.g. `s3://bucket/key`.
@@ -103,9 +129,17 @@ pub struct Pending {
     pub(super) budget: Option<tokio::sync::OwnedSemaphorePermit>,
     /// Set when the source itself refused the record (it is no JSON): the sink writes it to
     /// the dead-letter index with this reason instead of indexing it.
-    pub refusal: Option<Box<Rejection>>,
-    /// Told once the cluster has newly created the document (an alert to deliver).
-    pub notify: Option<Arc<crate::detect::deliver::Notifier>>,
+    pub refusal: Option<Box<str>>,
+    /// Set on events a stage added (an alert): told how the sink wrote the document, the
+    /// stage counts it and acts on it, and the sink does not count it among the sources'
+    /// documents.
+    pub on_written: Option<Arc<dyn OnWritten>>,
+}
+
+/// The hook a stage sets on the events it adds (see [`Pending::on_written`]).
+pub trait OnWritten: Send + Sync + std::fmt::Debug {
+    /// The cluster took `event`: `created` when it is new, not when it was already there.
+    fn written(&self, event: &Event, created: bool);
 }
 
 impl Pending {
@@ -116,15 +150,20 @@ impl Pending {
             claim,
             budget: None,
             refusal: None,
-            notify: None,
+            on_written: None,
         }
     }
 
     /// A record its source could not make an event of: `event` holds its bytes as they
-    /// came (as `source`), and the sink dead-letters it with `rejection`.
-    pub fn refused(event: Event, origin: Arc<Origin>, claim: Claim, rejection: Rejection) -> Self {
+    /// came (as `source`), and the sink dead-letters it with `reason`.
+    pub fn refused(
+        event: Event,
+        origin: Arc<Origin>,
+        claim: Claim,
+        reason: impl Into<Box<str>>,
+    ) -> Self {
         Pending {
-            refusal: Some(Box::new(rejection)),
+            refusal: Some(reason.into()),
             ..Pending::new(event, origin, claim)
         }
     }

@@ -26,14 +26,22 @@ use crate::format::cloudtrail::{self, CloudTrail};
 use crate::format::json::{self, Json};
 use crate::format::json_lines::JsonLines;
 use crate::format::object::Objects;
-use crate::format::{confluent, Format, FormatError, FreeForm, Item, PayloadContext};
-use crate::pipeline::{Dataset, EventSender, Origin, Pending, Ticket};
-use crate::sink::elasticsearch::dead_letter::Rejection;
-use crate::sink::elasticsearch::Destination;
+use crate::format::{confluent, Destination, Format, FormatError, FreeForm, Item, PayloadContext};
+use crate::pipeline::{EventSender, Origin, Pending, StageError, Ticket};
 use crate::telemetry::Stats;
 
 const READ_BUFFER: usize = 64 * 1024;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+crate::telemetry::counters! {
+    /// What the S3 sources read.
+    pub struct ObjectCounters {
+        objects_read: "S3 objects read to the end",
+        objects_failed: "S3 objects that could not be read",
+        keys_skipped: "announced or listed keys acknowledged without reading (digests, non-log keys, deletes)",
+        bytes_read: "bytes read from S3, as stored",
+    }
+}
 
 /// Why a key is not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,23 +112,23 @@ pub fn object_format(config: &S3Config, free_form: FreeForm) -> Objects {
 pub fn destinations(config: &S3Config, index: &IndexConfig) -> Vec<Destination> {
     let mut destinations = Vec::new();
     if config.object_format.reads_cloudtrail() {
-        destinations.push(Destination {
-            dataset: Dataset::CloudTrail,
-            prefix: index.prefix().to_string(),
-            mappings: cloudtrail::mapping::mappings,
-        });
+        destinations.push(Destination::new(
+            cloudtrail::DATASET,
+            index.prefix(),
+            cloudtrail::mapping::mappings,
+        ));
     }
     if config.object_format.reads_json_lines() {
-        let ndjson = Destination {
-            dataset: Dataset::Json,
-            prefix: config.ndjson_index_prefix.clone(),
-            mappings: json::mappings,
-        };
-        let confluent = Destination {
-            dataset: Dataset::Confluent,
-            prefix: config.confluent_index_prefix.clone(),
-            mappings: confluent::mapping::mappings,
-        };
+        let ndjson = Destination::new(
+            json::DATASET,
+            config.ndjson_index_prefix.clone(),
+            json::mappings,
+        );
+        let confluent = Destination::new(
+            confluent::DATASET,
+            config.confluent_index_prefix.clone(),
+            confluent::mapping::mappings,
+        );
         destinations.extend([ndjson, confluent]);
     }
     destinations
@@ -193,6 +201,21 @@ pub enum FetchError {
     Closed,
 }
 
+/// An announced or listed object that could not be read to the end.
+#[derive(Debug, thiserror::Error)]
+#[error("s3://{bucket}/{key}: {error}")]
+pub struct ObjectFailure {
+    pub bucket: String,
+    pub key: String,
+    pub error: FetchError,
+}
+
+impl StageError for ObjectFailure {
+    fn is_transient(&self) -> bool {
+        self.error.is_transient()
+    }
+}
+
 impl FetchError {
     pub fn is_transient(&self) -> bool {
         match self {
@@ -213,10 +236,22 @@ pub fn client(aws: &aws_config::SdkConfig, config: &S3Config) -> aws_sdk_s3::Cli
 
 /// Counts what reading `object` produced, and says when records had no usable time.
 pub fn count(stats: &Stats, object: &ObjectRef, summary: &ObjectSummary) {
-    stats.add(&stats.objects_read, 1);
-    stats.add(&stats.bytes_read, summary.stored_bytes);
-    stats.add(&stats.records_unreadable, summary.unreadable);
-    stats.add(&stats.records_fallback_time, summary.fallback_time_events);
+    stats
+        .counters::<crate::source::s3::ObjectCounters>()
+        .objects_read
+        .add(1);
+    stats
+        .counters::<crate::source::s3::ObjectCounters>()
+        .bytes_read
+        .add(summary.stored_bytes);
+    stats
+        .counters::<crate::format::RecordCounters>()
+        .records_unreadable
+        .add(summary.unreadable);
+    stats
+        .counters::<crate::format::RecordCounters>()
+        .records_fallback_time
+        .add(summary.fallback_time_events);
     if summary.fallback_time_events > 0 {
         warn!(
             bucket = %object.bucket,
@@ -287,12 +322,7 @@ fn read_events<R: Read>(
                 } => {
                     warn!(origin = %sink.origin, line, reason, "record is not usable; sending it to the dead-letter index");
                     let origin = Arc::new(at_line(&sink.origin, line));
-                    Pending::refused(
-                        event,
-                        origin,
-                        sink.ticket.claim(),
-                        Rejection::unreadable(reason),
-                    )
+                    Pending::refused(event, origin, sink.ticket.claim(), reason)
                 }
             };
             sink.events.blocking_send(pending)
@@ -516,8 +546,8 @@ mod tests {
         while let Ok(Some(pending)) =
             tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
         {
-            if let Some(rejection) = &pending.refusal {
-                refused.push((pending.origin.fields().cloned(), rejection.reason.clone()));
+            if let Some(reason) = &pending.refusal {
+                refused.push((pending.origin.fields().cloned(), reason.to_string()));
             }
         }
         let [(fields, reason)] = &refused[..] else {

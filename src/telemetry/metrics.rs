@@ -1,10 +1,10 @@
 //! Metrics: the optional HTTP listener (`--metrics-listen ADDR`) serving
 //! - `/metrics`: Prometheus (OpenMetrics text) rendered from [`Stats`] at each scrape with the
-//!   `prometheus-client` crate: every counter of [`super::Counters`] (as
+//!   `prometheus-client` crate: every counter a stage registered (as
 //!   `cloudtrail_ingest_<name>_total`); gauges of in-flight messages and bulk requests;
 //!   `ready`, `cluster_authorized`; the bulk latency histogram; the lag (now minus the
-//!   newest indexed event time); and for Kafka the consumer lag of every assigned partition
-//!   (`kafka_consumer_lag{topic,partition}`, in records);
+//!   newest indexed event time); and what the stages' own collectors add (matches per rule,
+//!   Kafka consumer lag per partition);
 //! - `/healthz`: 200 while the process runs (liveness);
 //! - `/readyz`: 200 once the worker has started, the cluster answered and accepted the
 //!   credentials, and the source answered, each on its last request; 503 otherwise (readiness).
@@ -38,8 +38,8 @@ struct StatsCollector(Arc<Stats>);
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
-        for (name, help, value) in stats.counters.all() {
-            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+        for (name, help, value) in stats.counter_values() {
+            let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(
                 name,
                 help,
@@ -88,35 +88,6 @@ impl Collector for StatsCollector {
                 lag.metric_type(),
             )?)?;
         }
-        let lags = stats.partition_lag.lock().expect("never poisoned").clone();
-        if !lags.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                "kafka_consumer_lag",
-                "records of the partition not yet committed (high watermark minus committed offset)",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for ((topic, partition), lag) in lags {
-                let labels = [("topic", topic), ("partition", partition.to_string())];
-                ConstGauge::new(lag).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        if let Some(alerter) = stats.rules.get() {
-            let detector = &alerter.detector;
-            let mut family = encoder.encode_descriptor(
-                "rule_matches",
-                "events a detection rule matched (one alert each, redeliveries included)",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for (n, rule) in detector.rules().iter().enumerate() {
-                let labels = [
-                    ("rule_id", rule.id.clone()),
-                    ("level", rule.level.to_string()),
-                ];
-                ConstCounter::new(detector.matches_of(n)).encode(family.encode_family(&labels)?)?;
-            }
-        }
         let latency = &stats.bulk_latency.0;
         latency.encode(encoder.encode_descriptor(
             "bulk_latency",
@@ -128,9 +99,22 @@ impl Collector for StatsCollector {
     }
 }
 
-/// The registry served at `/metrics`.
+/// A stage's collector, as the registry takes it.
+#[derive(Debug)]
+struct StageCollector(Arc<dyn Collector>);
+
+impl Collector for StageCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
+/// The registry served at `/metrics`, with the collectors registered so far.
 pub fn registry(stats: Arc<Stats>) -> Registry {
     let mut registry = Registry::with_prefix("cloudtrail_ingest");
+    for collector in stats.collectors() {
+        registry.register_collector(Box::new(StageCollector(collector)));
+    }
     registry.register_collector(Box::new(StatsCollector(stats)));
     registry
 }
@@ -208,16 +192,12 @@ pub async fn serve(
 /// serves them on its own listener when `--metrics-listen` is not given).
 #[derive(Debug)]
 pub struct Endpoints {
-    registry: Registry,
     stats: Arc<Stats>,
 }
 
 impl Endpoints {
     pub fn new(stats: Arc<Stats>) -> Self {
-        Endpoints {
-            registry: registry(stats.clone()),
-            stats,
-        }
+        Endpoints { stats }
     }
 
     /// The answer for `path`, or `None` when it is none of the three.
@@ -226,7 +206,8 @@ impl Endpoints {
         let (status, content_type, body) = match path {
             "/metrics" => {
                 let mut text = String::new();
-                match prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+                let registry = registry(stats.clone());
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
                     Ok(()) => (
                         StatusCode::OK,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -277,10 +258,17 @@ pub fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
 
+    crate::telemetry::counters! {
+        struct Probe {
+            documents_indexed: "documents indexed",
+            messages_deleted: "messages deleted",
+        }
+    }
+
     #[test]
     fn renders_counters_gauges_and_the_histogram() {
         let stats = Arc::new(Stats::default());
-        stats.add(&stats.documents_indexed, 7);
+        stats.counters::<Probe>().documents_indexed.add(7);
         stats.bulk_latency.0.observe(0.05);
         stats.newest_event_secs.store(
             time::OffsetDateTime::now_utc().unix_timestamp() - 60,
@@ -288,94 +276,54 @@ mod tests {
         );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry(stats)).unwrap();
-        assert!(
-            text.contains("cloudtrail_ingest_documents_indexed_total 7"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cloudtrail_ingest_messages_in_flight 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cloudtrail_ingest_bulk_latency_seconds_count 1"),
-            "{text}"
-        );
-        assert!(text.contains("cloudtrail_ingest_lag_seconds 6"), "{text}");
-        assert!(text.contains("cloudtrail_ingest_ready 0"), "{text}");
+        for line in [
+            "cloudtrail_ingest_documents_indexed_total 7",
+            "cloudtrail_ingest_messages_deleted_total 0",
+            "cloudtrail_ingest_messages_in_flight 0",
+            "cloudtrail_ingest_bulk_latency_seconds_count 1",
+            "cloudtrail_ingest_lag_seconds 6",
+            "cloudtrail_ingest_ready 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
     }
 
-    #[test]
-    fn every_counter_reaches_metrics() {
-        let stats = Arc::new(Stats::default());
-        let counters = stats.counters.all();
-        assert!(counters.len() >= 20);
-        for (n, (_, _, counter)) in counters.iter().enumerate() {
-            counter.store(1000 + n as u64, Ordering::Relaxed);
-        }
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry(stats.clone())).unwrap();
-        for (n, (name, _, _)) in counters.iter().enumerate() {
-            let line = format!("cloudtrail_ingest_{name}_total {}", 1000 + n);
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line} missing from\n{text}"
-            );
-        }
-        // The snapshot carries the same values.
-        let summary = format!("{:?}", stats.snapshot());
-        for (n, (name, _, _)) in counters.iter().enumerate() {
-            assert!(
-                summary.contains(&format!("{name}: {}", 1000 + n)),
-                "{summary}"
-            );
+    #[derive(Debug)]
+    struct Labelled;
+
+    impl Collector for Labelled {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(
+                "things",
+                "things by kind",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(3).encode(family.encode_family(&[("kind", "a")])?)
         }
     }
 
     #[test]
-    fn matches_are_counted_per_rule() {
-        use crate::detect::{alert::Alerter, load, Detector, Level, Loaded};
-        use crate::pipeline::{Dataset, Event};
-        let text = "title: Trail stopped\nid: r-stop\nlevel: high\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n    s: {eventName: StopLogging}\n    condition: s\n";
-        let rule = load::compile_all(text).remove(0).1.unwrap();
-        let (detector, _) = Detector::new(
-            vec![Loaded {
-                rule,
-                file: "stop.yml".into(),
-            }],
-            Level::Informational,
-        );
-        let indices = crate::sink::elasticsearch::Indices::new(vec![
-            (Dataset::CloudTrail, "cloudtrail".into()),
-            (Dataset::Alerts, "cloudtrail-alerts".into()),
-        ]);
-        let alerter = Arc::new(Alerter::new(
-            detector,
-            indices,
-            crate::format::FreeForm::Objects,
-        ));
+    fn a_stage_collector_registered_later_is_served() {
         let stats = Arc::new(Stats::default());
-        stats.watch_rules(alerter.clone());
-        let time = time::macros::datetime!(2026-12-01 10:00 UTC);
-        for (n, name) in ["StopLogging", "StartLogging", "StopLogging"]
-            .iter()
-            .enumerate()
-        {
-            let event = Event {
-                id: format!("e{n}"),
-                time,
-                timestamp: "2026-12-01T10:00:00Z".into(),
-                source: format!("{{\"eventName\":\"{name}\"}}").into_bytes(),
-                used_fallback_time: false,
-                dataset: Dataset::CloudTrail,
-            };
-            alerter.alerts(&event);
-        }
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry(stats)).unwrap();
+        let endpoints = Endpoints::new(stats.clone());
+        stats.collect(Arc::new(Labelled));
+        let response = endpoints.respond("/metrics").expect("served");
+        let body = futures_body(response);
         assert!(
-            text.lines().any(|l| l
-                == "cloudtrail_ingest_rule_matches_total{rule_id=\"r-stop\",level=\"high\"} 2"),
-            "{text}"
+            body.contains("cloudtrail_ingest_things{kind=\"a\"} 3"),
+            "{body}"
         );
+    }
+
+    fn futures_body(response: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 }

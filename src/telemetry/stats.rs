@@ -1,93 +1,95 @@
-//! Stats: the counters of what the worker did, declared once in the `counters!` macro (name and
-//! help text), from which come the [`Counters`] struct, the [`Summary`] snapshot returned at
-//! exit, and every `/metrics` counter (`cloudtrail_ingest_<name>_total`). Also the live state
-//! the metrics and `/readyz` report: in-flight gauges, bulk latency, the newest indexed event
-//! time and whether the cluster and queue answered.
+//! Stats: what the worker counts, and the live state `/metrics` and `/readyz` report.
+//!
+//! Each stage declares its own counters with [`counters!`] (name and help text, once) and
+//! takes them from the shared [`Stats`] with [`Stats::counters`], which registers the group
+//! on first use; `/metrics` serves every registered counter as
+//! `cloudtrail_ingest_<name>_total`, and [`Stats::snapshot`] returns them all as a
+//! [`Summary`]. A stage with labelled metrics (matches per rule, lag per partition) registers
+//! a collector of its own ([`Stats::collect`]). What every source shares stays here: in-flight
+//! gauges, bulk latency, the documents written and the newest event time, and whether the
+//! worker started and the cluster and source answered.
 
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-/// Declares every counter once: `name: "help"`.
+/// One monotonic counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the value (tests of what the counters render).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+}
+
+/// A stage's group of counters, declared with [`counters!`].
+pub trait Counters: Any + Send + Sync + Default + std::fmt::Debug {
+    /// (name, help, counter) of every counter of the group, in declaration order.
+    fn all(&self) -> Vec<(&'static str, &'static str, &Counter)>;
+}
+
+/// Declares a stage's counters once: `counters! { pub struct SinkCounters { name: "help", } }`
+/// makes the struct (one [`Counter`] field each) and its [`Counters`] list.
 macro_rules! counters {
-    ($($name:ident: $help:literal,)*) => {
-        /// Every counter of the worker; see the help texts.
+    ($(#[$meta:meta])* $vis:vis struct $group:ident { $($name:ident: $help:literal,)* }) => {
+        $(#[$meta])*
         #[derive(Debug, Default)]
-        pub struct Counters {
-            $(#[doc = $help] pub $name: AtomicU64,)*
+        $vis struct $group {
+            $(#[doc = $help] pub $name: $crate::telemetry::Counter,)*
         }
 
-        /// A point-in-time copy of the [`Counters`].
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct Summary {
-            $(#[doc = $help] pub $name: u64,)*
-        }
-
-        impl Counters {
-            pub fn snapshot(&self) -> Summary {
-                Summary { $($name: self.$name.load(Ordering::Relaxed),)* }
-            }
-
-            /// (name, help, counter) of every counter, in declaration order.
-            pub fn all(&self) -> Vec<(&'static str, &'static str, &AtomicU64)> {
+        impl $crate::telemetry::Counters for $group {
+            fn all(&self) -> Vec<(&'static str, &'static str, &$crate::telemetry::Counter)> {
                 vec![$((stringify!($name), $help, &self.$name),)*]
             }
         }
     };
 }
+pub(crate) use counters;
 
-counters! {
-    messages_received: "SQS messages received",
-    messages_deleted: "SQS messages deleted after everything they announced was indexed (or ignored, or given up on)",
-    messages_ignored: "SQS messages that are notifications of other services (AWS Config, SNS subscription confirmations, other EventBridge sources), deleted unread",
-    messages_kept: "SQS messages that failed and were left for a later receive",
-    messages_released: "SQS messages made visible again after a permanent failure (at once with a redrive policy, later without)",
-    messages_failed_permanent: "SQS messages that failed for good",
-    messages_failed_transient: "SQS messages that failed for now and come back after their visibility timeout",
-    messages_given_up: "SQS messages deleted after failing for good on their --max-receive-count receive",
-    messages_abandoned: "SQS messages still in flight when the shutdown grace period ran out",
-    delete_failures: "SQS messages whose deletion failed (they come back and are deduplicated)",
-    release_failures: "SQS messages whose release failed (they come back after their visibility timeout)",
-    visibility_extensions: "visibility timeout extensions of in-flight messages",
-    objects_read: "S3 objects read to the end",
-    objects_failed: "S3 objects that could not be read",
-    keys_skipped: "announced keys acknowledged without reading (digests, non-log keys, deletes)",
-    bytes_read: "bytes read from S3, as stored",
-    documents_indexed: "documents indexed",
-    documents_existing: "documents already indexed by an earlier delivery (409)",
-    documents_rejected: "documents the cluster refused for good (dead-lettered or not)",
-    documents_dead_lettered: "refused documents written to the dead-letter index",
-    dead_letter_failures: "dead-letter entries the cluster refused too",
-    bulk_requests: "bulk requests sent",
-    bulk_retries: "bulk retries (whole requests and failed items)",
-    bulk_failures: "bulk requests whose response could not be used; their events failed",
-    records_consumed: "Kafka records received",
-    records_fallback_time: "records placed by a fallback time (a Kafka record's timestamp, an S3 object's LastModified) for lack of a usable time of their own",
-    records_unreadable: "Kafka records and lines of S3 JSON-lines objects that are no JSON object, sent to the dead-letter index",
-    records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
-    offset_commits: "Kafka offset commits that succeeded",
-    offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
-    rebalances: "Kafka partition revocations (rebalances, shutdown)",
-    requests_received: "webhook POSTs to the webhook path",
-    requests_accepted: "webhook requests answered 200 (every entry indexed or dead-lettered)",
-    requests_unauthorized: "webhook requests refused with 401 (wrong or missing Authorization)",
-    requests_too_large: "webhook requests refused with 413 (over --webhook-max-body, compressed or not)",
-    requests_busy: "webhook requests refused with 503 at capacity (--webhook-max-in-flight)",
-    requests_unavailable: "webhook requests refused with 503 because the cluster is unavailable",
-    requests_failed: "webhook requests answered 503/500 because their entries did not settle (in time)",
-    entries_received: "webhook entries read",
-    entries_unreadable: "webhook entries (or whole bodies) that are not JSON or CEF, sent to the dead-letter index",
-    entries_fallback_time: "webhook entries placed by the time they were received for lack of their own",
-    list_requests: "backfill: S3 ListObjectsV2 requests (folder discovery and object listing)",
-    objects_listed: "backfill: objects listed",
-    objects_resumed: "backfill: listed objects not fetched because the checkpoint says they settled",
-    alerts_indexed: "alerts indexed: new matches of a detection rule (not counted in documents_indexed)",
-    alerts_existing: "alerts already indexed by an earlier delivery of their event (409)",
-    alert_webhook_delivered: "alerts an --alert-webhook accepted (2xx)",
-    alert_webhook_retried: "alert POSTs retried (no connection, timeout, 408, 429 or 5xx)",
-    alert_webhook_failed: "alerts a webhook refused (4xx) or that were not delivered after every attempt",
-    alert_webhook_dropped: "alerts not queued for a webhook because its queue was full",
+/// Every counter's value at one moment, by name. `Debug` shows `Summary { name: value, .. }`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Summary(BTreeMap<&'static str, u64>);
+
+impl std::fmt::Debug for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = f.debug_struct("Summary");
+        for (name, value) in &self.0 {
+            shown.field(name, value);
+        }
+        shown.finish()
+    }
+}
+
+impl Summary {
+    /// The value of counter `name`, if a stage registered it.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.0.get(name).copied()
+    }
+}
+
+/// `summary["documents_indexed"]`; a name no stage registered is a mistake and panics.
+impl std::ops::Index<&str> for Summary {
+    type Output = u64;
+    fn index(&self, name: &str) -> &u64 {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("no counter named {name} is registered"))
+    }
 }
 
 /// Latency of bulk requests, in seconds (10 ms to about 40 s).
@@ -100,12 +102,33 @@ impl Default for LatencyHistogram {
     }
 }
 
+/// A registered group: the same allocation seen as itself (to hand out) and as a list.
+struct Group {
+    id: TypeId,
+    any: Arc<dyn Any + Send + Sync>,
+    list: Arc<dyn CounterList>,
+}
+
+trait CounterList: Send + Sync {
+    fn list(&self) -> Vec<(&'static str, &'static str, &Counter)>;
+}
+
+impl<C: Counters> CounterList for C {
+    fn list(&self) -> Vec<(&'static str, &'static str, &Counter)> {
+        self.all()
+    }
+}
+
 #[derive(Debug)]
 pub struct Stats {
-    pub counters: Counters,
+    groups: Mutex<Vec<Group>>,
+    collectors: Mutex<Vec<Arc<dyn Collector>>>,
     pub bulk_latency: LatencyHistogram,
     pub messages_in_flight: AtomicI64,
     pub bulk_in_flight: AtomicI64,
+    /// Documents of the sources written (new or already there): what the silence alarm
+    /// watches. Documents a stage added (alerts) and dead-letter entries are not counted.
+    written: AtomicU64,
     /// Unix seconds of the newest event time indexed so far; 0 before the first.
     pub newest_event_secs: AtomicI64,
     /// The worker passed its start-up checks and is running.
@@ -116,49 +139,98 @@ pub struct Stats {
     pub cluster_authorized: AtomicBool,
     /// The source answered on its last request (SQS: ReceiveMessage; Kafka: the brokers).
     pub source_reachable: AtomicBool,
-    /// Kafka consumer lag per assigned partition (high watermark minus committed offset),
-    /// from librdkafka's statistics.
-    pub partition_lag: Mutex<Vec<((String, i32), i64)>>,
-    /// The detection rules in use, for their match counts.
-    pub rules: std::sync::OnceLock<std::sync::Arc<crate::detect::alert::Alerter>>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.list.list().iter().map(|(name, _, _)| name))
+            .finish()
+    }
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            counters: Counters::default(),
+            groups: Mutex::new(Vec::new()),
+            collectors: Mutex::new(Vec::new()),
             bulk_latency: LatencyHistogram::default(),
             messages_in_flight: AtomicI64::new(0),
             bulk_in_flight: AtomicI64::new(0),
+            written: AtomicU64::new(0),
             newest_event_secs: AtomicI64::new(0),
             started: AtomicBool::new(false),
             cluster_reachable: AtomicBool::new(false),
             cluster_authorized: AtomicBool::new(true),
             source_reachable: AtomicBool::new(false),
-            partition_lag: Mutex::new(Vec::new()),
-            rules: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl Stats {
-    /// Reports the matches of `alerter`'s rules from now on (the first one set stays).
-    pub fn watch_rules(&self, alerter: std::sync::Arc<crate::detect::alert::Alerter>) {
-        let _ = self.rules.set(alerter);
+    /// The group `C` of these stats, registered (and so served at `/metrics`) on first use.
+    pub fn counters<C: Counters>(&self) -> Arc<C> {
+        let mut groups = self.groups.lock().expect("never poisoned");
+        let id = TypeId::of::<C>();
+        if let Some(group) = groups.iter().find(|g| g.id == id) {
+            return group
+                .any
+                .clone()
+                .downcast::<C>()
+                .expect("a group is stored under its own type");
+        }
+        let group = Arc::new(C::default());
+        groups.push(Group {
+            id,
+            any: group.clone(),
+            list: group.clone(),
+        });
+        group
     }
-}
 
-/// `stats.add(&stats.documents_indexed, 1)`: the counters read as fields of the stats.
-impl std::ops::Deref for Stats {
-    type Target = Counters;
-    fn deref(&self) -> &Counters {
-        &self.counters
+    /// Serves `collector`'s metrics at `/metrics` too (labelled families of a stage).
+    pub fn collect(&self, collector: Arc<dyn Collector>) {
+        self.collectors
+            .lock()
+            .expect("never poisoned")
+            .push(collector);
     }
-}
 
-impl Stats {
-    pub fn add(&self, counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// (name, help, value) of every registered counter, in registration order.
+    pub fn counter_values(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let groups = self.groups.lock().expect("never poisoned");
+        groups
+            .iter()
+            .flat_map(|g| g.list.list().into_iter().map(|(n, h, c)| (n, h, c.get())))
+            .collect()
+    }
+
+    /// The collectors stages registered.
+    pub fn collectors(&self) -> Vec<Arc<dyn Collector>> {
+        self.collectors.lock().expect("never poisoned").clone()
+    }
+
+    pub fn snapshot(&self) -> Summary {
+        Summary(
+            self.counter_values()
+                .into_iter()
+                .map(|(name, _, value)| (name, value))
+                .collect(),
+        )
+    }
+
+    /// `n` documents of the sources were written, the newest of them placed at `newest`
+    /// (Unix seconds).
+    pub fn wrote(&self, n: u64, newest: Option<i64>) {
+        self.written.fetch_add(n, Ordering::Relaxed);
+        if let Some(secs) = newest {
+            self.newest_event_secs.fetch_max(secs, Ordering::Relaxed);
+        }
+    }
+
+    /// Documents of the sources written so far (see [`Stats::wrote`]).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Counts one unit in `gauge` until the guard is dropped.
@@ -191,5 +263,40 @@ pub struct GaugeGuard<'a>(&'a AtomicI64);
 impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::telemetry::counters! {
+        struct Mine {
+            apples: "apples seen",
+            pears: "pears seen",
+        }
+    }
+
+    #[test]
+    fn a_group_registers_once_and_shows_in_the_summary() {
+        let stats = Stats::default();
+        assert_eq!(stats.snapshot(), Summary::default());
+        stats.counters::<Mine>().apples.add(2);
+        stats.counters::<Mine>().pears.add(1);
+        let summary = stats.snapshot();
+        assert_eq!(summary["apples"], 2);
+        assert_eq!(summary["pears"], 1);
+        assert_eq!(summary.get("plums"), None);
+        assert_eq!(stats.counter_values().len(), 2);
+        assert_eq!(format!("{summary:?}"), "Summary { apples: 2, pears: 1 }");
+    }
+
+    #[test]
+    fn written_documents_move_the_newest_time_forward_only() {
+        let stats = Stats::default();
+        stats.wrote(3, Some(100));
+        stats.wrote(1, Some(50));
+        assert_eq!(stats.written(), 4);
+        assert_eq!(stats.newest_event_secs.load(Ordering::Relaxed), 100);
     }
 }

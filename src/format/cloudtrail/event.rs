@@ -39,6 +39,9 @@ pub use crate::format::document::FreeForm;
 use crate::format::document::{self, content_id, raw_str, time_of, Edit, Parts};
 use crate::pipeline::{Dataset, Event};
 
+/// CloudTrail records (`logsource: product: aws, service: cloudtrail`).
+pub const DATASET: Dataset = Dataset::new("cloudtrail", Some("aws"), Some("cloudtrail"));
+
 /// The top-level fields whose content is free-form.
 pub const FREE_FORM_FIELDS: [&str; 4] = [
     "requestParameters",
@@ -142,7 +145,7 @@ pub fn build(
         own_time,
         has_timestamp: keys.timestamp.is_some(),
         edits: &edits,
-        dataset: Dataset::CloudTrail,
+        dataset: DATASET,
     };
     document::event(record, parts, fallback_time).ok_or(DocumentError::NoTime)
 }
@@ -184,7 +187,7 @@ mod tests {
 
     /// The daily index the sink names for an event, with prefix `ct`.
     fn index(event: &Event) -> String {
-        crate::sink::elasticsearch::bulk::index_name("ct", event.time)
+        crate::pipeline::index_name("ct", event.time)
     }
 
     fn source_of(doc: &Event) -> serde_json::Value {

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::FREE_FORM_FIELDS;
+use super::event::FREE_FORM_FIELDS;
 use crate::format::mapping::{dynamic, keywords, object, text_with_keyword, FreeFormMapping};
 
 /// The mappings of the CloudTrail event indices.

@@ -11,9 +11,9 @@ use std::io::BufRead;
 
 use tracing::trace;
 
-pub use event::{FreeForm, Options, FREE_FORM_FIELDS};
+pub use event::{FreeForm, Options, DATASET, FREE_FORM_FIELDS};
 
-use super::{Format, FormatError, Item, PayloadContext, Summary};
+use super::payload::{Format, FormatError, Item, PayloadContext, Summary};
 use crate::pipeline::Closed;
 use split::{SplitError, Splitter};
 

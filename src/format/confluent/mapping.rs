@@ -1,13 +1,20 @@
 //! The mappings of the Confluent audit-log indices: the CloudEvents envelope and the
 //! well-known fields of `data` as keywords (booleans such as `granted` too, so that a value
 //! written as a string by one producer and as a boolean by another both fit), `time` and
-//! `@timestamp` as dates, and the free-form parts ([`super::FREE_FORM_PATHS`]) as the
+//! `@timestamp` as dates, and the free-form parts ([`FREE_FORM_PATHS`]) as the
 //! cluster allows. See [`crate::format::mapping`] for the rules all formats share.
 
 use serde_json::{json, Map, Value};
 
-use super::FREE_FORM_PATHS;
 use crate::format::mapping::{dynamic, keywords, object, text_with_keyword, FreeFormMapping};
+
+/// The free-form values, as paths below `data`.
+pub const FREE_FORM_PATHS: [&[&str]; 4] = [
+    &["request"],
+    &["result", "data"],
+    &["authenticationInfo", "principal"],
+    &["authorizationInfo", "rbacAuthorization", "scope"],
+];
 
 /// Puts `mapping` at `path` (below `data`) into `properties`, creating objects on the way.
 fn insert(properties: &mut Map<String, Value>, path: &[&str], mapping: Value) {

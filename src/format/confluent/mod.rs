@@ -18,18 +18,16 @@
 
 pub mod mapping;
 
+pub use mapping::FREE_FORM_PATHS;
+
 use super::document::{content_id, event, find_below, members, raw_str, time_of, Edit, Parts};
 use super::mapping::Mappings;
-use super::{not_json, FreeForm, RecordContext, RecordError, RecordFormat};
+use super::record::{not_json, RecordContext, RecordError, RecordFormat};
+use super::FreeForm;
 use crate::pipeline::{Dataset, Event};
 
-/// The free-form values, as paths below `data`.
-pub const FREE_FORM_PATHS: [&[&str]; 4] = [
-    &["request"],
-    &["result", "data"],
-    &["authenticationInfo", "principal"],
-    &["authorizationInfo", "rbacAuthorization", "scope"],
-];
+/// Confluent Cloud audit records (`logsource: product: confluent, service: audit`).
+pub const DATASET: Dataset = Dataset::new("confluent", Some("confluent"), Some("audit"));
 
 #[derive(Debug, Clone, Copy)]
 pub struct Confluent {
@@ -72,7 +70,7 @@ impl RecordFormat for Confluent {
             own_time,
             has_timestamp: value("@timestamp").is_some(),
             edits: &edits,
-            dataset: Dataset::Confluent,
+            dataset: DATASET,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)
     }
@@ -82,7 +80,7 @@ impl RecordFormat for Confluent {
     }
 
     fn dataset(&self) -> Dataset {
-        Dataset::Confluent
+        DATASET
     }
 }
 

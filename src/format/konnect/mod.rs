@@ -32,6 +32,9 @@ use super::document::{content_id, event, members, parse_time, raw_str, Edit, Par
 use super::FreeForm;
 use crate::pipeline::{Dataset, Event};
 
+/// Kong Konnect audit-log entries (`logsource: product: kong, service: konnect`).
+pub const DATASET: Dataset = Dataset::new("konnect", Some("kong"), Some("konnect"));
+
 /// See `--webhook-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
@@ -172,7 +175,7 @@ fn entry_event(entry: &[u8], id_bytes: &[u8], position: usize, received: OffsetD
         own_time: own_time(entry, &top),
         has_timestamp: top.iter().any(|(k, _)| k == "@timestamp"),
         edits: &edits,
-        dataset: Dataset::Konnect,
+        dataset: DATASET,
     };
     let event = event(entry, parts, Some(received)).expect("a fallback time is always given");
     Entry::Event(event)

@@ -32,32 +32,76 @@
 //! If a bulk task panics, its events settle as dropped (their claims do that) and the
 //! indexer stops with an error, so the worker exits non-zero instead of stalling.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
-use elasticsearch::http::Method;
-use serde::Deserialize;
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use super::client::{Cluster, RequestError};
+use super::client::Cluster;
 use super::dead_letter::{self, Rejection};
+use super::request::{self, append_create, gzip};
+use super::response::{BulkError, ItemOutcome};
 use super::sigv4;
-use crate::pipeline::{Dataset, EventReceiver, Failure, Pending};
+use crate::pipeline::{index_name, EventReceiver, Failure, Indices, Origin, Pending, StageError};
 use crate::telemetry::Stats;
 
-/// `POST /_bulk` asking only for what classification needs
-/// (`filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason`), encoded as
-/// SigV4's canonical form encodes it (every byte but the unreserved ones), so that the query
-/// signed and the one sent are the same bytes.
-const BULK_PATH: &str =
-    "/_bulk?filter_path=errors%2Citems.%2A.status%2Citems.%2A.error.type%2Citems.%2A.error.reason";
+crate::telemetry::counters! {
+    /// What the sink did with the documents of the sources and their requests.
+    pub struct SinkCounters {
+        documents_indexed: "documents indexed",
+        documents_existing: "documents already indexed by an earlier delivery (409)",
+        documents_rejected: "documents the cluster refused for good (dead-lettered or not)",
+        documents_dead_lettered: "refused documents written to the dead-letter index",
+        dead_letter_failures: "dead-letter entries the cluster refused too",
+        bulk_requests: "bulk requests sent",
+        bulk_retries: "bulk retries (whole requests and failed items)",
+        bulk_failures: "bulk requests whose response could not be used; their events failed",
+    }
+}
+
+/// Why the sink could not settle an event.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexFailure {
+    /// The cluster refused the document and it was not dead-lettered.
+    #[error("document {id} of {origin} rejected by {index}: {rejection} ({why_kept})")]
+    Rejected {
+        index: String,
+        id: String,
+        origin: Arc<Origin>,
+        rejection: Rejection,
+        why_kept: &'static str,
+    },
+    /// The dead-letter index refused the entry of a refused document.
+    #[error("dead-letter entry {id} of {origin} rejected: {rejection}")]
+    DeadLetterRejected {
+        id: String,
+        origin: Arc<Origin>,
+        rejection: Rejection,
+    },
+    /// Items answered 429/5xx until `--bulk-max-attempts` ran out.
+    #[error("bulk retries exhausted: HTTP {status} {reason}")]
+    RetriesExhausted { status: u16, reason: String },
+    /// A whole bulk request failed in a way that retrying the request cannot fix (a response
+    /// that does not match the request, an unexpected status).
+    #[error("{0}")]
+    Bulk(BulkError),
+}
+
+impl StageError for IndexFailure {
+    fn is_transient(&self) -> bool {
+        match self {
+            IndexFailure::Rejected { rejection, .. } => !rejection.is_about_the_document(),
+            IndexFailure::DeadLetterRejected { .. } => false,
+            IndexFailure::RetriesExhausted { .. } | IndexFailure::Bulk(_) => true,
+        }
+    }
+}
+
 /// While the cluster refuses the credentials, say so at most this often.
 const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -78,218 +122,11 @@ pub struct BulkSettings {
     pub dead_letter_prefix: Option<String>,
 }
 
-/// The final word on one item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemOutcome {
-    Indexed,
-    /// 409 on `create`: the same `_id` is already there.
-    AlreadyIndexed,
-    /// 429 or 5xx: worth another try.
-    Retry {
-        status: u16,
-        reason: String,
-    },
-    /// Any other 4xx: the cluster will not take this document as it is.
-    Rejected(Rejection),
-}
-
-/// A whole bulk request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BulkError {
-    #[error("bulk request failed to reach the cluster: {0}")]
-    Connection(#[source] RequestError),
-    #[error("bulk request answered HTTP {status}: {body}")]
-    Status { status: u16, body: String },
-    #[error("bulk response unusable: {0}")]
-    Response(String),
-}
-
-impl BulkError {
-    /// The cluster is down or overloaded: retrying the same request will work later.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            BulkError::Connection(_) => true,
-            BulkError::Status { status, .. } => *status == 429 || *status >= 500,
-            BulkError::Response(_) => false,
-        }
-    }
-
-    /// The cluster refuses these credentials or their privileges (or, with SigV4, there are
-    /// no credentials to sign with).
-    pub fn is_unauthorized(&self) -> bool {
-        matches!(
-            self,
-            BulkError::Status {
-                status: 401 | 403,
-                ..
-            } | BulkError::Connection(RequestError::Signing(_))
-        )
-    }
-}
-
 /// The sink stopped before its input closed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexerError {
     #[error("a bulk task panicked: {0}")]
     Panicked(String),
-}
-
-#[derive(Deserialize)]
-struct BulkResponse {
-    #[serde(default)]
-    items: Vec<std::collections::HashMap<String, BulkItem>>,
-}
-
-#[derive(Deserialize)]
-struct BulkItem {
-    status: u16,
-    #[serde(default)]
-    error: Option<ItemError>,
-}
-
-#[derive(Deserialize)]
-struct ItemError {
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-/// Classifies a bulk response body; one outcome per action, in request order.
-pub fn classify_response(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome>, BulkError> {
-    let response: BulkResponse =
-        serde_json::from_slice(body).map_err(|e| BulkError::Response(e.to_string()))?;
-    if response.items.len() != expected {
-        return Err(BulkError::Response(format!(
-            "{} items answered for {expected} sent",
-            response.items.len()
-        )));
-    }
-    response
-        .items
-        .into_iter()
-        .enumerate()
-        .map(|(n, item)| match item.into_values().next() {
-            Some(item) => Ok(classify_item(item)),
-            None => Err(BulkError::Response(format!("item {n} names no action"))),
-        })
-        .collect()
-}
-
-fn classify_item(item: BulkItem) -> ItemOutcome {
-    let error = item.error.unwrap_or(ItemError {
-        kind: None,
-        reason: None,
-    });
-    let error_type = error.kind.unwrap_or_else(|| "error".into());
-    let reason = error.reason.unwrap_or_default();
-    match item.status {
-        200..=299 => ItemOutcome::Indexed,
-        409 => ItemOutcome::AlreadyIndexed,
-        429 | 500..=599 => ItemOutcome::Retry {
-            status: item.status,
-            reason: format!("{error_type}: {reason}"),
-        },
-        status => ItemOutcome::Rejected(Rejection {
-            status,
-            error_type,
-            reason,
-        }),
-    }
-}
-
-/// Where each dataset's events go: its own prefix, or the first one's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Indices {
-    prefixes: Vec<(Dataset, String)>,
-}
-
-impl Indices {
-    /// `prefixes` must not be empty; the first is the one of every dataset not named.
-    pub fn new(prefixes: Vec<(Dataset, String)>) -> Self {
-        assert!(!prefixes.is_empty(), "at least one index prefix");
-        Indices { prefixes }
-    }
-
-    pub fn prefix(&self, dataset: Dataset) -> &str {
-        let (_, prefix) = self
-            .prefixes
-            .iter()
-            .find(|(d, _)| *d == dataset)
-            .unwrap_or(&self.prefixes[0]);
-        prefix
-    }
-}
-
-/// `<prefix>-YYYY.MM.DD` of the instant in UTC.
-pub fn index_name(prefix: &str, time: OffsetDateTime) -> String {
-    let date = time.to_offset(UtcOffset::UTC).date();
-    format!(
-        "{prefix}-{:04}.{:02}.{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
-}
-
-/// Appends one `create` action and its source to a bulk body.
-pub fn append_create(body: &mut Vec<u8>, index: &str, id: &str, source: &[u8]) {
-    body.extend_from_slice(b"{\"create\":{\"_index\":");
-    serde_json::to_writer(&mut *body, index).expect("writing to a Vec cannot fail");
-    body.extend_from_slice(b",\"_id\":");
-    serde_json::to_writer(&mut *body, id).expect("writing to a Vec cannot fail");
-    body.extend_from_slice(b"}}\n");
-    body.extend_from_slice(source);
-    body.push(b'\n');
-}
-
-/// Gzips a bulk body (`--bulk-compression gzip`) at the fastest level: most of the saving
-/// for little CPU.
-pub fn gzip(body: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 6),
-        flate2::Compression::fast(),
-    );
-    encoder
-        .write_all(body)
-        .expect("compressing into memory cannot fail");
-    encoder
-        .finish()
-        .expect("compressing into memory cannot fail")
-}
-
-/// Sends one bulk body (gzipped when `gzipped`) and classifies its items.
-pub(crate) async fn send(
-    client: &Cluster,
-    body: Bytes,
-    gzipped: bool,
-    items: usize,
-) -> Result<Vec<ItemOutcome>, BulkError> {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    if gzipped {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    let response = client
-        .send(Method::Post, BULK_PATH, headers, Some(body))
-        .await
-        .map_err(BulkError::Connection)?;
-    let status = response.status_code().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| BulkError::Connection(e.into()))?;
-    if status != 200 {
-        return Err(BulkError::Status {
-            status,
-            body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
-        });
-    }
-    classify_response(&bytes, items)
 }
 
 /// One event in a bulk request: the event itself, or the dead-letter entry of a refused one.
@@ -326,6 +163,7 @@ struct Shared {
     client: Cluster,
     settings: BulkSettings,
     stats: Arc<Stats>,
+    counters: Arc<SinkCounters>,
     /// Paces the "credentials refused" line.
     auth_log: LogEvery,
 }
@@ -367,6 +205,7 @@ pub async fn run_indexer(
     let shared = Arc::new(Shared {
         client,
         settings,
+        counters: stats.counters(),
         stats,
         auth_log: LogEvery::new(AUTH_LOG_EVERY),
     });
@@ -384,12 +223,12 @@ pub async fn run_indexer(
         tokio::select! {
             received = events.recv() => {
                 let Some(mut pending) = received else { break };
-                let index = index_name(settings.indices.prefix(pending.event.dataset), pending.event.time);
+                let index = settings.indices.index(pending.event.dataset, pending.event.time);
                 let refusal = pending.refusal.take();
                 let mut item = Item { pending, index, dead_letter: false };
-                if let Some(rejection) = refusal {
+                if let Some(reason) = refusal {
                     // Refused by its source (not JSON): straight to the dead-letter index.
-                    match reject(settings, &shared.stats, item, *rejection) {
+                    match reject(settings, &shared.counters, item, Rejection::unreadable(reason)) {
                         Some(entry) => item = entry,
                         None => continue,
                     }
@@ -469,6 +308,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         client,
         settings,
         stats,
+        counters,
         ..
     } = shared;
     let backoff_items = ExponentialBuilder::default()
@@ -481,7 +321,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
     let mut outage = backoff_items.without_max_times().build();
     loop {
         let body = body_of(&items);
-        stats.add(&stats.bulk_requests, 1);
+        counters.bulk_requests.add(1);
         let started = Instant::now();
         let body = if settings.gzip {
             tokio::task::spawn_blocking(move || gzip(&body))
@@ -492,7 +332,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         };
         let result = {
             let _in_flight = stats.enter(&stats.bulk_in_flight);
-            send(client, Bytes::from(body), settings.gzip, items.len()).await
+            request::send(client, Bytes::from(body), settings.gzip, items.len()).await
         };
         let elapsed = started.elapsed();
         stats.bulk_latency.0.observe(elapsed.as_secs_f64());
@@ -510,14 +350,14 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
                 } else {
                     warn!(error = %err, docs = items.len(), retry_in = ?delay, "cluster unavailable; holding the batch and retrying");
                 }
-                stats.add(&stats.bulk_retries, 1);
+                counters.bulk_retries.add(1);
                 tokio::time::sleep(delay).await;
                 continue;
             }
             Err(err) => {
                 warn!(error = %err, docs = items.len(), "bulk request failed; their payloads come back later");
-                stats.add(&stats.bulk_failures, 1);
-                fail_all(items, Failure::Bulk(Arc::new(err)));
+                counters.bulk_failures.add(1);
+                fail_all(items, Failure::new(IndexFailure::Bulk(err)));
                 return;
             }
             Ok(outcomes) => outcomes,
@@ -530,45 +370,24 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         let mut retry = Vec::new();
         let mut dead_letters = Vec::new();
         let mut last = (0, String::new());
+        let mut written = Written::default();
         for (item, outcome) in items.into_iter().zip(outcomes) {
             match outcome {
-                ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed if item.dead_letter => {
-                    stats.add(&stats.documents_dead_lettered, 1);
-                    item.pending.settle(Ok(()));
-                }
-                ItemOutcome::Indexed if item.pending.event.dataset == Dataset::Alerts => {
-                    stats.add(&stats.alerts_indexed, 1);
-                    if let Some(notifier) = &item.pending.notify {
-                        notifier.notify(&item.pending.event.source);
-                    }
-                    item.pending.settle(Ok(()));
-                }
-                ItemOutcome::AlreadyIndexed if item.pending.event.dataset == Dataset::Alerts => {
-                    stats.add(&stats.alerts_existing, 1);
-                    item.pending.settle(Ok(()));
-                }
-                ItemOutcome::Indexed => {
-                    stats.add(&stats.documents_indexed, 1);
-                    stats
-                        .newest_event_secs
-                        .fetch_max(item.pending.event.time.unix_timestamp(), Ordering::Relaxed);
-                    item.pending.settle(Ok(()));
-                }
-                ItemOutcome::AlreadyIndexed => {
-                    stats.add(&stats.documents_existing, 1);
-                    item.pending.settle(Ok(()));
+                ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed => {
+                    written.settle(item, outcome == ItemOutcome::Indexed, counters);
                 }
                 ItemOutcome::Retry { status, reason } => {
                     last = (status, reason);
                     retry.push(item);
                 }
                 ItemOutcome::Rejected(rejection) => {
-                    if let Some(entry) = reject(settings, stats, item, rejection) {
+                    if let Some(entry) = reject(settings, counters, item, rejection) {
                         dead_letters.push(entry);
                     }
                 }
             }
         }
+        stats.wrote(written.count, written.newest);
         if retry.is_empty() {
             if dead_letters.is_empty() {
                 return;
@@ -582,16 +401,50 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         match backoff.next() {
             Some(delay) => {
                 warn!(items = items.len(), status = last.0, reason = %last.1, retry_in = ?delay, "bulk items failed; retrying them");
-                stats.add(&stats.bulk_retries, 1);
+                counters.bulk_retries.add(1);
                 tokio::time::sleep(delay).await;
             }
             None => {
                 warn!(docs = items.len(), status = last.0, reason = %last.1, "bulk retries exhausted; their payloads come back later");
                 let (status, reason) = last;
-                fail_all(items, Failure::RetriesExhausted { status, reason });
+                fail_all(
+                    items,
+                    Failure::new(IndexFailure::RetriesExhausted { status, reason }),
+                );
                 return;
             }
         }
+    }
+}
+
+/// The items of one response the cluster took, counted as they settle.
+#[derive(Default)]
+struct Written {
+    /// Documents of the sources (not dead-letter entries, not what a stage added).
+    count: u64,
+    newest: Option<i64>,
+}
+
+impl Written {
+    /// Settles `item`, which the cluster took (`created`, or already there), counting it
+    /// where it belongs: a dead-letter entry as dead-lettered, what a stage added (an alert)
+    /// by that stage's hook, anything else as a document of the sources.
+    fn settle(&mut self, item: Item, created: bool, counters: &SinkCounters) {
+        let pending = &item.pending;
+        if item.dead_letter {
+            counters.documents_dead_lettered.add(1);
+        } else if let Some(hook) = &pending.on_written {
+            hook.written(&pending.event, created);
+        } else if created {
+            counters.documents_indexed.add(1);
+            self.count += 1;
+            let secs = pending.event.time.unix_timestamp();
+            self.newest = Some(self.newest.map_or(secs, |n| n.max(secs)));
+        } else {
+            counters.documents_existing.add(1);
+            self.count += 1;
+        }
+        item.pending.settle(Ok(()));
     }
 }
 
@@ -637,27 +490,27 @@ fn refused_credentials(shared: &Shared, err: &BulkError, docs: usize, retry_in: 
 /// otherwise settles it as failed.
 fn reject(
     settings: &BulkSettings,
-    stats: &Stats,
+    counters: &SinkCounters,
     item: Item,
     rejection: Rejection,
 ) -> Option<Item> {
     let event = &item.pending.event;
     let origin = item.pending.origin.clone();
     if item.dead_letter {
-        stats.add(&stats.dead_letter_failures, 1);
+        counters.dead_letter_failures.add(1);
         error!(
             index = %item.index, id = %event.id, rejection = %rejection,
             "the dead-letter index rejected an entry; its payload comes back later"
         );
-        let failure = Failure::DeadLetterRejected {
+        let failure = Failure::new(IndexFailure::DeadLetterRejected {
             id: event.id.clone(),
             origin,
             rejection,
-        };
+        });
         item.pending.settle(Err(failure));
         return None;
     }
-    stats.add(&stats.documents_rejected, 1);
+    counters.documents_rejected.add(1);
     let why_kept = match &settings.dead_letter_prefix {
         Some(prefix) if rejection.is_about_the_document() => {
             warn!(
@@ -687,13 +540,13 @@ fn reject(
         index = %item.index, id = %event.id, origin = %origin, rejection = %rejection,
         "document rejected; its payload comes back later because {why_kept}"
     );
-    let failure = Failure::Rejected {
+    let failure = Failure::new(IndexFailure::Rejected {
         index: item.index.clone(),
         id: event.id.clone(),
         origin,
-        rejection: Box::new(rejection),
+        rejection,
         why_kept,
-    };
+    });
     item.pending.settle(Err(failure));
     None
 }
@@ -701,75 +554,6 @@ fn reject(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_bulk_query_is_the_filter_path_encoded() {
-        let url = url::Url::parse(&format!("http://h{BULK_PATH}")).unwrap();
-        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        let filter = "errors,items.*.status,items.*.error.type,items.*.error.reason";
-        assert_eq!(pairs, [("filter_path".to_string(), filter.to_string())]);
-    }
-    use time::macros::datetime;
-
-    #[test]
-    fn classifies_every_item() {
-        let body = br#"{"errors":true,"items":[
-            {"create":{"status":201}},
-            {"create":{"status":409,"error":{"type":"version_conflict_engine_exception","reason":"exists"}}},
-            {"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}},
-            {"create":{"status":503,"error":{"type":"unavailable_shards_exception","reason":"primary"}}},
-            {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [requestParameters.filter]"}}},
-            {"index":{"status":200}}
-        ]}"#;
-        let outcomes = classify_response(body, 6).unwrap();
-        assert_eq!(outcomes[0], ItemOutcome::Indexed);
-        assert_eq!(outcomes[1], ItemOutcome::AlreadyIndexed);
-        assert!(matches!(
-            outcomes[2],
-            ItemOutcome::Retry { status: 429, .. }
-        ));
-        assert!(matches!(
-            outcomes[3],
-            ItemOutcome::Retry { status: 503, .. }
-        ));
-        assert_eq!(
-            outcomes[4],
-            ItemOutcome::Rejected(Rejection {
-                status: 400,
-                error_type: "mapper_parsing_exception".into(),
-                reason: "failed to parse field [requestParameters.filter]".into()
-            })
-        );
-        assert_eq!(outcomes[5], ItemOutcome::Indexed);
-    }
-
-    #[test]
-    fn a_response_that_does_not_match_the_request_is_an_error() {
-        assert!(classify_response(
-            br#"{"errors":false,"items":[{"create":{"status":201}}]}"#,
-            2
-        )
-        .is_err());
-        assert!(classify_response(b"<html>", 1).is_err());
-        assert!(!classify_response(b"{}", 1).unwrap_err().is_transient());
-        // An item without its action must not take the indexer down.
-        let err = classify_response(br#"{"errors":false,"items":[{}]}"#, 1).unwrap_err();
-        assert!(matches!(err, BulkError::Response(_)), "{err}");
-    }
-
-    #[test]
-    fn whole_request_failures_are_classified() {
-        let status = |status| BulkError::Status {
-            status,
-            body: String::new(),
-        };
-        assert!(status(429).is_transient());
-        assert!(status(502).is_transient());
-        assert!(!status(400).is_transient());
-        assert!(!status(401).is_transient() && status(401).is_unauthorized());
-        assert!(status(403).is_unauthorized());
-        assert!(!status(413).is_transient() && !status(413).is_unauthorized());
-    }
 
     #[test]
     fn refused_credentials_are_logged_once_per_minute() {
@@ -784,25 +568,28 @@ mod tests {
     }
 
     #[test]
-    fn creates_go_to_the_utc_day_of_each_event() {
-        let table = [
-            (datetime!(2024-12-31 23:59:59 UTC), "ct-2024.12.31"),
-            (datetime!(2025-01-01 00:00:00 UTC), "ct-2025.01.01"),
-            (datetime!(2025-01-01 01:30:00 +02:00), "ct-2024.12.31"),
-        ];
-        for (time, index) in table {
-            assert_eq!(index_name("ct", time), index);
-        }
-        let mut body = Vec::new();
-        append_create(&mut body, "ct-2024.12.31", "a\"b\\c", br#"{"x":1}"#);
-        let text = std::str::from_utf8(&body).unwrap();
-        let mut lines = text.lines();
-        let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-        assert_eq!(
-            action,
-            serde_json::json!({"create": {"_index": "ct-2024.12.31", "_id": "a\"b\\c"}})
+    fn only_rejections_about_the_cluster_may_pass() {
+        let origin = Arc::new(Origin::new("o", serde_json::json!({})));
+        let rejected = |status| IndexFailure::Rejected {
+            index: "i".into(),
+            id: "e".into(),
+            origin: origin.clone(),
+            rejection: Rejection {
+                status,
+                error_type: "t".into(),
+                reason: "r".into(),
+            },
+            why_kept: "w",
+        };
+        assert!(
+            !rejected(400).is_transient(),
+            "the same document fails again"
         );
-        assert_eq!(lines.next(), Some(r#"{"x":1}"#));
-        assert!(text.ends_with('\n'));
+        assert!(rejected(403).is_transient(), "privileges can be fixed");
+        let exhausted = IndexFailure::RetriesExhausted {
+            status: 503,
+            reason: "r".into(),
+        };
+        assert!(exhausted.is_transient());
     }
 }

@@ -1,5 +1,4 @@
-//! Client: the Elasticsearch/OpenSearch client, built from the configuration, and the
-//! start-up check that the cluster answers and which product and version it is.
+//! Client: the Elasticsearch/OpenSearch client, built from the configuration.
 //!
 //! The client sends plain `application/json` (and `application/x-ndjson` for bulk), which
 //! Elasticsearch 7, 8 and 9 and OpenSearch 1-3 all accept, and it does no product check, so
@@ -20,7 +19,6 @@ use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
-use serde::Deserialize;
 use url::Url;
 
 use super::sigv4::Signer;
@@ -136,33 +134,6 @@ pub enum ClusterError {
     },
 }
 
-/// Which search product answered, and its version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterInfo {
-    pub distribution: Distribution,
-    pub version: String,
-    /// `default` or `oss` on Elasticsearch 7.x; absent elsewhere.
-    pub build_flavor: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Distribution {
-    Elasticsearch,
-    OpenSearch,
-    /// An Amazon OpenSearch Serverless search collection (`--elasticsearch-aws-service aoss`).
-    Serverless,
-}
-
-impl std::fmt::Display for Distribution {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Distribution::Elasticsearch => "elasticsearch",
-            Distribution::OpenSearch => "opensearch",
-            Distribution::Serverless => "opensearch-serverless",
-        })
-    }
-}
-
 /// Builds the client; makes no request. With `--elasticsearch-aws-sigv4`, every request is
 /// signed with the credentials and region of `aws` (the standard chain), which must be given.
 pub fn connect(
@@ -237,127 +208,6 @@ fn connect_signed(config: &ClusterConfig, signer: Option<Signer>) -> Result<Clus
     })
 }
 
-async fn detect_serverless(client: &Cluster, url: &str) -> Result<ClusterInfo, ClusterError> {
-    use super::bulk::{self, BulkError, ItemOutcome};
-    let (index, id) = SERVERLESS_PROBE;
-    let body = format!(
-        "{{\"create\":{{\"_index\":\"{index}\",\"_id\":\"{id}\"}}}}\n{{\"preflight\":true}}\n"
-    );
-    let serverless = |reason: String| ClusterError::Serverless {
-        url: url.to_string(),
-        reason,
-    };
-    match bulk::send(client, Bytes::from(body), false, 1).await {
-        Ok(outcomes) => match outcomes.into_iter().next() {
-            Some(ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed) => Ok(ClusterInfo {
-                distribution: Distribution::Serverless,
-                version: "search collection".into(),
-                build_flavor: None,
-            }),
-            Some(ItemOutcome::Rejected(rejection)) if rejection.reason.contains("Document ID is not supported") => Err(serverless(
-                "it is a time series or vector search collection, which makes up its own document ids: every redelivered event would be indexed again. Send audit logs to a search collection (type SEARCH), which keeps the events' ids".into(),
-            )),
-            Some(ItemOutcome::Rejected(rejection)) => Err(serverless(format!("a bulk create with an _id was refused: {rejection}"))),
-            Some(ItemOutcome::Retry { status, reason }) => Err(serverless(format!("a bulk create answered HTTP {status}: {reason}"))),
-            None => Err(serverless("a bulk create answered no item".into())),
-        },
-        Err(BulkError::Status { status, body }) => {
-            let hint = client.signer().map(|signer| {
-                super::sigv4::diagnose(status, &body, signer.service(), signer.region()).hint
-            });
-            Err(serverless(format!(
-                "a bulk create answered HTTP {status}: {}{}",
-                body.chars().take(300).collect::<String>(),
-                hint.map(|h| format!("; {h}")).unwrap_or_default()
-            )))
-        }
-        Err(BulkError::Connection(source)) => Err(ClusterError::Unreachable {
-            url: url.to_string(),
-            source,
-        }),
-        Err(other) => Err(serverless(other.to_string())),
-    }
-}
-
-#[derive(Deserialize)]
-struct RootResponse {
-    version: RootVersion,
-}
-
-#[derive(Deserialize)]
-struct RootVersion {
-    number: String,
-    #[serde(default)]
-    distribution: Option<String>,
-    #[serde(default)]
-    build_flavor: Option<String>,
-}
-
-/// The index and `_id` of the document that proves an OpenSearch Serverless collection takes
-/// writes with `_id`s.
-pub const SERVERLESS_PROBE: (&str, &str) =
-    ("cloudtrail-ingest-preflight", "cloudtrail-ingest-preflight");
-
-/// `GET /`: checks that the cluster answers with these credentials and tells what it is. An
-/// OpenSearch Serverless collection has no `GET /` (it answers 404): there, one bulk `create`
-/// with an `_id` checks instead that the collection answers and keeps `_id`s (search
-/// collections do; time series and vector search collections refuse them, which would break
-/// one document per event, so the worker refuses to start).
-pub async fn detect(client: &Cluster, url: &str) -> Result<ClusterInfo, ClusterError> {
-    if client.signer().map(Signer::service) == Some(super::sigv4::AwsService::Aoss) {
-        return detect_serverless(client, url).await;
-    }
-    let response = client
-        .send(Method::Get, "/", HeaderMap::new(), None)
-        .await
-        .map_err(|source| ClusterError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
-    let status = response.status_code().as_u16();
-    let body = response
-        .text()
-        .await
-        .map_err(|source| ClusterError::Unreachable {
-            url: url.to_string(),
-            source: source.into(),
-        })?;
-    if status != 200 {
-        let mut body: String = body.chars().take(300).collect();
-        if let (401 | 403, Some(signer)) = (status, client.signer()) {
-            let diagnosis =
-                super::sigv4::diagnose(status, &body, signer.service(), signer.region());
-            body = format!("{body}; {}", diagnosis.hint);
-        }
-        return Err(ClusterError::Refused {
-            url: url.to_string(),
-            status,
-            body,
-        });
-    }
-    parse_root(&body).ok_or_else(|| ClusterError::Refused {
-        url: url.to_string(),
-        status,
-        body: format!(
-            "not an Elasticsearch/OpenSearch root response: {}",
-            body.chars().take(300).collect::<String>()
-        ),
-    })
-}
-
-pub(crate) fn parse_root(body: &str) -> Option<ClusterInfo> {
-    let root: RootResponse = serde_json::from_str(body).ok()?;
-    let distribution = match root.version.distribution.as_deref() {
-        Some("opensearch") => Distribution::OpenSearch,
-        _ => Distribution::Elasticsearch,
-    };
-    Some(ClusterInfo {
-        distribution,
-        version: root.version.number,
-        build_flavor: root.version.build_flavor,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,24 +228,5 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("c2VjcmV0"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn tells_products_apart() {
-        let es = r#"{"name":"n","cluster_name":"c","version":{"number":"8.15.0","build_flavor":"default"},"tagline":"You Know, for Search"}"#;
-        let os = r#"{"name":"n","version":{"distribution":"opensearch","number":"2.11.0"},"tagline":"The OpenSearch Project: https://opensearch.org/"}"#;
-        assert_eq!(
-            parse_root(es),
-            Some(ClusterInfo {
-                distribution: Distribution::Elasticsearch,
-                version: "8.15.0".into(),
-                build_flavor: Some("default".into()),
-            })
-        );
-        assert_eq!(
-            parse_root(os).unwrap().distribution,
-            Distribution::OpenSearch
-        );
-        assert_eq!(parse_root("<html>"), None);
     }
 }

@@ -108,11 +108,10 @@ mod tests {
         };
         let parsed = crate::format::cloudtrail::split::OwnedRecord::parse(record).unwrap();
         let rejected = event::build(parsed.as_record(), &options, None).unwrap();
-        let origin = crate::source::s3::ObjectRef {
-            bucket: "trail".into(),
-            key: "AWSLogs/x.json.gz".into(),
-        }
-        .origin(serde_json::json!({"sqs": {"message_id": "m-1"}}));
+        let origin = Origin::new(
+            "s3://trail/AWSLogs/x.json.gz",
+            serde_json::json!({"s3": {"bucket": "trail", "key": "AWSLogs/x.json.gz"}, "sqs": {"message_id": "m-1"}}),
+        );
         let rejection = Rejection {
             status: 400,
             error_type: "mapper_parsing_exception".into(),

@@ -1,14 +1,21 @@
 //! The Cluster/OpenSearch sink.
 //!
-//! - [`client`]: the HTTP client (URL, credentials, TLS) and the detection of the product
-//!   and version that answers;
+//! - [`client`]: the HTTP client (URL, credentials, TLS, [`sigv4`] signing);
+//! - [`product`]: which product and version answers, checked at start;
 //! - [`template`]: the index templates for that product, installed at start;
-//! - [`bulk`]: batching, the bulk API, per-item classification and the one retry layer;
-//! - [`dead_letter`]: what a refused event becomes in the dead-letter index.
+//! - [`request`]: events -> a bulk request body, sent; [`response`]: its answer -> one
+//!   outcome per item;
+//! - [`bulk`]: batching and the one retry layer, settling every event;
+//! - [`dead_letter`]: what a refused event becomes in the dead-letter index;
+//! - [`probe`]: one bulk `create`, for `check` and the Serverless detection.
 
 pub mod bulk;
 pub mod client;
 pub mod dead_letter;
+pub mod probe;
+pub mod product;
+pub mod request;
+pub mod response;
 pub mod sigv4;
 pub mod template;
 
@@ -17,14 +24,14 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-pub use bulk::{BulkSettings, IndexerError, Indices};
-pub use client::{Cluster, ClusterError, ClusterInfo, Distribution};
+pub use bulk::{BulkSettings, IndexerError, SinkCounters};
+pub use client::{Cluster, ClusterError};
+pub use product::{ClusterInfo, Distribution};
 pub use template::TemplateError;
 
 use crate::config::{BulkCompression, BulkConfig, ClusterConfig, IndexConfig};
-use crate::format::mapping::Mappings;
-use crate::format::FreeForm;
-use crate::pipeline::{self, Dataset, EventSender};
+use crate::format::{Destination, FreeForm};
+use crate::pipeline::{self, EventSender, Indices};
 use crate::telemetry::Stats;
 
 /// Events buffered between the formats and the sink, by count.
@@ -44,26 +51,6 @@ pub enum SinkError {
     Template(#[from] TemplateError),
 }
 
-/// One family of indices the sink writes: its dataset, prefix and mappings.
-#[derive(Debug, Clone)]
-pub struct Destination {
-    pub dataset: Dataset,
-    pub prefix: String,
-    pub mappings: Mappings,
-}
-
-impl Destination {
-    /// The one destination of a source that reads one format: `--index-prefix`, which every
-    /// event of the source goes to.
-    pub fn only(index: &IndexConfig, dataset: Dataset, mappings: Mappings) -> Vec<Destination> {
-        vec![Destination {
-            dataset,
-            prefix: index.prefix().to_string(),
-            mappings,
-        }]
-    }
-}
-
 /// Checks that the cluster answers, installs the templates the configuration asks for (one
 /// per destination, the first being `--index-prefix`'s), and returns what answered and the
 /// free-form layout the events must use on it.
@@ -73,14 +60,12 @@ pub async fn prepare(
     index: &IndexConfig,
     destinations: &[Destination],
 ) -> Result<(ClusterInfo, FreeForm), SinkError> {
-    let info = client::detect(client, cluster.url().as_str()).await?;
+    let info = product::detect(client, cluster.url().as_str()).await?;
     tracing::info!(distribution = %info.distribution, version = %info.version, "cluster detected");
     let free_form = template::prepare(client, index, &info, destinations).await?;
     Ok((info, free_form))
 }
 
-/// The bulk settings the configuration asks for; events of a dataset without a destination
-/// go to the first one.
 /// Each destination's dataset and index prefix.
 pub fn indices(destinations: &[Destination]) -> Indices {
     Indices::new(
@@ -91,6 +76,8 @@ pub fn indices(destinations: &[Destination]) -> Indices {
     )
 }
 
+/// The bulk settings the configuration asks for; events of a dataset without a destination
+/// go to the first one.
 pub fn settings(
     bulk: &BulkConfig,
     index: &IndexConfig,
@@ -151,6 +138,7 @@ pub fn stopped_early(joined: Result<Result<(), IndexerError>, tokio::task::JoinE
 /// flight, and never less than 32 MiB.
 pub fn start(client: Cluster, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
     let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
+    stats.counters::<SinkCounters>();
     let (sender, receiver) = pipeline::channel(CHANNEL_EVENTS, budget);
     let indexer = tokio::spawn(bulk::run_indexer(client, settings, receiver, stats));
     (sender, indexer)

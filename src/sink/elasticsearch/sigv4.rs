@@ -12,6 +12,7 @@
 //! instance-profile credentials are picked up without a restart. [`Signer::forget`] drops them
 //! at once (after the cluster refused a signature), so that the next request fetches anew.
 
+pub use crate::config::AwsService;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -24,24 +25,6 @@ use aws_sigv4::sign::v4;
 
 /// Credentials are fetched again this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
-
-/// See `--elasticsearch-aws-service`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AwsService {
-    /// Amazon OpenSearch Service domains.
-    Es,
-    /// OpenSearch Serverless collections.
-    Aoss,
-}
-
-impl AwsService {
-    pub fn name(self) -> &'static str {
-        match self {
-            AwsService::Es => "es",
-            AwsService::Aoss => "aoss",
-        }
-    }
-}
 
 pub struct Signer {
     provider: SharedCredentialsProvider,

@@ -19,12 +19,11 @@ use elasticsearch::http::Method;
 use serde_json::{json, Map, Value};
 use tracing::{info, warn};
 
-use super::client::{Cluster, ClusterInfo, Distribution};
-use super::Destination;
+use super::client::Cluster;
+use super::product::{ClusterInfo, Distribution};
 use crate::config::{FreeFormFields, IndexConfig, TemplateMode};
 use crate::format::mapping::{keywords, object, text_with_keyword, FreeFormMapping, Mappings};
-use crate::format::FreeForm;
-use crate::pipeline::Dataset;
+use crate::format::{Destination, FreeForm};
 
 /// Bumped whenever the generated templates change; stored in the template's `version`.
 pub const TEMPLATE_VERSION: u64 = 3;
@@ -32,8 +31,28 @@ pub const TEMPLATE_VERSION: u64 = 3;
 /// pattern and must win.
 const EVENTS_PRIORITY: u64 = 200;
 const DEAD_LETTER_PRIORITY: u64 = 201;
-/// Above the events' template, whose pattern (`<prefix>-*`) also covers `<prefix>-alerts-*`.
-const ALERTS_PRIORITY: u64 = 202;
+/// Above the dead-letter template: a destination whose indices another destination's
+/// pattern also covers (`<prefix>-alerts-*` under `<prefix>-*`) gets this, plus one per
+/// further level (see [`priority`]).
+const NESTED_PRIORITY: u64 = 202;
+
+/// The priority of `destination`'s template among `all`: the events' priority, or, when its
+/// prefix lies under other destinations' patterns, above each of them.
+fn priority(destination: &Destination, all: &[Destination]) -> u64 {
+    let covering = all
+        .iter()
+        .filter(|other| {
+            destination
+                .prefix
+                .strip_prefix(other.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .count() as u64;
+    match covering {
+        0 => EVENTS_PRIORITY,
+        n => NESTED_PRIORITY + n - 1,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -306,11 +325,7 @@ pub async fn prepare(
             _ => event_template(
                 &caps,
                 &destination.prefix,
-                if destination.dataset == Dataset::Alerts {
-                    ALERTS_PRIORITY
-                } else {
-                    EVENTS_PRIORITY
-                },
+                priority(destination, destinations),
                 caps.free_form_mapping(config.free_form_fields),
                 &settings,
                 destination.mappings,
@@ -468,7 +483,7 @@ mod tests {
             "what the collection manages is left out"
         );
         for (flavor, root, expected) in table {
-            let info = crate::sink::elasticsearch::client::parse_root(root)
+            let info = super::super::product::parse_root(root)
                 .unwrap_or_else(|| panic!("{flavor}: GET / parses"));
             let caps = Capabilities::of(&info);
             match expected {

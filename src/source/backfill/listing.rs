@@ -19,6 +19,14 @@ use crate::config::ObjectFormat;
 use crate::source::s3::skip_reason;
 use crate::telemetry::Stats;
 
+crate::telemetry::counters! {
+    /// What the backfill listed.
+    pub struct ListingCounters {
+        list_requests: "backfill: S3 ListObjectsV2 requests (folder discovery and object listing)",
+        objects_listed: "backfill: objects listed",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("listing s3://{bucket}/{prefix} failed: {message}")]
 pub struct ListError {
@@ -58,7 +66,7 @@ async fn folders(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        stats.add(&stats.list_requests, 1);
+        stats.counters::<ListingCounters>().list_requests.add(1);
         let page = page.map_err(|err| ListError {
             bucket: bucket.to_string(),
             prefix: folder.to_string(),
@@ -191,7 +199,7 @@ pub async fn list(
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            stats.add(&stats.list_requests, 1);
+            stats.counters::<ListingCounters>().list_requests.add(1);
             let page = page.map_err(|err| ListError {
                 bucket: bucket.clone(),
                 prefix: unit.prefix.clone(),
@@ -204,10 +212,13 @@ pub async fn list(
                     .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
                     .map(OffsetDateTime::date);
                 if skip_reason(key, format).is_some() || !in_days(unit.by_last_modified, modified) {
-                    stats.add(&stats.keys_skipped, 1);
+                    stats
+                        .counters::<crate::source::s3::ObjectCounters>()
+                        .keys_skipped
+                        .add(1);
                     continue;
                 }
-                stats.add(&stats.objects_listed, 1);
+                stats.counters::<ListingCounters>().objects_listed.add(1);
                 let listed = Listed {
                     key: key.to_string(),
                     size: object

@@ -55,6 +55,13 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Listed objects waiting to be read.
 const LISTING_AHEAD: usize = 1024;
 
+crate::telemetry::counters! {
+    /// What the backfill skipped.
+    pub struct BackfillCounters {
+        objects_resumed: "backfill: listed objects not fetched because the checkpoint says they settled",
+    }
+}
+
 /// How far ahead of the oldest unsettled object reading may go.
 pub fn window(concurrency: usize) -> u64 {
     (4 * concurrency).max(64) as u64
@@ -129,6 +136,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Outcome, BackfillError> {
     let stats = Arc::new(Stats::default());
+    stats.counters::<listing::ListingCounters>();
+    stats.counters::<BackfillCounters>();
+    stats.counters::<s3::ObjectCounters>();
+    stats.counters::<crate::format::RecordCounters>();
     let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| BackfillError::Metrics { addr, source })?;
@@ -160,7 +171,7 @@ async fn run_with_stats(
     let detector = detect::from_config(&command.detect)?;
     let destinations = detect::destinations(
         &command.detect,
-        &command.index,
+        command.index.prefix(),
         s3::destinations(&command.s3, &command.index),
     );
     let (_, free_form) =
@@ -255,7 +266,7 @@ async fn run_with_stats(
                 Some(Listing::Object(listed)) => {
                     let seq = order.deliver(&listed.key);
                     if resumed.contains(&listed.key) {
-                        stats.add(&stats.objects_resumed, 1);
+                        stats.counters::<crate::source::backfill::BackfillCounters>().objects_resumed.add(1);
                         order.settle(seq);
                     } else {
                         let context = context.clone();
@@ -431,11 +442,11 @@ async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
             let summary = match fetched {
                 Ok(summary) => Some(summary),
                 Err(err) => {
-                    ticket.fail(Failure::Object {
+                    ticket.fail(Failure::new(s3::ObjectFailure {
                         bucket: object.bucket.clone(),
                         key: object.key.clone(),
-                        error: Arc::new(err),
-                    });
+                        error: err,
+                    }));
                     None
                 }
             };
@@ -466,7 +477,11 @@ async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
         s3::count(&context.stats, &object, summary);
     }
     if let ObjectOutcome::Failed(reason) = &outcome {
-        context.stats.add(&context.stats.objects_failed, 1);
+        context
+            .stats
+            .counters::<crate::source::s3::ObjectCounters>()
+            .objects_failed
+            .add(1);
         error!(key = %object.key, reason, "object failed for good");
     }
     Finished {

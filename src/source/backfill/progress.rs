@@ -60,8 +60,9 @@ impl Progress {
         let line = self.line(
             checkpoint,
             stats
+                .counters::<super::listing::ListingCounters>()
                 .objects_listed
-                .load(std::sync::atomic::Ordering::Relaxed),
+                .get(),
         );
         if self.terminal {
             let mut err = std::io::stderr().lock();

@@ -2,9 +2,13 @@
 //! rebalances (commit what settled of revoked partitions, then let them go), commit results,
 //! statistics (consumer lag per partition) and librdkafka's own logs.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -14,6 +18,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::partitions::{Partitions, TopicPartition};
+use super::KafkaCounters;
 use crate::config::KafkaConfig;
 use crate::telemetry::Stats;
 
@@ -80,6 +85,33 @@ pub struct Context {
     /// The partition state, and the condition a revocation waits on for its records.
     pub shared: super::Shared,
     pub stats: Arc<Stats>,
+    pub counters: Arc<KafkaCounters>,
+    pub lag: Arc<ConsumerLag>,
+}
+
+/// `kafka_consumer_lag{topic,partition}` at `/metrics`: records of each assigned partition
+/// not yet committed (high watermark minus committed offset), from librdkafka's statistics.
+#[derive(Debug, Default)]
+pub struct ConsumerLag(Mutex<Vec<(TopicPartition, i64)>>);
+
+impl Collector for ConsumerLag {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let lags = self.0.lock().expect("never poisoned").clone();
+        if lags.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "kafka_consumer_lag",
+            "records of the partition not yet committed (high watermark minus committed offset)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((topic, partition), lag) in lags {
+            let labels = [("topic", topic), ("partition", partition.to_string())];
+            ConstGauge::new(lag).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Context {
@@ -175,7 +207,7 @@ impl ClientContext for Context {
             }
         }
         lags.sort();
-        *self.stats.partition_lag.lock().expect("never poisoned") = lags;
+        *self.lag.0.lock().expect("never poisoned") = lags;
     }
 }
 
@@ -184,7 +216,7 @@ impl ConsumerContext for Context {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let revoked = topic_partitions(list);
-                self.stats.add(&self.stats.rebalances, 1);
+                self.counters.rebalances.add(1);
                 self.wait_for(&revoked);
                 let offsets: Vec<_> = {
                     let mut partitions = self.lock();
@@ -195,9 +227,9 @@ impl ConsumerContext for Context {
                 };
                 if !offsets.is_empty() {
                     match consumer.commit(&offsets_list(&offsets), CommitMode::Sync) {
-                        Ok(()) => self.stats.add(&self.stats.offset_commits, 1),
+                        Ok(()) => self.counters.offset_commits.add(1),
                         Err(err) => {
-                            self.stats.add(&self.stats.offset_commit_failures, 1);
+                            self.counters.offset_commit_failures.add(1);
                             warn!(error = %err, "committing the revoked partitions failed; their next owner reads the uncommitted records again (indexed once: same _id)");
                         }
                     }
@@ -229,11 +261,11 @@ impl ConsumerContext for Context {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
-                self.stats.add(&self.stats.offset_commits, 1);
+                self.counters.offset_commits.add(1);
                 debug!(offsets = ?offsets, "offsets committed");
             }
             Err(err) => {
-                self.stats.add(&self.stats.offset_commit_failures, 1);
+                self.counters.offset_commit_failures.add(1);
                 warn!(error = %err, "committing offsets failed; retrying at the next commit");
                 let mut partitions = self.lock();
                 for element in offsets.elements() {

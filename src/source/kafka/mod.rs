@@ -44,10 +44,10 @@ use tracing::{error, info, warn};
 use crate::config::{KafkaCommand, KafkaConfig, KafkaFormat};
 use crate::format::confluent::Confluent;
 use crate::format::json::Json;
+use crate::format::Destination;
 use crate::format::{FreeForm, RecordContext, RecordFormat};
 use crate::pipeline::{Event, EventSender, Origin, Pending, Ticket};
-use crate::sink::elasticsearch::dead_letter::Rejection;
-use crate::sink::elasticsearch::{self as sink, Destination, SinkError};
+use crate::sink::elasticsearch::{self as sink, SinkError};
 use crate::telemetry::{metrics, Stats, Summary};
 use client::Context;
 use partitions::{Partitions, TopicPartition};
@@ -66,6 +66,17 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Broker requests made at start and by the idle check wait this long at most.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+crate::telemetry::counters! {
+    /// What the Kafka source consumed and committed.
+    pub struct KafkaCounters {
+        records_consumed: "Kafka records received",
+        records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
+        offset_commits: "Kafka offset commits that succeeded",
+        offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
+        rebalances: "Kafka partition revocations (rebalances, shutdown)",
+    }
+}
 
 type KafkaConsumer = StreamConsumer<Context>;
 
@@ -106,9 +117,13 @@ pub fn consumer(
         partitions: Arc::new(Mutex::new(Partitions::default())),
         settled: Arc::new(Condvar::new()),
     };
+    let lag = Arc::new(client::ConsumerLag::default());
+    stats.collect(lag.clone());
     let context = Context {
         shared: shared.clone(),
+        counters: stats.counters(),
         stats,
+        lag,
     };
     let consumer = client::properties(config)
         .create_with_context(context)
@@ -181,7 +196,7 @@ impl Received {
         self,
         format: &dyn RecordFormat,
         stats: &Stats,
-    ) -> (Event, Option<Rejection>, Arc<Origin>) {
+    ) -> (Event, Option<String>, Arc<Origin>) {
         let position = self.position();
         let origin = Arc::new(self.origin());
         let context = RecordContext {
@@ -196,16 +211,22 @@ impl Received {
         match refused {
             Ok(event) => {
                 if event.used_fallback_time {
-                    stats.add(&stats.records_fallback_time, 1);
+                    stats
+                        .counters::<crate::format::RecordCounters>()
+                        .records_fallback_time
+                        .add(1);
                 }
                 (event, None, origin)
             }
             Err(reason) => {
-                stats.add(&stats.records_unreadable, 1);
+                stats
+                    .counters::<crate::format::RecordCounters>()
+                    .records_unreadable
+                    .add(1);
                 warn!(origin = %origin, reason, "record is not usable; sending it to the dead-letter index");
                 let time = self.timestamp.unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 let event = Event::unreadable(position, payload.to_vec(), time, format.dataset());
-                (event, Some(Rejection::unreadable(reason)), origin)
+                (event, Some(reason), origin)
             }
         }
     }
@@ -220,6 +241,8 @@ pub async fn run(
 ) -> Result<Summary, KafkaSourceError> {
     let config = &command.kafka;
     let stats = Arc::new(Stats::default());
+    stats.counters::<KafkaCounters>();
+    stats.counters::<crate::format::RecordCounters>();
     let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
@@ -227,8 +250,12 @@ pub async fn run(
     let probe = record_format(config, FreeForm::Objects);
     let destinations = detect::destinations(
         &command.detect,
-        &command.index,
-        Destination::only(&command.index, probe.dataset(), probe.mappings()),
+        command.index.prefix(),
+        vec![Destination::new(
+            probe.dataset(),
+            command.index.prefix(),
+            probe.mappings(),
+        )],
     );
     let (_, free_form) =
         sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
@@ -379,7 +406,7 @@ pub async fn run(
 struct Attempt {
     event: Event,
     origin: Arc<Origin>,
-    refusal: Option<Rejection>,
+    refusal: Option<String>,
     tp: TopicPartition,
     generation: u64,
     offset: u64,
@@ -389,12 +416,9 @@ impl Attempt {
     fn pending(&self, ticket: &Arc<Ticket>) -> Pending {
         let event = self.event.clone();
         match &self.refusal {
-            Some(rejection) => Pending::refused(
-                event,
-                self.origin.clone(),
-                ticket.claim(),
-                rejection.clone(),
-            ),
+            Some(reason) => {
+                Pending::refused(event, self.origin.clone(), ticket.claim(), reason.as_str())
+            }
             None => Pending::new(event, self.origin.clone(), ticket.claim()),
         }
     }
@@ -451,7 +475,10 @@ impl Worker {
     /// Accounts a received record and queues it; a record of a partition that is not ours
     /// (any more) is left alone.
     fn receive(&mut self, message: &BorrowedMessage<'_>) {
-        self.stats.add(&self.stats.records_consumed, 1);
+        self.stats
+            .counters::<crate::source::kafka::KafkaCounters>()
+            .records_consumed
+            .add(1);
         self.stats.set(&self.stats.source_reachable, true);
         let tp = (message.topic().to_string(), message.partition());
         let offset = message.offset().max(0) as u64;
@@ -527,7 +554,7 @@ impl Worker {
                     () = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(RETRY_MAX);
-                stats.add(&stats.records_retried, batch.len() as u64);
+                stats.counters::<crate::source::kafka::KafkaCounters>().records_retried.add(batch.len() as u64);
                 ticket = Ticket::new();
                 let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
                 if send_all(events.clone(), pendings).await.is_err() {
@@ -586,12 +613,18 @@ impl Worker {
         let list = client::offsets_list(&offsets);
         match self.consumer.commit(&list, mode) {
             Ok(()) if matches!(mode, CommitMode::Sync) => {
-                self.stats.add(&self.stats.offset_commits, 1);
+                self.stats
+                    .counters::<crate::source::kafka::KafkaCounters>()
+                    .offset_commits
+                    .add(1);
                 info!(offsets = %client::describe_offsets(&offsets), "offsets committed");
             }
             Ok(()) => {}
             Err(err) => {
-                self.stats.add(&self.stats.offset_commit_failures, 1);
+                self.stats
+                    .counters::<crate::source::kafka::KafkaCounters>()
+                    .offset_commit_failures
+                    .add(1);
                 warn!(error = %err, "committing offsets failed; retrying at the next commit");
                 let mut partitions = self.shared.lock();
                 for (tp, offset) in &offsets {

@@ -25,6 +25,16 @@ use super::heartbeat::{entry_of, set_visibility};
 use crate::pipeline::Verdict;
 use crate::telemetry::Stats;
 
+crate::telemetry::counters! {
+    /// What became of the messages' deletions and releases.
+    pub struct AckCounters {
+        messages_deleted: "SQS messages deleted after everything they announced was indexed (or ignored, or given up on)",
+        messages_released: "SQS messages made visible again after a permanent failure (at once with a redrive policy, later without)",
+        delete_failures: "SQS messages whose deletion failed (they come back and are deduplicated)",
+        release_failures: "SQS messages whose release failed (they come back after their visibility timeout)",
+    }
+}
+
 /// The first delay of a poison message's release on a queue without a redrive policy.
 const RELEASE_DELAY_FIRST: Duration = Duration::from_secs(2);
 /// The longest such delay.
@@ -143,9 +153,12 @@ async fn release_batch(
                     reason = failed.message().unwrap_or(""),
                     "release failed; the message comes back after its visibility timeout"
                 );
-                stats.add(&stats.release_failures, 1);
+                stats.counters::<AckCounters>().release_failures.add(1);
             }
-            stats.add(&stats.messages_released, out.successful().len() as u64);
+            stats
+                .counters::<AckCounters>()
+                .messages_released
+                .add(out.successful().len() as u64);
         }
         Err(err) => {
             warn!(
@@ -153,7 +166,10 @@ async fn release_batch(
                 error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
                 "release batch failed; the messages come back after their visibility timeout"
             );
-            stats.add(&stats.release_failures, batch.len() as u64);
+            stats
+                .counters::<AckCounters>()
+                .release_failures
+                .add(batch.len() as u64);
         }
     }
 }
@@ -195,10 +211,13 @@ async fn delete_batch(
                     reason = failed.message().unwrap_or(""),
                     "delete failed; the message will be redelivered and deduplicated"
                 );
-                stats.add(&stats.delete_failures, 1);
+                stats.counters::<AckCounters>().delete_failures.add(1);
             }
             let deleted = out.successful().len();
-            stats.add(&stats.messages_deleted, deleted as u64);
+            stats
+                .counters::<AckCounters>()
+                .messages_deleted
+                .add(deleted as u64);
             debug!(deleted, "messages deleted");
         }
         Err(err) => {
@@ -207,7 +226,10 @@ async fn delete_batch(
                 error = %aws_sdk_sqs::error::DisplayErrorContext(&err),
                 "delete batch failed; the messages will be redelivered and deduplicated"
             );
-            stats.add(&stats.delete_failures, batch.len() as u64);
+            stats
+                .counters::<AckCounters>()
+                .delete_failures
+                .add(batch.len() as u64);
         }
     }
 }
@@ -216,20 +238,17 @@ async fn delete_batch(
 mod tests {
     use super::*;
     use crate::pipeline::Failure;
-    use crate::source::sqs::notification::NotificationError;
+    use crate::source::sqs::notification::{NotificationError, UnreadableNotification};
 
     fn permanent() -> Verdict {
-        Err(Failure::Notification {
+        Err(Failure::new(UnreadableNotification {
             error: NotificationError::Unrecognized,
             body_start: "{}".into(),
-        })
+        }))
     }
 
     fn transient() -> Verdict {
-        Err(Failure::RetriesExhausted {
-            status: 503,
-            reason: "unavailable".into(),
-        })
+        Err(Failure::Dropped)
     }
 
     #[test]

@@ -26,6 +26,13 @@ use tracing::{debug, error, warn};
 
 use crate::telemetry::Stats;
 
+crate::telemetry::counters! {
+    /// What the heartbeat did.
+    pub struct HeartbeatCounters {
+        visibility_extensions: "visibility timeout extensions of in-flight messages",
+    }
+}
+
 /// SQS changes at most this many messages per batch call.
 const BATCH: usize = 10;
 
@@ -159,7 +166,10 @@ async fn extend(
     let entries = chunk.iter().map(|(_, handle)| (handle.as_str(), seconds));
     match set_visibility(sqs, queue_url, entries).await {
         Ok(out) => {
-            stats.add(&stats.visibility_extensions, out.successful().len() as u64);
+            stats
+                .counters::<HeartbeatCounters>()
+                .visibility_extensions
+                .add(out.successful().len() as u64);
             for failed in out.failed() {
                 // Typically a message that was deleted a moment ago.
                 let message_id = entry_of(chunk, failed.id())

@@ -46,6 +46,20 @@ use receive::{Received, MAX_RECEIVE_BATCH};
 /// How often an idle worker with `--exit-when-idle` asks whether the queue is drained.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
 
+crate::telemetry::counters! {
+    /// What the SQS source did with its messages (their deletion and release are the
+    /// acknowledgement's, [`ack::AckCounters`]).
+    pub struct SqsCounters {
+        messages_received: "SQS messages received",
+        messages_ignored: "SQS messages that are notifications of other services (AWS Config, SNS subscription confirmations, other EventBridge sources), deleted unread",
+        messages_kept: "SQS messages that failed and were left for a later receive",
+        messages_failed_permanent: "SQS messages that failed for good",
+        messages_failed_transient: "SQS messages that failed for now and come back after their visibility timeout",
+        messages_given_up: "SQS messages deleted after failing for good on their --max-receive-count receive",
+        messages_abandoned: "SQS messages still in flight when the shutdown grace period ran out",
+    }
+}
+
 /// The clients every stage shares; nothing else is shared.
 #[derive(Clone)]
 pub struct Clients {
@@ -101,10 +115,10 @@ pub async fn run(
 }
 
 /// Where the worker's events go: the S3 sources' indices, and the alerts'.
-fn destinations(config: &Config) -> Vec<sink::Destination> {
+fn destinations(config: &Config) -> Vec<crate::format::Destination> {
     detect::destinations(
         &config.detect,
-        &config.index,
+        config.index.prefix(),
         s3::destinations(&config.s3, &config.index),
     )
 }
@@ -118,6 +132,11 @@ pub async fn run_with_sink(
 ) -> Result<Summary, WorkerError> {
     let queue_url = config.queue_url().to_string();
     let stats = Arc::new(Stats::default());
+    stats.counters::<SqsCounters>();
+    stats.counters::<ack::AckCounters>();
+    stats.counters::<heartbeat::HeartbeatCounters>();
+    stats.counters::<s3::ObjectCounters>();
+    stats.counters::<crate::format::RecordCounters>();
     let metrics_server = metrics::serve_if(config.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
@@ -212,7 +231,7 @@ pub async fn run_with_sink(
         tokio::select! {
             received = message_rx.recv() => match received {
                 Some(Received { message, slot }) => {
-                    stats.add(&stats.messages_received, 1);
+                    stats.counters::<SqsCounters>().messages_received.add(1);
                     last_received = Instant::now();
                     let context = context.clone();
                     tasks.spawn(async move {
@@ -265,7 +284,10 @@ pub async fn run_with_sink(
             }
         }
     }
-    stats.add(&stats.messages_abandoned, abandoned as u64);
+    stats
+        .counters::<SqsCounters>()
+        .messages_abandoned
+        .add(abandoned as u64);
 
     // Every message task is gone, so the last event sender goes with the context, and the
     // indexer finishes what it holds.
@@ -411,20 +433,23 @@ async fn process(
         let _counted = stats.enter(&stats.messages_in_flight);
         let body = message.body.as_deref().unwrap_or("");
         let verdict = match notification::parse(body, context.object_format) {
-            Err(error) => Err(Failure::Notification {
+            Err(error) => Err(Failure::new(notification::UnreadableNotification {
                 error,
                 body_start: body.chars().take(200).collect(),
-            }),
+            })),
             Ok(notification) => {
                 if let notification::Kind::Ignored(what) = &notification.kind {
                     debug!(
                         what = what.as_str(),
                         "not a notification for this worker; deleting it"
                     );
-                    stats.add(&stats.messages_ignored, 1);
+                    stats.counters::<SqsCounters>().messages_ignored.add(1);
                     return Some(Disposal::Delete(receipt));
                 }
-                stats.add(&stats.keys_skipped, notification.skipped.len() as u64);
+                stats
+                    .counters::<s3::ObjectCounters>()
+                    .keys_skipped
+                    .add(notification.skipped.len() as u64);
                 for reason in &notification.skipped {
                     debug!(reason = reason.as_str(), "announced key skipped");
                 }
@@ -465,9 +490,15 @@ fn dispose(
     };
     let message_id = receipt.message_id.as_str();
     if failure.is_transient() {
-        stats.add(&stats.messages_failed_transient, 1);
+        stats
+            .counters::<SqsCounters>()
+            .messages_failed_transient
+            .add(1);
     } else {
-        stats.add(&stats.messages_failed_permanent, 1);
+        stats
+            .counters::<SqsCounters>()
+            .messages_failed_permanent
+            .add(1);
     }
     match decision {
         Decision::Delete => Some(Disposal::Delete(receipt)),
@@ -478,11 +509,11 @@ fn dispose(
                 reason = %failure,
                 "message failed for good on its last allowed receive (--max-receive-count); deleting it"
             );
-            stats.add(&stats.messages_given_up, 1);
+            stats.counters::<SqsCounters>().messages_given_up.add(1);
             Some(Disposal::Delete(receipt))
         }
         Decision::Release(after) => {
-            stats.add(&stats.messages_kept, 1);
+            stats.counters::<SqsCounters>().messages_kept.add(1);
             error!(
                 message_id,
                 receive_count,
@@ -493,7 +524,7 @@ fn dispose(
             Some(Disposal::Release(receipt, after))
         }
         Decision::Keep => {
-            stats.add(&stats.messages_kept, 1);
+            stats.counters::<SqsCounters>().messages_kept.add(1);
             warn!(
                 message_id,
                 receive_count,
@@ -525,7 +556,7 @@ async fn read_object(
             debug!(bucket = %object.bucket, key = %object.key, documents = summary.events, bytes = summary.stored_bytes, "object read");
         }
         Err(err) => {
-            stats.add(&stats.objects_failed, 1);
+            stats.counters::<s3::ObjectCounters>().objects_failed.add(1);
             error!(
                 message_id,
                 bucket = %object.bucket,
@@ -534,11 +565,11 @@ async fn read_object(
                 error = %err,
                 "object could not be read"
             );
-            ticket.fail(Failure::Object {
+            ticket.fail(Failure::new(s3::ObjectFailure {
                 bucket: object.bucket.clone(),
                 key: object.key.clone(),
-                error: Arc::new(err),
-            });
+                error: err,
+            }));
         }
     }
 }

@@ -67,6 +67,20 @@ impl NotificationError {
     }
 }
 
+/// A message whose body is no notification we can read, with the start of the body.
+#[derive(Debug, thiserror::Error)]
+#[error("notification not understood: {error}; body starts {body_start:?}")]
+pub struct UnreadableNotification {
+    pub error: NotificationError,
+    pub body_start: String,
+}
+
+impl crate::pipeline::StageError for UnreadableNotification {
+    fn is_transient(&self) -> bool {
+        self.error.is_transient()
+    }
+}
+
 /// Parses one SQS message body; keys that are not objects to read in `format` are skipped.
 pub fn parse(body: &str, format: ObjectFormat) -> Result<Notification, NotificationError> {
     let value: Value =

@@ -1,6 +1,6 @@
 //! Body: a request body read within its limits, and decompressed when it is gzip.
 //!
-//! The body may take at most [`super::BODY_TIMEOUT`] to arrive and hold at most `max` bytes
+//! The body may take at most [`BODY_TIMEOUT`] to arrive and hold at most `max` bytes
 //! as sent; gzip (by its magic bytes, or a `Content-Encoding` naming gzip, as Konnect's
 //! `application/gzip` does) is decompressed to at most `max` bytes too, so a decompression
 //! bomb stops at the limit. A body that says it is gzip but is not is returned as it came,
@@ -13,6 +13,9 @@ use flate2::read::MultiGzDecoder;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
+
+/// A request body must arrive within this.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
@@ -63,11 +66,11 @@ pub async fn read(request: Request<Incoming>, max: usize) -> Result<Decoded, Bod
         return Err(BodyError::TooLarge(max));
     }
     let collected = tokio::time::timeout(
-        super::BODY_TIMEOUT,
+        BODY_TIMEOUT,
         Limited::new(request.into_body(), max).collect(),
     )
     .await
-    .map_err(|_| BodyError::Slow(super::BODY_TIMEOUT))?;
+    .map_err(|_| BodyError::Slow(BODY_TIMEOUT))?;
     let bytes: Bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(err)

@@ -46,22 +46,37 @@ use tracing::{debug, info, warn};
 use crate::config::{WebhookCommand, WebhookFormat};
 use crate::format::document::{content_id, format_time};
 use crate::format::konnect::{self, BodyFormat, Entry, Konnect};
-use crate::pipeline::{Dataset, Event, EventSender, Failure, Origin, Pending, Ticket};
-use crate::sink::elasticsearch::dead_letter::Rejection;
-use crate::sink::elasticsearch::{self as sink, Destination, SinkError};
+use crate::format::Destination;
+use crate::pipeline::{Event, EventSender, Failure, Origin, Pending, Ticket};
+use crate::sink::elasticsearch::{self as sink, SinkError};
 use crate::telemetry::metrics::{self, plain, Endpoints};
 use crate::telemetry::{Stats, Summary};
+pub use body::BODY_TIMEOUT;
 
 /// Connections open at once; more wait to be accepted.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// A request head must arrive within this.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request body must arrive within this.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A TLS handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `Retry-After` of a 503, in seconds.
 const RETRY_AFTER: &str = "10";
+
+crate::telemetry::counters! {
+    /// What the webhook source received and answered.
+    pub struct WebhookCounters {
+        requests_received: "webhook POSTs to the webhook path",
+        requests_accepted: "webhook requests answered 200 (every entry indexed or dead-lettered)",
+        requests_unauthorized: "webhook requests refused with 401 (wrong or missing Authorization)",
+        requests_too_large: "webhook requests refused with 413 (over --webhook-max-body, compressed or not)",
+        requests_busy: "webhook requests refused with 503 at capacity (--webhook-max-in-flight)",
+        requests_unavailable: "webhook requests refused with 503 because the cluster is unavailable",
+        requests_failed: "webhook requests answered 503/500 because their entries did not settle (in time)",
+        entries_received: "webhook entries read",
+        entries_unreadable: "webhook entries (or whole bodies) that are not JSON or CEF, sent to the dead-letter index",
+        entries_fallback_time: "webhook entries placed by the time they were received for lack of their own",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
@@ -111,6 +126,7 @@ pub async fn run(
     let hook = &command.webhook;
     let addr = hook.listen.expect("validated config has --listen");
     let stats = Arc::new(Stats::default());
+    stats.counters::<WebhookCounters>();
     let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
@@ -121,8 +137,12 @@ pub async fn run(
     let detector = detect::from_config(&command.detect)?;
     let destinations = detect::destinations(
         &command.detect,
-        &command.index,
-        Destination::only(&command.index, Dataset::Konnect, konnect::mapping::mappings),
+        command.index.prefix(),
+        vec![Destination::new(
+            konnect::DATASET,
+            command.index.prefix(),
+            konnect::mapping::mappings,
+        )],
     );
     let (_, free_form) =
         sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
@@ -334,25 +354,37 @@ async fn handle(
     if request.method() != Method::POST {
         return refusal(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
     }
-    stats.add(&stats.requests_received, 1);
+    stats
+        .counters::<crate::source::webhook::WebhookCounters>()
+        .requests_received
+        .add(1);
     if let Some(expected) = &context.authorization {
         let given = request
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         if !authorized(expected, given) {
-            stats.add(&stats.requests_unauthorized, 1);
+            stats
+                .counters::<crate::source::webhook::WebhookCounters>()
+                .requests_unauthorized
+                .add(1);
             warn!(%remote, present = given.is_some(), "request refused: wrong or missing Authorization");
             return refusal(StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
     if !stats.get(&stats.cluster_reachable) || !stats.get(&stats.cluster_authorized) {
-        stats.add(&stats.requests_unavailable, 1);
+        stats
+            .counters::<crate::source::webhook::WebhookCounters>()
+            .requests_unavailable
+            .add(1);
         warn!(%remote, status = context.retry.as_u16(), "request refused: the cluster is unavailable");
         return refusal(context.retry, "the cluster is unavailable; retry later");
     }
     let Ok(_slot) = context.in_flight.clone().try_acquire_owned() else {
-        stats.add(&stats.requests_busy, 1);
+        stats
+            .counters::<crate::source::webhook::WebhookCounters>()
+            .requests_busy
+            .add(1);
         warn!(%remote, status = context.retry.as_u16(), "request refused: at capacity (--webhook-max-in-flight)");
         return refusal(context.retry, "at capacity; retry later");
     };
@@ -362,7 +394,10 @@ async fn handle(
         Err(err) => {
             let status = err.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                stats.add(&stats.requests_too_large, 1);
+                stats
+                    .counters::<crate::source::webhook::WebhookCounters>()
+                    .requests_too_large
+                    .add(1);
             }
             warn!(%remote, error = %err, status = status.as_u16(), "request refused");
             return refusal(status, &err.to_string());
@@ -395,7 +430,10 @@ async fn ingest(
             Entry::Event(event) => {
                 events += 1;
                 if event.used_fallback_time {
-                    stats.add(&stats.entries_fallback_time, 1);
+                    stats
+                        .counters::<crate::source::webhook::WebhookCounters>()
+                        .entries_fallback_time
+                        .add(1);
                 }
                 let origin = origin(remote, received, n);
                 pendings.push(Pending::new(event, origin, ticket.claim()));
@@ -407,19 +445,20 @@ async fn ingest(
             } => {
                 unreadable += 1;
                 warn!(%remote, position, reason, "entry is not usable; sending it to the dead-letter index");
-                let event = Event::unreadable(content_id(&raw), raw, received, Dataset::Konnect);
+                let event = Event::unreadable(content_id(&raw), raw, received, konnect::DATASET);
                 let origin = origin(remote, received, position);
-                pendings.push(Pending::refused(
-                    event,
-                    origin,
-                    ticket.claim(),
-                    Rejection::unreadable(reason),
-                ));
+                pendings.push(Pending::refused(event, origin, ticket.claim(), reason));
             }
         }
     }
-    stats.add(&stats.entries_received, events);
-    stats.add(&stats.entries_unreadable, unreadable);
+    stats
+        .counters::<crate::source::webhook::WebhookCounters>()
+        .entries_received
+        .add(events);
+    stats
+        .counters::<crate::source::webhook::WebhookCounters>()
+        .entries_unreadable
+        .add(unreadable);
     let sender = context.events.clone();
     let settled = tokio::time::timeout(context.timeout, async {
         for pending in pendings {
@@ -432,14 +471,20 @@ async fn ingest(
     .await;
     match settled {
         Ok(Ok(())) => {
-            stats.add(&stats.requests_accepted, 1);
+            stats
+                .counters::<crate::source::webhook::WebhookCounters>()
+                .requests_accepted
+                .add(1);
             answer(
                 StatusCode::OK,
                 serde_json::json!({"indexed": events, "dead_lettered": unreadable}).to_string(),
             )
         }
         Ok(Err(failure)) => {
-            stats.add(&stats.requests_failed, 1);
+            stats
+                .counters::<crate::source::webhook::WebhookCounters>()
+                .requests_failed
+                .add(1);
             warn!(%remote, error = %failure, "request answered with an error: not every entry settled; the sender retries");
             refusal(
                 status_of(&failure, context.retry),
@@ -447,7 +492,10 @@ async fn ingest(
             )
         }
         Err(_) => {
-            stats.add(&stats.requests_failed, 1);
+            stats
+                .counters::<crate::source::webhook::WebhookCounters>()
+                .requests_failed
+                .add(1);
             warn!(%remote, timeout = ?context.timeout, status = context.retry.as_u16(), "request answered with a retry: its entries were not indexed in time");
             refusal(
                 context.retry,
@@ -496,11 +544,15 @@ mod tests {
             status_of(&Failure::Dropped, StatusCode::SERVICE_UNAVAILABLE),
             StatusCode::SERVICE_UNAVAILABLE
         );
-        let permanent = Failure::DeadLetterRejected {
-            id: "x".into(),
-            origin: Arc::new(Origin::new("o", serde_json::json!({}))),
-            rejection: Rejection::unreadable("r"),
-        };
+        #[derive(Debug, thiserror::Error)]
+        #[error("refused for good")]
+        struct Permanent;
+        impl crate::pipeline::StageError for Permanent {
+            fn is_transient(&self) -> bool {
+                false
+            }
+        }
+        let permanent = Failure::new(Permanent);
         assert_eq!(
             status_of(&permanent, StatusCode::TOO_MANY_REQUESTS),
             StatusCode::INTERNAL_SERVER_ERROR

@@ -1,0 +1,75 @@
+//! Indices: where each dataset's events go, `<prefix>-YYYY.MM.DD` by the event's UTC day.
+//!
+//! The sink writes every event there, and a stage that refers to an event's document (an
+//! alert naming the index of the event it matched) names it the same way.
+
+use time::{OffsetDateTime, UtcOffset};
+
+use super::Dataset;
+
+/// The index prefix of each dataset: its own, or the first one's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indices {
+    prefixes: Vec<(Dataset, String)>,
+}
+
+impl Indices {
+    /// `prefixes` must not be empty; the first is the one of every dataset not named.
+    pub fn new(prefixes: Vec<(Dataset, String)>) -> Self {
+        assert!(!prefixes.is_empty(), "at least one index prefix");
+        Indices { prefixes }
+    }
+
+    pub fn prefix(&self, dataset: Dataset) -> &str {
+        let (_, prefix) = self
+            .prefixes
+            .iter()
+            .find(|(d, _)| *d == dataset)
+            .unwrap_or(&self.prefixes[0]);
+        prefix
+    }
+
+    /// The daily index of an event of `dataset` at `time`.
+    pub fn index(&self, dataset: Dataset, time: OffsetDateTime) -> String {
+        index_name(self.prefix(dataset), time)
+    }
+}
+
+/// `<prefix>-YYYY.MM.DD` of the instant in UTC.
+pub fn index_name(prefix: &str, time: OffsetDateTime) -> String {
+    let date = time.to_offset(UtcOffset::UTC).date();
+    format!(
+        "{prefix}-{:04}.{:02}.{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn events_go_to_the_utc_day_of_their_time() {
+        let table = [
+            (datetime!(2024-12-31 23:59:59 UTC), "ct-2024.12.31"),
+            (datetime!(2025-01-01 00:00:00 UTC), "ct-2025.01.01"),
+            (datetime!(2025-01-01 01:30:00 +02:00), "ct-2024.12.31"),
+        ];
+        for (time, index) in table {
+            assert_eq!(index_name("ct", time), index);
+        }
+    }
+
+    #[test]
+    fn a_dataset_without_its_own_prefix_takes_the_first() {
+        let a = Dataset::new("a", None, None);
+        let b = Dataset::new("b", None, None);
+        let c = Dataset::new("c", None, None);
+        let indices = Indices::new(vec![(a, "pa".into()), (b, "pb".into())]);
+        assert_eq!(indices.prefix(b), "pb");
+        assert_eq!(indices.prefix(c), "pa");
+    }
+}

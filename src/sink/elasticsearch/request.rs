@@ -1,0 +1,107 @@
+//! Request: events -> one bulk request body, sent to the cluster, its answer classified.
+//!
+//! Each event is one `create` action into its daily index with `_id` = the event's id
+//! (`create`, not `index`: a redelivered event is answered 409 and never overwrites), followed
+//! by its source on one line. Bodies may be gzipped (`--bulk-compression gzip`). The query
+//! asks only for what classification needs ([`super::response`]).
+
+use bytes::Bytes;
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use elasticsearch::http::Method;
+
+use super::client::Cluster;
+use super::response::{classify_response, BulkError, ItemOutcome};
+
+/// `POST /_bulk` asking only for what classification needs
+/// (`filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason`), encoded as
+/// SigV4's canonical form encodes it (every byte but the unreserved ones), so that the query
+/// signed and the one sent are the same bytes.
+const BULK_PATH: &str =
+    "/_bulk?filter_path=errors%2Citems.%2A.status%2Citems.%2A.error.type%2Citems.%2A.error.reason";
+/// Appends one `create` action and its source to a bulk body.
+pub fn append_create(body: &mut Vec<u8>, index: &str, id: &str, source: &[u8]) {
+    body.extend_from_slice(b"{\"create\":{\"_index\":");
+    serde_json::to_writer(&mut *body, index).expect("writing to a Vec cannot fail");
+    body.extend_from_slice(b",\"_id\":");
+    serde_json::to_writer(&mut *body, id).expect("writing to a Vec cannot fail");
+    body.extend_from_slice(b"}}\n");
+    body.extend_from_slice(source);
+    body.push(b'\n');
+}
+
+/// Gzips a bulk body (`--bulk-compression gzip`) at the fastest level: most of the saving
+/// for little CPU.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 6),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(body)
+        .expect("compressing into memory cannot fail");
+    encoder
+        .finish()
+        .expect("compressing into memory cannot fail")
+}
+
+/// Sends one bulk body (gzipped when `gzipped`) and classifies its items.
+pub async fn send(
+    client: &Cluster,
+    body: Bytes,
+    gzipped: bool,
+    items: usize,
+) -> Result<Vec<ItemOutcome>, BulkError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if gzipped {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    let response = client
+        .send(Method::Post, BULK_PATH, headers, Some(body))
+        .await
+        .map_err(BulkError::Connection)?;
+    let status = response.status_code().as_u16();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| BulkError::Connection(e.into()))?;
+    if status != 200 {
+        return Err(BulkError::Status {
+            status,
+            body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+        });
+    }
+    classify_response(&bytes, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bulk_query_is_the_filter_path_encoded() {
+        let url = url::Url::parse(&format!("http://h{BULK_PATH}")).unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let filter = "errors,items.*.status,items.*.error.type,items.*.error.reason";
+        assert_eq!(pairs, [("filter_path".to_string(), filter.to_string())]);
+    }
+
+    #[test]
+    fn a_create_is_its_action_and_its_source_on_two_lines() {
+        let mut body = Vec::new();
+        append_create(&mut body, "ct-2024.12.31", "a\"b\\c", br#"{"x":1}"#);
+        let text = std::str::from_utf8(&body).unwrap();
+        let mut lines = text.lines();
+        let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(
+            action,
+            serde_json::json!({"create": {"_index": "ct-2024.12.31", "_id": "a\"b\\c"}})
+        );
+        assert_eq!(lines.next(), Some(r#"{"x":1}"#));
+        assert!(text.ends_with('\n'));
+    }
+}
