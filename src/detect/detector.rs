@@ -144,7 +144,7 @@ impl Detector {
 }
 
 /// A `logsource` in a few words, for the reason a rule is not used.
-pub fn describe(source: &rule::LogSource) -> String {
+fn describe(source: &rule::LogSource) -> String {
     let parts: Vec<String> = [
         ("product", &source.product),
         ("service", &source.service),

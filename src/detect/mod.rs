@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use crate::config::DetectConfig;
 use crate::format::{Destination, FreeForm, DATASETS};
-use crate::pipeline::{EventSender, Indices};
+use crate::pipeline::EventSender;
 use crate::telemetry::Stats;
 pub use detector::{applies, Detector};
 pub use load::{Loaded, Skipped};
@@ -77,12 +77,7 @@ pub fn attach(
     };
     let events = match detector {
         Some(detector) => {
-            let indices = Indices::new(
-                destinations
-                    .iter()
-                    .map(|d| (d.dataset, d.prefix.clone()))
-                    .collect(),
-            );
+            let indices = crate::format::indices(destinations);
             let written = Arc::new(alert::Written {
                 counters: stats.counters(),
                 notifier: notifier.clone(),

@@ -31,7 +31,7 @@ pub use document::FreeForm;
 pub use payload::{Format, FormatError, Item, PayloadContext, Summary};
 pub use record::{RecordContext, RecordError, RecordFormat};
 
-use crate::pipeline::Dataset;
+use crate::pipeline::{Dataset, Indices};
 
 /// Every dataset a format here makes, for the rules that name them.
 pub const DATASETS: [Dataset; 4] = [
@@ -58,6 +58,17 @@ impl Destination {
             mappings,
         }
     }
+}
+
+/// Where each destination's events go: its dataset and index prefix, the first destination's
+/// for a dataset without its own.
+pub fn indices(destinations: &[Destination]) -> Indices {
+    Indices::new(
+        destinations
+            .iter()
+            .map(|d| (d.dataset, d.prefix.clone()))
+            .collect(),
+    )
 }
 
 crate::telemetry::counters! {

@@ -26,7 +26,9 @@ use crate::format::cloudtrail::{self, CloudTrail};
 use crate::format::json::{self, Json};
 use crate::format::json_lines::JsonLines;
 use crate::format::object::Objects;
-use crate::format::{confluent, Destination, Format, FormatError, FreeForm, Item, PayloadContext};
+use crate::format::{
+    confluent, Destination, Format, FormatError, FreeForm, Item, PayloadContext, RecordCounters,
+};
 use crate::pipeline::{EventSender, Origin, Pending, StageError, Ticket};
 use crate::telemetry::Stats;
 
@@ -236,20 +238,12 @@ pub fn client(aws: &aws_config::SdkConfig, config: &S3Config) -> aws_sdk_s3::Cli
 
 /// Counts what reading `object` produced, and says when records had no usable time.
 pub fn count(stats: &Stats, object: &ObjectRef, summary: &ObjectSummary) {
-    stats
-        .counters::<crate::source::s3::ObjectCounters>()
-        .objects_read
-        .add(1);
-    stats
-        .counters::<crate::source::s3::ObjectCounters>()
-        .bytes_read
-        .add(summary.stored_bytes);
-    stats
-        .counters::<crate::format::RecordCounters>()
-        .records_unreadable
-        .add(summary.unreadable);
-    stats
-        .counters::<crate::format::RecordCounters>()
+    let objects = stats.counters::<ObjectCounters>();
+    objects.objects_read.add(1);
+    objects.bytes_read.add(summary.stored_bytes);
+    let records = stats.counters::<RecordCounters>();
+    records.records_unreadable.add(summary.unreadable);
+    records
         .records_fallback_time
         .add(summary.fallback_time_events);
     if summary.fallback_time_events > 0 {

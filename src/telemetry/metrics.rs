@@ -288,6 +288,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_counter_reaches_metrics_and_the_summary() {
+        let stats = Arc::new(Stats::default());
+        let probe = stats.counters::<Probe>();
+        probe.documents_indexed.set(1000);
+        probe.messages_deleted.set(1001);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry(stats.clone())).unwrap();
+        for (name, _, value) in stats.counter_values() {
+            let line = format!("cloudtrail_ingest_{name}_total {value}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert_eq!(
+            format!("{:?}", stats.snapshot()),
+            "Summary { documents_indexed: 1000, messages_deleted: 1001 }"
+        );
+    }
+
     #[derive(Debug)]
     struct Labelled;
 
@@ -309,14 +330,14 @@ mod tests {
         let endpoints = Endpoints::new(stats.clone());
         stats.collect(Arc::new(Labelled));
         let response = endpoints.respond("/metrics").expect("served");
-        let body = futures_body(response);
+        let body = body_text(response);
         assert!(
             body.contains("cloudtrail_ingest_things{kind=\"a\"} 3"),
             "{body}"
         );
     }
 
-    fn futures_body(response: Response<Full<Bytes>>) -> String {
+    fn body_text(response: Response<Full<Bytes>>) -> String {
         use http_body_util::BodyExt;
         let bytes = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -31,7 +31,8 @@ impl Counter {
     }
 
     /// Sets the value (tests of what the counters render).
-    pub fn set(&self, n: u64) {
+    #[cfg(test)]
+    pub(crate) fn set(&self, n: u64) {
         self.0.store(n, Ordering::Relaxed);
     }
 }

@@ -31,7 +31,7 @@ pub use template::TemplateError;
 
 use crate::config::{BulkCompression, BulkConfig, ClusterConfig, IndexConfig};
 use crate::format::{Destination, FreeForm};
-use crate::pipeline::{self, EventSender, Indices};
+use crate::pipeline::{self, EventSender};
 use crate::telemetry::Stats;
 
 /// Events buffered between the formats and the sink, by count.
@@ -66,16 +66,6 @@ pub async fn prepare(
     Ok((info, free_form))
 }
 
-/// Each destination's dataset and index prefix.
-pub fn indices(destinations: &[Destination]) -> Indices {
-    Indices::new(
-        destinations
-            .iter()
-            .map(|d| (d.dataset, d.prefix.clone()))
-            .collect(),
-    )
-}
-
 /// The bulk settings the configuration asks for; events of a dataset without a destination
 /// go to the first one.
 pub fn settings(
@@ -84,7 +74,7 @@ pub fn settings(
     destinations: &[Destination],
 ) -> BulkSettings {
     BulkSettings {
-        indices: indices(destinations),
+        indices: crate::format::indices(destinations),
         max_bytes: bulk.bulk_max_bytes,
         linger: bulk.bulk_linger,
         concurrency: bulk.bulk_concurrency,

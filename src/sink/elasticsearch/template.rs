@@ -35,6 +35,7 @@ const DEAD_LETTER_PRIORITY: u64 = 201;
 /// pattern also covers (`<prefix>-alerts-*` under `<prefix>-*`) gets this, plus one per
 /// further level (see [`priority`]).
 const NESTED_PRIORITY: u64 = 202;
+const _: () = assert!(DEAD_LETTER_PRIORITY < NESTED_PRIORITY);
 
 /// The priority of `destination`'s template among `all`: the events' priority, or, when its
 /// prefix lies under other destinations' patterns, above each of them.
@@ -395,6 +396,27 @@ async fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_under_another_pattern_gets_a_higher_priority() {
+        let at = |prefix: &str| Destination {
+            dataset: crate::pipeline::Dataset::new("d", None, None),
+            prefix: prefix.into(),
+            mappings: crate::format::cloudtrail::mapping::mappings,
+        };
+        let all = [
+            at("cloudtrail"),
+            at("cloudtrail-alerts"),
+            at("cloudtrailer"),
+            at("ndjson"),
+        ];
+        let priorities: Vec<u64> = all.iter().map(|d| priority(d, &all)).collect();
+        // `cloudtrail-*` covers `cloudtrail-alerts-*`, not `cloudtrailer-*`.
+        assert_eq!(
+            priorities,
+            [EVENTS_PRIORITY, 202, EVENTS_PRIORITY, EVENTS_PRIORITY]
+        );
+    }
 
     /// `GET /` as each flavor answers it (fields as in the projects' documentation and test
     /// suites; names and hashes shortened) -> (composable templates, free-form type).

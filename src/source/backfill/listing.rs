@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::plan::{self, Days, Folder, Unit};
 use crate::config::ObjectFormat;
-use crate::source::s3::skip_reason;
+use crate::source::s3::{skip_reason, ObjectCounters};
 use crate::telemetry::Stats;
 
 crate::telemetry::counters! {
@@ -212,10 +212,7 @@ pub async fn list(
                     .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
                     .map(OffsetDateTime::date);
                 if skip_reason(key, format).is_some() || !in_days(unit.by_last_modified, modified) {
-                    stats
-                        .counters::<crate::source::s3::ObjectCounters>()
-                        .keys_skipped
-                        .add(1);
+                    stats.counters::<ObjectCounters>().keys_skipped.add(1);
                     continue;
                 }
                 stats.counters::<ListingCounters>().objects_listed.add(1);

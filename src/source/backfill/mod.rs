@@ -266,7 +266,7 @@ async fn run_with_stats(
                 Some(Listing::Object(listed)) => {
                     let seq = order.deliver(&listed.key);
                     if resumed.contains(&listed.key) {
-                        stats.counters::<crate::source::backfill::BackfillCounters>().objects_resumed.add(1);
+                        stats.counters::<BackfillCounters>().objects_resumed.add(1);
                         order.settle(seq);
                     } else {
                         let context = context.clone();
@@ -479,7 +479,7 @@ async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
     if let ObjectOutcome::Failed(reason) = &outcome {
         context
             .stats
-            .counters::<crate::source::s3::ObjectCounters>()
+            .counters::<s3::ObjectCounters>()
             .objects_failed
             .add(1);
         error!(key = %object.key, reason, "object failed for good");

@@ -45,7 +45,7 @@ use crate::config::{KafkaCommand, KafkaConfig, KafkaFormat};
 use crate::format::confluent::Confluent;
 use crate::format::json::Json;
 use crate::format::Destination;
-use crate::format::{FreeForm, RecordContext, RecordFormat};
+use crate::format::{FreeForm, RecordContext, RecordCounters, RecordFormat};
 use crate::pipeline::{Event, EventSender, Origin, Pending, Ticket};
 use crate::sink::elasticsearch::{self as sink, SinkError};
 use crate::telemetry::{metrics, Stats, Summary};
@@ -195,7 +195,7 @@ impl Received {
     fn into_pending(
         self,
         format: &dyn RecordFormat,
-        stats: &Stats,
+        records: &RecordCounters,
     ) -> (Event, Option<String>, Arc<Origin>) {
         let position = self.position();
         let origin = Arc::new(self.origin());
@@ -211,18 +211,12 @@ impl Received {
         match refused {
             Ok(event) => {
                 if event.used_fallback_time {
-                    stats
-                        .counters::<crate::format::RecordCounters>()
-                        .records_fallback_time
-                        .add(1);
+                    records.records_fallback_time.add(1);
                 }
                 (event, None, origin)
             }
             Err(reason) => {
-                stats
-                    .counters::<crate::format::RecordCounters>()
-                    .records_unreadable
-                    .add(1);
+                records.records_unreadable.add(1);
                 warn!(origin = %origin, reason, "record is not usable; sending it to the dead-letter index");
                 let time = self.timestamp.unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 let event = Event::unreadable(position, payload.to_vec(), time, format.dataset());
@@ -242,7 +236,7 @@ pub async fn run(
     let config = &command.kafka;
     let stats = Arc::new(Stats::default());
     stats.counters::<KafkaCounters>();
-    stats.counters::<crate::format::RecordCounters>();
+    stats.counters::<RecordCounters>();
     let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
@@ -289,6 +283,8 @@ pub async fn run(
     let mut worker = Worker {
         consumer: consumer.clone(),
         shared: shared.clone(),
+        counters: stats.counters(),
+        records: stats.counters(),
         stats: stats.clone(),
         events,
         format,
@@ -460,6 +456,8 @@ struct Worker {
     consumer: Arc<KafkaConsumer>,
     shared: Shared,
     stats: Arc<Stats>,
+    counters: Arc<KafkaCounters>,
+    records: Arc<RecordCounters>,
     events: EventSender,
     format: Arc<dyn RecordFormat>,
     /// Settle tasks: one per record in the sink.
@@ -475,10 +473,7 @@ impl Worker {
     /// Accounts a received record and queues it; a record of a partition that is not ours
     /// (any more) is left alone.
     fn receive(&mut self, message: &BorrowedMessage<'_>) {
-        self.stats
-            .counters::<crate::source::kafka::KafkaCounters>()
-            .records_consumed
-            .add(1);
+        self.counters.records_consumed.add(1);
         self.stats.set(&self.stats.source_reachable, true);
         let tp = (message.topic().to_string(), message.partition());
         let offset = message.offset().max(0) as u64;
@@ -502,7 +497,7 @@ impl Worker {
         .into_iter()
         .map(|record| {
             let (tp, generation, offset) = (record.tp.clone(), record.generation, record.offset);
-            let (event, refusal, origin) = record.into_pending(self.format.as_ref(), &self.stats);
+            let (event, refusal, origin) = record.into_pending(self.format.as_ref(), &self.records);
             Attempt {
                 event,
                 origin,
@@ -537,7 +532,7 @@ impl Worker {
         } = send;
         let shared = self.shared.clone();
         let events = self.events.clone();
-        let stats = self.stats.clone();
+        let counters = self.counters.clone();
         let stop = self.stop_retrying.clone();
         self.tasks.spawn(async move {
             let mut delay = RETRY_MIN;
@@ -554,7 +549,7 @@ impl Worker {
                     () = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(RETRY_MAX);
-                stats.counters::<crate::source::kafka::KafkaCounters>().records_retried.add(batch.len() as u64);
+                counters.records_retried.add(batch.len() as u64);
                 ticket = Ticket::new();
                 let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
                 if send_all(events.clone(), pendings).await.is_err() {
@@ -613,18 +608,12 @@ impl Worker {
         let list = client::offsets_list(&offsets);
         match self.consumer.commit(&list, mode) {
             Ok(()) if matches!(mode, CommitMode::Sync) => {
-                self.stats
-                    .counters::<crate::source::kafka::KafkaCounters>()
-                    .offset_commits
-                    .add(1);
+                self.counters.offset_commits.add(1);
                 info!(offsets = %client::describe_offsets(&offsets), "offsets committed");
             }
             Ok(()) => {}
             Err(err) => {
-                self.stats
-                    .counters::<crate::source::kafka::KafkaCounters>()
-                    .offset_commit_failures
-                    .add(1);
+                self.counters.offset_commit_failures.add(1);
                 warn!(error = %err, "committing offsets failed; retrying at the next commit");
                 let mut partitions = self.shared.lock();
                 for (tp, offset) in &offsets {

@@ -205,6 +205,8 @@ pub async fn run_with_sink(
         object_format: config.s3.object_format,
         events,
         stats: stats.clone(),
+        counters: stats.counters(),
+        objects: stats.counters(),
         in_flight,
         policy: Policy {
             has_redrive_policy: queue.has_redrive_policy,
@@ -231,7 +233,7 @@ pub async fn run_with_sink(
         tokio::select! {
             received = message_rx.recv() => match received {
                 Some(Received { message, slot }) => {
-                    stats.counters::<SqsCounters>().messages_received.add(1);
+                    context.counters.messages_received.add(1);
                     last_received = Instant::now();
                     let context = context.clone();
                     tasks.spawn(async move {
@@ -284,10 +286,7 @@ pub async fn run_with_sink(
             }
         }
     }
-    stats
-        .counters::<SqsCounters>()
-        .messages_abandoned
-        .add(abandoned as u64);
+    context.counters.messages_abandoned.add(abandoned as u64);
 
     // Every message task is gone, so the last event sender goes with the context, and the
     // indexer finishes what it holds.
@@ -409,6 +408,8 @@ struct MessageContext {
     object_format: ObjectFormat,
     events: EventSender,
     stats: Arc<Stats>,
+    counters: Arc<SqsCounters>,
+    objects: Arc<s3::ObjectCounters>,
     in_flight: heartbeat::Registry,
     policy: Policy,
 }
@@ -443,11 +444,11 @@ async fn process(
                         what = what.as_str(),
                         "not a notification for this worker; deleting it"
                     );
-                    stats.counters::<SqsCounters>().messages_ignored.add(1);
+                    context.counters.messages_ignored.add(1);
                     return Some(Disposal::Delete(receipt));
                 }
-                stats
-                    .counters::<s3::ObjectCounters>()
+                context
+                    .objects
                     .keys_skipped
                     .add(notification.skipped.len() as u64);
                 for reason in &notification.skipped {
@@ -483,22 +484,16 @@ fn dispose(
     receive_count: u32,
     verdict: Verdict,
 ) -> Option<Disposal> {
-    let stats = &context.stats;
+    let counters = &context.counters;
     let decision = ack::decide(&verdict, receive_count, context.policy);
     let Err(failure) = verdict else {
         return Some(Disposal::Delete(receipt));
     };
     let message_id = receipt.message_id.as_str();
     if failure.is_transient() {
-        stats
-            .counters::<SqsCounters>()
-            .messages_failed_transient
-            .add(1);
+        counters.messages_failed_transient.add(1);
     } else {
-        stats
-            .counters::<SqsCounters>()
-            .messages_failed_permanent
-            .add(1);
+        counters.messages_failed_permanent.add(1);
     }
     match decision {
         Decision::Delete => Some(Disposal::Delete(receipt)),
@@ -509,11 +504,11 @@ fn dispose(
                 reason = %failure,
                 "message failed for good on its last allowed receive (--max-receive-count); deleting it"
             );
-            stats.counters::<SqsCounters>().messages_given_up.add(1);
+            counters.messages_given_up.add(1);
             Some(Disposal::Delete(receipt))
         }
         Decision::Release(after) => {
-            stats.counters::<SqsCounters>().messages_kept.add(1);
+            counters.messages_kept.add(1);
             error!(
                 message_id,
                 receive_count,
@@ -524,7 +519,7 @@ fn dispose(
             Some(Disposal::Release(receipt, after))
         }
         Decision::Keep => {
-            stats.counters::<SqsCounters>().messages_kept.add(1);
+            counters.messages_kept.add(1);
             warn!(
                 message_id,
                 receive_count,
@@ -556,7 +551,7 @@ async fn read_object(
             debug!(bucket = %object.bucket, key = %object.key, documents = summary.events, bytes = summary.stored_bytes, "object read");
         }
         Err(err) => {
-            stats.counters::<s3::ObjectCounters>().objects_failed.add(1);
+            context.objects.objects_failed.add(1);
             error!(
                 message_id,
                 bucket = %object.bucket,

@@ -112,6 +112,7 @@ struct Context {
     format: Konnect,
     events: EventSender,
     stats: Arc<Stats>,
+    counters: Arc<WebhookCounters>,
     in_flight: Arc<Semaphore>,
     /// `/metrics`, `/healthz`, `/readyz` on this listener (without `--metrics-listen`).
     endpoints: Option<Endpoints>,
@@ -182,6 +183,7 @@ pub async fn run(
         },
         events,
         stats: stats.clone(),
+        counters: stats.counters(),
         in_flight: Arc::new(Semaphore::new(hook.webhook_max_in_flight)),
         endpoints: command
             .telemetry
@@ -343,7 +345,7 @@ async fn handle(
     remote: SocketAddr,
     context: &Context,
 ) -> Response<Full<Bytes>> {
-    let stats = &context.stats;
+    let (stats, counters) = (&context.stats, &context.counters);
     let path = request.uri().path().to_string();
     if let Some(response) = context.endpoints.as_ref().and_then(|e| e.respond(&path)) {
         return response;
@@ -354,37 +356,25 @@ async fn handle(
     if request.method() != Method::POST {
         return refusal(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
     }
-    stats
-        .counters::<crate::source::webhook::WebhookCounters>()
-        .requests_received
-        .add(1);
+    counters.requests_received.add(1);
     if let Some(expected) = &context.authorization {
         let given = request
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         if !authorized(expected, given) {
-            stats
-                .counters::<crate::source::webhook::WebhookCounters>()
-                .requests_unauthorized
-                .add(1);
+            counters.requests_unauthorized.add(1);
             warn!(%remote, present = given.is_some(), "request refused: wrong or missing Authorization");
             return refusal(StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
     if !stats.get(&stats.cluster_reachable) || !stats.get(&stats.cluster_authorized) {
-        stats
-            .counters::<crate::source::webhook::WebhookCounters>()
-            .requests_unavailable
-            .add(1);
+        counters.requests_unavailable.add(1);
         warn!(%remote, status = context.retry.as_u16(), "request refused: the cluster is unavailable");
         return refusal(context.retry, "the cluster is unavailable; retry later");
     }
     let Ok(_slot) = context.in_flight.clone().try_acquire_owned() else {
-        stats
-            .counters::<crate::source::webhook::WebhookCounters>()
-            .requests_busy
-            .add(1);
+        counters.requests_busy.add(1);
         warn!(%remote, status = context.retry.as_u16(), "request refused: at capacity (--webhook-max-in-flight)");
         return refusal(context.retry, "at capacity; retry later");
     };
@@ -394,10 +384,7 @@ async fn handle(
         Err(err) => {
             let status = err.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                stats
-                    .counters::<crate::source::webhook::WebhookCounters>()
-                    .requests_too_large
-                    .add(1);
+                counters.requests_too_large.add(1);
             }
             warn!(%remote, error = %err, status = status.as_u16(), "request refused");
             return refusal(status, &err.to_string());
@@ -421,7 +408,7 @@ async fn ingest(
     received: OffsetDateTime,
     context: &Context,
 ) -> Response<Full<Bytes>> {
-    let stats = &context.stats;
+    let counters = &context.counters;
     let ticket = Ticket::new();
     let (mut events, mut unreadable) = (0u64, 0u64);
     let mut pendings = Vec::with_capacity(entries.len());
@@ -430,10 +417,7 @@ async fn ingest(
             Entry::Event(event) => {
                 events += 1;
                 if event.used_fallback_time {
-                    stats
-                        .counters::<crate::source::webhook::WebhookCounters>()
-                        .entries_fallback_time
-                        .add(1);
+                    counters.entries_fallback_time.add(1);
                 }
                 let origin = origin(remote, received, n);
                 pendings.push(Pending::new(event, origin, ticket.claim()));
@@ -451,14 +435,8 @@ async fn ingest(
             }
         }
     }
-    stats
-        .counters::<crate::source::webhook::WebhookCounters>()
-        .entries_received
-        .add(events);
-    stats
-        .counters::<crate::source::webhook::WebhookCounters>()
-        .entries_unreadable
-        .add(unreadable);
+    counters.entries_received.add(events);
+    counters.entries_unreadable.add(unreadable);
     let sender = context.events.clone();
     let settled = tokio::time::timeout(context.timeout, async {
         for pending in pendings {
@@ -471,20 +449,14 @@ async fn ingest(
     .await;
     match settled {
         Ok(Ok(())) => {
-            stats
-                .counters::<crate::source::webhook::WebhookCounters>()
-                .requests_accepted
-                .add(1);
+            counters.requests_accepted.add(1);
             answer(
                 StatusCode::OK,
                 serde_json::json!({"indexed": events, "dead_lettered": unreadable}).to_string(),
             )
         }
         Ok(Err(failure)) => {
-            stats
-                .counters::<crate::source::webhook::WebhookCounters>()
-                .requests_failed
-                .add(1);
+            counters.requests_failed.add(1);
             warn!(%remote, error = %failure, "request answered with an error: not every entry settled; the sender retries");
             refusal(
                 status_of(&failure, context.retry),
@@ -492,10 +464,7 @@ async fn ingest(
             )
         }
         Err(_) => {
-            stats
-                .counters::<crate::source::webhook::WebhookCounters>()
-                .requests_failed
-                .add(1);
+            counters.requests_failed.add(1);
             warn!(%remote, timeout = ?context.timeout, status = context.retry.as_u16(), "request answered with a retry: its entries were not indexed in time");
             refusal(
                 context.retry,
