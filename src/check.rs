@@ -70,9 +70,9 @@ pub async fn run(config: &Config, clients: &Clients) -> bool {
     cluster_checks(
         &mut report,
         &clients.cluster,
-        &config.cluster,
-        &config.index,
-        &s3::destinations(&config.s3, &config.index),
+        &config.shared.cluster,
+        &config.shared.index,
+        &s3::destinations(&config.s3, &config.shared.index),
     )
     .await;
     let queue_url = config.queue_url();
@@ -116,14 +116,14 @@ pub async fn run_kafka(command: &KafkaCommand, cluster: &Cluster) -> bool {
     let format = kafka::record_format(&command.kafka, crate::format::FreeForm::Objects);
     let destinations = vec![Destination::new(
         format.dataset(),
-        command.index.prefix(),
+        command.shared.index.prefix(),
         format.mappings(),
     )];
     cluster_checks(
         &mut report,
         cluster,
-        &command.cluster,
-        &command.index,
+        &command.shared.cluster,
+        &command.shared.index,
         &destinations,
     )
     .await;

@@ -18,6 +18,7 @@
 //! (the preflight, `cloudtrail-ingest check` and `cloudtrail-ingest kafka check`).
 
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod format;

@@ -5,9 +5,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cloudtrail_ingest::check;
+use cloudtrail_ingest::cli::{Cli, Command};
 use cloudtrail_ingest::config::{
-    BackfillCommand, Cli, Command, Config, KafkaCommand, LogFormat, Mode, RulesAction,
-    RulesCommand, WebhookCommand,
+    BackfillCommand, Config, KafkaCommand, LogFormat, Mode, RulesAction, RulesCommand,
+    WebhookCommand,
 };
 use cloudtrail_ingest::sink::elasticsearch::client;
 use cloudtrail_ingest::source::sqs::{self, Clients};
@@ -35,22 +36,22 @@ async fn main() -> ExitCode {
     let (valid, log_format, summary) = match &command {
         Command::Sqs(config) => (
             config.validate(),
-            config.telemetry.log_format,
+            config.shared.telemetry.log_format,
             config.redacted_summary(),
         ),
         Command::Kafka(kafka) => (
             kafka.validate(),
-            kafka.telemetry.log_format,
+            kafka.shared.telemetry.log_format,
             kafka.redacted_summary(),
         ),
         Command::Webhook(webhook) => (
             webhook.validate(),
-            webhook.telemetry.log_format,
+            webhook.shared.telemetry.log_format,
             webhook.redacted_summary(),
         ),
         Command::Backfill(backfill) => (
             backfill.validate(),
-            backfill.telemetry.log_format,
+            backfill.shared.telemetry.log_format,
             backfill.redacted_summary(),
         ),
         Command::Rules(_) => unreachable!("handled above"),
@@ -105,8 +106,8 @@ async fn run(config: Config) -> anyhow::Result<bool> {
 
 /// Runs the Kafka source's chosen mode; `Ok(false)` means a check failed.
 async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
-    let aws = aws_for_cluster(&command.cluster).await;
-    let cluster = client::connect(&command.cluster, aws.as_ref())?;
+    let aws = aws_for_cluster(&command.shared.cluster).await;
+    let cluster = client::connect(&command.shared.cluster, aws.as_ref())?;
     match command.mode {
         Mode::Check => Ok(check::run_kafka(&command, &cluster).await),
         Mode::Run => {
@@ -120,8 +121,8 @@ async fn run_kafka(command: KafkaCommand) -> anyhow::Result<bool> {
 
 /// Runs the webhook source until SIGTERM/SIGINT.
 async fn run_webhook(command: WebhookCommand) -> anyhow::Result<bool> {
-    let aws = aws_for_cluster(&command.cluster).await;
-    let cluster = client::connect(&command.cluster, aws.as_ref())?;
+    let aws = aws_for_cluster(&command.shared.cluster).await;
+    let cluster = client::connect(&command.shared.cluster, aws.as_ref())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     webhook::run(&command, cluster, shutdown).await?;
@@ -155,7 +156,7 @@ async fn run_backfill(command: BackfillCommand) -> anyhow::Result<u8> {
         anyhow::bail!("no AWS region configured: set AWS_REGION (or a profile with a region)");
     }
     let s3 = cloudtrail_ingest::source::s3::client(&aws, &command.s3);
-    let cluster = client::connect(&command.cluster, Some(&aws))?;
+    let cluster = client::connect(&command.shared.cluster, Some(&aws))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let outcome = backfill::run(&command, s3, cluster, shutdown).await?;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules of `src/`, bottom first: a module may name every module of the
 /// rows below its own, and none of its own row or above. The flow: source -> format ->
-/// detect -> sink, with the runtime (and `check`) on top and pipeline and telemetry at the
-/// bottom.
+/// detect -> sink, with the runtime (and `check`) on top, the command line above them, and
+/// pipeline and telemetry at the bottom.
 const LAYERS: &[&[&str]] = &[
     &["pipeline", "telemetry"],
     &["config"],
@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["source"],
     &["check"],
     &["runtime"],
+    &["cli"],
 ];
 
 /// The modules `module` may name.
@@ -41,13 +42,12 @@ fn allowed(module: &str) -> Vec<&'static str> {
         .collect()
 }
 
-/// What the structure still gets wrong, each to be taken off as it is mended (the shared
-/// configuration group, and `check/` as a folder with the Kafka checks out of the source):
+/// What the structure still gets wrong, each to be taken off as it is mended (`check/` as a
+/// folder with the Kafka checks out of the source):
 /// a layer arrow as "from -> layer", a circle as its files joined by ", ".
 const KNOWN: &[&str] = &[
     "source/kafka/check.rs -> check",
     "check.rs, source/kafka/check.rs, source/kafka/client.rs, source/kafka/mod.rs",
-    "config/backfill.rs, config/kafka.rs, config/mod.rs, config/s3.rs, config/webhook.rs",
 ];
 
 #[test]

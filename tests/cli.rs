@@ -103,7 +103,7 @@ fn unreachable_cluster_is_one_error_line_and_exit_1() {
 
 #[test]
 fn help_lists_every_flag_with_its_environment_variable() {
-    let cli = <cloudtrail_ingest::config::Cli as clap::CommandFactory>::command();
+    let cli = <cloudtrail_ingest::cli::Cli as clap::CommandFactory>::command();
     let sub = |name: &str| {
         cli.find_subcommand(name)
             .expect("the command exists")

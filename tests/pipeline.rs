@@ -392,7 +392,7 @@ async fn the_search_stand_in_is_detected_as_opensearch() {
         &standins().search_url,
     ])
     .unwrap();
-    let client = cluster::connect(&config.cluster, None).unwrap();
+    let client = cluster::connect(&config.shared.cluster, None).unwrap();
     let info = product::detect(&client, &standins().search_url)
         .await
         .unwrap();

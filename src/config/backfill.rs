@@ -2,15 +2,12 @@
 //! ([`S3Config`]) and the shared sink groups.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use time::macros::format_description;
 use time::Date;
 
-use super::{
-    BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, S3Config, TelemetryConfig,
-};
+use super::{ConfigError, S3Config, Shared};
 
 /// `cloudtrail-ingest backfill`: the whole configuration of a backfill.
 #[derive(Debug, Clone, Args)]
@@ -22,24 +19,7 @@ pub struct BackfillCommand {
     pub s3: S3Config,
 
     #[command(flatten)]
-    pub cluster: ClusterConfig,
-
-    #[command(flatten)]
-    pub index: IndexConfig,
-
-    #[command(flatten)]
-    pub bulk: BulkConfig,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryConfig,
-
-    #[command(flatten)]
-    pub detect: DetectConfig,
-
-    /// On SIGTERM/SIGINT, how long objects in flight may take to settle before the checkpoint
-    /// is written and the backfill exits.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub shutdown_grace: Duration,
+    pub shared: Shared,
 }
 
 /// Which objects of which bucket, how many at once, and where progress is kept.
@@ -110,12 +90,9 @@ impl BackfillCommand {
                 problems.push(format!("--checkpoint {} is a directory", path.display()));
             }
         }
-        self.cluster.validate(&mut problems);
-        self.index.validate(&mut problems);
-        self.s3.validate(&self.index, &mut problems);
-        self.bulk.validate(&mut problems);
-        self.detect.validate(&mut problems);
-        if self.detect.alert_if_silent.is_some() {
+        self.shared.validate(&mut problems);
+        self.s3.validate(&self.shared.index, &mut problems);
+        if self.shared.detect.alert_if_silent.is_some() {
             problems.push(
                 "--alert-if-silent is for workers that keep running; a backfill ends when its listing is done".into(),
             );
@@ -140,16 +117,19 @@ impl BackfillCommand {
         let backfill = &self.backfill;
         let day = |d: Option<Date>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
         format!(
-            "bucket={} prefix={:?} since={} until={} checkpoint={} concurrency={} {} {} shutdown_grace={:?}",
+            "bucket={} prefix={:?} since={} until={} checkpoint={} concurrency={} {} {}",
             backfill.bucket.as_deref().unwrap_or("-"),
             backfill.prefix,
             day(backfill.since),
             day(backfill.until),
-            backfill.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            backfill
+                .checkpoint
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "-".into()),
             backfill.concurrency,
             self.s3.summary(),
-            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
-            self.shutdown_grace,
+            self.shared.summary(),
         )
     }
 }

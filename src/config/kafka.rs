@@ -5,16 +5,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{
-    validate_field_path, BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, Mode,
-    Secret, TelemetryConfig, ENV_PREFIX,
-};
+use super::shared::validate_field_path;
+use super::{ConfigError, Mode, Secret, Shared, ENV_PREFIX};
 
 /// Index prefix of the Kafka source when `--index-prefix` is not given.
 pub const DEFAULT_INDEX_PREFIX: &str = "confluent-audit";
 
 /// `cloudtrail-ingest kafka [run|check]`: the whole configuration of the Kafka source.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("index_prefix", |arg| arg.default_value(DEFAULT_INDEX_PREFIX)))]
 pub struct KafkaCommand {
     /// `run` consumes until stopped; `check` verifies the brokers, the credentials, the
     /// topics, the group and the cluster without consuming, prints PASS/FAIL per check and
@@ -26,29 +25,12 @@ pub struct KafkaCommand {
     pub kafka: KafkaConfig,
 
     #[command(flatten)]
-    pub cluster: ClusterConfig,
-
-    #[command(flatten)]
-    pub index: IndexConfig,
-
-    #[command(flatten)]
-    pub bulk: BulkConfig,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryConfig,
-
-    #[command(flatten)]
-    pub detect: DetectConfig,
+    pub shared: Shared,
 
     /// Exit 0 once every assigned partition is consumed to its end and every offset is
     /// committed (backfills, batch jobs).
     #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
-
-    /// On SIGTERM/SIGINT, how long records in flight may take to be indexed (and their
-    /// offsets committed) before exit. Keep it below the orchestrator's kill timeout.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub shutdown_grace: Duration,
 }
 
 /// The Kafka consumer: brokers, credentials, topics, group and the record format.
@@ -277,10 +259,7 @@ impl KafkaCommand {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         self.kafka.validate(&mut problems);
-        self.cluster.validate(&mut problems);
-        self.index.validate(&mut problems);
-        self.bulk.validate(&mut problems);
-        self.detect.validate(&mut problems);
+        self.shared.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -292,7 +271,7 @@ impl KafkaCommand {
     pub fn redacted_summary(&self) -> String {
         let kafka = &self.kafka;
         format!(
-            "kafka_brokers={} kafka_topic={} kafka_group_id={} kafka_security_protocol={} kafka_sasl_mechanism={} kafka_sasl_username={} kafka_sasl_password={} kafka_ca_file={} kafka_start_from={} kafka_session_timeout={:?} kafka_format={:?} kafka_id_field={} kafka_time_field={} kafka_option={} {} shutdown_grace={:?} exit_when_idle={}",
+            "kafka_brokers={} kafka_topic={} kafka_group_id={} kafka_security_protocol={} kafka_sasl_mechanism={} kafka_sasl_username={} kafka_sasl_password={} kafka_ca_file={} kafka_start_from={} kafka_session_timeout={:?} kafka_format={:?} kafka_id_field={} kafka_time_field={} kafka_option={} {} exit_when_idle={}",
             kafka.kafka_brokers.as_deref().unwrap_or("-"),
             kafka.kafka_topic.join(","),
             kafka.kafka_group_id,
@@ -307,8 +286,7 @@ impl KafkaCommand {
             kafka.kafka_id_field.as_deref().unwrap_or("-"),
             kafka.kafka_time_field.as_deref().unwrap_or("-"),
             kafka.option_keys().join(","),
-            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
-            self.shutdown_grace,
+            self.shared.summary(),
             self.exit_when_idle,
         )
     }
@@ -417,5 +395,20 @@ impl KafkaConfig {
     /// The keys of `--kafka-option`, which may be printed (the values may be secrets).
     pub fn option_keys(&self) -> Vec<String> {
         self.options().into_iter().map(|(key, _)| key).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    #[test]
+    fn the_command_states_its_own_default_index_prefix() {
+        let matches = KafkaCommand::augment_args(clap::Command::new("kafka"))
+            .try_get_matches_from(["kafka", "--kafka-brokers", "127.0.0.1:9092"])
+            .expect("arguments parse");
+        let command = KafkaCommand::from_arg_matches(&matches).expect("a kafka command");
+        assert_eq!(command.shared.index.prefix(), DEFAULT_INDEX_PREFIX);
     }
 }

@@ -3,7 +3,8 @@
 
 use clap::Args;
 
-use super::{valid_index_prefix, validate_field_path, IndexConfig};
+use super::shared::{valid_index_prefix, validate_field_path};
+use super::IndexConfig;
 
 /// Index prefix of JSON lines that are not Confluent audit records.
 pub const DEFAULT_NDJSON_INDEX_PREFIX: &str = "ndjson";

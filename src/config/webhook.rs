@@ -6,38 +6,20 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{
-    BulkConfig, ClusterConfig, ConfigError, DetectConfig, IndexConfig, Secret, TelemetryConfig,
-};
+use super::{ConfigError, Secret, Shared};
 
 /// Index prefix of the webhook source when `--index-prefix` is not given.
 pub const DEFAULT_INDEX_PREFIX: &str = "konnect-audit";
 
 /// `cloudtrail-ingest webhook`: the whole configuration of the webhook source.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("index_prefix", |arg| arg.default_value(DEFAULT_INDEX_PREFIX)))]
 pub struct WebhookCommand {
     #[command(flatten)]
     pub webhook: WebhookConfig,
 
     #[command(flatten)]
-    pub cluster: ClusterConfig,
-
-    #[command(flatten)]
-    pub index: IndexConfig,
-
-    #[command(flatten)]
-    pub bulk: BulkConfig,
-
-    #[command(flatten)]
-    pub telemetry: TelemetryConfig,
-
-    #[command(flatten)]
-    pub detect: DetectConfig,
-
-    /// On SIGTERM/SIGINT, how long requests in flight may take to be answered before exit.
-    /// Keep it below the orchestrator's kill timeout.
-    #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub shutdown_grace: Duration,
+    pub shared: Shared,
 }
 
 /// The HTTP(S) listener, its authorization and its limits.
@@ -225,10 +207,7 @@ impl WebhookCommand {
         if hook.webhook_max_in_flight == 0 {
             problems.push("--webhook-max-in-flight must be at least 1".into());
         }
-        self.cluster.validate(&mut problems);
-        self.index.validate(&mut problems);
-        self.bulk.validate(&mut problems);
-        self.detect.validate(&mut problems);
+        self.shared.validate(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -240,7 +219,7 @@ impl WebhookCommand {
     pub fn redacted_summary(&self) -> String {
         let hook = &self.webhook;
         format!(
-            "listen={} webhook_path={} webhook_authorization={} tls={} webhook_max_body={} webhook_format={:?} webhook_max_in_flight={} webhook_retry_status={} webhook_timeout={:?} {} shutdown_grace={:?}",
+            "listen={} webhook_path={} webhook_authorization={} tls={} webhook_max_body={} webhook_format={:?} webhook_max_in_flight={} webhook_retry_status={} webhook_timeout={:?} {}",
             hook.listen.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             hook.webhook_path,
             if hook.webhook_authorization.is_some() { "redacted" } else { "off" },
@@ -250,8 +229,7 @@ impl WebhookCommand {
             hook.webhook_max_in_flight,
             hook.webhook_retry_status.code(),
             hook.webhook_timeout,
-            super::sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
-            self.shutdown_grace,
+            self.shared.summary(),
         )
     }
 }

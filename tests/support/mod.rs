@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Parser;
-use cloudtrail_ingest::config::{self as config, Cli, Config};
+use cloudtrail_ingest::cli::{self, Cli};
+use cloudtrail_ingest::config::Config;
 use cloudtrail_ingest::source::backfill;
 use cloudtrail_ingest::source::sqs::{self as worker, Clients};
 use cloudtrail_ingest::telemetry::Summary;
@@ -468,7 +469,7 @@ impl TestEnv {
             .expect("test arguments parse")
             .into_command()
         {
-            config::Command::Backfill(command) => command,
+            cli::Command::Backfill(command) => command,
             other => panic!("not a backfill: {other:?}"),
         };
         command.validate().expect("test configuration is valid");
@@ -479,7 +480,7 @@ impl TestEnv {
         }
         let s3_client = aws_sdk_s3::Client::from_conf(s3_config.build());
         let cluster =
-            cloudtrail_ingest::sink::elasticsearch::client::connect(&command.cluster, None)
+            cloudtrail_ingest::sink::elasticsearch::client::connect(&command.shared.cluster, None)
                 .expect("cluster client");
         tokio::time::timeout(
             Duration::from_secs(120),

@@ -221,6 +221,7 @@ mod tests {
             "--elasticsearch-api-key",
             "c2VjcmV0LWtleQ==",
         ])
+        .shared
         .cluster;
         let shown = format!("{:?}", connect(&config, None).unwrap());
         assert!(shown.contains("search.example.com"), "{shown}");

@@ -140,7 +140,7 @@ pub async fn run(
     stats.counters::<BackfillCounters>();
     stats.counters::<s3::ObjectCounters>();
     stats.counters::<crate::format::RecordCounters>();
-    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| BackfillError::Metrics { addr, source })?;
     let outcome = run_with_stats(command, s3, cluster, shutdown, stats).await;
@@ -168,14 +168,19 @@ async fn run_with_stats(
         return Ok(outcome(&checkpoint, &stats, &BTreeMap::new(), false));
     }
 
-    let detector = detect::from_config(&command.detect)?;
+    let detector = detect::from_config(&command.shared.detect)?;
     let destinations = detect::destinations(
-        &command.detect,
-        command.index.prefix(),
-        s3::destinations(&command.s3, &command.index),
+        &command.shared.detect,
+        command.shared.index.prefix(),
+        s3::destinations(&command.s3, &command.shared.index),
     );
-    let (_, free_form) =
-        sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
+    let (_, free_form) = sink::prepare(
+        &cluster,
+        &command.shared.cluster,
+        &command.shared.index,
+        &destinations,
+    )
+    .await?;
     stats.set(&stats.cluster_reachable, true);
     let format: Arc<dyn Format> = Arc::new(s3::object_format(&command.s3, free_form));
 
@@ -218,13 +223,13 @@ async fn run_with_stats(
         listed_tx,
         stats.clone(),
     ));
-    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     // No silence alarm here (refused with the configuration): a backfill ends.
     let (events, alerting) = detect::attach(
         events,
         detector,
-        &command.detect,
+        &command.shared.detect,
         "backfill",
         &destinations,
         free_form,
@@ -309,9 +314,9 @@ async fn run_with_stats(
                 listing_done = true;
             }
             () = shutdown.cancelled(), if stopping.is_none() => {
-                info!(in_flight = tasks.len(), grace = ?command.shutdown_grace, "shutting down: no new objects, finishing those in flight");
+                info!(in_flight = tasks.len(), grace = ?command.shared.shutdown_grace, "shutting down: no new objects, finishing those in flight");
                 listing_done = true;
-                let deadline = Instant::now() + command.shutdown_grace;
+                let deadline = Instant::now() + command.shared.shutdown_grace;
                 stopping = Some(deadline);
                 let context_stop = context.stop.clone();
                 tokio::spawn(async move {

@@ -237,22 +237,27 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     stats.counters::<KafkaCounters>();
     stats.counters::<RecordCounters>();
-    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
-    let detector = detect::from_config(&command.detect)?;
+    let detector = detect::from_config(&command.shared.detect)?;
     let probe = record_format(config, FreeForm::Objects);
     let destinations = detect::destinations(
-        &command.detect,
-        command.index.prefix(),
+        &command.shared.detect,
+        command.shared.index.prefix(),
         vec![Destination::new(
             probe.dataset(),
-            command.index.prefix(),
+            command.shared.index.prefix(),
             probe.mappings(),
         )],
     );
-    let (_, free_form) =
-        sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
+    let (_, free_form) = sink::prepare(
+        &cluster,
+        &command.shared.cluster,
+        &command.shared.index,
+        &destinations,
+    )
+    .await?;
     let format = record_format(config, free_form);
     stats.set(&stats.cluster_reachable, true);
 
@@ -265,12 +270,12 @@ pub async fn run(
         .subscribe(&names)
         .map_err(|e| KafkaSourceError::Consumer(format!("subscribing to {names:?} failed: {e}")))?;
     stats.set(&stats.source_reachable, true);
-    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     let (events, mut alerting) = detect::attach(
         events,
         detector,
-        &command.detect,
+        &command.shared.detect,
         &format!("kafka topics {}", topics.join(",")),
         &destinations,
         free_form,
@@ -358,11 +363,11 @@ pub async fn run(
     // Stop: records waiting for room are given up (not committed; read again next time),
     // records in the sink get the grace period to settle.
     if shutdown.is_cancelled() {
-        info!(grace = ?command.shutdown_grace, "shutting down: reading stopped, finishing records in flight");
+        info!(grace = ?command.shared.shutdown_grace, "shutting down: reading stopped, finishing records in flight");
     }
     drop(sending);
     worker.backlog.clear();
-    let deadline = Instant::now() + command.shutdown_grace;
+    let deadline = Instant::now() + command.shared.shutdown_grace;
     while !worker.tasks.is_empty() && sink_failure.is_none() {
         tokio::select! {
             Some(_) = worker.tasks.join_next() => {}

@@ -75,7 +75,7 @@ impl Clients {
         Ok(Clients {
             sqs: aws_sdk_sqs::Client::new(aws),
             s3: s3::client(aws, &config.s3),
-            cluster: sink::client::connect(&config.cluster, Some(aws))?,
+            cluster: sink::client::connect(&config.shared.cluster, Some(aws))?,
         })
     }
 }
@@ -107,7 +107,7 @@ pub async fn run(
 ) -> Result<Summary, WorkerError> {
     let cluster = clients.cluster.clone();
     let destinations = destinations(config);
-    let settings = sink::settings(&config.bulk, &config.index, &destinations);
+    let settings = sink::settings(&config.shared.bulk, &config.shared.index, &destinations);
     run_with_sink(config, clients, shutdown, move |stats| {
         sink::start(cluster, settings, stats)
     })
@@ -117,9 +117,9 @@ pub async fn run(
 /// Where the worker's events go: the S3 sources' indices, and the alerts'.
 fn destinations(config: &Config) -> Vec<crate::format::Destination> {
     detect::destinations(
-        &config.detect,
-        config.index.prefix(),
-        s3::destinations(&config.s3, &config.index),
+        &config.shared.detect,
+        config.shared.index.prefix(),
+        s3::destinations(&config.s3, &config.shared.index),
     )
 }
 
@@ -137,15 +137,15 @@ pub async fn run_with_sink(
     stats.counters::<heartbeat::HeartbeatCounters>();
     stats.counters::<s3::ObjectCounters>();
     stats.counters::<crate::format::RecordCounters>();
-    let metrics_server = metrics::serve_if(config.telemetry.metrics_listen, stats.clone())
+    let metrics_server = metrics::serve_if(config.shared.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
-    let detector = detect::from_config(&config.detect)?;
+    let detector = detect::from_config(&config.shared.detect)?;
     let destinations = destinations(config);
     let (_, free_form) = sink::prepare(
         &clients.cluster,
-        &config.cluster,
-        &config.index,
+        &config.shared.cluster,
+        &config.shared.index,
         &destinations,
     )
     .await?;
@@ -186,7 +186,7 @@ pub async fn run_with_sink(
     let (events, mut alerting) = detect::attach(
         events,
         detector,
-        &config.detect,
+        &config.shared.detect,
         config.queue_url(),
         &destinations,
         free_form,
@@ -266,12 +266,12 @@ pub async fn run_with_sink(
     if shutdown.is_cancelled() {
         info!(
             in_flight = tasks.len(),
-            grace = ?config.shutdown_grace,
+            grace = ?config.shared.shutdown_grace,
             "shutting down: receiving stopped, finishing in-flight messages"
         );
     }
 
-    let deadline = Instant::now() + config.shutdown_grace;
+    let deadline = Instant::now() + config.shared.shutdown_grace;
     let mut abandoned = 0;
     while !tasks.is_empty() {
         tokio::select! {

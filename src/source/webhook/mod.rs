@@ -128,25 +128,30 @@ pub async fn run(
     let addr = hook.listen.expect("validated config has --listen");
     let stats = Arc::new(Stats::default());
     stats.counters::<WebhookCounters>();
-    let metrics_server = metrics::serve_if(command.telemetry.metrics_listen, stats.clone())
+    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
         .await
         .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
     let acceptor = match (&hook.tls_cert, &hook.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
         _ => None,
     };
-    let detector = detect::from_config(&command.detect)?;
+    let detector = detect::from_config(&command.shared.detect)?;
     let destinations = detect::destinations(
-        &command.detect,
-        command.index.prefix(),
+        &command.shared.detect,
+        command.shared.index.prefix(),
         vec![Destination::new(
             konnect::DATASET,
-            command.index.prefix(),
+            command.shared.index.prefix(),
             konnect::mapping::mappings,
         )],
     );
-    let (_, free_form) =
-        sink::prepare(&cluster, &command.cluster, &command.index, &destinations).await?;
+    let (_, free_form) = sink::prepare(
+        &cluster,
+        &command.shared.cluster,
+        &command.shared.index,
+        &destinations,
+    )
+    .await?;
     stats.set(&stats.cluster_reachable, true);
     let listener = TcpListener::bind(addr)
         .await
@@ -154,12 +159,12 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|source| WebhookError::Listen { addr, source })?;
-    let settings = sink::settings(&command.bulk, &command.index, &destinations);
+    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
     let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
     let (events, mut alerting) = detect::attach(
         events,
         detector,
-        &command.detect,
+        &command.shared.detect,
         &format!("webhook {}", hook.webhook_path),
         &destinations,
         free_form,
@@ -186,6 +191,7 @@ pub async fn run(
         counters: stats.counters(),
         in_flight: Arc::new(Semaphore::new(hook.webhook_max_in_flight)),
         endpoints: command
+            .shared
             .telemetry
             .metrics_listen
             .is_none()
@@ -245,9 +251,9 @@ pub async fn run(
     }
 
     drop(listener);
-    info!(grace = ?command.shutdown_grace, "shutting down: no new connections, finishing requests in flight");
+    info!(grace = ?command.shared.shutdown_grace, "shutting down: no new connections, finishing requests in flight");
     stop_connections.cancel();
-    let deadline = tokio::time::Instant::now() + command.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + command.shared.shutdown_grace;
     while !tasks.is_empty() {
         tokio::select! {
             Some(_) = tasks.join_next() => {}
