@@ -65,11 +65,11 @@ impl Report {
 }
 
 /// The checks of the SQS source; returns whether none failed.
-pub async fn run(config: &Config, clients: &Clients) -> bool {
+pub async fn run(config: &Config, clients: &Clients, cluster: &Cluster) -> bool {
     let mut report = Report::default();
     cluster_checks(
         &mut report,
-        &clients.cluster,
+        cluster,
         &config.shared.cluster,
         &config.shared.index,
         &s3::destinations(&config.s3, &config.shared.index),

@@ -1,8 +1,21 @@
-//! The command line: which command runs, with its whole configuration.
+//! The command line: which command runs, with its whole configuration, and how it runs:
+//! every source through the [`runtime`], the checks through [`check`], `rules check`
+//! through detection.
 
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackfillCommand, Config, KafkaCommand, RulesCommand, WebhookCommand};
+use crate::check;
+use crate::config::{
+    BackfillCommand, Config, ConfigError, KafkaCommand, Mode, RulesAction, RulesCommand, Shared,
+    WebhookCommand,
+};
+use crate::runtime::{self, Outcome, RunError};
+use crate::source::backfill::Backfill;
+use crate::source::kafka::Kafka;
+use crate::source::sqs::{Clients, Sqs};
+use crate::source::webhook::Webhook;
+use crate::source::Source;
 
 /// Ships audit logs into daily Elasticsearch/OpenSearch indices: CloudTrail logs (and JSON
 /// lines) announced on an SQS queue (the default command), Confluent Cloud audit logs and
@@ -24,47 +37,158 @@ pub struct Cli {
     pub sqs: Config,
 }
 
-/// Sources other than the default SQS one.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum SourceCommand {
+/// Every source but the default SQS one, one line each: its variant, its command and its
+/// [`Source`]. A new source is one more line here.
+macro_rules! sources {
+    ($($(#[$doc:meta])* $variant:ident($command:ty => $source:ty),)*) => {
+        /// Sources other than the default SQS one, and `rules`.
+        #[derive(Debug, Clone, clap::Subcommand)]
+        pub enum SourceCommand {
+            $($(#[$doc])* $variant(Box<$command>),)*
+            /// Work with Sigma rule files: `rules check PATH...` lists what loads and why the
+            /// rest does not.
+            Rules(RulesCommand),
+        }
+
+        /// What to run, with its whole configuration.
+        #[derive(Debug, Clone)]
+        pub enum Command {
+            Sqs(Box<Config>),
+            $($variant(Box<$command>),)*
+            Rules(RulesCommand),
+        }
+
+        impl Cli {
+            pub fn into_command(self) -> Command {
+                match self.source {
+                    None => Command::Sqs(Box::new(self.sqs)),
+                    $(Some(SourceCommand::$variant(command)) => Command::$variant(command),)*
+                    Some(SourceCommand::Rules(rules)) => Command::Rules(rules),
+                }
+            }
+        }
+
+        impl Command {
+            /// Checks every field and reports all problems at once.
+            pub fn validate(&self) -> Result<(), ConfigError> {
+                match self {
+                    Command::Sqs(config) => config.validate(),
+                    $(Command::$variant(command) => command.validate(),)*
+                    Command::Rules(_) => Ok(()),
+                }
+            }
+
+            /// The shared flags (none for `rules`).
+            pub fn shared(&self) -> Option<&Shared> {
+                match self {
+                    Command::Sqs(config) => Some(&config.shared),
+                    $(Command::$variant(command) => Some(<$source as Source>::shared(command)),)*
+                    Command::Rules(_) => None,
+                }
+            }
+
+            /// A one-line summary for the start-up log; never contains secrets.
+            pub fn redacted_summary(&self) -> String {
+                match self {
+                    Command::Sqs(config) => config.redacted_summary(),
+                    $(Command::$variant(command) => command.redacted_summary(),)*
+                    Command::Rules(_) => String::new(),
+                }
+            }
+
+            /// Runs a source through the runtime.
+            async fn launch(self, stop: CancellationToken) -> Result<Outcome, RunError> {
+                match self {
+                    Command::Sqs(config) => runtime::launch::<Sqs>(&config, stop).await,
+                    $(Command::$variant(command) => runtime::launch::<$source>(&command, stop).await,)*
+                    Command::Rules(_) => unreachable!("rules are checked, not run"),
+                }
+            }
+        }
+    };
+}
+
+sources! {
     /// Consume Confluent Cloud audit logs (or any JSON topic) from Kafka; offsets are
     /// committed only once every record below them is indexed or dead-lettered.
-    Kafka(Box<KafkaCommand>),
+    Kafka(KafkaCommand => Kafka),
     /// Receive audit logs pushed over HTTP(S) (Kong Konnect's audit-log webhook, or any
     /// sender of JSON or CEF lines); a request is answered only once every entry of it is
     /// indexed or dead-lettered.
-    Webhook(Box<WebhookCommand>),
+    Webhook(WebhookCommand => Webhook),
     /// Ingest what a bucket already holds (CloudTrail logs, JSON lines), without SQS, and
     /// exit: 0 when everything settled, 1 when some object failed for good (listed).
-    Backfill(Box<BackfillCommand>),
-    /// Work with Sigma rule files: `rules check PATH...` lists what loads and why the rest
-    /// does not.
-    Rules(RulesCommand),
-}
-
-/// What to run, with its whole configuration.
-#[derive(Debug, Clone)]
-pub enum Command {
-    Sqs(Box<Config>),
-    Kafka(Box<KafkaCommand>),
-    Webhook(Box<WebhookCommand>),
-    Backfill(Box<BackfillCommand>),
-    Rules(RulesCommand),
+    Backfill(BackfillCommand => Backfill),
 }
 
 impl Cli {
-    /// Parses the command line and the environment, and fills in each source's defaults.
+    /// Parses the command line and the environment.
     pub fn parse_command() -> Result<Command, clap::Error> {
         Ok(Self::try_parse()?.into_command())
     }
+}
 
-    pub fn into_command(self) -> Command {
-        match self.source {
-            None => Command::Sqs(Box::new(self.sqs)),
-            Some(SourceCommand::Kafka(kafka)) => Command::Kafka(kafka),
-            Some(SourceCommand::Webhook(webhook)) => Command::Webhook(webhook),
-            Some(SourceCommand::Backfill(backfill)) => Command::Backfill(backfill),
-            Some(SourceCommand::Rules(rules)) => Command::Rules(rules),
+impl Command {
+    /// Runs the command until it ends (or `stop` is cancelled) and returns its exit code:
+    /// a check's (0 or 1), `rules check`'s (0 or 1), or the run's ([`Outcome::exit_code`],
+    /// after a `FAILED <name>: <reason>` line on standard output for each failure).
+    pub async fn run(self, stop: CancellationToken) -> Result<u8, RunError> {
+        match self {
+            Command::Rules(rules) => Ok(rules_check(&rules)),
+            Command::Sqs(config) if config.mode == Mode::Check => {
+                let (aws, cluster) = runtime::connect::<Sqs>(&config).await?;
+                let aws = aws.expect("the SQS source loads the AWS configuration");
+                let clients = Clients::new(&aws, &config);
+                Ok(exit_code(check::run(&config, &clients, &cluster).await))
+            }
+            Command::Kafka(kafka) if kafka.mode == Mode::Check => {
+                let (_, cluster) = runtime::connect::<Kafka>(&kafka).await?;
+                Ok(exit_code(check::run_kafka(&kafka, &cluster).await))
+            }
+            command => Ok(report(&command.launch(stop).await?)),
         }
+    }
+}
+
+/// `rules check`: the report on standard output; 1 when a rule cannot be used.
+pub fn rules_check(command: &RulesCommand) -> u8 {
+    let RulesAction::Check {
+        paths,
+        alert_min_level,
+    } = &command.action;
+    match crate::detect::check(paths, *alert_min_level, &mut std::io::stdout().lock()) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(err) => {
+            eprintln!("cloudtrail-ingest: {err}");
+            1
+        }
+    }
+}
+
+/// Prints what failed for good, one `FAILED` line each, and returns the exit code.
+fn report(outcome: &Outcome) -> u8 {
+    for (name, reason) in &outcome.failed {
+        let reason = reason
+            .as_deref()
+            .unwrap_or("in an earlier run of this checkpoint");
+        println!("FAILED {name}: {reason}");
+    }
+    let listed = outcome.failed.len() as u64;
+    if outcome.failed_total > listed {
+        println!(
+            "... and {} more failed (only the first {listed} are kept)",
+            outcome.failed_total - listed,
+        );
+    }
+    outcome.exit_code()
+}
+
+/// 0 when every check passed, 1 otherwise.
+fn exit_code(passed: bool) -> u8 {
+    if passed {
+        0
+    } else {
+        1
     }
 }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod detect;
 pub mod format;
 pub mod pipeline;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules of `src/`, bottom first: a module may name every module of the
 /// rows below its own, and none of its own row or above. The flow: source -> format ->
-/// detect -> sink, with the runtime (and `check`) on top, the command line above them, and
-/// pipeline and telemetry at the bottom.
+/// detect -> sink, none of those three naming another (the runtime places detection between
+/// the source and the sink), with the runtime (and `check`) on top, the command line above
+/// them, and pipeline and telemetry at the bottom.
 const LAYERS: &[&[&str]] = &[
     &["pipeline", "telemetry"],
     &["config"],
     &["format"],
-    &["sink", "detect"],
-    &["source"],
+    &["sink", "detect", "source"],
     &["check"],
     &["runtime"],
     &["cli"],

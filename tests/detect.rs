@@ -176,16 +176,12 @@ async fn a_rule_that_cannot_be_used_is_left_out_or_with_strict_stops_the_start()
     let rules = dir.display().to_string();
 
     let strict = Config::try_parse_from(env.args(&["--rules", &rules, "--rules-strict"])).unwrap();
-    let clients = cloudtrail_ingest::source::sqs::Clients::new(&aws_config(), &strict).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let err = tokio::time::timeout(
-        Duration::from_secs(30),
-        cloudtrail_ingest::source::sqs::run(&strict, clients, stop),
-    )
-    .await
-    .expect("the start fails at once")
-    .unwrap_err()
-    .to_string();
+    let err = tokio::time::timeout(Duration::from_secs(30), support::run_config(&strict, stop))
+        .await
+        .expect("the start fails at once")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bad.yml") && err.contains("expand"), "{err}");
     assert_eq!(env.messages_left().await, 1, "nothing was received");
 

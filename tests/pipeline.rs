@@ -647,13 +647,10 @@ async fn metrics_endpoint_reports_what_was_ingested() {
         env.args(&["--metrics-listen", &listen]),
     )
     .unwrap();
-    let clients = cloudtrail_ingest::source::sqs::Clients::new(&aws_config(), &config).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = {
         let stop = stop.clone();
-        tokio::spawn(
-            async move { cloudtrail_ingest::source::sqs::run(&config, clients, stop).await },
-        )
+        tokio::spawn(async move { support::run_config(&config, stop).await })
     };
     let base = format!("http://{listen}");
     let expected = ids(ORG_TRAIL) as f64;
@@ -694,7 +691,7 @@ async fn metrics_endpoint_reports_what_was_ingested() {
         assert_eq!(response.status().as_u16(), status, "{path}");
     }
     stop.cancel();
-    let summary = worker.await.unwrap().unwrap();
+    let summary = worker.await.unwrap().unwrap().summary;
     assert_eq!(summary["documents_indexed"] as f64, expected);
 }
 
@@ -851,7 +848,8 @@ async fn notifications_of_other_services_are_deleted_as_ignored_not_parked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
-    use cloudtrail_ingest::source::sqs::{run_with_sink, Clients, WorkerError};
+    use cloudtrail_ingest::runtime::{run_with_sink, RunError};
+    use cloudtrail_ingest::source::sqs::{Clients, Sqs};
     let env = TestEnv::new("dead-indexer").await;
     env.put_fixture(ORG_TRAIL).await;
     env.publish(&env.cloudtrail_message(&[ORG_TRAIL])).await;
@@ -859,9 +857,13 @@ async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
         env.args(&["--exit-when-idle"]),
     )
     .unwrap();
-    let clients = Clients::new(&aws_config(), &config).unwrap();
+    let aws = aws_config();
+    let clients = Clients::new(&aws, &config);
+    let cluster =
+        cloudtrail_ingest::sink::elasticsearch::client::connect(&config.shared.cluster, Some(&aws))
+            .unwrap();
     // A sink whose indexing task dies on its first event, holding it.
-    let sink = |_stats| {
+    let sink = |_stats, _: &[_]| {
         let (events, mut receiver) = cloudtrail_ingest::pipeline::channel(16, 1 << 20);
         let indexer = tokio::spawn(async move {
             let _held = receiver.recv().await;
@@ -873,8 +875,9 @@ async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
     let result = tokio::time::timeout(
         Duration::from_secs(60),
         run_with_sink(
-            &config,
-            clients,
+            &config.shared,
+            Sqs::with_clients(&config, clients),
+            cluster,
             tokio_util::sync::CancellationToken::new(),
             sink,
         ),
@@ -883,7 +886,7 @@ async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
     .expect("the worker stops instead of stalling");
 
     let err = result.expect_err("a dead indexer is an error");
-    assert!(matches!(err, WorkerError::Indexer(_)), "{err}");
+    assert!(matches!(err, RunError::Indexer(_)), "{err}");
     assert_eq!(env.messages_left().await, 1, "the message is not deleted");
     assert_eq!(env.total_documents().await, 0);
 }

@@ -85,7 +85,7 @@ impl ObjectFormat {
 }
 
 impl S3Config {
-    pub(super) fn validate(&self, index: &IndexConfig, problems: &mut Vec<String>) {
+    pub fn validate(&self, index: &IndexConfig, problems: &mut Vec<String>) {
         if !self.object_format.reads_json_lines() {
             return;
         }
@@ -118,7 +118,7 @@ impl S3Config {
     }
 
     /// The part of the start-up summary about objects.
-    pub(super) fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "object_format={:?} ndjson_index_prefix={} confluent_index_prefix={} ndjson_id_field={} ndjson_time_field={} s3_force_path_style={}",
             self.object_format,

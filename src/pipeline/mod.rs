@@ -17,12 +17,14 @@
 //!   ([`Watermark`] over the listing order).
 //!
 //! Between the stages and the sink, [`channel`] bounds memory by bytes as well as by count;
-//! [`Indices`] names the daily index of each event.
+//! [`Indices`] names the daily index of each event; [`Shutdown`] says when to stop and how
+//! long what is in flight may still take.
 
 mod channel;
 mod event;
 mod failure;
 mod indices;
+mod shutdown;
 mod stage;
 mod ticket;
 mod watermark;
@@ -31,6 +33,7 @@ pub use channel::{Closed, EventReceiver};
 pub use event::{format_time, Dataset, Event, OnWritten, Origin, Pending};
 pub use failure::{Failure, StageError};
 pub use indices::{index_name, Indices};
+pub use shutdown::Shutdown;
 pub use stage::{channel, EventSender, Stage};
 pub use ticket::{Claim, Ticket, Verdict};
 pub use watermark::Watermark;

@@ -279,20 +279,22 @@ pub async fn fetch(
             name: &name,
             fallback_time: last_modified,
         };
-        read_events(NetworkRead(body), &context, &sink)
+        read_stream(body, &context, &sink)
     })
     .await
     .expect("the read task does not panic")
 }
 
-/// The synchronous part: decompress, read the format, send. Runs on a blocking thread.
-fn read_events<R: Read>(
+/// Reads a whole stream as an object: decompresses it when gzipped, reads the format and
+/// sends the events. Synchronous: run it on a blocking thread. An error of `body` itself is
+/// [`FetchError::Read`] (transient); one of its bytes is a gzip or format error (permanent).
+pub fn read_stream<R: Read>(
     body: R,
     context: &PayloadContext<'_>,
     sink: &ObjectSink,
 ) -> Result<ObjectSummary, FetchError> {
     let mut stored = CountingRead {
-        inner: body,
+        inner: NetworkRead(body),
         count: 0,
     };
     let read = {
@@ -336,15 +338,21 @@ fn read_events<R: Read>(
     })
 }
 
-/// The origin of the record at `line` of an object: its dead-letter entry says `s3.line`.
+/// The origin of the record at `line` of an object: its dead-letter entry says `s3.line`
+/// (`file.line` for a local file).
 fn at_line(object: &Origin, line: u64) -> Origin {
     let mut fields = serde_json::Value::Object(object.fields().cloned().unwrap_or_default());
-    fields["s3"]["line"] = line.into();
+    let place = if fields.get("file").is_some() {
+        "file"
+    } else {
+        "s3"
+    };
+    fields[place]["line"] = line.into();
     Origin::new(format!("{object} line {line}"), fields)
 }
 
-/// Marks errors that come from the S3 body stream, so that they can be told apart from
-/// decoding errors (which are about the data, not the network).
+/// Marks errors that come from the stream itself (the S3 body, a file), so that they can be
+/// told apart from decoding errors (which are about the data).
 struct NetworkRead<R>(R);
 
 #[derive(Debug, thiserror::Error)]
@@ -453,7 +461,7 @@ mod tests {
                 name: "s3://b/k",
                 fallback_time: Some(OffsetDateTime::UNIX_EPOCH),
             };
-            read_events(body, &context, &sink)
+            read_stream(body, &context, &sink)
         })
         .await
         .unwrap();
@@ -530,7 +538,7 @@ mod tests {
                 name: "s3://b/k",
                 fallback_time: Some(OffsetDateTime::UNIX_EPOCH),
             };
-            read_events(io::Cursor::new(body), &context, &sink)
+            read_stream(io::Cursor::new(body), &context, &sink)
         })
         .await
         .unwrap()

@@ -19,8 +19,10 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Parser;
 use cloudtrail_ingest::cli::{self, Cli};
 use cloudtrail_ingest::config::Config;
-use cloudtrail_ingest::source::backfill;
-use cloudtrail_ingest::source::sqs::{self as worker, Clients};
+use cloudtrail_ingest::runtime::{self, Outcome, RunError};
+use cloudtrail_ingest::sink::elasticsearch::client as cluster_client;
+use cloudtrail_ingest::source::backfill::Backfill;
+use cloudtrail_ingest::source::sqs::{Clients, Sqs};
 use cloudtrail_ingest::telemetry::Summary;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -396,12 +398,33 @@ pub fn spawn_with_aws(
 ) -> tokio::task::JoinHandle<Summary> {
     let config = Config::try_parse_from(args).expect("test arguments parse");
     config.validate().expect("test configuration is valid");
-    let clients = Clients::new(&aws, &config).expect("clients");
+    let clients = Clients::new(&aws, &config);
+    let cluster = cluster_client::connect(&config.shared.cluster, Some(&aws)).expect("cluster");
     tokio::spawn(async move {
-        worker::run(&config, clients, stop)
+        run_sqs(&config, clients, cluster, stop)
             .await
             .expect("the worker runs")
+            .summary
     })
+}
+
+/// Runs the SQS source of `config` in-process against the stand-ins until `stop` (or idle).
+pub async fn run_config(config: &Config, stop: CancellationToken) -> Result<Outcome, RunError> {
+    let aws = aws_config();
+    let clients = Clients::new(&aws, config);
+    let cluster = cluster_client::connect(&config.shared.cluster, Some(&aws)).expect("cluster");
+    run_sqs(config, clients, cluster, stop).await
+}
+
+/// Runs the SQS source in-process through the runtime, as the binary does.
+pub async fn run_sqs(
+    config: &Config,
+    clients: Clients,
+    cluster: cloudtrail_ingest::sink::elasticsearch::Cluster,
+    stop: CancellationToken,
+) -> Result<Outcome, RunError> {
+    let source = Sqs::with_clients(config, clients);
+    runtime::run(&config.shared, source, cluster, stop).await
 }
 
 /// Starts the worker in-process until `stop` is cancelled (or it goes idle, when the
@@ -414,7 +437,8 @@ fn spawn_worker(
     let config = Config::try_parse_from(args).expect("test arguments parse");
     config.validate().expect("test configuration is valid");
     let aws = aws_config();
-    let mut clients = Clients::new(&aws, &config).expect("clients");
+    let mut clients = Clients::new(&aws, &config);
+    let cluster = cluster_client::connect(&config.shared.cluster, Some(&aws)).expect("cluster");
     if let Some(url) = s3 {
         clients.s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&aws)
@@ -424,9 +448,10 @@ fn spawn_worker(
         );
     }
     tokio::spawn(async move {
-        worker::run(&config, clients, stop)
+        run_sqs(&config, clients, cluster, stop)
             .await
             .expect("the worker runs")
+            .summary
     })
 }
 
@@ -462,9 +487,15 @@ impl TestEnv {
         self.arguments(&["backfill", "--bucket", &self.bucket], extra)
     }
 
+    /// `cloudtrail-ingest files` arguments for this test's indices; `extra` (the paths
+    /// among them) are appended.
+    pub fn files_args(&self, extra: &[&str]) -> Vec<String> {
+        self.arguments(&["files"], extra)
+    }
+
     /// Runs a backfill in-process to its end, with S3 reached through `s3` when given (a
     /// proxy that counts requests).
-    pub async fn backfill(&self, extra: &[&str], s3: Option<&str>) -> backfill::Outcome {
+    pub async fn backfill(&self, extra: &[&str], s3: Option<&str>) -> Outcome {
         let command = match Cli::try_parse_from(self.backfill_args(extra))
             .expect("test arguments parse")
             .into_command()
@@ -480,11 +511,11 @@ impl TestEnv {
         }
         let s3_client = aws_sdk_s3::Client::from_conf(s3_config.build());
         let cluster =
-            cloudtrail_ingest::sink::elasticsearch::client::connect(&command.shared.cluster, None)
-                .expect("cluster client");
+            cluster_client::connect(&command.shared.cluster, None).expect("cluster client");
+        let source = Backfill::with_client(&command, s3_client);
         tokio::time::timeout(
             Duration::from_secs(120),
-            backfill::run(&command, s3_client, cluster, CancellationToken::new()),
+            runtime::run(&command.shared, source, cluster, CancellationToken::new()),
         )
         .await
         .expect("the backfill ends")

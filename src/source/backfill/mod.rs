@@ -26,24 +26,22 @@ pub mod plan;
 pub mod progress;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::detect;
-use crate::sink::elasticsearch::Cluster;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::config::BackfillCommand;
-use crate::format::Format;
-use crate::pipeline::{EventSender, Failure, Ticket, Watermark};
-use crate::sink::elasticsearch::{self as sink, SinkError};
+use crate::config::{BackfillCommand, Shared};
+use crate::format::{Destination, Format};
+use crate::pipeline::{EventSender, Failure, Shutdown, Ticket, Watermark};
 use crate::source::s3::{self, ObjectRef, ObjectSink, ObjectSummary};
-use crate::telemetry::{metrics, Stats, Summary};
+use crate::source::{Context, Ended, Source, SourceError};
+use crate::telemetry::Stats;
 use checkpoint::{Checkpoint, CheckpointError, Job};
 use listing::{ListError, Listed, Listing};
 use plan::Days;
@@ -67,49 +65,13 @@ pub fn window(concurrency: usize) -> u64 {
     (4 * concurrency).max(64) as u64
 }
 
+/// Why a backfill cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
-    #[error(transparent)]
-    Rules(#[from] crate::detect::RulesError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     List(#[from] ListError),
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("the indexer stopped: {0}; objects in flight are read again on resume")]
-    Indexer(String),
-}
-
-/// How a backfill ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub summary: Summary,
-    /// Keys that failed for good (over every run of a checkpointed job), with the reason when
-    /// it was this run.
-    pub failed: Vec<(String, Option<String>)>,
-    /// Failed keys in all, including those not kept in the checkpoint.
-    pub failed_total: u64,
-    /// Stopped by a signal before the end.
-    pub interrupted: bool,
-}
-
-impl Outcome {
-    /// 0 done, 1 some object failed for good, 130 interrupted.
-    pub fn exit_code(&self) -> u8 {
-        if self.interrupted {
-            130
-        } else if self.failed_total > 0 {
-            1
-        } else {
-            0
-        }
-    }
 }
 
 /// The job `command` asks for, as a checkpoint names it.
@@ -128,242 +90,316 @@ pub fn job(command: &BackfillCommand, today: time::Date) -> Job {
     }
 }
 
-/// Runs the backfill to its end (or until `shutdown` is cancelled).
-pub async fn run(
-    command: &BackfillCommand,
+/// The backfill source: a bucket's listing.
+pub struct Backfill {
+    command: BackfillCommand,
     s3: aws_sdk_s3::Client,
-    cluster: Cluster,
-    shutdown: CancellationToken,
-) -> Result<Outcome, BackfillError> {
-    let stats = Arc::new(Stats::default());
-    stats.counters::<listing::ListingCounters>();
-    stats.counters::<BackfillCounters>();
-    stats.counters::<s3::ObjectCounters>();
-    stats.counters::<crate::format::RecordCounters>();
-    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
-        .await
-        .map_err(|(addr, source)| BackfillError::Metrics { addr, source })?;
-    let outcome = run_with_stats(command, s3, cluster, shutdown, stats).await;
-    metrics_server.stop().await;
-    outcome
 }
 
-async fn run_with_stats(
-    command: &BackfillCommand,
-    s3_client: aws_sdk_s3::Client,
-    cluster: Cluster,
-    shutdown: CancellationToken,
-    stats: Arc<Stats>,
-) -> Result<Outcome, BackfillError> {
-    let config = &command.backfill;
-    let bucket = command.bucket().to_string();
-    let mut job = job(command, OffsetDateTime::now_utc().date());
-    let mut checkpoint = match &config.checkpoint {
-        Some(path) => Checkpoint::load(path, job.clone())?,
-        None => Checkpoint::new(job.clone()),
-    };
-    job.until.clone_from(&checkpoint.job.until);
-    if checkpoint.complete {
-        info!("the checkpoint says this backfill is complete; nothing to do");
-        return Ok(outcome(&checkpoint, &stats, &BTreeMap::new(), false));
+impl Backfill {
+    /// The backfill `command` asks for, reading with `s3`.
+    pub fn with_client(command: &BackfillCommand, s3: aws_sdk_s3::Client) -> Self {
+        Backfill {
+            command: command.clone(),
+            s3,
+        }
+    }
+}
+
+impl Source for Backfill {
+    type Command = BackfillCommand;
+    const AWS: bool = true;
+
+    fn shared(command: &BackfillCommand) -> &Shared {
+        &command.shared
     }
 
-    let detector = detect::from_config(&command.shared.detect)?;
-    let destinations = detect::destinations(
-        &command.shared.detect,
-        command.shared.index.prefix(),
-        s3::destinations(&command.s3, &command.shared.index),
-    );
-    let (_, free_form) = sink::prepare(
-        &cluster,
-        &command.shared.cluster,
-        &command.shared.index,
-        &destinations,
-    )
-    .await?;
-    stats.set(&stats.cluster_reachable, true);
-    let format: Arc<dyn Format> = Arc::new(s3::object_format(&command.s3, free_form));
+    fn new(
+        command: &BackfillCommand,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, SourceError> {
+        let aws = aws.ok_or_else(|| SourceError::new("backfill needs an AWS configuration"))?;
+        Ok(Backfill::with_client(command, s3::client(aws, &command.s3)))
+    }
 
-    let days = match job.until.as_deref() {
-        None => None,
-        Some(until) => Some(Days {
-            since: config.since,
-            until: crate::config::parse_day(until).map_err(|reason| CheckpointError::Read {
-                path: config
-                    .checkpoint
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                reason,
-            })?,
-        }),
-    };
-    let units = listing::units(&s3_client, &bucket, &job.prefixes, days, &stats).await?;
-    stats.set(&stats.source_reachable, true);
-    let total_units = units.len();
-    let units = plan::resume(units, checkpoint.done_through.as_deref());
-    let skipped_units = total_units - units.len();
-    let resumed: HashSet<String> = checkpoint.done_after.iter().cloned().collect();
-    info!(
-        bucket,
-        prefixes = ?job.prefixes,
-        units = total_units,
-        units_already_done = skipped_units,
-        resume_after = checkpoint.done_through.as_deref().unwrap_or("-"),
-        "backfill started"
-    );
-    stats.set(&stats.started, true);
+    fn describe(&self) -> String {
+        "backfill".to_string()
+    }
 
-    let (listed_tx, mut listed_rx) = mpsc::channel(LISTING_AHEAD);
-    let lister = tokio::spawn(listing::list(
-        s3_client.clone(),
-        bucket.clone(),
-        units,
-        command.s3.object_format,
-        listed_tx,
-        stats.clone(),
-    ));
-    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
-    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    // No silence alarm here (refused with the configuration): a backfill ends.
-    let (events, alerting) = detect::attach(
-        events,
-        detector,
-        &command.shared.detect,
-        "backfill",
-        &destinations,
-        free_form,
-        &stats,
-    );
-    let context = Arc::new(Context {
-        s3: s3_client,
-        bucket,
-        format,
-        events,
-        stats: stats.clone(),
-        readers: Arc::new(Semaphore::new(config.concurrency)),
-        stop: shutdown.child_token(),
-    });
+    fn destinations(&self) -> Vec<Destination> {
+        s3::destinations(&self.command.s3, &self.command.shared.index)
+    }
 
-    let mut order = Order::default();
-    let mut progress = progress::Progress::new(total_units, skipped_units);
-    let window = window(config.concurrency);
-    let mut tasks: JoinSet<Finished> = JoinSet::new();
-    let mut listing_done = false;
-    // Set on SIGTERM/SIGINT: the end of the grace period.
-    let mut stopping: Option<Instant> = None;
-    let mut failures: BTreeMap<String, String> = BTreeMap::new();
-    let mut dirty = false;
-    let mut sink_failure = None;
-    let mut list_failure = None;
-    let mut lister = Some(lister);
-    let mut save = tokio::time::interval(CHECKPOINT_EVERY);
-    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut report = tokio::time::interval(progress.every());
-    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let room = order.ahead() < window;
-        if listing_done && tasks.is_empty() {
-            break;
+    fn register(stats: &Stats) {
+        stats.counters::<listing::ListingCounters>();
+        stats.counters::<BackfillCounters>();
+        stats.counters::<s3::ObjectCounters>();
+        stats.counters::<crate::format::RecordCounters>();
+    }
+
+    /// Reads every listed object that has not settled in an earlier run, until the end of
+    /// the listing or until stopped; the checkpoint keeps what settled.
+    async fn run(self, context: Context) -> Result<Ended, SourceError> {
+        let Some(mut run) = Run::start(&self, &context).await? else {
+            return Ok(Ended::default());
+        };
+        let config = &self.command.backfill;
+        let (listed_tx, listed_rx) = mpsc::channel(LISTING_AHEAD);
+        let lister = tokio::spawn(listing::list(
+            self.s3.clone(),
+            self.command.bucket().to_string(),
+            std::mem::take(&mut run.units),
+            self.command.s3.object_format,
+            listed_tx,
+            context.stats.clone(),
+        ));
+        let Context {
+            events,
+            free_form,
+            stats,
+            shutdown,
+        } = context;
+        let objects = Arc::new(Objects {
+            s3: self.s3,
+            bucket: self.command.bucket().to_string(),
+            format: Arc::new(s3::object_format(&self.command.s3, free_form)),
+            events,
+            stats,
+            readers: Arc::new(Semaphore::new(config.concurrency)),
+            stop: shutdown.give_up_token().clone(),
+        });
+        run.read_all(&objects, listed_rx, lister, &shutdown)
+            .await
+            .map_err(SourceError::new)?;
+        run.finish(&objects.stats, &shutdown)
+            .map_err(SourceError::new)
+    }
+}
+
+/// One backfill run: the checkpoint, how far the listing order settled, the objects in
+/// flight and what failed.
+struct Run {
+    checkpoint: Checkpoint,
+    path: Option<PathBuf>,
+    /// The units still to list (handed to the lister at start).
+    units: Vec<plan::Unit>,
+    /// Keys the checkpoint says settled beyond its position.
+    resumed: HashSet<String>,
+    order: Order,
+    progress: progress::Progress,
+    window: u64,
+    tasks: JoinSet<Finished>,
+    failures: BTreeMap<String, String>,
+    list_failure: Option<ListError>,
+}
+
+impl Run {
+    /// Loads the checkpoint and finds the units to list; `None` when the checkpoint says
+    /// the job is complete.
+    async fn start(source: &Backfill, context: &Context) -> Result<Option<Self>, SourceError> {
+        let command = &source.command;
+        let config = &command.backfill;
+        let stats = &context.stats;
+        let mut job = job(command, OffsetDateTime::now_utc().date());
+        let checkpoint = match &config.checkpoint {
+            Some(path) => Checkpoint::load(path, job.clone()).map_err(SourceError::new)?,
+            None => Checkpoint::new(job.clone()),
+        };
+        job.until.clone_from(&checkpoint.job.until);
+        if checkpoint.complete {
+            info!("the checkpoint says this backfill is complete; nothing to do");
+            return Ok(None);
         }
-        tokio::select! {
-            listed = listed_rx.recv(), if room && !listing_done && !shutdown.is_cancelled() && sink_failure.is_none() => match listed {
-                Some(Listing::Object(listed)) => {
-                    let seq = order.deliver(&listed.key);
-                    if resumed.contains(&listed.key) {
-                        stats.counters::<BackfillCounters>().objects_resumed.add(1);
-                        order.settle(seq);
-                    } else {
-                        let context = context.clone();
-                        tasks.spawn(async move { read(&context, seq, listed).await });
-                    }
-                }
-                Some(Listing::UnitDone) => progress.unit_done(),
-                None => {
-                    listing_done = true;
-                    if let Some(joined) = lister.take() {
-                        match joined.await.expect("the lister does not panic") {
-                            Ok(()) => {}
-                            Err(err) => {
-                                error!(error = %err, "listing failed; stopping once what is in flight settled");
-                                list_failure = Some(err);
-                            }
+        let days = days(config, job.until.as_deref()).map_err(SourceError::new)?;
+        let units = listing::units(&source.s3, command.bucket(), &job.prefixes, days, stats)
+            .await
+            .map_err(SourceError::new)?;
+        stats.set(&stats.source_reachable, true);
+        let total_units = units.len();
+        let units = plan::resume(units, checkpoint.done_through.as_deref());
+        let skipped_units = total_units - units.len();
+        info!(
+            bucket = command.bucket(),
+            prefixes = ?job.prefixes,
+            units = total_units,
+            units_already_done = skipped_units,
+            resume_after = checkpoint.done_through.as_deref().unwrap_or("-"),
+            "backfill started"
+        );
+        stats.set(&stats.started, true);
+        Ok(Some(Run {
+            resumed: checkpoint.done_after.iter().cloned().collect(),
+            checkpoint,
+            path: config.checkpoint.clone(),
+            units,
+            order: Order::default(),
+            progress: progress::Progress::new(total_units, skipped_units),
+            window: window(config.concurrency),
+            tasks: JoinSet::new(),
+            failures: BTreeMap::new(),
+            list_failure: None,
+        }))
+    }
+
+    /// Reads what the lister finds, `--concurrency` at a time and at most [`window`] ahead
+    /// of the oldest unsettled object, until the listing is done and everything read
+    /// settled, or until stopped (then what is in flight gets the grace period).
+    async fn read_all(
+        &mut self,
+        objects: &Arc<Objects>,
+        mut listed: mpsc::Receiver<Listing>,
+        lister: JoinHandle<Result<(), ListError>>,
+        shutdown: &Shutdown,
+    ) -> Result<(), CheckpointError> {
+        let mut lister = Some(lister);
+        let mut listing_done = false;
+        let mut dirty = false;
+        let mut save = tokio::time::interval(CHECKPOINT_EVERY);
+        save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut report = tokio::time::interval(self.progress.every());
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !(listing_done && self.tasks.is_empty()) {
+            let room = self.order.ahead() < self.window;
+            tokio::select! {
+                next = listed.recv(), if room && !listing_done => match next {
+                    Some(next) => self.deliver(next, objects),
+                    None => {
+                        listing_done = true;
+                        self.list_failure = match lister.take() {
+                            Some(joined) => joined.await.expect("the lister does not panic").err(),
+                            None => None,
+                        };
+                        if let Some(err) = &self.list_failure {
+                            error!(error = %err, "listing failed; stopping once what is in flight settled");
                         }
                     }
+                },
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    let finished = joined.unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
+                    dirty = true;
+                    self.settle(finished);
                 }
-            },
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                let finished = match joined {
-                    Ok(finished) => finished,
-                    Err(err) => std::panic::resume_unwind(err.into_panic()),
-                };
-                dirty = true;
-                settle(finished, &mut order, &mut checkpoint, &mut failures, &mut progress);
-            }
-            _ = save.tick(), if dirty && config.checkpoint.is_some() => {
-                dirty = false;
-                order.write_into(&mut checkpoint);
-                store(&checkpoint, config.checkpoint.as_deref())?;
-            }
-            _ = report.tick() => progress.report(&checkpoint, &stats),
-            joined = &mut indexer, if sink_failure.is_none() => {
-                let reason = sink::stopped_early(joined);
-                error!(reason, "the indexer stopped; stopping the backfill");
-                sink_failure = Some(reason);
-                context.stop.cancel();
-                listing_done = true;
-            }
-            () = shutdown.cancelled(), if stopping.is_none() => {
-                info!(in_flight = tasks.len(), grace = ?command.shared.shutdown_grace, "shutting down: no new objects, finishing those in flight");
-                listing_done = true;
-                let deadline = Instant::now() + command.shared.shutdown_grace;
-                stopping = Some(deadline);
-                let context_stop = context.stop.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(deadline).await;
-                    context_stop.cancel();
-                });
+                _ = save.tick(), if dirty && self.path.is_some() => {
+                    dirty = false;
+                    self.order.write_into(&mut self.checkpoint);
+                    store(&self.checkpoint, self.path.as_deref())?;
+                }
+                _ = report.tick() => self.progress.report(&self.checkpoint, &objects.stats),
+                () = shutdown.requested(), if !listing_done => {
+                    info!(in_flight = self.tasks.len(), grace = ?shutdown.grace(), "shutting down: no new objects, finishing those in flight");
+                    listing_done = true;
+                }
             }
         }
+        if let Some(lister) = lister {
+            lister.abort();
+        }
+        Ok(())
     }
-    drop(listed_rx);
-    if let Some(lister) = lister.take() {
-        lister.abort();
-    }
-    let interrupted = shutdown.is_cancelled() || sink_failure.is_some() || list_failure.is_some();
-    checkpoint.complete = !interrupted && !order.has_unsettled();
-    order.write_into(&mut checkpoint);
-    store(&checkpoint, config.checkpoint.as_deref())?;
-    progress.report(&checkpoint, &stats);
-    progress.finish();
 
-    // The last event sender goes with the context; the indexer finishes what it holds (on
-    // shutdown, within what is left of the grace period: it may be retrying events of objects
-    // given up on, which are read again on resume).
-    drop(context);
-    if sink_failure.is_none() {
-        sink_failure = match stopping {
-            None => sink::indexer_failure(indexer.await),
-            Some(deadline) => {
-                sink::finish_within(
-                    indexer,
-                    deadline,
-                    "grace period over with events still unsettled",
-                )
-                .await
+    /// Starts reading a listed object (or counts it when an earlier run settled it).
+    fn deliver(&mut self, listed: Listing, objects: &Arc<Objects>) {
+        match listed {
+            Listing::Object(listed) => {
+                let seq = self.order.deliver(&listed.key);
+                if self.resumed.contains(&listed.key) {
+                    objects
+                        .stats
+                        .counters::<BackfillCounters>()
+                        .objects_resumed
+                        .add(1);
+                    self.order.settle(seq);
+                } else {
+                    let objects = objects.clone();
+                    self.tasks
+                        .spawn(async move { read(&objects, seq, listed).await });
+                }
             }
+            Listing::UnitDone => self.progress.unit_done(),
+        }
+    }
+
+    /// Accounts an object that finished; the listing order moves past it unless it was
+    /// abandoned (read again on resume).
+    fn settle(&mut self, finished: Finished) {
+        match finished.outcome {
+            ObjectOutcome::Done(summary) => {
+                self.checkpoint.objects_done += 1;
+                self.checkpoint.events_done += summary.events;
+                self.progress.object_done(summary.events);
+            }
+            ObjectOutcome::Failed(reason) => {
+                self.checkpoint.add_failed(&finished.key);
+                self.failures.insert(finished.key, reason);
+            }
+            ObjectOutcome::Abandoned => return,
+        }
+        self.order.settle(finished.seq);
+    }
+
+    /// Writes the checkpoint a last time and says how the backfill ended.
+    fn finish(mut self, stats: &Stats, shutdown: &Shutdown) -> Result<Ended, BackfillError> {
+        let interrupted = shutdown.is_requested() || self.list_failure.is_some();
+        self.checkpoint.complete = !interrupted && !self.order.has_unsettled();
+        self.order.write_into(&mut self.checkpoint);
+        store(&self.checkpoint, self.path.as_deref())?;
+        self.progress.report(&self.checkpoint, stats);
+        self.progress.finish();
+        if let Some(err) = self.list_failure {
+            return Err(err.into());
+        }
+        let bucket = &self.checkpoint.job.bucket;
+        let ended = Ended {
+            failed: self
+                .checkpoint
+                .failed
+                .iter()
+                .map(|key| {
+                    (
+                        format!("s3://{bucket}/{key}"),
+                        self.failures.get(key).cloned(),
+                    )
+                })
+                .collect(),
+            failed_total: self.checkpoint.failed_total,
+            interrupted: shutdown.is_requested(),
+            abandoned: false,
         };
+        match (ended.interrupted, ended.failed_total) {
+            (true, _) => {
+                warn!("backfill interrupted; run it again with the same --checkpoint to resume")
+            }
+            (false, 0) => info!("backfill complete"),
+            (false, failed) => error!(
+                failed,
+                "backfill finished; some objects failed for good (listed on standard output)"
+            ),
+        }
+        Ok(ended)
     }
-    alerting.finish().await;
-    if let Some(reason) = sink_failure {
-        return Err(BackfillError::Indexer(reason));
-    }
-    if let Some(err) = list_failure {
-        return Err(err.into());
-    }
-    let outcome = outcome(&checkpoint, &stats, &failures, shutdown.is_cancelled());
-    info!(summary = ?outcome.summary, "backfill stopped");
-    Ok(outcome)
+}
+
+/// The days to list, from `--since` to `until` (the checkpoint's, so a resumed job lists
+/// the same days).
+fn days(
+    config: &crate::config::BackfillConfig,
+    until: Option<&str>,
+) -> Result<Option<Days>, CheckpointError> {
+    let Some(until) = until else {
+        return Ok(None);
+    };
+    let until = crate::config::parse_day(until).map_err(|reason| CheckpointError::Read {
+        path: config
+            .checkpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        reason,
+    })?;
+    Ok(Some(Days {
+        since: config.since,
+        until,
+    }))
 }
 
 fn store(checkpoint: &Checkpoint, path: Option<&std::path::Path>) -> Result<(), CheckpointError> {
@@ -373,26 +409,8 @@ fn store(checkpoint: &Checkpoint, path: Option<&std::path::Path>) -> Result<(), 
     }
 }
 
-fn outcome(
-    checkpoint: &Checkpoint,
-    stats: &Stats,
-    reasons: &BTreeMap<String, String>,
-    interrupted: bool,
-) -> Outcome {
-    Outcome {
-        summary: stats.snapshot(),
-        failed: checkpoint
-            .failed
-            .iter()
-            .map(|key| (key.clone(), reasons.get(key).cloned()))
-            .collect(),
-        failed_total: checkpoint.failed_total,
-        interrupted,
-    }
-}
-
 /// What every object task shares.
-struct Context {
+struct Objects {
     s3: aws_sdk_s3::Client,
     bucket: String,
     format: Arc<dyn Format>,
@@ -420,7 +438,7 @@ enum ObjectOutcome {
 }
 
 /// Reads one object until it settles, trying a transient failure again.
-async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
+async fn read(context: &Objects, seq: u64, listed: Listed) -> Finished {
     let object = ObjectRef {
         bucket: context.bucket.clone(),
         key: listed.key,
@@ -494,28 +512,6 @@ async fn read(context: &Context, seq: u64, listed: Listed) -> Finished {
         key: object.key,
         outcome,
     }
-}
-
-fn settle(
-    finished: Finished,
-    order: &mut Order,
-    checkpoint: &mut Checkpoint,
-    failures: &mut BTreeMap<String, String>,
-    progress: &mut progress::Progress,
-) {
-    match finished.outcome {
-        ObjectOutcome::Done(summary) => {
-            checkpoint.objects_done += 1;
-            checkpoint.events_done += summary.events;
-            progress.object_done(summary.events);
-        }
-        ObjectOutcome::Failed(reason) => {
-            checkpoint.add_failed(&finished.key);
-            failures.insert(finished.key, reason);
-        }
-        ObjectOutcome::Abandoned => return,
-    }
-    order.settle(finished.seq);
 }
 
 /// The listing order of the objects handed out, and how far everything settled.
@@ -614,20 +610,5 @@ mod tests {
         assert!(!order.has_unsettled());
         order.write_into(&mut checkpoint);
         assert_eq!(checkpoint.done_through.as_deref(), Some("k/c"));
-    }
-
-    #[test]
-    fn exit_codes() {
-        let mut outcome = Outcome {
-            summary: Summary::default(),
-            failed: Vec::new(),
-            failed_total: 0,
-            interrupted: false,
-        };
-        assert_eq!(outcome.exit_code(), 0);
-        outcome.failed_total = 1;
-        assert_eq!(outcome.exit_code(), 1);
-        outcome.interrupted = true;
-        assert_eq!(outcome.exit_code(), 130);
     }
 }

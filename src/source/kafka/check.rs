@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{KafkaConsumer, KafkaSourceError};
+use super::{KafkaConsumer, KafkaError};
 use crate::check::{Report, Verdict};
 use crate::config::KafkaConfig;
 use crate::telemetry::Stats;
@@ -20,20 +20,20 @@ pub async fn topics_exist(
     consumer: &Arc<KafkaConsumer>,
     topics: &[String],
     timeout: Duration,
-) -> Result<(), KafkaSourceError> {
+) -> Result<(), KafkaError> {
     let consumer = consumer.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
         let metadata = consumer
             .fetch_metadata(None, timeout)
-            .map_err(|e| KafkaSourceError::Consumer(format!("the brokers did not answer with metadata: {e} (check --kafka-brokers, the security protocol and the credentials)")))?;
+            .map_err(|e| KafkaError(format!("the brokers did not answer with metadata: {e} (check --kafka-brokers, the security protocol and the credentials)")))?;
         for topic in &topics {
             let found = metadata
                 .topics()
                 .iter()
                 .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
             if found.is_none() {
-                return Err(KafkaSourceError::Consumer(format!(
+                return Err(KafkaError(format!(
                     "topic {topic} does not exist, or these credentials may not describe it"
                 )));
             }

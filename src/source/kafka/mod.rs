@@ -30,8 +30,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::detect;
-use crate::sink::elasticsearch::Cluster;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -41,15 +39,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{KafkaCommand, KafkaConfig, KafkaFormat};
+use crate::config::{KafkaCommand, KafkaConfig, KafkaFormat, Shared as SharedConfig};
 use crate::format::confluent::Confluent;
 use crate::format::json::Json;
-use crate::format::Destination;
-use crate::format::{FreeForm, RecordContext, RecordCounters, RecordFormat};
-use crate::pipeline::{Event, EventSender, Origin, Pending, Ticket};
-use crate::sink::elasticsearch::{self as sink, SinkError};
-use crate::telemetry::{metrics, Stats, Summary};
-use client::Context;
+use crate::format::{Destination, FreeForm, RecordContext, RecordCounters, RecordFormat};
+use crate::pipeline::{Event, EventSender, Origin, Pending, Shutdown, Ticket};
+use crate::source::{Context, Ended, Source, SourceError};
+use crate::telemetry::Stats;
+use client::Context as Callbacks;
 use partitions::{Partitions, TopicPartition};
 
 /// Records handed to the sink together, under one ticket.
@@ -78,24 +75,12 @@ crate::telemetry::counters! {
     }
 }
 
-type KafkaConsumer = StreamConsumer<Context>;
+type KafkaConsumer = StreamConsumer<Callbacks>;
 
+/// The consumer could not be created, reach its brokers or subscribe.
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaSourceError {
-    #[error(transparent)]
-    Rules(#[from] crate::detect::RulesError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error("kafka: {0}")]
-    Consumer(String),
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("the indexer stopped: {0}; records in flight are not committed and are read again")]
-    Indexer(String),
-}
+#[error("kafka: {0}")]
+pub struct KafkaError(pub String);
 
 /// The record format the flags ask for, writing free-form values the `free_form` way.
 pub fn record_format(config: &KafkaConfig, free_form: FreeForm) -> Arc<dyn RecordFormat> {
@@ -112,14 +97,14 @@ pub fn record_format(config: &KafkaConfig, free_form: FreeForm) -> Arc<dyn Recor
 pub fn consumer(
     config: &KafkaConfig,
     stats: Arc<Stats>,
-) -> Result<(KafkaConsumer, Shared), KafkaSourceError> {
+) -> Result<(KafkaConsumer, Shared), KafkaError> {
     let shared = Shared {
         partitions: Arc::new(Mutex::new(Partitions::default())),
         settled: Arc::new(Condvar::new()),
     };
     let lag = Arc::new(client::ConsumerLag::default());
     stats.collect(lag.clone());
-    let context = Context {
+    let context = Callbacks {
         shared: shared.clone(),
         counters: stats.counters(),
         stats,
@@ -127,7 +112,7 @@ pub fn consumer(
     };
     let consumer = client::properties(config)
         .create_with_context(context)
-        .map_err(|e| KafkaSourceError::Consumer(format!("creating the consumer failed: {e}")))?;
+        .map_err(|e| KafkaError(format!("creating the consumer failed: {e}")))?;
     Ok((consumer, shared))
 }
 
@@ -226,179 +211,182 @@ impl Received {
     }
 }
 
-/// Runs until `shutdown` is cancelled (or, with `--exit-when-idle`, everything assigned is
-/// read and committed) and returns what was done.
-pub async fn run(
-    command: &KafkaCommand,
-    cluster: Cluster,
-    shutdown: CancellationToken,
-) -> Result<Summary, KafkaSourceError> {
-    let config = &command.kafka;
-    let stats = Arc::new(Stats::default());
-    stats.counters::<KafkaCounters>();
-    stats.counters::<RecordCounters>();
-    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
-        .await
-        .map_err(|(addr, source)| KafkaSourceError::Metrics { addr, source })?;
-    let detector = detect::from_config(&command.shared.detect)?;
-    let probe = record_format(config, FreeForm::Objects);
-    let destinations = detect::destinations(
-        &command.shared.detect,
-        command.shared.index.prefix(),
+/// The Kafka source: a member of the consumer group `--kafka-group-id`.
+pub struct Kafka {
+    command: KafkaCommand,
+}
+
+impl Source for Kafka {
+    type Command = KafkaCommand;
+    const AWS: bool = false;
+
+    fn shared(command: &KafkaCommand) -> &SharedConfig {
+        &command.shared
+    }
+
+    fn new(command: &KafkaCommand, _: Option<&aws_config::SdkConfig>) -> Result<Self, SourceError> {
+        Ok(Kafka {
+            command: command.clone(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("kafka topics {}", self.command.kafka.topics().join(","))
+    }
+
+    fn destinations(&self) -> Vec<Destination> {
+        let format = record_format(&self.command.kafka, FreeForm::Objects);
+        let prefix = self.command.shared.index.prefix();
         vec![Destination::new(
-            probe.dataset(),
-            command.shared.index.prefix(),
-            probe.mappings(),
-        )],
-    );
-    let (_, free_form) = sink::prepare(
-        &cluster,
-        &command.shared.cluster,
-        &command.shared.index,
-        &destinations,
-    )
-    .await?;
-    let format = record_format(config, free_form);
-    stats.set(&stats.cluster_reachable, true);
+            format.dataset(),
+            prefix,
+            format.mappings(),
+        )]
+    }
 
-    let (consumer, shared) = consumer(config, stats.clone())?;
-    let consumer = Arc::new(consumer);
-    let topics = config.topics();
-    check::topics_exist(&consumer, &topics, BROKER_TIMEOUT).await?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&names)
-        .map_err(|e| KafkaSourceError::Consumer(format!("subscribing to {names:?} failed: {e}")))?;
-    stats.set(&stats.source_reachable, true);
-    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
-    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    let (events, mut alerting) = detect::attach(
-        events,
-        detector,
-        &command.shared.detect,
-        &format!("kafka topics {}", topics.join(",")),
-        &destinations,
-        free_form,
-        &stats,
-    );
-    info!(topics = ?topics, group = %config.kafka_group_id, "worker started");
-    stats.set(&stats.started, true);
+    fn register(stats: &Stats) {
+        stats.counters::<KafkaCounters>();
+        stats.counters::<RecordCounters>();
+    }
 
-    let stop_retrying = CancellationToken::new();
-    let mut worker = Worker {
-        consumer: consumer.clone(),
-        shared: shared.clone(),
-        counters: stats.counters(),
-        records: stats.counters(),
-        stats: stats.clone(),
-        events,
-        format,
-        tasks: JoinSet::new(),
-        backlog: VecDeque::new(),
-        paused: None,
-        stop_retrying: stop_retrying.clone(),
-    };
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_commit = Instant::now();
-    let mut sink_failure = None;
-    let mut sending: Option<Sending> = None;
-    loop {
-        // Hand the backlog to the sink, a batch at a time, while it has room.
-        while sending.is_none() && !worker.backlog.is_empty() {
-            sending = worker.start_batch();
-        }
-        let blocked = sending.is_some();
-        let poll = !blocked || worker.paused.is_some();
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            joined = &mut indexer, if sink_failure.is_none() => {
-                let reason = sink::stopped_early(joined);
-                error!(reason, "the indexer stopped; stopping the worker");
-                sink_failure = Some(reason);
-                break;
+    /// Consumes until stopped (or, with `--exit-when-idle`, until everything assigned is
+    /// read and committed); records in flight get the grace period, what settled is
+    /// committed, and the group is left.
+    async fn run(self, context: Context) -> Result<Ended, SourceError> {
+        let config = &self.command.kafka;
+        let Context {
+            events,
+            free_form,
+            stats,
+            shutdown,
+        } = context;
+        let (consumer, shared) = consumer(config, stats.clone()).map_err(SourceError::new)?;
+        let consumer = Arc::new(consumer);
+        let topics = config.topics();
+        check::topics_exist(&consumer, &topics, BROKER_TIMEOUT)
+            .await
+            .map_err(SourceError::new)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(|e| {
+            SourceError::new(KafkaError(format!("subscribing to {names:?} failed: {e}")))
+        })?;
+        stats.set(&stats.source_reachable, true);
+        info!(topics = ?topics, group = %config.kafka_group_id, "worker started");
+        stats.set(&stats.started, true);
+        let mut worker = Worker {
+            consumer: consumer.clone(),
+            shared,
+            counters: stats.counters(),
+            records: stats.counters(),
+            stats,
+            events,
+            format: record_format(config, free_form),
+            tasks: JoinSet::new(),
+            backlog: VecDeque::new(),
+            paused: None,
+            stop_retrying: CancellationToken::new(),
+        };
+        worker.consume(&shutdown, self.command.exit_when_idle).await;
+        let abandoned = worker.finish(&shutdown).await;
+        // Leaving the group revokes the partitions, committing anything left.
+        consumer.unsubscribe();
+        Ok(Ended {
+            abandoned,
+            ..Ended::default()
+        })
+    }
+}
+
+impl Worker {
+    /// Reads records and hands them to the sink until stopping is asked for or, with
+    /// `exit_when_idle`, every assigned partition is read to its end and committed.
+    async fn consume(&mut self, shutdown: &Shutdown, exit_when_idle: bool) {
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = Instant::now();
+        let mut sending: Option<Sending> = None;
+        loop {
+            // Hand the backlog to the sink, a batch at a time, while it has room.
+            while sending.is_none() && !self.backlog.is_empty() {
+                sending = self.start_batch();
             }
-            sent = async { sending.as_mut().expect("guarded").wait().await }, if blocked => {
-                let send = sending.take().expect("guarded");
-                if sent.is_err() {
-                    continue; // the indexer is gone; its branch above reports it
+            let blocked = sending.is_some();
+            let poll = !blocked || self.paused.is_some();
+            tokio::select! {
+                biased;
+                () = shutdown.requested() => break,
+                sent = async { sending.as_mut().expect("guarded").wait().await }, if blocked => {
+                    let send = sending.take().expect("guarded");
+                    if sent.is_err() {
+                        continue; // the sink is gone; the runtime stops this source
+                    }
+                    self.spawn_settle(send);
                 }
-                worker.spawn_settle(send);
-            }
-            received = consumer.recv(), if poll => match received {
-                Ok(message) => {
-                    worker.receive(&message);
-                    drop(message);
-                    // Take what else is already fetched, without waiting, into the same batch.
-                    while worker.backlog.len() < BATCH_RECORDS {
-                        match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-                            Ok(Ok(message)) => worker.receive(&message),
-                            _ => break,
-                        }
+                received = consumer.recv(), if poll => match received {
+                    Ok(message) => {
+                        self.receive(&message);
+                        drop(message);
+                        self.receive_fetched(&consumer).await;
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "consuming failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                _ = tick.tick() => {
+                    self.pace(sending.as_ref().map(Sending::since));
+                    if last_commit.elapsed() >= COMMIT_EVERY {
+                        self.commit(CommitMode::Async);
+                        last_commit = Instant::now();
+                    }
+                    if exit_when_idle && !blocked && self.backlog.is_empty()
+                        && self.is_drained().await
+                    {
+                        info!("every assigned partition is read to its end and committed; stopping");
+                        break;
                     }
                 }
-                Err(err) => {
-                    warn!(error = %err, "consuming failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            },
-            Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
-            _ = tick.tick() => {
-                worker.pace(sending.as_ref().map(Sending::since));
-                if last_commit.elapsed() >= COMMIT_EVERY {
-                    worker.commit(CommitMode::Async);
-                    last_commit = Instant::now();
-                }
-                if command.exit_when_idle && !blocked && worker.backlog.is_empty()
-                    && worker.is_drained().await
-                {
-                    info!("every assigned partition is read to its end and committed; stopping");
+            }
+        }
+    }
+
+    /// Takes what else is already fetched, without waiting, into the same batch.
+    async fn receive_fetched(&mut self, consumer: &KafkaConsumer) {
+        while self.backlog.len() < BATCH_RECORDS {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(message)) => self.receive(&message),
+                _ => break,
+            }
+        }
+    }
+
+    /// Stops reading: records waiting for room are given up (not committed; read again next
+    /// time), records in the sink get the grace period to settle, and what settled is
+    /// committed. Returns whether records were given up on while in the sink.
+    async fn finish(mut self, shutdown: &Shutdown) -> bool {
+        if shutdown.is_requested() {
+            info!(grace = ?shutdown.grace(), "shutting down: reading stopped, finishing records in flight");
+        }
+        self.backlog.clear();
+        let give_up = shutdown.give_up_token().clone();
+        let mut abandoned = false;
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(_) = self.tasks.join_next() => {}
+                () = give_up.cancelled() => {
+                    warn!(unsettled = self.tasks.len(), "grace period over; unsettled records are not committed and are read again");
+                    abandoned = true;
                     break;
                 }
             }
         }
-    }
-
-    // Stop: records waiting for room are given up (not committed; read again next time),
-    // records in the sink get the grace period to settle.
-    if shutdown.is_cancelled() {
-        info!(grace = ?command.shared.shutdown_grace, "shutting down: reading stopped, finishing records in flight");
-    }
-    drop(sending);
-    worker.backlog.clear();
-    let deadline = Instant::now() + command.shared.shutdown_grace;
-    while !worker.tasks.is_empty() && sink_failure.is_none() {
-        tokio::select! {
-            Some(_) = worker.tasks.join_next() => {}
-            () = tokio::time::sleep_until(deadline) => {
-                warn!(unsettled = worker.tasks.len(), "grace period over; unsettled records are not committed and are read again");
-                break;
-            }
-        }
-    }
-    stop_retrying.cancel();
-    worker.tasks.abort_all();
-    while worker.tasks.join_next().await.is_some() {}
-    worker.commit(CommitMode::Sync);
-    // What settled is committed; whatever the indexer still holds belongs to records given
-    // up on (not committed, read again next time), so it is stopped rather than waited for.
-    drop(worker);
-    alerting.quiet().await;
-    if sink_failure.is_none() {
-        indexer.abort();
-        sink_failure = sink::indexer_failure(indexer.await);
-    }
-    alerting.finish().await;
-    // Leaving the group revokes the partitions (committing anything left) before the summary.
-    consumer.unsubscribe();
-    drop(consumer);
-    metrics_server.stop().await;
-    let summary = stats.snapshot();
-    info!(?summary, "worker stopped");
-    match sink_failure {
-        Some(reason) => Err(KafkaSourceError::Indexer(reason)),
-        None => Ok(summary),
+        self.stop_retrying.cancel();
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.commit(CommitMode::Sync);
+        abandoned
     }
 }
 

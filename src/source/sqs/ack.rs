@@ -23,7 +23,7 @@ use tracing::{debug, error, warn};
 
 use super::heartbeat::{entry_of, set_visibility};
 use crate::pipeline::Verdict;
-use crate::telemetry::Stats;
+use crate::telemetry::{Counter, Stats};
 
 crate::telemetry::counters! {
     /// What became of the messages' deletions and releases.
@@ -32,6 +32,7 @@ crate::telemetry::counters! {
         messages_released: "SQS messages made visible again after a permanent failure (at once with a redrive policy, later without)",
         delete_failures: "SQS messages whose deletion failed (they come back and are deduplicated)",
         release_failures: "SQS messages whose release failed (they come back after their visibility timeout)",
+        messages_returned: "SQS messages a stopping worker's last receive brought, made visible again at once for another worker",
     }
 }
 
@@ -99,6 +100,8 @@ pub fn release_delay(receive_count: u32) -> Duration {
 pub enum Disposal {
     Delete(Receipt),
     Release(Receipt, Duration),
+    /// Received while stopping, not started: visible again at once, for another worker.
+    Return(Receipt),
 }
 
 /// Carries out disposals, up to ten per batch call, until the channel closes. Every queued
@@ -114,27 +117,36 @@ pub async fn run_disposer(
     while disposals.recv_many(&mut batch, 10).await > 0 {
         let mut deletions = Vec::new();
         let mut releases = Vec::new();
+        let mut returns = Vec::new();
         for disposal in batch.drain(..) {
             match disposal {
                 Disposal::Delete(receipt) => deletions.push(receipt),
                 Disposal::Release(receipt, after) => releases.push((receipt, after)),
+                Disposal::Return(receipt) => returns.push((receipt, Duration::ZERO)),
             }
         }
         if !deletions.is_empty() {
             delete_batch(&sqs, &queue_url, &deletions, &stats).await;
         }
+        let counters = stats.counters::<AckCounters>();
         if !releases.is_empty() {
-            release_batch(&sqs, &queue_url, &releases, &stats).await;
+            let done = &counters.messages_released;
+            release_batch(&sqs, &queue_url, &releases, done, &stats).await;
+        }
+        if !returns.is_empty() {
+            let done = &counters.messages_returned;
+            release_batch(&sqs, &queue_url, &returns, done, &stats).await;
         }
     }
 }
 
-/// Sets each message's visibility to its delay. A release that fails only delays redelivery
-/// until the visibility timeout.
+/// Sets each message's visibility to its delay, counting those set in `done`. A release
+/// that fails only delays redelivery until the visibility timeout.
 async fn release_batch(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     batch: &[(Receipt, Duration)],
+    done: &Counter,
     stats: &Stats,
 ) {
     let entries = batch.iter().map(|(r, after)| {
@@ -155,10 +167,7 @@ async fn release_batch(
                 );
                 stats.counters::<AckCounters>().release_failures.add(1);
             }
-            stats
-                .counters::<AckCounters>()
-                .messages_released
-                .add(out.successful().len() as u64);
+            done.add(out.successful().len() as u64);
         }
         Err(err) => {
             warn!(

@@ -9,13 +9,15 @@
 //!   out in batches;
 //! - [`heartbeat`] keeps every received copy invisible while it is worked on.
 //!
-//! Shutdown (the token is cancelled on SIGTERM/SIGINT): stop receiving; let in-flight
-//! messages finish within the grace period; abandon the rest (SQS redelivers them); close the
-//! sink and the disposer, which first finish what they hold, so no finished work is lost.
-//! With `--exit-when-idle` the same path runs once the queue holds no message at all (none
-//! visible, in flight or delayed) and nothing is in flight here. If the sink stops early (a
-//! panic), receiving stops, what is in flight settles as failed and stays in the queue, and
-//! [`run`] returns an error.
+//! Shutdown (the runtime's [`Shutdown`], on SIGTERM/SIGINT): stop receiving, finishing the
+//! poll in flight and making what it brings visible again at once; let in-flight messages
+//! finish within the grace period; abandon the rest (SQS redelivers them); close the
+//! disposer, which first carries out what it holds, so no finished work is lost. With
+//! `--exit-when-idle` the same path runs once the queue holds no message at all (none
+//! visible, in flight or delayed) and nothing is in flight here; its long polls are kept
+//! short (2 s at most), so the exit comes within a few seconds. If the sink stops early (a
+//! panic), the runtime halts the source: what is in flight is abandoned and stays in the
+//! queue, and the run ends with an error.
 
 pub mod ack;
 pub mod heartbeat;
@@ -25,26 +27,25 @@ pub mod receive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::detect;
-use crate::sink::elasticsearch::Cluster;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::config::Config;
-use crate::config::ObjectFormat;
-use crate::format::Format;
-use crate::pipeline::{EventSender, Failure, Ticket, Verdict};
-use crate::sink::elasticsearch::{self as sink, ClusterError, SinkError, SinkHandle};
+use crate::config::{Config, ObjectFormat, Shared};
+use crate::format::{Destination, Format};
+use crate::pipeline::{EventSender, Failure, Shutdown, Ticket, Verdict};
 use crate::source::s3::{self, ObjectRef, ObjectSink};
-use crate::telemetry::{metrics, Stats, Summary};
+use crate::source::{Context, Ended, Source, SourceError};
+use crate::telemetry::Stats;
 use ack::{Decision, Disposal, Policy, Receipt};
 use receive::{Received, MAX_RECEIVE_BATCH};
 
 /// How often an idle worker with `--exit-when-idle` asks whether the queue is drained.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// The longest long poll with `--exit-when-idle`.
+const IDLE_RECEIVE_WAIT: Duration = Duration::from_secs(2);
 
 crate::telemetry::counters! {
     /// What the SQS source did with its messages (their deletion and release are the
@@ -60,258 +61,291 @@ crate::telemetry::counters! {
     }
 }
 
-/// The clients every stage shares; nothing else is shared.
+/// The AWS clients the SQS source reads with.
 #[derive(Clone)]
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
-    pub cluster: Cluster,
 }
 
 impl Clients {
     /// Builds the clients from an AWS configuration (the standard chain in production,
     /// explicit endpoints and credentials in tests) and the worker configuration.
-    pub fn new(aws: &aws_config::SdkConfig, config: &Config) -> Result<Self, ClusterError> {
-        Ok(Clients {
+    pub fn new(aws: &aws_config::SdkConfig, config: &Config) -> Self {
+        Clients {
             sqs: aws_sdk_sqs::Client::new(aws),
             s3: s3::client(aws, &config.s3),
-            cluster: sink::client::connect(&config.shared.cluster, Some(aws))?,
+        }
+    }
+}
+
+/// The queue cannot be used (wrong URL, region or credentials).
+#[derive(Debug, thiserror::Error)]
+#[error("queue {url} is not usable: {message}")]
+pub struct QueueError {
+    pub url: String,
+    pub message: String,
+}
+
+/// The SQS source: its configuration and clients.
+pub struct Sqs {
+    config: Config,
+    clients: Clients,
+}
+
+impl Sqs {
+    /// The source `config` asks for, reading with `clients`.
+    pub fn with_clients(config: &Config, clients: Clients) -> Self {
+        Sqs {
+            config: config.clone(),
+            clients,
+        }
+    }
+}
+
+impl Source for Sqs {
+    type Command = Config;
+    const AWS: bool = true;
+
+    fn shared(command: &Config) -> &Shared {
+        &command.shared
+    }
+
+    fn new(command: &Config, aws: Option<&aws_config::SdkConfig>) -> Result<Self, SourceError> {
+        let aws =
+            aws.ok_or_else(|| SourceError::new("the SQS source needs an AWS configuration"))?;
+        Ok(Sqs::with_clients(command, Clients::new(aws, command)))
+    }
+
+    fn describe(&self) -> String {
+        self.config.queue_url().to_string()
+    }
+
+    fn destinations(&self) -> Vec<Destination> {
+        s3::destinations(&self.config.s3, &self.config.shared.index)
+    }
+
+    fn register(stats: &Stats) {
+        stats.counters::<SqsCounters>();
+        stats.counters::<ack::AckCounters>();
+        stats.counters::<heartbeat::HeartbeatCounters>();
+        stats.counters::<s3::ObjectCounters>();
+        stats.counters::<crate::format::RecordCounters>();
+    }
+
+    /// Receives until stopped (or, with `--exit-when-idle`, until the queue is drained and
+    /// nothing is in flight here); gives what is in flight the grace period.
+    async fn run(self, context: Context) -> Result<Ended, SourceError> {
+        let mut worker = Worker::start(self, context).await?;
+        worker.receive_until_stopped().await;
+        let abandoned = worker.finish_in_flight().await;
+        worker.stop().await;
+        Ok(Ended {
+            abandoned: abandoned > 0,
+            ..Ended::default()
         })
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error(transparent)]
-    Rules(#[from] crate::detect::RulesError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error("queue {url} is not usable: {message}")]
-    Queue { url: String, message: String },
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("the indexer stopped: {0}; messages in flight stay in the queue")]
-    Indexer(String),
+/// A running SQS source: its background tasks and the messages in flight.
+struct Worker {
+    config: Config,
+    sqs: aws_sdk_sqs::Client,
+    context: Arc<MessageContext>,
+    shutdown: Shutdown,
+    /// Stops receiving: on shutdown, or once idle with `--exit-when-idle`.
+    stop_receiving: CancellationToken,
+    messages: mpsc::Receiver<Received>,
+    receiver: JoinHandle<()>,
+    disposals: mpsc::Sender<Disposal>,
+    disposer: JoinHandle<()>,
+    stop_heartbeat: CancellationToken,
+    heartbeat: JoinHandle<()>,
+    tasks: JoinSet<Option<Disposal>>,
 }
 
-/// Runs until `shutdown` is cancelled (or the queue is drained with `--exit-when-idle`) and
-/// returns what was done. Fails at start when the cluster or the queue is unusable, and
-/// later only when the indexer stops.
-pub async fn run(
-    config: &Config,
-    clients: Clients,
-    shutdown: CancellationToken,
-) -> Result<Summary, WorkerError> {
-    let cluster = clients.cluster.clone();
-    let destinations = destinations(config);
-    let settings = sink::settings(&config.shared.bulk, &config.shared.index, &destinations);
-    run_with_sink(config, clients, shutdown, move |stats| {
-        sink::start(cluster, settings, stats)
-    })
-    .await
-}
-
-/// Where the worker's events go: the S3 sources' indices, and the alerts'.
-fn destinations(config: &Config) -> Vec<crate::format::Destination> {
-    detect::destinations(
-        &config.shared.detect,
-        config.shared.index.prefix(),
-        s3::destinations(&config.s3, &config.shared.index),
-    )
-}
-
-/// [`run`], with the sink started by `start_sink` (given the worker's stats).
-pub async fn run_with_sink(
-    config: &Config,
-    clients: Clients,
-    shutdown: CancellationToken,
-    start_sink: impl FnOnce(Arc<Stats>) -> SinkHandle,
-) -> Result<Summary, WorkerError> {
-    let queue_url = config.queue_url().to_string();
-    let stats = Arc::new(Stats::default());
-    stats.counters::<SqsCounters>();
-    stats.counters::<ack::AckCounters>();
-    stats.counters::<heartbeat::HeartbeatCounters>();
-    stats.counters::<s3::ObjectCounters>();
-    stats.counters::<crate::format::RecordCounters>();
-    let metrics_server = metrics::serve_if(config.shared.telemetry.metrics_listen, stats.clone())
-        .await
-        .map_err(|(addr, source)| WorkerError::Metrics { addr, source })?;
-    let detector = detect::from_config(&config.shared.detect)?;
-    let destinations = destinations(config);
-    let (_, free_form) = sink::prepare(
-        &clients.cluster,
-        &config.shared.cluster,
-        &config.shared.index,
-        &destinations,
-    )
-    .await?;
-    let queue = check_queue(&clients.sqs, &queue_url).await?;
-    if !queue.has_redrive_policy && config.sqs.max_receive_count.is_none() {
-        warn!(
+impl Worker {
+    /// Checks the queue and starts the heartbeat, the receiver and the disposer.
+    async fn start(source: Sqs, context: Context) -> Result<Self, SourceError> {
+        let Sqs { config, clients } = source;
+        let queue_url = config.queue_url().to_string();
+        let queue = check_queue(&clients.sqs, &queue_url)
+            .await
+            .map_err(SourceError::new)?;
+        if !queue.has_redrive_policy && config.sqs.max_receive_count.is_none() {
+            warn!(
+                queue_url,
+                "the queue has no redrive policy: a message that can never succeed is released with a growing delay (up to 15 min) and received again forever; give the queue a dead-letter queue, or set --max-receive-count"
+            );
+        }
+        let Context {
+            events,
+            free_form,
+            stats,
+            shutdown,
+        } = context;
+        stats.set(&stats.source_reachable, true);
+        let in_flight = heartbeat::Registry::default();
+        let stop_heartbeat = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat::run(
+            clients.sqs.clone(),
+            queue_url.clone(),
+            in_flight.clone(),
+            queue.visibility_timeout,
+            config.sqs.max_processing_time,
+            stats.clone(),
+            stop_heartbeat.clone(),
+        ));
+        let (disposals, disposal_rx) =
+            mpsc::channel(config.sqs.max_in_flight.max(MAX_RECEIVE_BATCH));
+        let disposer = tokio::spawn(ack::run_disposer(
+            clients.sqs.clone(),
+            queue_url.clone(),
+            disposal_rx,
+            stats.clone(),
+        ));
+        let stop_receiving = shutdown.stop_token().child_token();
+        let (message_tx, messages) = mpsc::channel(MAX_RECEIVE_BATCH);
+        let receiver = tokio::spawn(receive::run(receive::Receiver {
+            sqs: clients.sqs.clone(),
             queue_url,
-            "the queue has no redrive policy: a message that can never succeed is released with a growing delay (up to 15 min) and received again forever; give the queue a dead-letter queue, or set --max-receive-count"
-        );
-    }
-
-    stats.set(&stats.cluster_reachable, true);
-    stats.set(&stats.source_reachable, true);
-    let in_flight = heartbeat::Registry::default();
-    let stop_heartbeat = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat::run(
-        clients.sqs.clone(),
-        queue_url.clone(),
-        in_flight.clone(),
-        queue.visibility_timeout,
-        config.sqs.max_processing_time,
-        stats.clone(),
-        stop_heartbeat.clone(),
-    ));
-    let slots = Arc::new(Semaphore::new(config.sqs.max_in_flight));
-    let stop_receiving = shutdown.child_token();
-    let (message_tx, mut message_rx) = mpsc::channel(MAX_RECEIVE_BATCH);
-    let receiver = tokio::spawn(receive::run(
-        clients.sqs.clone(),
-        queue_url.clone(),
-        config.sqs.receive_wait,
-        slots,
-        message_tx,
-        stats.clone(),
-        stop_receiving.clone(),
-    ));
-    let (events, mut indexer) = start_sink(stats.clone());
-    let (events, mut alerting) = detect::attach(
-        events,
-        detector,
-        &config.shared.detect,
-        config.queue_url(),
-        &destinations,
-        free_form,
-        &stats,
-    );
-    let (disposal_tx, disposal_rx) = mpsc::channel(config.sqs.max_in_flight.max(MAX_RECEIVE_BATCH));
-    let disposer = tokio::spawn(ack::run_disposer(
-        clients.sqs.clone(),
-        queue_url.clone(),
-        disposal_rx,
-        stats.clone(),
-    ));
-    let context = Arc::new(MessageContext {
-        s3: clients.s3.clone(),
-        format: Arc::new(s3::object_format(&config.s3, free_form)),
-        object_format: config.s3.object_format,
-        events,
-        stats: stats.clone(),
-        counters: stats.counters(),
-        objects: stats.counters(),
-        in_flight,
-        policy: Policy {
-            has_redrive_policy: queue.has_redrive_policy,
-            max_receive_count: config.sqs.max_receive_count,
-        },
-    });
-    info!(
-        max_in_flight = config.sqs.max_in_flight,
-        visibility_timeout = ?queue.visibility_timeout,
-        heartbeat_every = ?heartbeat::interval(queue.visibility_timeout),
-        "worker started"
-    );
-    stats.set(&stats.started, true);
-
-    // Asked only once nothing has been received for a while, so that a busy start does not
-    // pay for attribute calls.
-    let mut idle_check =
-        tokio::time::interval_at(Instant::now() + IDLE_CHECK_EVERY, IDLE_CHECK_EVERY);
-    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_received = Instant::now();
-    let mut sink_failure = None;
-    let mut tasks: JoinSet<Option<Disposal>> = JoinSet::new();
-    loop {
-        tokio::select! {
-            received = message_rx.recv() => match received {
-                Some(Received { message, slot }) => {
-                    context.counters.messages_received.add(1);
-                    last_received = Instant::now();
-                    let context = context.clone();
-                    tasks.spawn(async move {
-                        let disposal = process(&context, message).await;
-                        drop(slot);
-                        disposal
-                    });
-                }
-                None => break,
+            wait: receive_wait(&config),
+            slots: Arc::new(Semaphore::new(config.sqs.max_in_flight)),
+            messages: message_tx,
+            returns: disposals.clone(),
+            stats: stats.clone(),
+            stop: stop_receiving.clone(),
+            give_up: shutdown.give_up_token().clone(),
+        }));
+        let context = Arc::new(MessageContext {
+            s3: clients.s3,
+            format: Arc::new(s3::object_format(&config.s3, free_form)),
+            object_format: config.s3.object_format,
+            events,
+            stats: stats.clone(),
+            counters: stats.counters(),
+            objects: stats.counters(),
+            in_flight,
+            policy: Policy {
+                has_redrive_policy: queue.has_redrive_policy,
+                max_receive_count: config.sqs.max_receive_count,
             },
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                forward(joined, &disposal_tx).await;
-            }
-            joined = &mut indexer, if sink_failure.is_none() => {
-                let reason = sink::stopped_early(joined);
-                error!(reason, "the indexer stopped; stopping the worker");
-                sink_failure = Some(reason);
-                stop_receiving.cancel();
-            }
-            _ = idle_check.tick(), if config.exit_when_idle && tasks.is_empty() && message_rx.is_empty() => {
-                if last_received.elapsed() >= IDLE_CHECK_EVERY
-                    && queue_is_drained(&clients.sqs, &queue_url).await
-                {
-                    info!("the queue is drained and nothing is in flight; stopping");
-                    stop_receiving.cancel();
-                }
-            }
-        }
-    }
-    if shutdown.is_cancelled() {
+        });
         info!(
-            in_flight = tasks.len(),
-            grace = ?config.shared.shutdown_grace,
-            "shutting down: receiving stopped, finishing in-flight messages"
+            max_in_flight = config.sqs.max_in_flight,
+            visibility_timeout = ?queue.visibility_timeout,
+            heartbeat_every = ?heartbeat::interval(queue.visibility_timeout),
+            "worker started"
         );
+        stats.set(&stats.started, true);
+        Ok(Worker {
+            config,
+            sqs: clients.sqs,
+            context,
+            shutdown,
+            stop_receiving,
+            messages,
+            receiver,
+            disposals,
+            disposer,
+            stop_heartbeat,
+            heartbeat,
+            tasks: JoinSet::new(),
+        })
     }
 
-    let deadline = Instant::now() + config.shared.shutdown_grace;
-    let mut abandoned = 0;
-    while !tasks.is_empty() {
-        tokio::select! {
-            Some(joined) = tasks.join_next() => forward(joined, &disposal_tx).await,
-            () = tokio::time::sleep_until(deadline) => {
-                abandoned = tasks.len();
-                warn!(abandoned, "grace period over; unfinished messages will be redelivered by SQS");
-                tasks.abort_all();
-                while let Some(joined) = tasks.join_next().await {
-                    forward(joined, &disposal_tx).await;
+    /// Runs each received message as its own task until the receiver stopped (shutdown, or
+    /// idle with `--exit-when-idle`) and handed over everything it received.
+    async fn receive_until_stopped(&mut self) {
+        // Asked only once nothing has been received for a while, so that a busy start does
+        // not pay for attribute calls.
+        let mut idle_check =
+            tokio::time::interval_at(Instant::now() + IDLE_CHECK_EVERY, IDLE_CHECK_EVERY);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_received = Instant::now();
+        let exit_when_idle = self.config.exit_when_idle;
+        loop {
+            let idle = self.tasks.is_empty() && self.messages.is_empty();
+            tokio::select! {
+                received = self.messages.recv() => match received {
+                    Some(Received { message, slot }) => {
+                        self.context.counters.messages_received.add(1);
+                        last_received = Instant::now();
+                        let context = self.context.clone();
+                        self.tasks.spawn(async move {
+                            let disposal = process(&context, message).await;
+                            drop(slot);
+                            disposal
+                        });
+                    }
+                    None => break,
+                },
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    forward(joined, &self.disposals).await;
+                }
+                _ = idle_check.tick(), if exit_when_idle && idle && !self.stop_receiving.is_cancelled() => {
+                    if last_received.elapsed() >= IDLE_CHECK_EVERY
+                        && queue_is_drained(&self.sqs, self.config.queue_url()).await
+                    {
+                        info!("the queue is drained and nothing is in flight; stopping");
+                        self.stop_receiving.cancel();
+                    }
                 }
             }
         }
     }
-    context.counters.messages_abandoned.add(abandoned as u64);
 
-    // Every message task is gone, so the last event sender goes with the context, and the
-    // indexer finishes what it holds.
-    drop(context);
-    alerting.quiet().await;
-    if sink_failure.is_none() {
-        if abandoned > 0 {
-            // Events of abandoned messages may still be retrying; they need no settling.
-            indexer.abort();
+    /// Lets the messages in flight finish within the grace period (all of them when the
+    /// source stopped by itself); returns how many were abandoned (SQS redelivers them).
+    async fn finish_in_flight(&mut self) -> usize {
+        if self.shutdown.is_requested() {
+            info!(
+                in_flight = self.tasks.len(),
+                grace = ?self.shutdown.grace(),
+                "shutting down: receiving stopped, finishing in-flight messages"
+            );
         }
-        sink_failure = sink::indexer_failure(indexer.await);
+        let give_up = self.shutdown.give_up_token().clone();
+        let mut abandoned = 0;
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(joined) = self.tasks.join_next() => forward(joined, &self.disposals).await,
+                () = give_up.cancelled() => {
+                    abandoned = self.tasks.len();
+                    warn!(abandoned, "grace period over; unfinished messages will be redelivered by SQS");
+                    self.tasks.abort_all();
+                    while let Some(joined) = self.tasks.join_next().await {
+                        forward(joined, &self.disposals).await;
+                    }
+                }
+            }
+        }
+        self.context
+            .counters
+            .messages_abandoned
+            .add(abandoned as u64);
+        abandoned
     }
-    alerting.finish().await;
-    drop(disposal_tx);
-    disposer.await.expect("the disposer does not panic");
-    receiver.await.expect("the receiver does not panic");
-    stop_heartbeat.cancel();
-    heartbeat.await.expect("the heartbeat does not panic");
-    metrics_server.stop().await;
 
-    let summary = stats.snapshot();
-    info!(?summary, "worker stopped");
-    match sink_failure {
-        Some(reason) => Err(WorkerError::Indexer(reason)),
-        None => Ok(summary),
+    /// Carries out every disposal decided, then stops the heartbeat. The message tasks are
+    /// gone, so the last event sender goes with the context.
+    async fn stop(self) {
+        drop(self.context);
+        self.receiver.await.expect("the receiver does not panic");
+        drop(self.disposals);
+        self.disposer.await.expect("the disposer does not panic");
+        self.stop_heartbeat.cancel();
+        self.heartbeat.await.expect("the heartbeat does not panic");
+    }
+}
+
+/// The long-poll wait: `--receive-wait`, kept short with `--exit-when-idle` so that the
+/// poll in flight when the queue is found drained ends within a few seconds.
+fn receive_wait(config: &Config) -> Duration {
+    if config.exit_when_idle {
+        config.sqs.receive_wait.min(IDLE_RECEIVE_WAIT)
+    } else {
+        config.sqs.receive_wait
     }
 }
 
@@ -326,7 +360,7 @@ pub struct QueueInfo {
 pub async fn check_queue(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<QueueInfo, WorkerError> {
+) -> Result<QueueInfo, QueueError> {
     use aws_sdk_sqs::types::QueueAttributeName;
     let attributes = sqs
         .get_queue_attributes()
@@ -335,7 +369,7 @@ pub async fn check_queue(
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(|err| WorkerError::Queue {
+        .map_err(|err| QueueError {
             url: queue_url.to_string(),
             message: aws_sdk_sqs::error::DisplayErrorContext(&err).to_string(),
         })?

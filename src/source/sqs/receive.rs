@@ -2,8 +2,14 @@
 //! with its slot, so at most `--max-in-flight` messages are in flight.
 //!
 //! Failure policy: a failed ReceiveMessage is logged and retried with capped jittered
-//! backoff; readiness reports the queue unreachable meanwhile. Cancelling a long poll is
-//! safe: anything SQS had picked for it becomes visible again after the visibility timeout.
+//! backoff; readiness reports the queue unreachable meanwhile.
+//!
+//! Stopping never strands a message. SQS may hand a long poll a message up to the moment it
+//! answers, even when the client has gone away, and such a message would then stay
+//! invisible for its whole visibility timeout (minutes on a CloudTrail queue). So a poll in
+//! flight when stopping is asked for is finished, and what it brings is made visible again
+//! at once ([`Disposal::Return`]) for another worker; only when the grace period is over is
+//! the poll dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +20,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use super::ack::{Disposal, Receipt};
 use crate::telemetry::Stats;
 
 /// SQS returns at most this many messages per receive.
@@ -25,16 +32,36 @@ pub struct Received {
     pub slot: OwnedSemaphorePermit,
 }
 
+/// Where the receiver hands messages, and when it stops.
+pub struct Receiver {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    /// Long-poll wait of one receive.
+    pub wait: Duration,
+    pub slots: Arc<Semaphore>,
+    pub messages: mpsc::Sender<Received>,
+    /// Where messages received while stopping go, to be made visible again.
+    pub returns: mpsc::Sender<Disposal>,
+    pub stats: Arc<Stats>,
+    /// Stop receiving (the poll in flight is finished).
+    pub stop: CancellationToken,
+    /// Stop waiting for the poll in flight too.
+    pub give_up: CancellationToken,
+}
+
 /// Long-polls while a slot is free until `stop` is cancelled or the receiver side closes.
-pub async fn run(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    wait: Duration,
-    slots: Arc<Semaphore>,
-    messages: mpsc::Sender<Received>,
-    stats: Arc<Stats>,
-    stop: CancellationToken,
-) {
+pub async fn run(receiver: Receiver) {
+    let Receiver {
+        sqs,
+        queue_url,
+        wait,
+        slots,
+        messages,
+        returns,
+        stats,
+        stop,
+        give_up,
+    } = receiver;
     let backoff = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_secs(1))
@@ -60,9 +87,20 @@ pub async fn run(
             .wait_time_seconds(wait.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send();
+        tokio::pin!(receive);
         let result = tokio::select! {
-            result = receive => result,
-            () = stop.cancelled() => return,
+            result = &mut receive => result,
+            () = stop.cancelled() => {
+                tokio::select! {
+                    result = &mut receive => {
+                        if let Ok(output) = result {
+                            return_all(output.messages.unwrap_or_default(), &returns).await;
+                        }
+                    }
+                    () = give_up.cancelled() => {}
+                }
+                return;
+            }
         };
         stats.set(&stats.source_reachable, result.is_ok());
         match result {
@@ -94,6 +132,25 @@ pub async fn run(
                     () = stop.cancelled() => return,
                 }
             }
+        }
+    }
+}
+
+/// Hands every message of a poll that finished while stopping back to the queue.
+async fn return_all(received: Vec<Message>, returns: &mpsc::Sender<Disposal>) {
+    if !received.is_empty() {
+        tracing::info!(
+            count = received.len(),
+            "messages received while stopping; making them visible again"
+        );
+    }
+    for message in received {
+        let receipt = Receipt {
+            message_id: message.message_id.unwrap_or_default(),
+            receipt_handle: message.receipt_handle.unwrap_or_default(),
+        };
+        if returns.send(Disposal::Return(receipt)).await.is_err() {
+            return;
         }
     }
 }

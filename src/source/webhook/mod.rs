@@ -26,8 +26,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::detect;
-use crate::sink::elasticsearch::Cluster;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -43,14 +41,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{WebhookCommand, WebhookFormat};
+use crate::config::{Shared, WebhookCommand, WebhookFormat};
 use crate::format::document::{content_id, format_time};
 use crate::format::konnect::{self, BodyFormat, Entry, Konnect};
 use crate::format::Destination;
-use crate::pipeline::{Event, EventSender, Failure, Origin, Pending, Ticket};
-use crate::sink::elasticsearch::{self as sink, SinkError};
-use crate::telemetry::metrics::{self, plain, Endpoints};
-use crate::telemetry::{Stats, Summary};
+use crate::pipeline::{Event, EventSender, Failure, Origin, Pending, Shutdown, Ticket};
+use crate::source::{Context, Ended, Source, SourceError};
+use crate::telemetry::metrics::{plain, Endpoints};
+use crate::telemetry::Stats;
 pub use body::BODY_TIMEOUT;
 
 /// Connections open at once; more wait to be accepted.
@@ -78,12 +76,9 @@ crate::telemetry::counters! {
     }
 }
 
+/// The receiver cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error(transparent)]
-    Rules(#[from] crate::detect::RulesError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -91,17 +86,10 @@ pub enum WebhookError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("cannot listen for metrics on {addr}: {source}")]
-    Metrics {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("the indexer stopped: {0}")]
-    Indexer(String),
 }
 
 /// What every request shares.
-struct Context {
+struct Requests {
     path: String,
     /// SHA-256 of the expected `Authorization` value; `None` with `--webhook-no-auth`.
     authorization: Option<[u8; 32]>,
@@ -118,59 +106,96 @@ struct Context {
     endpoints: Option<Endpoints>,
 }
 
-/// Runs until `shutdown` is cancelled and returns what was done.
-pub async fn run(
-    command: &WebhookCommand,
-    cluster: Cluster,
-    shutdown: CancellationToken,
-) -> Result<Summary, WebhookError> {
-    let hook = &command.webhook;
-    let addr = hook.listen.expect("validated config has --listen");
-    let stats = Arc::new(Stats::default());
-    stats.counters::<WebhookCounters>();
-    let metrics_server = metrics::serve_if(command.shared.telemetry.metrics_listen, stats.clone())
-        .await
-        .map_err(|(addr, source)| WebhookError::Metrics { addr, source })?;
-    let acceptor = match (&hook.tls_cert, &hook.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
-    };
-    let detector = detect::from_config(&command.shared.detect)?;
-    let destinations = detect::destinations(
-        &command.shared.detect,
-        command.shared.index.prefix(),
+/// The webhook source: an HTTP(S) listener.
+pub struct Webhook {
+    command: WebhookCommand,
+}
+
+impl Source for Webhook {
+    type Command = WebhookCommand;
+    const AWS: bool = false;
+
+    fn shared(command: &WebhookCommand) -> &Shared {
+        &command.shared
+    }
+
+    fn new(
+        command: &WebhookCommand,
+        _: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, SourceError> {
+        Ok(Webhook {
+            command: command.clone(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("webhook {}", self.command.webhook.webhook_path)
+    }
+
+    fn destinations(&self) -> Vec<Destination> {
+        let prefix = self.command.shared.index.prefix();
         vec![Destination::new(
             konnect::DATASET,
-            command.shared.index.prefix(),
+            prefix,
             konnect::mapping::mappings,
-        )],
-    );
-    let (_, free_form) = sink::prepare(
-        &cluster,
-        &command.shared.cluster,
-        &command.shared.index,
-        &destinations,
-    )
-    .await?;
-    stats.set(&stats.cluster_reachable, true);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| WebhookError::Listen { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| WebhookError::Listen { addr, source })?;
-    let settings = sink::settings(&command.shared.bulk, &command.shared.index, &destinations);
-    let (events, mut indexer) = sink::start(cluster, settings, stats.clone());
-    let (events, mut alerting) = detect::attach(
-        events,
-        detector,
-        &command.shared.detect,
-        &format!("webhook {}", hook.webhook_path),
-        &destinations,
-        free_form,
-        &stats,
-    );
-    let context = Arc::new(Context {
+        )]
+    }
+
+    fn register(stats: &Stats) {
+        stats.counters::<WebhookCounters>();
+    }
+
+    /// Answers requests until stopped; requests in flight get the grace period.
+    async fn run(self, context: Context) -> Result<Ended, SourceError> {
+        let hook = &self.command.webhook;
+        let addr = hook.listen.expect("validated config has --listen");
+        let acceptor = match (&hook.tls_cert, &hook.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(SourceError::new)?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SourceError::new(WebhookError::Listen { addr, source }))?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SourceError::new(WebhookError::Listen { addr, source }))?;
+        let shutdown = context.shutdown.clone();
+        let requests = Arc::new(requests(&self.command, context));
+        info!(
+            listen = %local,
+            path = %hook.webhook_path,
+            tls = acceptor.is_some(),
+            "webhook listening"
+        );
+        let stop_connections = CancellationToken::new();
+        let mut tasks = accept(listener, acceptor, requests, &shutdown, &stop_connections).await;
+        info!(grace = ?shutdown.grace(), "shutting down: no new connections, finishing requests in flight");
+        stop_connections.cancel();
+        let give_up = shutdown.give_up_token();
+        while !tasks.is_empty() {
+            tokio::select! {
+                Some(_) = tasks.join_next() => {}
+                () = give_up.cancelled() => {
+                    warn!(connections = tasks.len(), "grace period over; closing the remaining connections (their senders retry)");
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                }
+            }
+        }
+        // Every answered request's entries settled. What the sink may still hold belongs to
+        // requests answered with a retry (the sender sends them again): the runtime gives it
+        // what is left of the grace period.
+        Ok(Ended::default())
+    }
+}
+
+/// What every request shares, from the flags and the runtime's context.
+fn requests(command: &WebhookCommand, context: Context) -> Requests {
+    let hook = &command.webhook;
+    let stats = context.stats;
+    stats.set(&stats.source_reachable, true);
+    stats.set(&stats.started, true);
+    Requests {
         path: hook.webhook_path.clone(),
         authorization: hook
             .webhook_authorization
@@ -186,8 +211,7 @@ pub async fn run(
                 WebhookFormat::Cef => BodyFormat::Cef,
             },
         },
-        events,
-        stats: stats.clone(),
+        events: context.events,
         counters: stats.counters(),
         in_flight: Arc::new(Semaphore::new(hook.webhook_max_in_flight)),
         endpoints: command
@@ -196,32 +220,28 @@ pub async fn run(
             .metrics_listen
             .is_none()
             .then(|| Endpoints::new(stats.clone())),
-    });
-    stats.set(&stats.source_reachable, true);
-    stats.set(&stats.started, true);
-    info!(
-        listen = %local,
-        path = %hook.webhook_path,
-        tls = acceptor.is_some(),
-        "webhook listening"
-    );
+        stats,
+    }
+}
 
+/// Accepts connections (at most [`MAX_CONNECTIONS`] at once) until stopping is asked for;
+/// returns the connections still open.
+async fn accept(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    requests: Arc<Requests>,
+    shutdown: &Shutdown,
+    stop_connections: &CancellationToken,
+) -> JoinSet<()> {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let stop_connections = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let mut sink_failure = None;
     loop {
         let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.requested() => break,
             permit = connections.clone().acquire_owned() => permit.expect("never closed"),
         };
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            joined = &mut indexer => {
-                let reason = sink::stopped_early(joined);
-                sink_failure = Some(reason);
-                break;
-            }
+            () = shutdown.requested() => break,
             accepted = listener.accept() => accepted,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
@@ -232,16 +252,16 @@ pub async fn run(
                 continue;
             }
         };
-        let context = context.clone();
+        let requests = requests.clone();
         let acceptor = acceptor.clone();
         let stop = stop_connections.clone();
         tasks.spawn(async move {
             let _permit = permit;
             match acceptor {
-                None => serve(TokioIo::new(stream), remote, context, stop).await,
+                None => serve(TokioIo::new(stream), remote, requests, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve(TokioIo::new(tls), remote, context, stop).await,
+                        Ok(Ok(tls)) => serve(TokioIo::new(tls), remote, requests, stop).await,
                         Ok(Err(err)) => debug!(%remote, error = %err, "TLS handshake failed"),
                         Err(_) => debug!(%remote, "TLS handshake timed out"),
                     }
@@ -249,47 +269,12 @@ pub async fn run(
             }
         });
     }
-
-    drop(listener);
-    info!(grace = ?command.shared.shutdown_grace, "shutting down: no new connections, finishing requests in flight");
-    stop_connections.cancel();
-    let deadline = tokio::time::Instant::now() + command.shared.shutdown_grace;
-    while !tasks.is_empty() {
-        tokio::select! {
-            Some(_) = tasks.join_next() => {}
-            () = tokio::time::sleep_until(deadline) => {
-                warn!(connections = tasks.len(), "grace period over; closing the remaining connections (their senders retry)");
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            }
-        }
-    }
-    // Every answered request's entries settled. What the indexer may still hold belongs to
-    // requests answered with a retry (the sender sends them again): it gets what is left of
-    // the grace period, not longer.
-    drop(context);
-    alerting.quiet().await;
-    if sink_failure.is_none() {
-        sink_failure = sink::finish_within(
-            indexer,
-            deadline,
-            "the indexer is still retrying events of requests answered with a retry",
-        )
-        .await;
-    }
-    alerting.finish().await;
-    metrics_server.stop().await;
-    let summary = stats.snapshot();
-    info!(?summary, "worker stopped");
-    match sink_failure {
-        Some(reason) => Err(WebhookError::Indexer(reason)),
-        None => Ok(summary),
-    }
+    tasks
 }
 
 /// One connection: HTTP/1.1 with keep-alive, until it closes or shutdown (after the request
 /// in flight is answered).
-async fn serve<I>(io: I, remote: SocketAddr, context: Arc<Context>, stop: CancellationToken)
+async fn serve<I>(io: I, remote: SocketAddr, context: Arc<Requests>, stop: CancellationToken)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -349,7 +334,7 @@ fn authorized(expected: &[u8; 32], given: Option<&[u8]>) -> bool {
 async fn handle(
     request: Request<Incoming>,
     remote: SocketAddr,
-    context: &Context,
+    context: &Requests,
 ) -> Response<Full<Bytes>> {
     let (stats, counters) = (&context.stats, &context.counters);
     let path = request.uri().path().to_string();
@@ -412,7 +397,7 @@ async fn ingest(
     entries: Vec<Entry>,
     remote: SocketAddr,
     received: OffsetDateTime,
-    context: &Context,
+    context: &Requests,
 ) -> Response<Full<Bytes>> {
     let counters = &context.counters;
     let ticket = Ticket::new();
