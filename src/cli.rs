@@ -119,6 +119,9 @@ sources! {
     /// Ingest what a bucket already holds (CloudTrail logs, JSON lines), without SQS, and
     /// exit: 0 when everything settled, 1 when some object failed for good (listed).
     Backfill(BackfillCommand => Backfill),
+    /// Ingest local files, folders (recursively, in name order) or standard input (`-`), as
+    /// S3 objects are read, and exit: 0 when everything settled, 1 when some file failed.
+    Files(crate::source::files::FilesCommand => crate::source::files::Files),
 }
 
 impl Cli {

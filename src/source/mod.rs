@@ -7,7 +7,8 @@
 //!   offset is committed once every record below it settled ([`kafka::partitions`]);
 //! - [`webhook`]: HTTP(S) POSTs of log batches, each answered once its entries settled;
 //! - [`backfill`]: the objects a bucket already holds, listed in key order; a checkpoint
-//!   moves past an object once it settled.
+//!   moves past an object once it settled;
+//! - [`files`]: local files, folders and standard input, each counted once it settled.
 //!
 //! Every source keeps the one contract, [`Source`]: it says what it reads (its command, its
 //! destinations), how it acknowledges what settled and when it is idle or done (its
@@ -15,6 +16,7 @@
 //! the sink and its templates, detection, signals and the grace period, the exit code.
 
 pub mod backfill;
+pub mod files;
 pub mod kafka;
 pub mod s3;
 pub mod sqs;
