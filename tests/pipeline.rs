@@ -890,3 +890,58 @@ async fn a_dead_indexer_stops_the_worker_with_an_error_and_keeps_the_message() {
     assert_eq!(env.messages_left().await, 1, "the message is not deleted");
     assert_eq!(env.total_documents().await, 0);
 }
+
+/// A worker stopped while its long poll is open finishes that poll and makes what it
+/// brings visible again at once: the next worker has the messages without waiting for their
+/// visibility timeout (30 s here; minutes on a CloudTrail queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_strands_no_message_sent_while_it_stops() {
+    let env = TestEnv::new("strand").await;
+    let keys: Vec<String> = (0..3)
+        .map(|n| format!("AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/01/strand-{n}.json.gz"))
+        .collect();
+    for (n, key) in keys.iter().enumerate() {
+        let id = format!("strand-{n}");
+        env.put_object(key, log_object(&[(&id, "2026-12-01T10:00:00Z")]))
+            .await;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = env.args(&["--metrics-listen", &listen]);
+    set_arg(&mut args, "--receive-wait", "10s");
+    let config = <cloudtrail_ingest::config::Config as clap::Parser>::try_parse_from(args).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move { run_config(&config, stop).await })
+    };
+    eventually("the worker ready", Duration::from_secs(30), || async {
+        let url = format!("http://{listen}/readyz");
+        let ready = env.http.get(url).send().await.ok()?.status().is_success();
+        ready.then_some(())
+    })
+    .await;
+
+    // Stop while the (empty) long poll is open, then publish: that poll may get them.
+    stop.cancel();
+    for key in &keys {
+        env.publish(&env.cloudtrail_message(&[key])).await;
+    }
+    let summary = tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .expect("the worker stops within its poll")
+        .unwrap()
+        .expect("the worker runs")
+        .summary;
+    let returned = summary["messages_returned"];
+    let (visible, in_flight) = env.queue_depth(&env.queue_url).await;
+    assert_eq!((visible, in_flight), (3, 0), "{summary:?}");
+
+    let next = std::time::Instant::now();
+    let summary = env.run_until_idle(&[]).await;
+    eprintln!(
+        "the stopping worker returned {returned} message(s); the next worker had all 3 indexed {:?} after it stopped",
+        next.elapsed()
+    );
+    assert_eq!(summary["messages_deleted"], 3);
+    assert_eq!(env.total_documents().await, 3);
+}
