@@ -10,12 +10,14 @@
 //!    (SQS: delete, release or keep; Kafka: commit the partition's offset once everything
 //!    below it settled).
 //!
-//! Modules: [`config`] (flags, validation, secrets), [`pipeline`] (events, tickets, the one
-//! failure type, the bounded hand-over, in-order acknowledgement), [`source::sqs`],
-//! [`source::s3`] and [`source::kafka`], [`format::cloudtrail`], [`format::confluent`] and
-//! [`format::json`] (each with the mappings of its indices), [`sink::elasticsearch`] (client,
-//! templates, bulk, dead letter), [`telemetry`] (counters, `/metrics`, health) and [`check`]
-//! (the preflight, `cloudtrail-ingest check` and `cloudtrail-ingest kafka check`).
+//! Modules, bottom first: [`pipeline`] (events, tickets, the one failure type, the bounded
+//! hand-over, in-order acknowledgement, [`pipeline::Shutdown`]) and [`telemetry`] (counters,
+//! `/metrics`, health); [`config`] (each command's flags, the [`config::Shared`] groups,
+//! secrets); [`format`] (CloudTrail, Confluent, Konnect, JSON lines, each with the mappings of
+//! its indices); [`source`] (the [`source::Source`] contract and the SQS, Kafka, webhook,
+//! backfill and files sources), [`detect`] (Sigma rules, alerts) and [`sink`] (client,
+//! templates, bulk, dead letter), none naming another; [`runtime`] (runs any source with the
+//! sink and detection) and [`check`] (the preflight); [`cli`] (the commands) on top.
 
 pub mod check;
 pub mod cli;

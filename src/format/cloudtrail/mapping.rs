@@ -38,6 +38,36 @@ pub fn mappings(free_form: FreeFormMapping) -> Value {
     properties.insert("userAgent".into(), text_with_keyword());
     properties.insert("errorMessage".into(), text_with_keyword());
 
+    properties.insert("userIdentity".into(), user_identity());
+    properties.insert(
+        "resources".into(),
+        object(keywords(&["ARN", "ARNPrefix", "accountId", "type"])),
+    );
+    properties.insert(
+        "tlsDetails".into(),
+        object(keywords(&[
+            "tlsVersion",
+            "cipherSuite",
+            "clientProvidedHostHeader",
+        ])),
+    );
+    properties.insert(
+        "addendum".into(),
+        object(keywords(&[
+            "reason",
+            "updatedFields",
+            "originalRequestID",
+            "originalEventID",
+        ])),
+    );
+    for field in FREE_FORM_FIELDS {
+        properties.insert(field.into(), free_form.to_json());
+    }
+    dynamic(properties)
+}
+
+/// `userIdentity`: who made the call, and the session it made it in.
+fn user_identity() -> Value {
     let issuer = keywords(&["type", "principalId", "arn", "accountId", "userName"]);
     let mut attributes = keywords(&["mfaAuthenticated"]);
     attributes.insert(
@@ -71,32 +101,7 @@ pub fn mappings(free_form: FreeFormMapping) -> Value {
         "onBehalfOf".into(),
         object(keywords(&["userId", "identityStoreArn"])),
     );
-    properties.insert("userIdentity".into(), object(identity));
-    properties.insert(
-        "resources".into(),
-        object(keywords(&["ARN", "ARNPrefix", "accountId", "type"])),
-    );
-    properties.insert(
-        "tlsDetails".into(),
-        object(keywords(&[
-            "tlsVersion",
-            "cipherSuite",
-            "clientProvidedHostHeader",
-        ])),
-    );
-    properties.insert(
-        "addendum".into(),
-        object(keywords(&[
-            "reason",
-            "updatedFields",
-            "originalRequestID",
-            "originalEventID",
-        ])),
-    );
-    for field in FREE_FORM_FIELDS {
-        properties.insert(field.into(), free_form.to_json());
-    }
-    dynamic(properties)
+    object(identity)
 }
 
 #[cfg(test)]

@@ -305,7 +305,6 @@ fn body_of(items: &[Item]) -> Vec<u8> {
 /// event exactly once.
 async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
     let Shared {
-        client,
         settings,
         stats,
         counters,
@@ -320,28 +319,7 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
         .build();
     let mut outage = backoff_items.without_max_times().build();
     loop {
-        let body = body_of(&items);
-        counters.bulk_requests.add(1);
-        let started = Instant::now();
-        let body = if settings.gzip {
-            tokio::task::spawn_blocking(move || gzip(&body))
-                .await
-                .expect("compression does not panic")
-        } else {
-            body
-        };
-        let result = {
-            let _in_flight = stats.enter(&stats.bulk_in_flight);
-            request::send(client, Bytes::from(body), settings.gzip, items.len()).await
-        };
-        let elapsed = started.elapsed();
-        stats.bulk_latency.0.observe(elapsed.as_secs_f64());
-        stats.set(
-            &stats.cluster_reachable,
-            !matches!(&result, Err(err) if err.is_transient()),
-        );
-        debug!(?elapsed, "bulk request answered");
-        let outcomes = match result {
+        let outcomes = match send_batch(shared, &items).await {
             // The cluster is down, overloaded or refuses the credentials: hold the batch.
             Err(err) if err.is_transient() || err.is_unauthorized() => {
                 let delay = outage.next().unwrap_or(settings.max_backoff);
@@ -367,27 +345,11 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
             info!("the cluster accepts the credentials again; ingesting");
         }
         outage = backoff_items.without_max_times().build();
-        let mut retry = Vec::new();
-        let mut dead_letters = Vec::new();
-        let mut last = (0, String::new());
-        let mut written = Written::default();
-        for (item, outcome) in items.into_iter().zip(outcomes) {
-            match outcome {
-                ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed => {
-                    written.settle(item, outcome == ItemOutcome::Indexed, counters);
-                }
-                ItemOutcome::Retry { status, reason } => {
-                    last = (status, reason);
-                    retry.push(item);
-                }
-                ItemOutcome::Rejected(rejection) => {
-                    if let Some(entry) = reject(settings, counters, item, rejection) {
-                        dead_letters.push(entry);
-                    }
-                }
-            }
-        }
-        stats.wrote(written.count, written.newest);
+        let Sorted {
+            mut retry,
+            mut dead_letters,
+            last,
+        } = sort(shared, items, outcomes);
         if retry.is_empty() {
             if dead_letters.is_empty() {
                 return;
@@ -415,6 +377,79 @@ async fn index_batch(shared: &Shared, mut items: Vec<Item>) {
             }
         }
     }
+}
+
+/// Encodes `items` (gzipped when asked), sends them as one bulk request and returns the
+/// outcome of each; records the latency and whether the cluster answered.
+async fn send_batch(shared: &Shared, items: &[Item]) -> Result<Vec<ItemOutcome>, BulkError> {
+    let Shared {
+        client,
+        settings,
+        stats,
+        counters,
+        ..
+    } = shared;
+    let body = body_of(items);
+    counters.bulk_requests.add(1);
+    let started = Instant::now();
+    let body = if settings.gzip {
+        tokio::task::spawn_blocking(move || gzip(&body))
+            .await
+            .expect("compression does not panic")
+    } else {
+        body
+    };
+    let result = {
+        let _in_flight = stats.enter(&stats.bulk_in_flight);
+        request::send(client, Bytes::from(body), settings.gzip, items.len()).await
+    };
+    let elapsed = started.elapsed();
+    stats.bulk_latency.0.observe(elapsed.as_secs_f64());
+    stats.set(
+        &stats.cluster_reachable,
+        !matches!(&result, Err(err) if err.is_transient()),
+    );
+    debug!(?elapsed, "bulk request answered");
+    result
+}
+
+/// What is left of a batch once its response is read.
+struct Sorted {
+    /// Items to send again, after a backoff.
+    retry: Vec<Item>,
+    /// Dead-letter entries of refused items, to send at once.
+    dead_letters: Vec<Item>,
+    /// The status and reason of the last item to retry.
+    last: (u16, String),
+}
+
+/// Settles the items the cluster took, turns refused ones into dead-letter entries and
+/// keeps the rest for a retry.
+fn sort(shared: &Shared, items: Vec<Item>, outcomes: Vec<ItemOutcome>) -> Sorted {
+    let mut sorted = Sorted {
+        retry: Vec::new(),
+        dead_letters: Vec::new(),
+        last: (0, String::new()),
+    };
+    let mut written = Written::default();
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        match outcome {
+            ItemOutcome::Indexed | ItemOutcome::AlreadyIndexed => {
+                written.settle(item, outcome == ItemOutcome::Indexed, &shared.counters);
+            }
+            ItemOutcome::Retry { status, reason } => {
+                sorted.last = (status, reason);
+                sorted.retry.push(item);
+            }
+            ItemOutcome::Rejected(rejection) => {
+                if let Some(entry) = reject(&shared.settings, &shared.counters, item, rejection) {
+                    sorted.dead_letters.push(entry);
+                }
+            }
+        }
+    }
+    shared.stats.wrote(written.count, written.newest);
+    sorted
 }
 
 /// The items of one response the cluster took, counted as they settle.

@@ -2,7 +2,7 @@
 //! rebalances (commit what settled of revoked partitions, then let them go), commit results,
 //! statistics (consumer lag per partition) and librdkafka's own logs.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -11,16 +11,105 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::partitions::{Partitions, TopicPartition};
-use super::KafkaCounters;
 use crate::config::KafkaConfig;
 use crate::telemetry::Stats;
+
+crate::telemetry::counters! {
+    /// What the Kafka source consumed and committed.
+    pub struct KafkaCounters {
+        records_consumed: "Kafka records received",
+        records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
+        offset_commits: "Kafka offset commits that succeeded",
+        offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
+        rebalances: "Kafka partition revocations (rebalances, shutdown)",
+    }
+}
+
+/// The consumer, with the callbacks of [`Context`].
+pub type KafkaConsumer = StreamConsumer<Context>;
+
+/// The consumer could not be created, reach its brokers or subscribe.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {0}")]
+pub struct ConsumerError(pub String);
+
+/// Creates the consumer (not yet subscribed).
+pub fn consumer(
+    config: &KafkaConfig,
+    stats: Arc<Stats>,
+) -> Result<(KafkaConsumer, Shared), ConsumerError> {
+    let shared = Shared {
+        partitions: Arc::new(Mutex::new(Partitions::default())),
+        settled: Arc::new(Condvar::new()),
+    };
+    let lag = Arc::new(ConsumerLag::default());
+    stats.collect(lag.clone());
+    let context = Context {
+        shared: shared.clone(),
+        counters: stats.counters(),
+        stats,
+        lag,
+    };
+    let consumer = properties(config)
+        .create_with_context(context)
+        .map_err(|e| ConsumerError(format!("creating the consumer failed: {e}")))?;
+    Ok((consumer, shared))
+}
+
+/// The partition state the consume loop shares with the consumer's callbacks and with the
+/// tasks that wait for records to settle; `settled` is notified whenever records settle, for
+/// a revocation waiting on its partitions.
+#[derive(Clone)]
+pub struct Shared {
+    pub(super) partitions: Arc<Mutex<Partitions>>,
+    pub(super) settled: Arc<Condvar>,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Partitions> {
+        self.partitions
+            .lock()
+            .expect("the partitions lock is never poisoned")
+    }
+}
+
+/// Fails unless every topic exists with at least one partition.
+pub async fn topics_exist(
+    consumer: &Arc<KafkaConsumer>,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<(), ConsumerError> {
+    let consumer = consumer.clone();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|e| ConsumerError(format!("the brokers did not answer with metadata: {e} (check --kafka-brokers, the security protocol and the credentials)")))?;
+        for topic in &topics {
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+            if found.is_none() {
+                return Err(ConsumerError(format!(
+                    "topic {topic} does not exist, or these credentials may not describe it"
+                )));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .expect("the metadata request does not panic")
+}
 
 /// Statistics (and so the lag in `/metrics`) are refreshed this often.
 const STATISTICS_EVERY: Duration = Duration::from_secs(5);
@@ -83,7 +172,7 @@ pub fn properties(config: &KafkaConfig) -> ClientConfig {
 /// What the consumer's callbacks share with the consume loop.
 pub struct Context {
     /// The partition state, and the condition a revocation waits on for its records.
-    pub shared: super::Shared,
+    pub shared: Shared,
     pub stats: Arc<Stats>,
     pub counters: Arc<KafkaCounters>,
     pub lag: Arc<ConsumerLag>,

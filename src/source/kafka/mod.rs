@@ -3,7 +3,8 @@
 //!
 //! - [`client`] builds the consumer from the flags and handles rebalances, commit results
 //!   and statistics; [`partitions`] keeps, per assigned partition, which records are still
-//!   unsettled and the offset that may be committed; [`check`] is `kafka check`.
+//!   unsettled and the offset that may be committed; `kafka check` is
+//!   [`crate::check`]'s.
 //! - Every record becomes one event ([`RecordFormat`]); what is already fetched goes to the
 //!   sink in batches of up to [`BATCH_RECORDS`] under one ticket. A record that is no JSON is
 //!   sent to the dead-letter index instead, with its topic, partition, offset and the reason.
@@ -22,15 +23,14 @@
 //!   its end and committed): stop reading, let records in flight settle within the grace
 //!   period, commit what settled, leave the group.
 
-pub mod check;
 pub mod client;
 pub mod partitions;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
@@ -46,8 +46,8 @@ use crate::format::{Destination, FreeForm, RecordContext, RecordCounters, Record
 use crate::pipeline::{Event, EventSender, Origin, Pending, Shutdown, Ticket};
 use crate::source::{Context, Ended, Source, SourceError};
 use crate::telemetry::Stats;
-use client::Context as Callbacks;
-use partitions::{Partitions, TopicPartition};
+pub use client::{consumer, ConsumerError, KafkaConsumer, KafkaCounters, Shared};
+use partitions::TopicPartition;
 
 /// Records handed to the sink together, under one ticket.
 pub const BATCH_RECORDS: usize = 500;
@@ -64,24 +64,6 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Broker requests made at start and by the idle check wait this long at most.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-crate::telemetry::counters! {
-    /// What the Kafka source consumed and committed.
-    pub struct KafkaCounters {
-        records_consumed: "Kafka records received",
-        records_retried: "Kafka records sent to the cluster again after a failure (their offsets wait)",
-        offset_commits: "Kafka offset commits that succeeded",
-        offset_commit_failures: "Kafka offset commits that failed (retried at the next commit)",
-        rebalances: "Kafka partition revocations (rebalances, shutdown)",
-    }
-}
-
-type KafkaConsumer = StreamConsumer<Callbacks>;
-
-/// The consumer could not be created, reach its brokers or subscribe.
-#[derive(Debug, thiserror::Error)]
-#[error("kafka: {0}")]
-pub struct KafkaError(pub String);
-
 /// The record format the flags ask for, writing free-form values the `free_form` way.
 pub fn record_format(config: &KafkaConfig, free_form: FreeForm) -> Arc<dyn RecordFormat> {
     match config.kafka_format {
@@ -93,45 +75,7 @@ pub fn record_format(config: &KafkaConfig, free_form: FreeForm) -> Arc<dyn Recor
     }
 }
 
-/// Creates the consumer (not yet subscribed).
-pub fn consumer(
-    config: &KafkaConfig,
-    stats: Arc<Stats>,
-) -> Result<(KafkaConsumer, Shared), KafkaError> {
-    let shared = Shared {
-        partitions: Arc::new(Mutex::new(Partitions::default())),
-        settled: Arc::new(Condvar::new()),
-    };
-    let lag = Arc::new(client::ConsumerLag::default());
-    stats.collect(lag.clone());
-    let context = Callbacks {
-        shared: shared.clone(),
-        counters: stats.counters(),
-        stats,
-        lag,
-    };
-    let consumer = client::properties(config)
-        .create_with_context(context)
-        .map_err(|e| KafkaError(format!("creating the consumer failed: {e}")))?;
-    Ok((consumer, shared))
-}
-
-/// The partition state the consume loop shares with the consumer's callbacks and with the
-/// tasks that wait for records to settle; `settled` is notified whenever records settle, for
-/// a revocation waiting on its partitions.
-#[derive(Clone)]
-pub struct Shared {
-    partitions: Arc<Mutex<Partitions>>,
-    settled: Arc<Condvar>,
-}
-
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Partitions> {
-        self.partitions
-            .lock()
-            .expect("the partitions lock is never poisoned")
-    }
-
     /// The records of `batch` settled.
     fn settle(&self, batch: &[Attempt]) {
         let mut partitions = self.lock();
@@ -263,12 +207,14 @@ impl Source for Kafka {
         let (consumer, shared) = consumer(config, stats.clone()).map_err(SourceError::new)?;
         let consumer = Arc::new(consumer);
         let topics = config.topics();
-        check::topics_exist(&consumer, &topics, BROKER_TIMEOUT)
+        client::topics_exist(&consumer, &topics, BROKER_TIMEOUT)
             .await
             .map_err(SourceError::new)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(|e| {
-            SourceError::new(KafkaError(format!("subscribing to {names:?} failed: {e}")))
+            SourceError::new(ConsumerError(format!(
+                "subscribing to {names:?} failed: {e}"
+            )))
         })?;
         stats.set(&stats.source_reachable, true);
         info!(topics = ?topics, group = %config.kafka_group_id, "worker started");

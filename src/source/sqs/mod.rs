@@ -169,15 +169,7 @@ impl Worker {
     async fn start(source: Sqs, context: Context) -> Result<Self, SourceError> {
         let Sqs { config, clients } = source;
         let queue_url = config.queue_url().to_string();
-        let queue = check_queue(&clients.sqs, &queue_url)
-            .await
-            .map_err(SourceError::new)?;
-        if !queue.has_redrive_policy && config.sqs.max_receive_count.is_none() {
-            warn!(
-                queue_url,
-                "the queue has no redrive policy: a message that can never succeed is released with a growing delay (up to 15 min) and received again forever; give the queue a dead-letter queue, or set --max-receive-count"
-            );
-        }
+        let queue = open_queue(&clients.sqs, &config).await?;
         let Context {
             events,
             free_form,
@@ -217,19 +209,20 @@ impl Worker {
             stop: stop_receiving.clone(),
             give_up: shutdown.give_up_token().clone(),
         }));
+        let policy = Policy {
+            has_redrive_policy: queue.has_redrive_policy,
+            max_receive_count: config.sqs.max_receive_count,
+        };
         let context = Arc::new(MessageContext {
             s3: clients.s3,
             format: Arc::new(s3::object_format(&config.s3, free_form)),
             object_format: config.s3.object_format,
             events,
-            stats: stats.clone(),
             counters: stats.counters(),
             objects: stats.counters(),
+            stats: stats.clone(),
             in_flight,
-            policy: Policy {
-                has_redrive_policy: queue.has_redrive_policy,
-                max_receive_count: config.sqs.max_receive_count,
-            },
+            policy,
         });
         info!(
             max_in_flight = config.sqs.max_in_flight,
@@ -337,6 +330,21 @@ impl Worker {
         self.stop_heartbeat.cancel();
         self.heartbeat.await.expect("the heartbeat does not panic");
     }
+}
+
+/// The queue's attributes; warns when nothing ends a message that can never succeed.
+async fn open_queue(sqs: &aws_sdk_sqs::Client, config: &Config) -> Result<QueueInfo, SourceError> {
+    let queue_url = config.queue_url();
+    let queue = check_queue(sqs, queue_url)
+        .await
+        .map_err(SourceError::new)?;
+    if !queue.has_redrive_policy && config.sqs.max_receive_count.is_none() {
+        warn!(
+            queue_url,
+            "the queue has no redrive policy: a message that can never succeed is released with a growing delay (up to 15 min) and received again forever; give the queue a dead-letter queue, or set --max-receive-count"
+        );
+    }
+    Ok(queue)
 }
 
 /// The long-poll wait: `--receive-wait`, kept short with `--exit-when-idle` so that the

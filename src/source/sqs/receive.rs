@@ -49,19 +49,13 @@ pub struct Receiver {
     pub give_up: CancellationToken,
 }
 
+type ReceiveResult = Result<
+    aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput,
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::receive_message::ReceiveMessageError>,
+>;
+
 /// Long-polls while a slot is free until `stop` is cancelled or the receiver side closes.
 pub async fn run(receiver: Receiver) {
-    let Receiver {
-        sqs,
-        queue_url,
-        wait,
-        slots,
-        messages,
-        returns,
-        stats,
-        stop,
-        give_up,
-    } = receiver;
     let backoff = ExponentialBuilder::default()
         .with_jitter()
         .with_min_delay(Duration::from_secs(1))
@@ -69,39 +63,13 @@ pub async fn run(receiver: Receiver) {
         .without_max_times();
     let mut delays = backoff.build();
     loop {
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
-            () = stop.cancelled() => return,
+        let Some(mut permits) = receiver.free_slots().await else {
+            return;
         };
-        let mut permits = vec![first];
-        while permits.len() < MAX_RECEIVE_BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        let receive = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(permits.len() as i32)
-            .wait_time_seconds(wait.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send();
-        tokio::pin!(receive);
-        let result = tokio::select! {
-            result = &mut receive => result,
-            () = stop.cancelled() => {
-                tokio::select! {
-                    result = &mut receive => {
-                        if let Ok(output) = result {
-                            return_all(output.messages.unwrap_or_default(), &returns).await;
-                        }
-                    }
-                    () = give_up.cancelled() => {}
-                }
-                return;
-            }
+        let Some(result) = receiver.poll(permits.len()).await else {
+            return;
         };
+        let stats = &receiver.stats;
         stats.set(&stats.source_reachable, result.is_ok());
         match result {
             Ok(output) => {
@@ -114,7 +82,7 @@ pub async fn run(receiver: Receiver) {
                         message: Box::new(message),
                         slot,
                     };
-                    if messages.send(received).await.is_err() {
+                    if receiver.messages.send(received).await.is_err() {
                         return;
                     }
                 }
@@ -129,10 +97,56 @@ pub async fn run(receiver: Receiver) {
                 drop(permits);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => return,
+                    () = receiver.stop.cancelled() => return,
                 }
             }
         }
+    }
+}
+
+impl Receiver {
+    /// Waits for a free slot and takes every other free one (up to a receive's batch);
+    /// `None` once stopping.
+    async fn free_slots(&self) -> Option<Vec<OwnedSemaphorePermit>> {
+        let first = tokio::select! {
+            permit = self.slots.clone().acquire_owned() => permit.expect("the slot semaphore is never closed"),
+            () = self.stop.cancelled() => return None,
+        };
+        let mut permits = vec![first];
+        while permits.len() < MAX_RECEIVE_BATCH {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        Some(permits)
+    }
+
+    /// One long poll for up to `count` messages; `None` when stopping came first (the poll
+    /// is then finished and what it brings returned, unless the grace period runs out).
+    async fn poll(&self, count: usize) -> Option<ReceiveResult> {
+        let receive = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(count as i32)
+            .wait_time_seconds(self.wait.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        tokio::pin!(receive);
+        tokio::select! {
+            result = &mut receive => return Some(result),
+            () = self.stop.cancelled() => {}
+        }
+        tokio::select! {
+            result = &mut receive => {
+                if let Ok(output) = result {
+                    return_all(output.messages.unwrap_or_default(), &self.returns).await;
+                }
+            }
+            () = self.give_up.cancelled() => {}
+        }
+        None
     }
 }
 

@@ -1,6 +1,6 @@
-//! `cloudtrail-ingest kafka check`: the brokers, the credentials, the topics and the group,
-//! verified without consuming (the group is described, never joined, so no rebalance is
-//! caused for the workers that run).
+//! `cloudtrail-ingest kafka check`: the cluster, then the brokers, the credentials, the
+//! topics and the group, verified without consuming (the group is described, never joined,
+//! so no rebalance is caused for the workers that run).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,45 +8,34 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{KafkaConsumer, KafkaError};
-use crate::check::{Report, Verdict};
-use crate::config::KafkaConfig;
+use super::cluster::cluster_checks;
+use super::report::{Report, Verdict};
+use crate::config::{KafkaCommand, KafkaConfig};
+use crate::sink::elasticsearch::Cluster;
+use crate::source::kafka::{self, Kafka, KafkaConsumer};
+use crate::source::Source;
 use crate::telemetry::Stats;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Fails unless every topic exists with at least one partition.
-pub async fn topics_exist(
-    consumer: &Arc<KafkaConsumer>,
-    topics: &[String],
-    timeout: Duration,
-) -> Result<(), KafkaError> {
-    let consumer = consumer.clone();
-    let topics = topics.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(None, timeout)
-            .map_err(|e| KafkaError(format!("the brokers did not answer with metadata: {e} (check --kafka-brokers, the security protocol and the credentials)")))?;
-        for topic in &topics {
-            let found = metadata
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-            if found.is_none() {
-                return Err(KafkaError(format!(
-                    "topic {topic} does not exist, or these credentials may not describe it"
-                )));
-            }
-        }
-        Ok(())
-    })
-    .await
-    .expect("the metadata request does not panic")
+/// The checks of the Kafka source; returns whether none failed.
+pub async fn run(command: &KafkaCommand, cluster: &Cluster) -> bool {
+    let mut report = Report::default();
+    let source = Kafka::new(command, None).expect("the Kafka source needs nothing more");
+    cluster_checks(
+        &mut report,
+        cluster,
+        &command.shared,
+        &source.destinations(),
+    )
+    .await;
+    consumer_checks(&command.kafka, &mut report).await;
+    report.passed()
 }
 
 /// `brokers`, `topics` and `group`, reported into `report`.
-pub async fn run(config: &KafkaConfig, report: &mut Report) {
-    let consumer = match super::consumer(config, Arc::new(Stats::default())) {
+async fn consumer_checks(config: &KafkaConfig, report: &mut Report) {
+    let consumer = match kafka::consumer(config, Arc::new(Stats::default())) {
         Ok((consumer, _)) => Arc::new(consumer),
         Err(err) => {
             report.add("brokers", Verdict::Fail(err.to_string()));
@@ -109,7 +98,14 @@ fn checks(
     } else {
         out.push(("topics", Verdict::Fail(problems.join("; "))));
     }
-    let group_verdict = match consumer.fetch_group_list(Some(group), TIMEOUT) {
+    out.push(("group", group_verdict(consumer, group, list)));
+    out
+}
+
+/// `group`: its state and members, and how far behind its committed offsets are on
+/// `partitions`.
+fn group_verdict(consumer: &KafkaConsumer, group: &str, partitions: TopicPartitionList) -> Verdict {
+    match consumer.fetch_group_list(Some(group), TIMEOUT) {
         Err(err) => Verdict::Fail(format!("describing group {group} failed: {err}")),
         Ok(groups) => {
             let state = groups
@@ -117,10 +113,10 @@ fn checks(
                 .first()
                 .map(|g| format!("state {}, {} member(s)", g.state(), g.members().len()))
                 .unwrap_or_else(|| "not known to the brokers yet".into());
-            let committed = if list.count() == 0 {
+            let committed = if partitions.count() == 0 {
                 String::new()
             } else {
-                match consumer.committed_offsets(list, TIMEOUT) {
+                match consumer.committed_offsets(partitions, TIMEOUT) {
                     Ok(offsets) => {
                         let mut lag = 0i64;
                         let mut any = false;
@@ -145,7 +141,5 @@ fn checks(
             };
             Verdict::Pass(format!("{group}: {state}{committed}"))
         }
-    };
-    out.push(("group", group_verdict));
-    out
+    }
 }
