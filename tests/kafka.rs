@@ -52,6 +52,20 @@ fn wait(mut child: Child, deadline: Duration) -> Output {
     }
 }
 
+/// The output of `child`, which must exit by itself within `deadline` (its pipes are read
+/// meanwhile, so a chatty child cannot block on them).
+fn output_within(child: Child, deadline: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().expect("output")));
+    rx.recv_timeout(deadline).unwrap_or_else(|_| {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("the worker ran longer than {deadline:?}")
+    })
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -319,17 +333,29 @@ async fn a_cluster_outage_mid_run_loses_nothing_and_commits_nothing_unindexed() 
 async fn two_workers_in_one_group_split_the_partitions_and_index_everything_once() {
     let env = KafkaEnv::new("group", 4).await;
     const N: usize = 4000;
-    env.produce_spread(confluent_records("group", N), 4).await;
+    let records = confluent_records("group", N);
+    env.produce_spread(records[..N / 2].to_vec(), 4).await;
     let args = env.args(&["--bulk-max-bytes", "65536"]);
     let first = command(&args).spawn().expect("first worker");
     // The second joins while the first is consuming: a rebalance moves partitions to it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let second = command(&args).spawn().expect("second worker");
+    indexed_more_than(&env, 0).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut second_args = args.clone();
+    second_args.extend(["--metrics-listen".to_string(), listen.clone()]);
+    let second = command(&second_args).spawn().expect("second worker");
+    let http = reqwest::Client::new();
+    eventually("partitions of its own", Duration::from_secs(60), || async {
+        let url = format!("http://{listen}/metrics");
+        let text = http.get(url).send().await.ok()?.text().await.ok()?;
+        text.contains("kafka_consumer_lag{").then_some(())
+    })
+    .await;
+    // The rest lands on every partition, the second worker's among them.
+    env.produce_spread(records[N / 2..].to_vec(), 4).await;
     eventually("everything indexed", Duration::from_secs(120), || async {
         (indexed_ids(&env).await.len() >= N).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
     for child in [&first, &second] {
         sigterm(child);
     }
@@ -447,10 +473,9 @@ async fn check_describes_the_group_without_joining_and_the_password_never_prints
         "json",
     ]);
     set_arg(&mut sasl, "--kafka-security-protocol", "sasl_plaintext");
-    let mut child = command(&sasl).env("RUST_LOG", "debug").spawn().unwrap();
-    std::thread::sleep(Duration::from_secs(5));
-    child.kill().ok();
-    let output = child.wait_with_output().unwrap();
+    let child = command(&sasl).env("RUST_LOG", "debug").spawn().unwrap();
+    let output = output_within(child, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

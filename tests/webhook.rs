@@ -444,7 +444,10 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_0() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually("the bulk request held", Duration::from_secs(30), || async {
+        (proxy.faulted() >= 1).then_some(())
+    })
+    .await;
     let pid = hook.child.as_ref().unwrap().id();
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
