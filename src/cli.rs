@@ -2,13 +2,15 @@
 //! every source through the [`runtime`], the checks through [`check`], `rules check`
 //! through detection.
 
-use clap::Parser;
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tokio_util::sync::CancellationToken;
 
 use crate::check;
 use crate::config::{
-    BackfillCommand, Config, ConfigError, KafkaCommand, Mode, RulesAction, RulesCommand, Shared,
-    WebhookCommand,
+    file, BackfillCommand, Config, ConfigError, KafkaCommand, Mode, RulesAction, RulesCommand,
+    Shared, WebhookCommand,
 };
 use crate::runtime::{self, Outcome, RunError};
 use crate::source::backfill::Backfill;
@@ -124,10 +126,56 @@ sources! {
     Files(crate::source::files::FilesCommand => crate::source::files::Files),
 }
 
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run this command.
+    Run(Command),
+    /// `--print-config`: print this (the effective configuration, secrets redacted).
+    Print(String),
+}
+
 impl Cli {
-    /// Parses the command line and the environment.
-    pub fn parse_command() -> Result<Command, clap::Error> {
-        Ok(Self::try_parse()?.into_command())
+    /// Parses the command line, the environment and the `--config` file.
+    pub fn parse_command() -> Result<Parsed, clap::Error> {
+        Self::parse_args(std::env::args_os().collect())
+    }
+
+    /// [`Cli::parse_command`] for these arguments (the program name first).
+    pub fn parse_args(args: Vec<OsString>) -> Result<Parsed, clap::Error> {
+        let mut root = Cli::command();
+        let name = args
+            .get(1)
+            .and_then(|a| a.to_str())
+            .filter(|a| root.find_subcommand(a).is_some())
+            .map(str::to_string);
+        if let Some(path) = file::path_in(&args) {
+            let invalid = |err: file::FileError| {
+                clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{err}\n"))
+            };
+            root = match &name {
+                Some(name) => {
+                    let sub = root.find_subcommand(name).expect("found above").clone();
+                    let sub = file::apply(sub, &path).map_err(invalid)?;
+                    root.mut_subcommand(name, |_| sub)
+                }
+                None => file::apply(root, &path).map_err(invalid)?,
+            };
+        }
+        let matches = root.try_get_matches_from_mut(args)?;
+        let (command, ran) = match &name {
+            Some(name) => (
+                root.find_subcommand(name).expect("found above"),
+                matches
+                    .subcommand_matches(name)
+                    .expect("the subcommand ran"),
+            ),
+            None => (&root, &matches),
+        };
+        if ran.try_get_one::<bool>("print_config").ok().flatten() == Some(&true) {
+            return Ok(Parsed::Print(file::effective(command, ran)));
+        }
+        Ok(Parsed::Run(Cli::from_arg_matches(&matches)?.into_command()))
     }
 }
 

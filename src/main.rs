@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use cloudtrail_ingest::cli::{self, Cli, Command};
+use cloudtrail_ingest::cli::{self, Cli, Command, Parsed};
 use cloudtrail_ingest::config::LogFormat;
 use cloudtrail_ingest::runtime;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = match Cli::parse_command() {
-        Ok(command) => command,
+        Ok(Parsed::Run(command)) => command,
+        Ok(Parsed::Print(config)) => {
+            print!("{config}");
+            return ExitCode::SUCCESS;
+        }
         Err(err) if !err.use_stderr() => err.exit(), // --help, --version
         Err(err) => {
             let text = err.to_string();

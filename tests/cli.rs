@@ -114,6 +114,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         (vec!["kafka", "--help"], sub("kafka")),
         (vec!["webhook", "--help"], sub("webhook")),
         (vec!["backfill", "--help"], sub("backfill")),
+        (vec!["files", "--help"], sub("files")),
     ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success());
@@ -140,7 +141,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
         let fields = command
             .get_arguments()
             .filter(|a| {
-                a.get_long().is_some() && !matches!(a.get_id().as_str(), "help" | "version")
+                a.get_long().is_some()
+                    && !a.is_hide_set()
+                    && !matches!(a.get_id().as_str(), "help" | "version")
             })
             .count();
         assert_eq!(flags, fields, "{help}");
@@ -565,4 +568,156 @@ async fn secrets_never_appear_in_any_output() {
         0,
         "the runs ingested the message"
     );
+}
+
+/// A TOML file for `--config` in the temporary folder.
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("cli-{name}-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("a config file");
+    path
+}
+
+#[test]
+fn a_config_file_is_beaten_by_the_environment_which_is_beaten_by_a_flag() {
+    let file = config_file(
+        "precedence",
+        r#"
+queue-url = "https://sqs.us-east-1.amazonaws.com/123456789012/from-file"
+elasticsearch-url = "https://elastic:file-secret-7Kq@es.example:9200"
+bulk-max-bytes = 1048576
+bulk-linger = "2s"
+bulk-concurrency = 3
+rules = ["a.yml", "b.yml"]
+exit-when-idle = true
+"#,
+    );
+    let output = command()
+        .args(["--config", file.to_str().unwrap(), "--print-config"])
+        .args(["--bulk-max-bytes", "2048"])
+        .env("CLOUDTRAIL_INGEST_BULK_MAX_BYTES", "4096")
+        .env("CLOUDTRAIL_INGEST_BULK_LINGER", "3s")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", stderr_lines(&output));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "queue-url = \"https://sqs.us-east-1.amazonaws.com/123456789012/from-file\"",
+        "bulk-max-bytes = 2048",
+        "bulk-linger = \"3s\"",
+        "bulk-concurrency = 3",
+        "rules = [\"a.yml\", \"b.yml\"]",
+        "exit-when-idle = true",
+        "elasticsearch-url = \"https://es.example:9200/\"",
+        "index-prefix = \"cloudtrail\"",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line} in:\n{printed}");
+    }
+    assert!(!printed.contains("file-secret-7Kq"), "{printed}");
+
+    // What --print-config prints is a configuration file of its own.
+    let again = config_file("printed", &printed);
+    let output = command()
+        .args(["--config", again.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{:?}", stderr_lines(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("bulk-max-bytes = 2048"));
+    let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(again);
+}
+
+#[test]
+fn a_bad_config_file_is_one_line_naming_the_file_and_the_key_and_exit_2() {
+    for (name, text, expected) in [
+        (
+            "unknown",
+            "kafka-brokers = \"b:9092\"\n",
+            "unknown key \"kafka-brokers\"",
+        ),
+        (
+            "type",
+            "bulk-max-bytes = \"lots\"\n",
+            "bulk-max-bytes: invalid value 'lots'",
+        ),
+        (
+            "switch",
+            "exit-when-idle = \"yes\"\n",
+            "exit-when-idle: must be true or false",
+        ),
+        (
+            "choice",
+            "bulk-compression = \"zip\"\n",
+            "[possible values: none, gzip]",
+        ),
+        ("toml", "bulk-max-bytes = \n", "string"),
+    ] {
+        let file = config_file(name, text);
+        let output = command()
+            .args(["--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let lines = stderr_lines(&output);
+        assert_eq!(lines.len(), 1, "{name}: {lines:?}");
+        let path = file.display().to_string();
+        assert!(lines[0].contains(&path), "{name}: {lines:?}");
+        assert!(
+            name == "toml" || lines[0].contains(expected),
+            "{name}: {lines:?}"
+        );
+        let _ = std::fs::remove_file(file);
+    }
+    let output = command()
+        .args(["kafka", "--config", "/no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_lines(&output)[0].contains("/no/such/file.toml"));
+}
+
+#[test]
+fn secrets_from_a_config_file_never_print() {
+    let file = config_file(
+        "secrets",
+        r#"
+kafka-brokers = "127.0.0.1:9092"
+kafka-sasl-password = "sasl-secret-3Vn"
+kafka-option = ["ssl.key.password=option-secret-8Lp"]
+elasticsearch-api-key = "api-secret-2Wd"
+alert-webhook = ["https://hooks.example/services/T0/B0/hook-secret-6Yt"]
+"#,
+    );
+    let help = command()
+        .args(["kafka", "--config", file.to_str().unwrap(), "--help"])
+        .output()
+        .unwrap();
+    let printed = command()
+        .args([
+            "kafka",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{:?}", stderr_lines(&printed));
+    let text = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&help.stdout),
+        String::from_utf8_lossy(&printed.stdout),
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    for secret in [
+        "sasl-secret-3Vn",
+        "option-secret-8Lp",
+        "api-secret-2Wd",
+        "hook-secret-6Yt",
+    ] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    assert!(
+        text.contains("kafka-option = [\"ssl.key.password=(redacted)\"]"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(file);
 }

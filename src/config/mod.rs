@@ -11,6 +11,7 @@
 
 mod backfill;
 mod detect;
+pub mod file;
 mod kafka;
 mod s3;
 mod secret;

@@ -345,6 +345,16 @@ pub struct Shared {
     /// timeout (ECS: 30s by default).
     #[arg(long, env = "CLOUDTRAIL_INGEST_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+
+    /// Read flags from this TOML file, every key a flag's long name
+    /// (`elasticsearch-url = "https://..."`, `rules = ["a.yml"]`); a flag beats its
+    /// environment variable, which beats the file, which beats the default.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (as a --config file, secrets redacted) and exit.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_PRINT_CONFIG")]
+    pub print_config: bool,
 }
 
 impl Shared {
