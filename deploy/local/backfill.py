@@ -81,7 +81,7 @@ def run(binary, aws_url, sink_url, bucket, extra):
         raise SystemExit(f"backfill exited with {proc.returncode}")
     counters = {}
     for line in log:
-        if "worker stopped" in line:
+        if "worker stopped" in line or "backfill stopped" in line:
             counters = {k: int(v) for k, v in re.findall(r"(\w+): (\d+)", line)}
     return dict(elapsed=ended - started, cpu=usage.ru_utime + usage.ru_stime, peak_mib=peak_kib / 1024, **counters)
 
