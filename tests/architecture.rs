@@ -1,5 +1,6 @@
-//! The structure stays as built: the layers of `src/` name only the layers below them, and no
-//! files import each other in a circle.
+//! The structure stays as built: the layers of `src/` name only the layers below them, no
+//! files import each other in a circle, and no production function is longer than
+//! [`MAX_FUNCTION_LINES`].
 //!
 //! Every `.rs` file under `src/` is read as text (comments and string literals blanked out).
 //! The paths it names (`use` items, and `crate::`/`super::`/`self::` paths or paths through a
@@ -45,6 +46,83 @@ fn allowed(module: &str) -> Vec<&'static str> {
 /// What the structure still gets wrong, each to be taken off as it is mended: a layer arrow
 /// as "from -> layer", a circle as its files joined by ", ". Empty: keep it so.
 const KNOWN: &[&str] = &[];
+
+/// The longest a production function may be, from its `fn` line to its closing brace.
+const MAX_FUNCTION_LINES: usize = 80;
+
+#[test]
+fn no_production_function_is_longer_than_80_lines() {
+    let mut files = Vec::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    collect(&src, &mut files);
+    let mut long = Vec::new();
+    for path in files {
+        let text = blank(&std::fs::read_to_string(&path).unwrap());
+        // A file's tests come last, under `#[cfg(test)]`.
+        let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let lines: Vec<&str> = production.lines().collect();
+        let mut at = 0;
+        while at < lines.len() {
+            let Some(name) = fn_name(lines[at]) else {
+                at += 1;
+                continue;
+            };
+            let Some(end) = body_end(&lines, at) else {
+                at += 1; // a declaration without a body
+                continue;
+            };
+            let length = end - at + 1;
+            if length > MAX_FUNCTION_LINES {
+                let file = path.strip_prefix(&src).unwrap().display();
+                long.push(format!("{file}:{} {name} ({length} lines)", at + 1));
+            }
+            at = end + 1;
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "longer than {MAX_FUNCTION_LINES} lines: {long:#?}"
+    );
+}
+
+/// The name of the function a line declares (`pub(crate) async fn name(`), if it does.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace().peekable();
+    while words
+        .next_if(|w| w.starts_with("pub") || matches!(*w, "async" | "const" | "unsafe" | "extern"))
+        .is_some()
+    {}
+    if words.next()? != "fn" {
+        return None;
+    }
+    let rest = words.next()?;
+    let end = rest.find(['(', '<']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The line where the body that opens at or after line `start` closes; `None` when a `;`
+/// ends the declaration before any body opens.
+fn body_end(lines: &[&str], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut opened = false;
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        for c in line.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    opened = true;
+                }
+                '}' => depth = depth.saturating_sub(1),
+                ';' if !opened => return None,
+                _ => {}
+            }
+        }
+        if opened && depth == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
 
 #[test]
 fn lower_layers_name_no_higher_one() {

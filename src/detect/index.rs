@@ -500,13 +500,7 @@ impl<'a> Scanner<'a, '_> {
                 .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
                 .fold(0u64, |mask, p| mask | 1 << p);
             if key.contains(&b'.') {
-                let key = std::str::from_utf8(key).map_err(|_| Stop::Malformed)?;
-                for p in bits(open) {
-                    let rest = paths[p].steps()[depth..].join(".");
-                    if rest == key || rest.starts_with(&format!("{key}.")) {
-                        self.resolve(p, Found::Unknown);
-                    }
-                }
+                self.dotted_key(key, open, depth)?;
             }
             if here == 0 {
                 self.skip_value()?;
@@ -524,39 +518,7 @@ impl<'a> Scanner<'a, '_> {
                 }
                 if deeper != 0 {
                     self.at = value_at;
-                    match self.peek() {
-                        Some(b'{') => self.object(deeper, depth + 1)?,
-                        Some(b'"') => {
-                            let span = self.string()?;
-                            let inner = &self.bytes[span.0..span.1];
-                            let embedded = inner
-                                .iter()
-                                .find(|b| !b.is_ascii_whitespace())
-                                .is_some_and(|b| matches!(b, b'{' | b'['));
-                            for p in bits(deeper) {
-                                self.resolve(
-                                    p,
-                                    if embedded {
-                                        Found::Unknown
-                                    } else {
-                                        Found::Absent
-                                    },
-                                );
-                            }
-                        }
-                        Some(b'[') => {
-                            for p in bits(deeper) {
-                                self.resolve(p, Found::Unknown);
-                            }
-                            self.skip_value()?;
-                        }
-                        _ => {
-                            for p in bits(deeper) {
-                                self.resolve(p, Found::Absent);
-                            }
-                            self.skip_value()?;
-                        }
-                    }
+                    self.descend(deeper, depth)?;
                 }
                 if self.open == 0 {
                     return Err(Stop::Done);
@@ -578,6 +540,56 @@ impl<'a> Scanner<'a, '_> {
                 _ => return Err(Stop::Malformed),
             }
         }
+    }
+
+    /// A key with a dot may spell several steps of a path at once (`"a.b": 1` for `a.b.c`):
+    /// those paths cannot be told from the bytes alone.
+    fn dotted_key(&mut self, key: &[u8], open: u64, depth: usize) -> Result<(), Stop> {
+        let key = std::str::from_utf8(key).map_err(|_| Stop::Malformed)?;
+        for p in bits(open) {
+            let rest = self.paths[p].steps()[depth..].join(".");
+            if rest == key || rest.starts_with(&format!("{key}.")) {
+                self.resolve(p, Found::Unknown);
+            }
+        }
+        Ok(())
+    }
+
+    /// The value under a key that the `deeper` paths go on through: an object is searched,
+    /// a string holding JSON or an array cannot be told, anything else has nothing below.
+    fn descend(&mut self, deeper: u64, depth: usize) -> Result<(), Stop> {
+        match self.peek() {
+            Some(b'{') => self.object(deeper, depth + 1)?,
+            Some(b'"') => {
+                let span = self.string()?;
+                let inner = &self.bytes[span.0..span.1];
+                let embedded = inner
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| matches!(b, b'{' | b'['));
+                let found = if embedded {
+                    Found::Unknown
+                } else {
+                    Found::Absent
+                };
+                for p in bits(deeper) {
+                    self.resolve(p, found.clone());
+                }
+            }
+            Some(b'[') => {
+                for p in bits(deeper) {
+                    self.resolve(p, Found::Unknown);
+                }
+                self.skip_value()?;
+            }
+            _ => {
+                for p in bits(deeper) {
+                    self.resolve(p, Found::Absent);
+                }
+                self.skip_value()?;
+            }
+        }
+        Ok(())
     }
 
     /// The value at a path's end; moves past it.

@@ -86,56 +86,11 @@ impl Rule {
                 false,
             ),
         };
-        let logsource = match get("logsource") {
-            Some(Yaml::Hash(source)) => {
-                let part = |key: &str| {
-                    string(source.get(&Yaml::String(key.to_string()))).map(|s| s.to_lowercase())
-                };
-                LogSource {
-                    product: part("product"),
-                    service: part("service"),
-                    category: part("category"),
-                }
-            }
-            None => LogSource::default(),
-            Some(_) => return Err("`logsource` is not a map".to_string()),
-        };
+        let logsource = log_source(get("logsource"))?;
         let Some(Yaml::Hash(detection)) = get("detection") else {
             return Err("no `detection` map".to_string());
         };
-        let mut names = Vec::new();
-        let mut searches = Vec::new();
-        let mut condition = None;
-        for (key, value) in detection {
-            let Yaml::String(key) = key else {
-                return Err(format!("a search identifier must be a string, not {key:?}"));
-            };
-            if key == "condition" {
-                condition = Some(value);
-                continue;
-            }
-            if key == "timeframe" {
-                return Err("`timeframe` belongs to correlation rules; not supported".to_string());
-            }
-            let search = Search::compile(value).map_err(|err| format!("search `{key}`: {err}"))?;
-            names.push(key.clone());
-            searches.push(search);
-        }
-        let condition = match condition {
-            None => return Err("no `condition`".to_string()),
-            Some(Yaml::String(text)) => Condition::parse(text, &names)?,
-            Some(Yaml::Array(items)) if !items.is_empty() => {
-                let parsed = items
-                    .iter()
-                    .map(|item| match item {
-                        Yaml::String(text) => Condition::parse(text, &names),
-                        _ => Err("a condition must be a string".to_string()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Condition::Or(parsed)
-            }
-            Some(_) => return Err("a condition must be a string or a list of strings".to_string()),
-        };
+        let (names, searches, condition) = compile_detection(detection)?;
         Ok(Rule {
             id,
             title,
@@ -193,6 +148,64 @@ fn strings(value: Option<&Yaml>) -> Vec<String> {
         Some(single) => string(Some(single)).into_iter().collect(),
         None => Vec::new(),
     }
+}
+
+/// `logsource`: which events a rule is for (none: every event).
+fn log_source(value: Option<&Yaml>) -> Result<LogSource, String> {
+    Ok(match value {
+        Some(Yaml::Hash(source)) => {
+            let part = |key: &str| {
+                string(source.get(&Yaml::String(key.to_string()))).map(|s| s.to_lowercase())
+            };
+            LogSource {
+                product: part("product"),
+                service: part("service"),
+                category: part("category"),
+            }
+        }
+        None => LogSource::default(),
+        Some(_) => return Err("`logsource` is not a map".to_string()),
+    })
+}
+
+/// `detection`: the named searches, in order, and the condition over their names.
+fn compile_detection(
+    detection: &yaml_rust2::yaml::Hash,
+) -> Result<(Vec<String>, Vec<Search>, Condition), String> {
+    let mut names = Vec::new();
+    let mut searches = Vec::new();
+    let mut condition = None;
+    for (key, value) in detection {
+        let Yaml::String(key) = key else {
+            return Err(format!("a search identifier must be a string, not {key:?}"));
+        };
+        if key == "condition" {
+            condition = Some(value);
+            continue;
+        }
+        if key == "timeframe" {
+            return Err("`timeframe` belongs to correlation rules; not supported".to_string());
+        }
+        let search = Search::compile(value).map_err(|err| format!("search `{key}`: {err}"))?;
+        names.push(key.clone());
+        searches.push(search);
+    }
+    let condition = match condition {
+        None => return Err("no `condition`".to_string()),
+        Some(Yaml::String(text)) => Condition::parse(text, &names)?,
+        Some(Yaml::Array(items)) if !items.is_empty() => {
+            let parsed = items
+                .iter()
+                .map(|item| match item {
+                    Yaml::String(text) => Condition::parse(text, &names),
+                    _ => Err("a condition must be a string".to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Condition::Or(parsed)
+        }
+        Some(_) => return Err("a condition must be a string or a list of strings".to_string()),
+    };
+    Ok((names, searches, condition))
 }
 
 #[cfg(test)]

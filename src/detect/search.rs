@@ -313,45 +313,7 @@ impl FieldTest {
         if field.is_empty() {
             return Err("a field test needs a field name".to_string());
         }
-        let mut m = Modifiers::default();
-        for modifier in parts {
-            match modifier {
-                "all" => m.all = true,
-                "cased" => m.cased = true,
-                "neq" => m.negate = true,
-                "exists" => m.exists = true,
-                "contains" => m.push(Transform::Contains, RefMode::Contains),
-                "startswith" => m.push(Transform::StartsWith, RefMode::StartsWith),
-                "endswith" => m.push(Transform::EndsWith, RefMode::EndsWith),
-                "windash" => m.transforms.push(Transform::Windash),
-                "base64" => m.transforms.push(Transform::Base64(m.encoding)),
-                "base64offset" => m.transforms.push(Transform::Base64Offset(m.encoding)),
-                "utf16le" | "wide" => m.encoding = Encoding::Utf16Le,
-                "utf16be" => m.encoding = Encoding::Utf16Be,
-                "utf16" => m.encoding = Encoding::Utf16Bom,
-                "re" => m.regex = Some(String::new()),
-                "i" | "m" | "s" if m.regex.is_some() => {
-                    m.regex.as_mut().expect("checked").push_str(modifier)
-                }
-                "cidr" => m.cidr = true,
-                "lt" => m.compare = Some(Compare::Lt),
-                "lte" => m.compare = Some(Compare::Lte),
-                "gt" => m.compare = Some(Compare::Gt),
-                "gte" => m.compare = Some(Compare::Gte),
-                "minute" => m.part = Some(TimePart::Minute),
-                "hour" => m.part = Some(TimePart::Hour),
-                "day" => m.part = Some(TimePart::Day),
-                "week" => m.part = Some(TimePart::Week),
-                "month" => m.part = Some(TimePart::Month),
-                "year" => m.part = Some(TimePart::Year),
-                "fieldref" => m.fieldref = true,
-                "expand" => {
-                    return Err("the `expand` modifier needs placeholder values, which this tool does not define".to_string())
-                }
-                "" => return Err("an empty modifier".to_string()),
-                other => return Err(format!("the modifier `{other}` is not supported")),
-            }
-        }
+        let m = Modifiers::parse(parts)?;
         let field = FieldPath::new(field);
         if m.exists {
             return match value {
@@ -409,6 +371,50 @@ impl FieldTest {
 }
 
 impl Modifiers {
+    /// The modifiers after a field name (`|contains|all`).
+    fn parse<'a>(parts: impl Iterator<Item = &'a str>) -> Result<Modifiers, SearchError> {
+        let mut m = Modifiers::default();
+        for modifier in parts {
+            match modifier {
+                "all" => m.all = true,
+                "cased" => m.cased = true,
+                "neq" => m.negate = true,
+                "exists" => m.exists = true,
+                "contains" => m.push(Transform::Contains, RefMode::Contains),
+                "startswith" => m.push(Transform::StartsWith, RefMode::StartsWith),
+                "endswith" => m.push(Transform::EndsWith, RefMode::EndsWith),
+                "windash" => m.transforms.push(Transform::Windash),
+                "base64" => m.transforms.push(Transform::Base64(m.encoding)),
+                "base64offset" => m.transforms.push(Transform::Base64Offset(m.encoding)),
+                "utf16le" | "wide" => m.encoding = Encoding::Utf16Le,
+                "utf16be" => m.encoding = Encoding::Utf16Be,
+                "utf16" => m.encoding = Encoding::Utf16Bom,
+                "re" => m.regex = Some(String::new()),
+                "i" | "m" | "s" if m.regex.is_some() => {
+                    m.regex.as_mut().expect("checked").push_str(modifier)
+                }
+                "cidr" => m.cidr = true,
+                "lt" => m.compare = Some(Compare::Lt),
+                "lte" => m.compare = Some(Compare::Lte),
+                "gt" => m.compare = Some(Compare::Gt),
+                "gte" => m.compare = Some(Compare::Gte),
+                "minute" => m.part = Some(TimePart::Minute),
+                "hour" => m.part = Some(TimePart::Hour),
+                "day" => m.part = Some(TimePart::Day),
+                "week" => m.part = Some(TimePart::Week),
+                "month" => m.part = Some(TimePart::Month),
+                "year" => m.part = Some(TimePart::Year),
+                "fieldref" => m.fieldref = true,
+                "expand" => {
+                    return Err("the `expand` modifier needs placeholder values, which this tool does not define".to_string())
+                }
+                "" => return Err("an empty modifier".to_string()),
+                other => return Err(format!("the modifier `{other}` is not supported")),
+            }
+        }
+        Ok(m)
+    }
+
     fn push(&mut self, transform: Transform, mode: RefMode) {
         self.transforms.push(transform);
         self.ref_mode = Some(mode);
@@ -429,37 +435,10 @@ impl Modifiers {
         let text = scalar(value)
             .ok_or_else(|| format!("a value must be a string, a number or null, not {value:?}"))?;
         if self.fieldref {
-            if self.transforms.iter().any(|t| {
-                matches!(
-                    t,
-                    Transform::Windash | Transform::Base64(_) | Transform::Base64Offset(_)
-                )
-            }) {
-                return Err(
-                    "`fieldref` takes only `contains`, `startswith`, `endswith` and `cased`"
-                        .to_string(),
-                );
-            }
-            return Ok(ValueTest::FieldRef {
-                other: FieldPath::new(&text),
-                how: self.ref_mode.unwrap_or(RefMode::Equals),
-                cased: self.cased,
-            });
+            return self.field_ref(&text);
         }
         if let Some(flags) = &self.regex {
-            let flags = if flags.is_empty() {
-                String::new()
-            } else {
-                format!("(?{flags})")
-            };
-            return Regex::new(&format!("{flags}{text}"))
-                .map(ValueTest::Regex)
-                .map_err(|err| {
-                    format!(
-                        "the regular expression `{text}` is not supported: {}",
-                        first_line(&err.to_string())
-                    )
-                });
+            return regex(flags, &text);
         }
         if self.cidr {
             let network =
@@ -496,6 +475,43 @@ impl Modifiers {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ValueTest::Strings(tests))
     }
+
+    /// `fieldref`: the value names another field of the same event.
+    fn field_ref(&self, text: &str) -> Result<ValueTest, SearchError> {
+        if self.transforms.iter().any(|t| {
+            matches!(
+                t,
+                Transform::Windash | Transform::Base64(_) | Transform::Base64Offset(_)
+            )
+        }) {
+            return Err(
+                "`fieldref` takes only `contains`, `startswith`, `endswith` and `cased`"
+                    .to_string(),
+            );
+        }
+        Ok(ValueTest::FieldRef {
+            other: FieldPath::new(text),
+            how: self.ref_mode.unwrap_or(RefMode::Equals),
+            cased: self.cased,
+        })
+    }
+}
+
+/// `re` (with its `i`, `m`, `s` flags): the value is a regular expression.
+fn regex(flags: &str, text: &str) -> Result<ValueTest, SearchError> {
+    let flags = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("(?{flags})")
+    };
+    Regex::new(&format!("{flags}{text}"))
+        .map(ValueTest::Regex)
+        .map_err(|err| {
+            format!(
+                "the regular expression `{text}` is not supported: {}",
+                first_line(&err.to_string())
+            )
+        })
 }
 
 fn first_line(text: &str) -> &str {
