@@ -15,7 +15,7 @@
 //! disposer, which first carries out what it holds, so no finished work is lost. With
 //! `--exit-when-idle` the same path runs once the queue holds no message at all (none
 //! visible, in flight or delayed) and nothing is in flight here; its long polls are kept
-//! short (2 s at most), so the exit comes within a few seconds. If the sink stops early (a
+//! short (1 s at most), so the exit comes within a few seconds. If the sink stops early (a
 //! panic), the runtime halts the source: what is in flight is abandoned and stays in the
 //! queue, and the run ends with an error.
 
@@ -45,7 +45,7 @@ use receive::{Received, MAX_RECEIVE_BATCH};
 /// How often an idle worker with `--exit-when-idle` asks whether the queue is drained.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
 /// The longest long poll with `--exit-when-idle`.
-const IDLE_RECEIVE_WAIT: Duration = Duration::from_secs(2);
+const IDLE_RECEIVE_WAIT: Duration = Duration::from_secs(1);
 
 crate::telemetry::counters! {
     /// What the SQS source did with its messages (their deletion and release are the
