@@ -50,25 +50,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The summary's counter `name`.
-fn counter(output: &Output, name: &str) -> u64 {
-    let stderr = text(&output.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("worker stopped"))
-        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
-    let at = line
-        .find(&format!("{name}: "))
-        .unwrap_or_else(|| panic!("{name} missing from {line}"));
-    line[at + name.len() + 2..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a number")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_and_standard_input_are_indexed_once_by_event_id() {
     let env = TestEnv::new("files").await;

@@ -123,25 +123,6 @@ async fn indexed_more_than(env: &KafkaEnv, n: usize) {
     .await;
 }
 
-/// The summary line's counter `name`.
-fn counter(output: &Output, name: &str) -> u64 {
-    let text = stderr(output);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("worker stopped"))
-        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
-    let at = line
-        .find(&format!("{name}: "))
-        .unwrap_or_else(|| panic!("{name} missing from {line}"));
-    line[at + name.len() + 2..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a number")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_is_indexed_once_and_a_second_run_indexes_nothing_new() {
     let env = KafkaEnv::new("once", 3).await;

@@ -97,11 +97,7 @@ impl BackfillCommand {
                 "--alert-if-silent is for workers that keep running; a backfill ends when its listing is done".into(),
             );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::check(problems)
     }
 
     /// The bucket; only call after [`BackfillCommand::validate`] succeeded.

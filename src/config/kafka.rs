@@ -260,11 +260,7 @@ impl KafkaCommand {
         let mut problems = Vec::new();
         self.kafka.validate(&mut problems);
         self.shared.validate(&mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::check(problems)
     }
 
     /// A one-line summary for the start-up log; never contains secrets.

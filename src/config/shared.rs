@@ -313,6 +313,17 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+impl ConfigError {
+    /// `Ok` when there is no problem, else every one of them.
+    pub fn check(problems: Vec<String>) -> Result<(), ConfigError> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
 /// Cluster credentials, at most one kind.
 #[derive(Debug, Clone)]
 pub enum ClusterAuth {

@@ -91,11 +91,7 @@ impl Config {
         if self.sqs.receive_wait > MAX_RECEIVE_WAIT {
             problems.push("--receive-wait must be at most 20s (the SQS limit)".into());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::check(problems)
     }
 
     /// The queue URL; only call after [`Config::validate`] succeeded.

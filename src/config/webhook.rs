@@ -208,11 +208,7 @@ impl WebhookCommand {
             problems.push("--webhook-max-in-flight must be at least 1".into());
         }
         self.shared.validate(&mut problems);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::check(problems)
     }
 
     /// A one-line summary for the start-up log; never contains secrets.

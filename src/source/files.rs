@@ -16,7 +16,7 @@
 //! Uses: loading an export (a synced copy of a trail bucket, a CloudTrail Lake export, a
 //! Konnect dump), an air-gapped site, replaying a sample through the rules.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 use crate::config::{ConfigError, S3Config, Shared};
 use crate::format::{Destination, Format, PayloadContext, RecordCounters};
 use crate::pipeline::{Failure, Origin, StageError, Ticket};
+use crate::source::backfill::progress;
 use crate::source::s3::{self, FetchError, ObjectSink, ObjectSummary};
 use crate::source::{Context, Ended, Source, SourceError};
 use crate::telemetry::Stats;
@@ -85,11 +86,7 @@ impl FilesCommand {
                 problems.push(format!("{}: {err}", path.display()));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+        ConfigError::check(problems)
     }
 
     /// A one-line summary for the start-up log; never contains secrets.
@@ -440,20 +437,11 @@ impl Progress {
     }
 
     fn report(&self) {
-        let line = self.line();
-        if self.terminal {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{line}");
-            let _ = err.flush();
-        } else {
-            info!("{line}");
-        }
+        progress::show(&self.line(), self.terminal);
     }
 
     fn finish(&self) {
-        if self.terminal {
-            let _ = writeln!(std::io::stderr());
-        }
+        progress::end(self.terminal);
     }
 }
 

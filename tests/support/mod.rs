@@ -758,3 +758,22 @@ pub fn log_object(events: &[(&str, &str)]) -> Vec<u8> {
         .collect();
     gzip(json!({"Records": records}).to_string().as_bytes())
 }
+
+/// The counter `name` of the summary line (`worker stopped`) a finished binary logged.
+pub fn counter(output: &std::process::Output, name: &str) -> u64 {
+    let text = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("worker stopped"))
+        .unwrap_or_else(|| panic!("no summary in:\n{text}"));
+    let at = line
+        .find(&format!("{name}: "))
+        .unwrap_or_else(|| panic!("{name} missing from {line}"));
+    line[at + name.len() + 2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a number")
+}

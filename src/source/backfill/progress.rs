@@ -64,13 +64,7 @@ impl Progress {
                 .objects_listed
                 .get(),
         );
-        if self.terminal {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[K{line}");
-            let _ = err.flush();
-        } else {
-            info!("{line}");
-        }
+        show(&line, self.terminal);
     }
 
     /// The progress line; `listed` is the objects listed in this run.
@@ -108,9 +102,25 @@ impl Progress {
 
     /// Ends the line on a terminal.
     pub fn finish(&self) {
-        if self.terminal {
-            let _ = writeln!(std::io::stderr());
-        }
+        end(self.terminal);
+    }
+}
+
+/// Shows a progress line: rewritten in place on a terminal, logged otherwise.
+pub fn show(line: &str, terminal: bool) {
+    if terminal {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{line}");
+        let _ = err.flush();
+    } else {
+        info!("{line}");
+    }
+}
+
+/// Ends a progress line on a terminal.
+pub fn end(terminal: bool) {
+    if terminal {
+        let _ = writeln!(std::io::stderr());
     }
 }
 
