@@ -149,7 +149,9 @@ impl Cli {
             .and_then(|a| a.to_str())
             .filter(|a| root.find_subcommand(a).is_some())
             .map(str::to_string);
-        if let Some(path) = file::path_in(&args) {
+        // `rules check` takes no flags from a configuration file.
+        let configured = name.as_deref() != Some("rules");
+        if let Some(path) = file::path_in(&args).filter(|_| configured) {
             let invalid = |err: file::FileError| {
                 clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{err}\n"))
             };
