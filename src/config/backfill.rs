@@ -11,6 +11,7 @@ use super::{ConfigError, S3Config, Shared};
 
 /// `cloudtrail-ingest backfill`: the whole configuration of a backfill.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("alert_if_silent", |arg| arg.hide(true)))]
 pub struct BackfillCommand {
     #[command(flatten)]
     pub backfill: BackfillConfig,

@@ -42,6 +42,7 @@ const STDIN: &str = "-";
 /// source.
 #[derive(Debug, Clone, Args)]
 #[command(mut_arg("s3_force_path_style", |arg| arg.hide(true)))]
+#[command(mut_arg("alert_if_silent", |arg| arg.hide(true)))]
 pub struct FilesCommand {
     /// Files, folders (read recursively, in name order) or `-` for standard input.
     #[arg(required = true, value_name = "PATH")]
