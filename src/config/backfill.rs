@@ -93,11 +93,9 @@ impl BackfillCommand {
         }
         self.shared.validate(&mut problems);
         self.s3.validate(&self.shared.index, &mut problems);
-        if self.shared.detect.alert_if_silent.is_some() {
-            problems.push(
-                "--alert-if-silent is for workers that keep running; a backfill ends when its listing is done".into(),
-            );
-        }
+        self.shared
+            .detect
+            .refuse_silence_alarm("a backfill ends when its listing is done", &mut problems);
         ConfigError::check(problems)
     }
 

@@ -55,6 +55,16 @@ impl DetectConfig {
         !self.rules.is_empty() || self.alert_if_silent.is_some()
     }
 
+    /// For a command that ends by itself (`ends`: how it ends): the silence alarm, which
+    /// watches a worker that keeps running, is refused.
+    pub fn refuse_silence_alarm(&self, ends: &str, problems: &mut Vec<String>) {
+        if self.alert_if_silent.is_some() {
+            problems.push(format!(
+                "--alert-if-silent is for workers that keep running; {ends}"
+            ));
+        }
+    }
+
     pub(super) fn validate(&self, problems: &mut Vec<String>) {
         for path in &self.rules {
             if !path.exists() {

@@ -77,7 +77,7 @@ pub fn apply(mut command: Command, path: &Path) -> Result<Command, FileError> {
             .map(|v| &*Box::leak(v.into_boxed_str()))
             .collect();
         let id = arg.get_id().clone();
-        let takes_value = !matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
+        let takes_value = !is_switch(arg);
         command = command.mut_arg(id, |arg| {
             arg.default_values(values).hide_default_value(takes_value)
         });
@@ -87,9 +87,7 @@ pub fn apply(mut command: Command, path: &Path) -> Result<Command, FileError> {
 
 /// The strings a TOML value stands for, as the flag takes them on the command line.
 fn values(arg: &Arg, value: &toml::Value) -> Result<Vec<String>, String> {
-    let switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
-    let repeats = matches!(arg.get_action(), ArgAction::Append)
-        || arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+    let (switch, repeats) = (is_switch(arg), takes_many(arg));
     match value {
         toml::Value::Boolean(b) => Ok(vec![b.to_string()]),
         _ if switch => Err("must be true or false".into()),
@@ -111,7 +109,7 @@ fn values(arg: &Arg, value: &toml::Value) -> Result<Vec<String>, String> {
 
 /// Whether the flag's own parser takes `value`; its error never repeats a secret.
 fn check(arg: &Arg, long: &str, value: &str) -> Result<(), String> {
-    if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
+    if is_switch(arg) {
         return Ok(()); // `values` took only true or false
     }
     let alone = Arg::new("value")
@@ -153,9 +151,7 @@ pub fn effective(command: &Command, matches: &ArgMatches) -> String {
         let values: Vec<String> = raw
             .map(|v| redact(arg, long, &v.to_string_lossy()))
             .collect();
-        let switch = matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse);
-        let repeats = matches!(arg.get_action(), ArgAction::Append)
-            || arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+        let (switch, repeats) = (is_switch(arg), takes_many(arg));
         let line = match values.as_slice() {
             [] if repeats => format!("{long} = []"),
             [] => continue,
@@ -181,6 +177,17 @@ fn toml_value(value: &str) -> String {
         Ok(n) => n.to_string(),
         Err(_) => quoted(value),
     }
+}
+
+/// A flag without a value (`--exit-when-idle`): `true` or `false` in a file.
+fn is_switch(arg: &Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse)
+}
+
+/// A flag that takes several values (repeated, or comma-separated): an array in a file.
+fn takes_many(arg: &Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::Append)
+        || arg.get_num_args().is_some_and(|n| n.max_values() > 1)
 }
 
 /// A TOML basic string.

@@ -35,6 +35,8 @@ use crate::source::s3::{self, FetchError, ObjectSink, ObjectSummary};
 use crate::source::{Context, Ended, Source, SourceError};
 use crate::telemetry::Stats;
 
+/// The origin field that names a file (`file.path`; `file.line` of a record).
+const PLACE: &str = "file";
 /// The path that names standard input.
 const STDIN: &str = "-";
 
@@ -73,12 +75,9 @@ impl FilesCommand {
         if self.concurrency == 0 {
             problems.push("--concurrency must be at least 1".into());
         }
-        if self.shared.detect.alert_if_silent.is_some() {
-            problems.push(
-                "--alert-if-silent is for workers that keep running; files ends when every file is read"
-                    .into(),
-            );
-        }
+        self.shared
+            .detect
+            .refuse_silence_alarm("files ends when every file is read", &mut problems);
         if self.paths.iter().filter(|p| p.as_os_str() == STDIN).count() > 1 {
             problems.push("- (standard input) can be read only once".into());
         }
@@ -321,8 +320,9 @@ impl Reader {
         let sink = ObjectSink {
             origin: Arc::new(Origin::new(
                 name.clone(),
-                serde_json::json!({"file": {"path": name}}),
+                serde_json::json!({PLACE: {"path": name}}),
             )),
+            place: PLACE,
             format: self.format.clone(),
             ticket: ticket.clone(),
             events: self.events.clone(),

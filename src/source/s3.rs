@@ -154,7 +154,7 @@ impl ObjectRef {
     /// whatever announced it (`announced_by`, a JSON object such as
     /// `{"sqs": {"message_id": ...}}`).
     pub fn origin(&self, announced_by: serde_json::Value) -> Origin {
-        let mut fields = serde_json::json!({"s3": {"bucket": self.bucket, "key": self.key}});
+        let mut fields = serde_json::json!({S3_PLACE: {"bucket": self.bucket, "key": self.key}});
         if let (Some(fields), serde_json::Value::Object(more)) =
             (fields.as_object_mut(), announced_by)
         {
@@ -168,10 +168,16 @@ impl ObjectRef {
 #[derive(Clone)]
 pub struct ObjectSink {
     pub origin: Arc<Origin>,
+    /// The field of the origin that names the payload ([`S3_PLACE`] for an S3 object,
+    /// `file` for a local file): a record's line number goes under it.
+    pub place: &'static str,
     pub format: Arc<dyn Format>,
     pub ticket: Arc<Ticket>,
     pub events: EventSender,
 }
+
+/// The origin field that names an S3 object (`s3.bucket`, `s3.key`; `s3.line` of a record).
+pub const S3_PLACE: &str = "s3";
 
 /// What reading one object produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -317,7 +323,7 @@ pub fn read_stream<R: Read>(
                     reason,
                 } => {
                     warn!(origin = %sink.origin, line, reason, "record is not usable; sending it to the dead-letter index");
-                    let origin = Arc::new(at_line(&sink.origin, line));
+                    let origin = Arc::new(at_line(&sink.origin, sink.place, line));
                     Pending::refused(event, origin, sink.ticket.claim(), reason)
                 }
             };
@@ -338,15 +344,10 @@ pub fn read_stream<R: Read>(
     })
 }
 
-/// The origin of the record at `line` of an object: its dead-letter entry says `s3.line`
-/// (`file.line` for a local file).
-fn at_line(object: &Origin, line: u64) -> Origin {
+/// The origin of the record at `line` of an object: its dead-letter entry says
+/// `<place>.line` (`s3.line`, `file.line`).
+fn at_line(object: &Origin, place: &str, line: u64) -> Origin {
     let mut fields = serde_json::Value::Object(object.fields().cloned().unwrap_or_default());
-    let place = if fields.get("file").is_some() {
-        "file"
-    } else {
-        "s3"
-    };
     fields[place]["line"] = line.into();
     Origin::new(format!("{object} line {line}"), fields)
 }
@@ -440,6 +441,7 @@ mod tests {
                 }
                 .origin(serde_json::json!({})),
             ),
+            place: S3_PLACE,
             format: Arc::new(CloudTrail {
                 options: Options {
                     free_form: FreeForm::Objects,

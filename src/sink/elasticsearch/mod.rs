@@ -117,12 +117,6 @@ pub async fn finish_within(
     }
 }
 
-/// Why an indexer that ended while its input was still open stopped.
-pub fn stopped_early(joined: Result<Result<(), IndexerError>, tokio::task::JoinError>) -> String {
-    indexer_failure(joined)
-        .unwrap_or_else(|| "it finished while its input was still open".to_string())
-}
-
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
 /// flight, and never less than 32 MiB.

@@ -451,6 +451,7 @@ async fn read(context: &Objects, seq: u64, listed: Listed) -> Finished {
             let ticket = Ticket::new();
             let sink = ObjectSink {
                 origin: origin.clone(),
+                place: s3::S3_PLACE,
                 format: context.format.clone(),
                 ticket: ticket.clone(),
                 events: context.events.clone(),

@@ -583,6 +583,7 @@ async fn read_object(
     let span = info_span!("object", bucket = %object.bucket, key = %object.key);
     let sink = ObjectSink {
         origin: Arc::new(object.origin(serde_json::json!({"sqs": {"message_id": message_id}}))),
+        place: s3::S3_PLACE,
         format: context.format.clone(),
         ticket: ticket.clone(),
         events: context.events.clone(),

@@ -160,7 +160,10 @@ impl Source for Webhook {
             .local_addr()
             .map_err(|source| SourceError::new(WebhookError::Listen { addr, source }))?;
         let shutdown = context.shutdown.clone();
+        let stats = context.stats.clone();
         let requests = Arc::new(requests(&self.command, context));
+        stats.set(&stats.source_reachable, true);
+        stats.set(&stats.started, true);
         info!(
             listen = %local,
             path = %hook.webhook_path,
@@ -193,8 +196,6 @@ impl Source for Webhook {
 fn requests(command: &WebhookCommand, context: Context) -> Requests {
     let hook = &command.webhook;
     let stats = context.stats;
-    stats.set(&stats.source_reachable, true);
-    stats.set(&stats.started, true);
     Requests {
         path: hook.webhook_path.clone(),
         authorization: hook
