@@ -148,7 +148,14 @@ impl Source for Files {
     /// for (then the files in flight get the grace period).
     async fn run(self, context: Context) -> Result<Ended, SourceError> {
         let counters = context.stats.counters::<FileCounters>();
-        let inputs = inputs(&self.command, &counters).map_err(SourceError::new)?;
+        // Walking a large export is file system work: off the async threads.
+        let inputs = {
+            let (command, counters) = (self.command.clone(), counters.clone());
+            tokio::task::spawn_blocking(move || inputs(&command, &counters))
+                .await
+                .expect("the walk does not panic")
+                .map_err(SourceError::new)?
+        };
         let stats = &context.stats;
         stats.set(&stats.source_reachable, true);
         info!(files = inputs.len(), "files started");
