@@ -379,6 +379,43 @@ async fn check_reports_each_dependency_and_fails_on_a_broken_one() {
 }
 
 /// Standard base64, to look for encoded credentials in the output too.
+/// `HTTP_PROXY` carries every request of the worker: the cluster's (reqwest) and the AWS
+/// SDK's (SQS and S3), as on a host whose only way out is a forward proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_and_aws_requests_go_through_http_proxy() {
+    let env = TestEnv::new("http-proxy").await;
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/02/proxied.json.gz";
+    let events = [
+        ("proxy-1", "2024-05-02T10:00:00Z"),
+        ("proxy-2", "2024-05-02T10:00:01Z"),
+    ];
+    env.put_object(key, log_object(&events)).await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    let proxy = proxy::FaultProxy::start(&standins().search_url).await;
+    let args = env.args(&["--exit-when-idle"]);
+    let mut command = command();
+    command.args(&args[1..]).env("HTTP_PROXY", proxy.url());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{:?}", stderr_lines(&output));
+    assert_eq!(
+        env.count(&format!("{}-2024.05.02", env.index_prefix)).await,
+        2
+    );
+    let seen = proxy.take_seen();
+    let through = |prefix: &str| seen.iter().any(|r| r.starts_with(prefix));
+    let search = &standins().search_url;
+    let aws = &standins().aws_url;
+    assert!(through(&format!("GET {search}/")), "{seen:?}");
+    assert!(through(&format!("POST {search}/_bulk")), "{seen:?}");
+    assert!(through(&format!("POST {aws}/")), "SQS: {seen:?}");
+    assert!(
+        through(&format!("GET {aws}/{}/{key}", env.bucket)),
+        "S3: {seen:?}"
+    );
+}
+
 fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

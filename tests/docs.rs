@@ -52,7 +52,7 @@ fn reference() -> String {
          `UPDATE_DOCS=1 cargo test --test docs`. Every flag has an environment variable and is a\n\
          key of the same name in a `--config` file (TOML). A flag beats its environment variable,\n\
          which beats the file, which beats the default. Durations are human-readable (`250ms`,\n\
-         `30s`, `5m`).\n\n\
+         `30s`, `5m`). [All documentation](README.md).\n\n\
          ## Every ingesting command\n\n",
     );
     let (_, root) = &commands[0];

@@ -30,8 +30,14 @@ pub struct BackfillConfig {
     #[arg(long, env = "CLOUDTRAIL_INGEST_BUCKET", value_name = "BUCKET")]
     pub bucket: Option<String>,
 
-    /// Read only keys under this prefix (repeatable) [default: the whole bucket].
-    #[arg(long, env = "CLOUDTRAIL_INGEST_PREFIX", value_name = "PREFIX")]
+    /// Read only keys under this prefix (repeatable, or comma-separated) [default: the whole
+    /// bucket].
+    #[arg(
+        long,
+        env = "CLOUDTRAIL_INGEST_PREFIX",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
     pub prefix: Vec<String>,
 
     /// First UTC day to read, YYYY-MM-DD. CloudTrail logs (`AWSLogs/.../CloudTrail/<region>/`)
@@ -133,4 +139,27 @@ impl BackfillCommand {
 /// no `/` or whitespace.
 fn valid_bucket(name: &str) -> bool {
     (1..=255).contains(&name.len()) && !name.contains(|c: char| c == '/' || c.is_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    #[test]
+    fn prefixes_repeat_and_split_on_commas() {
+        let matches = BackfillCommand::augment_args(clap::Command::new("backfill"))
+            .try_get_matches_from([
+                "backfill",
+                "--bucket",
+                "trail",
+                "--prefix",
+                "AWSLogs/,topics/",
+                "--prefix",
+                "other/",
+            ])
+            .expect("arguments parse");
+        let command = BackfillCommand::from_arg_matches(&matches).expect("a backfill command");
+        assert_eq!(command.backfill.prefix, ["AWSLogs/", "topics/", "other/"]);
+    }
 }

@@ -134,8 +134,9 @@ pub struct KafkaConfig {
     )]
     pub kafka_format: KafkaFormat,
 
-    /// With `--kafka-format json`: the field (dotted path, e.g. `event.id`) whose string
-    /// value is the document `_id` [default: `<topic>-<partition>-<offset>`].
+    /// With `--kafka-format json`: the field (dotted path, e.g. `event.id`) whose value (a
+    /// string or a number) is the document `_id` [default: a CloudEvents record's `id`, else
+    /// `<topic>-<partition>-<offset>`].
     #[arg(long, env = "CLOUDTRAIL_INGEST_KAFKA_ID_FIELD", value_name = "PATH")]
     pub kafka_id_field: Option<String>,
 
@@ -144,10 +145,13 @@ pub struct KafkaConfig {
     #[arg(long, env = "CLOUDTRAIL_INGEST_KAFKA_TIME_FIELD", value_name = "PATH")]
     pub kafka_time_field: Option<String>,
 
-    /// Extra librdkafka consumer properties, KEY=VALUE (repeatable), e.g.
-    /// `heartbeat.interval.ms=1000`; applied last. Security and commit properties are set
-    /// by the flags above and cannot be given here. Values may be secrets (`ssl.key.password`):
-    /// only the keys are ever printed.
+    /// Extra librdkafka consumer properties, KEY=VALUE (repeatable, or comma-separated; a
+    /// piece without `=` continues the value before it, so `debug=cgrp,fetch` is one), e.g.
+    /// `heartbeat.interval.ms=1000`; applied last. Refused: what the flags above set
+    /// (bootstrap.servers, group.id, enable.auto.commit, enable.auto.offset.store,
+    /// auto.offset.reset, security.protocol, sasl.mechanism(s), sasl.username, sasl.password,
+    /// ssl.ca.location, session.timeout.ms). Values may be secrets (`ssl.key.password`): only
+    /// the keys are ever printed.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_KAFKA_OPTION",
@@ -351,8 +355,8 @@ impl KafkaConfig {
             self.kafka_time_field.as_ref(),
             problems,
         );
-        for (n, option) in self.kafka_option.iter().enumerate() {
-            match option.expose().split_once('=') {
+        for (n, option) in self.joined_options().iter().enumerate() {
+            match option.split_once('=') {
                 Some((key, _)) if OWNED_PROPERTIES.contains(&key.trim()) => problems.push(format!(
                     "--kafka-option {}: set by its own flag, not by --kafka-option",
                     key.trim()
@@ -379,11 +383,28 @@ impl KafkaConfig {
             .collect()
     }
 
+    /// `--kafka-option` as given: the flag and its variable split on commas, and a piece
+    /// without `=` is the rest of the value before it (`debug=cgrp,fetch` is one property).
+    fn joined_options(&self) -> Vec<String> {
+        let mut joined: Vec<String> = Vec::new();
+        for piece in &self.kafka_option {
+            let piece = piece.expose();
+            match joined.last_mut() {
+                Some(last) if !piece.contains('=') => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => joined.push(piece.to_string()),
+            }
+        }
+        joined
+    }
+
     /// `--kafka-option` as (key, value) pairs; only call after validation succeeded.
     pub fn options(&self) -> Vec<(String, String)> {
-        self.kafka_option
+        self.joined_options()
             .iter()
-            .filter_map(|o| o.expose().split_once('='))
+            .filter_map(|o| o.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect()
     }

@@ -4,7 +4,9 @@
 //! the connection without answering, or holds the response back.
 //!
 //! Input: plain HTTP/1.1 requests in origin form (`/path?query`), bodies by `Content-Length` or
-//! `Transfer-Encoding: chunked`, keep-alive connections. Output: the upstream's response, or the
+//! `Transfer-Encoding: chunked`, keep-alive connections. A request in absolute form
+//! (`http://host:port/path`, what clients send to a forward proxy) goes to that URL instead of
+//! the upstream, so the proxy can also stand as `HTTP_PROXY`. Output: the upstream's response, or the
 //! injected one. Bodies are buffered whole, request trailers are dropped, and the upstream sees
 //! its own `Host`. No TLS, no HTTP/2, no upgrades. A malformed request closes its connection; an
 //! unreachable upstream is answered with 502. The proxy stops when the [`FaultProxy`] is dropped.
@@ -254,7 +256,11 @@ impl Shared {
                 headers.append(name, value);
             }
         }
-        let url = format!("{}{}", self.upstream, request.target);
+        let url = if request.target.starts_with("http://") {
+            request.target.clone()
+        } else {
+            format!("{}{}", self.upstream, request.target)
+        };
         let mut upstream = self
             .client
             .request(request.method.clone(), url)
@@ -476,8 +482,10 @@ fn parse_head(head: &[u8]) -> io::Result<Request> {
         return Err(invalid("bad request line"));
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| invalid("bad method"))?;
-    if !target.starts_with('/') {
-        return Err(invalid("request target is not in origin form"));
+    if !target.starts_with('/') && !target.starts_with("http://") {
+        return Err(invalid(
+            "request target is neither in origin nor in absolute form",
+        ));
     }
     let http10 = match version {
         "HTTP/1.1" => false,

@@ -426,7 +426,7 @@ mod tests {
             "--kafka-start-from",
             "latest",
             "--kafka-option",
-            "fetch.min.bytes=1,client.rack=use1-az1",
+            "fetch.min.bytes=1,client.rack=use1-az1,debug=cgrp,fetch",
         ]);
         assert_eq!(p.get("security.protocol"), Some("plaintext"));
         assert_eq!(p.get("sasl.mechanism"), None);
@@ -435,6 +435,8 @@ mod tests {
         assert_eq!(p.get("auto.offset.reset"), Some("latest"));
         assert_eq!(p.get("fetch.min.bytes"), Some("1"));
         assert_eq!(p.get("client.rack"), Some("use1-az1"));
+        // A piece without `=` is the rest of the value before it.
+        assert_eq!(p.get("debug"), Some("cgrp,fetch"));
         let p = props(&[
             "--kafka-security-protocol",
             "sasl_plaintext",
