@@ -50,7 +50,7 @@ fn main() {
     );
 
     if std::env::var_os("BENCH_PROFILE").is_some() {
-        // Only the split path, 20 times: for `perf record` (see the README, "Performance").
+        // Only the split path, 20 times: for `perf record` (see docs/performance.md).
         let start = Instant::now();
         for _ in 0..20 {
             std::hint::black_box(split_path(&gz));

@@ -50,7 +50,7 @@ const SAVED_OBJECTS: &str = "deploy/kibana/cloudtrail-ingest.ndjson";
 /// Where the image puts the health check script (Dockerfile `COPY`, `HEALTHCHECK`, ECS).
 const IMAGE_HEALTHCHECK: &str = "/usr/local/bin/cloudtrail-ingest-healthcheck";
 
-/// Every AWS action the worker calls, and nothing else (README, "IAM permissions").
+/// Every AWS action the worker calls, and nothing else (docs/sqs.md, "IAM permissions").
 const WORKER_ACTIONS: [&str; 6] = [
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",

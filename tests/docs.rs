@@ -2,9 +2,12 @@
 //! the reference from `Cli::command()` and fails when the file says anything else (a flag or
 //! variable added without its entry, or documented but gone). After changing a flag, run
 //! `UPDATE_DOCS=1 cargo test --test docs` and commit the file.
+//!
+//! Every relative link of the README and of `docs/` must lead to a file that exists and, when
+//! it names a heading (`page.md#heading`), to a heading of that page (GitHub's anchors).
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::{Arg, ArgAction, Command, CommandFactory};
 use cloudtrail_ingest::cli::Cli;
@@ -159,4 +162,114 @@ fn the_configuration_reference_is_the_binary_s() {
         committed == generated,
         "{PATH} is not what the binary says; run `UPDATE_DOCS=1 cargo test --test docs` and commit it"
     );
+}
+
+/// The Markdown pages whose links are checked: the README and every page of `docs/`.
+fn pages() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let docs = std::fs::read_dir(root.join("docs")).expect("docs/ exists");
+    pages.extend(
+        docs.map(|entry| entry.expect("a docs/ entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "md")),
+    );
+    pages.sort();
+    pages
+}
+
+/// The lines of `text` outside fenced code blocks.
+fn prose(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
+/// The targets of the inline links `[text](target)` of `line`.
+fn links(line: &str) -> Vec<&str> {
+    line.match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &line[at + 2..];
+            rest.find(')').map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+/// GitHub's anchors of the headings of a Markdown page: lower case, spaces as hyphens, and
+/// everything but letters, digits, `-` and `_` left out; a repeated one gets `-1`, `-2`, ...
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for line in prose(text) {
+        let Some(title) = line.strip_prefix('#') else {
+            continue;
+        };
+        let slug: String = title
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let unique = (0..)
+            .map(|n| match n {
+                0 => slug.clone(),
+                n => format!("{slug}-{n}"),
+            })
+            .find(|candidate| !seen.contains(candidate))
+            .expect("a free anchor");
+        seen.insert(unique);
+    }
+    seen
+}
+
+#[test]
+fn every_relative_link_leads_to_a_page_and_heading_that_exist() {
+    let mut broken = Vec::new();
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).expect("a readable page");
+        let dir = page.parent().expect("a page has a folder");
+        for target in prose(&text).into_iter().flat_map(links) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let file = if file.is_empty() {
+                page.clone()
+            } else {
+                dir.join(file)
+            };
+            let name = format!("{} -> {target}", page.display());
+            if !file.exists() {
+                broken.push(format!("{name}: no such file"));
+            } else if !anchor.is_empty() {
+                let text = std::fs::read_to_string(&file).expect("a readable target");
+                if !anchors(&text).contains(anchor) {
+                    broken.push(format!("{name}: no such heading"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn anchors_are_github_s() {
+    let page = "# Title\n## `cloudtrail-ingest [run|check]` (SQS, the default)\n```\n# not a heading\n```\n## Limits, in plain words\n## Limits, in plain words\n";
+    let anchors = anchors(page);
+    for anchor in [
+        "title",
+        "cloudtrail-ingest-runcheck-sqs-the-default",
+        "limits-in-plain-words",
+        "limits-in-plain-words-1",
+    ] {
+        assert!(anchors.contains(anchor), "{anchor} in {anchors:?}");
+    }
+    assert_eq!(anchors.len(), 4);
 }
