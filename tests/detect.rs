@@ -410,3 +410,68 @@ async fn silence_raises_one_alert_and_events_resolve_it() {
         "{silence}"
     );
 }
+
+/// The time from EventBridge putting a CloudTrail event in the queue to its alert being
+/// searchable, with the worker running: reported, not asserted (the machine is shared). Each
+/// event is sent alone and waited for, with the default `--bulk-linger` (200ms) and with
+/// 20ms; what sets the figure is the long poll (it returns as the message arrives), the bulk
+/// linger, and on a real cluster its refresh interval (this stand-in searches at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_event_to_searchable_alert_latency() {
+    const EVENTS: usize = 5;
+    let env = TestEnv::new("latency").await;
+    let alerts = format!("{}-alerts-2024.05.04", env.index_prefix);
+    for linger in ["200ms", "20ms"] {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let rules = rules_dir();
+        let mut args = env.args(&["--rules", &rules]);
+        set_arg(&mut args, "--bulk-linger", linger);
+        let worker = spawn_with_aws(args, aws_config(), stop.clone());
+        let mut took = Vec::new();
+        for n in 0..EVENTS {
+            let mut root = record(&format!("root-{linger}-{n}"), "2024-05-04T08:00:00Z");
+            root["userIdentity"] = json!({"type": "Root", "principalId": "123456789012", "arn": "arn:aws:iam::123456789012:root", "accountId": "123456789012"});
+            root["eventName"] = json!("ConsoleLogin");
+            root["eventSource"] = json!("signin.amazonaws.com");
+            let expected = expected_alerts(std::slice::from_ref(&root));
+            let (rule, id) = expected.first().expect("the root rule fires").clone();
+            let sent = std::time::Instant::now();
+            env.send_to_queue(&eventbridge_event(
+                &root,
+                "AWS Console Sign In via CloudTrail",
+            ))
+            .await;
+            // Searched every 10 ms: `eventually`'s 100 ms would blur the figure.
+            let query = json!({"query": {"ids": {"values": [format!("{rule}:{id}")]}}});
+            loop {
+                let found = env
+                    .search(
+                        reqwest::Method::POST,
+                        &format!("{alerts}/_search"),
+                        Some(query.clone()),
+                    )
+                    .await;
+                if found["hits"]["hits"].as_array().map_or(0, Vec::len) == 1 {
+                    break;
+                }
+                assert!(
+                    sent.elapsed() < Duration::from_secs(30),
+                    "no alert for {id}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            took.push(sent.elapsed());
+        }
+        stop.cancel();
+        let summary = worker.await.unwrap();
+        assert_eq!(summary["messages_inline"], EVENTS as u64);
+        assert_eq!(summary["alerts_indexed"], EVENTS as u64);
+        took.sort();
+        println!(
+            "EventBridge message sent -> alert searchable, --bulk-linger {linger}: median {} ms, min {} ms, max {} ms over {EVENTS} events",
+            took[EVENTS / 2].as_millis(),
+            took[0].as_millis(),
+            took[EVENTS - 1].as_millis()
+        );
+    }
+}

@@ -961,3 +961,61 @@ async fn wait_for_metric(env: &TestEnv, listen: &str, name: &str, at_least: f64)
     })
     .await;
 }
+
+/// CloudTrail events that EventBridge puts in the queue itself, raw and through SNS, are
+/// indexed as their copies from an S3 log are: one document per `eventID` whichever copy
+/// arrives first, in the same daily index; a burst of them goes out in a few bulk requests,
+/// not one per message.
+#[tokio::test]
+async fn eventbridge_cloudtrail_events_are_indexed_once_beside_their_s3_copy() {
+    let env = TestEnv::new("eventbridge").await;
+    let day = "2024-05-03T10:00:00Z";
+    let key = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/05/03/123456789012_CloudTrail_us-east-1_20240503T1005Z_eventbridge.json.gz";
+    env.put_object(key, log_object(&[("eb-s3-1", day), ("eb-s3-2", day)]))
+        .await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    let api_call = "AWS API Call via CloudTrail";
+    // The log's first record again, as EventBridge delivers it within seconds.
+    env.send_to_queue(&eventbridge_event(&record("eb-s3-1", day), api_call))
+        .await;
+    // One through the SNS topic, and a burst straight to the queue.
+    let sign_in = record("eb-sns", day);
+    env.publish(&eventbridge_event(
+        &sign_in,
+        "AWS Console Sign In via CloudTrail",
+    ))
+    .await;
+    for n in 0..10 {
+        let event = eventbridge_event(&record(&format!("eb-{n}"), day), api_call);
+        env.send_to_queue(&event).await;
+    }
+
+    let summary = env.run_until_idle(&[]).await;
+    assert_eq!(summary["messages_inline"], 12);
+    assert_eq!(summary["messages_deleted"], 13);
+    assert_eq!(summary["objects_read"], 1);
+    assert_eq!(summary["messages_ignored"], 0);
+    assert_eq!(summary["documents_indexed"], 13);
+    assert_eq!(
+        summary["documents_existing"], 1,
+        "the second copy of eb-s3-1"
+    );
+    assert!(
+        summary["bulk_requests"] * 3 <= summary["messages_inline"],
+        "{} bulk requests for {} inline events",
+        summary["bulk_requests"],
+        summary["messages_inline"]
+    );
+    let index = format!("{}-2024.05.03", env.index_prefix);
+    assert_eq!(env.count(&index).await, 13);
+
+    // The document is the record, with `@timestamp` from its `eventTime`.
+    let stored = env
+        .search(reqwest::Method::GET, &format!("{index}/_doc/eb-sns"), None)
+        .await;
+    let mut source = stored["_source"].clone();
+    assert_eq!(source["@timestamp"], day);
+    source.as_object_mut().unwrap().remove("@timestamp");
+    assert_eq!(source, sign_in);
+    assert_eq!(env.messages_left().await, 0);
+}

@@ -114,11 +114,7 @@ pub fn object_format(config: &S3Config, free_form: FreeForm) -> Objects {
 pub fn destinations(config: &S3Config, index: &IndexConfig) -> Vec<Destination> {
     let mut destinations = Vec::new();
     if config.object_format.reads_cloudtrail() {
-        destinations.push(Destination::new(
-            cloudtrail::DATASET,
-            index.prefix(),
-            cloudtrail::mapping::mappings,
-        ));
+        destinations.push(cloudtrail_destination(index));
     }
     if config.object_format.reads_json_lines() {
         let ndjson = Destination::new(
@@ -134,6 +130,15 @@ pub fn destinations(config: &S3Config, index: &IndexConfig) -> Vec<Destination> 
         destinations.extend([ndjson, confluent]);
     }
     destinations
+}
+
+/// Where CloudTrail events go: `--index-prefix`.
+pub fn cloudtrail_destination(index: &IndexConfig) -> Destination {
+    Destination::new(
+        cloudtrail::DATASET,
+        index.prefix(),
+        cloudtrail::mapping::mappings,
+    )
 }
 
 /// One S3 object to read.

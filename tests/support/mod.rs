@@ -732,31 +732,56 @@ where
 
 /// A CloudTrail log object with one record per (eventID, eventTime).
 pub fn log_object(events: &[(&str, &str)]) -> Vec<u8> {
-    let records: Vec<Value> = events
-        .iter()
-        .map(|(id, time)| {
-            json!({
-                "eventVersion": "1.08",
-                "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012", "userName": "alice"},
-                "eventTime": time,
-                "eventSource": "s3.amazonaws.com",
-                "eventName": "ListBuckets",
-                "awsRegion": "us-east-1",
-                "sourceIPAddress": "192.0.2.1",
-                "userAgent": "aws-cli/2.15.0",
-                "requestParameters": null,
-                "responseElements": null,
-                "requestID": "req",
-                "eventID": id,
-                "readOnly": true,
-                "eventType": "AwsApiCall",
-                "managementEvent": true,
-                "recipientAccountId": "123456789012",
-                "eventCategory": "Management"
-            })
-        })
-        .collect();
+    let records: Vec<Value> = events.iter().map(|(id, time)| record(id, time)).collect();
     gzip(json!({"Records": records}).to_string().as_bytes())
+}
+
+/// A CloudTrail management event with this `eventID` and `eventTime`.
+pub fn record(id: &str, time: &str) -> Value {
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::123456789012:user/alice", "accountId": "123456789012", "userName": "alice"},
+        "eventTime": time,
+        "eventSource": "s3.amazonaws.com",
+        "eventName": "ListBuckets",
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "192.0.2.1",
+        "userAgent": "aws-cli/2.15.0",
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": "req",
+        "eventID": id,
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": "123456789012",
+        "eventCategory": "Management"
+    })
+}
+
+/// The EventBridge event that carries `record` ("AWS API Call via CloudTrail" and the rest),
+/// as an EventBridge rule with an SQS target delivers it. The envelope's fields are those of
+/// EventBridge's event structure reference; `id` is EventBridge's own, not the record's.
+pub fn eventbridge_event(record: &Value, detail_type: &str) -> String {
+    let source = record["eventSource"]
+        .as_str()
+        .and_then(|s| s.strip_suffix(".amazonaws.com"))
+        .map_or_else(
+            || "aws.cloudtrail".to_string(),
+            |service| format!("aws.{service}"),
+        );
+    json!({
+        "version": "0",
+        "id": format!("eb-{}", record["eventID"].as_str().unwrap_or("none")),
+        "detail-type": detail_type,
+        "source": source,
+        "account": record["recipientAccountId"],
+        "time": record["eventTime"],
+        "region": record["awsRegion"],
+        "resources": [],
+        "detail": record,
+    })
+    .to_string()
 }
 
 /// The counter `name` of the summary line (`worker stopped`) a finished binary logged.

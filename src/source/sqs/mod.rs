@@ -4,7 +4,8 @@
 //! - [`receive`] long-polls while a message slot is free (`--max-in-flight`);
 //! - each message runs as its own task: [`notification`] names the objects, [`crate::source::s3`]
 //!   streams each one through the CloudTrail format into the sink, and the message's ticket
-//!   settles once every event did;
+//!   settles once every event did; a CloudTrail event that EventBridge put in the message
+//!   itself goes through the same CloudTrail format, with no S3 read;
 //! - [`ack::decide`] turns the verdict into a decision, and [`ack::run_disposer`] carries it
 //!   out in batches;
 //! - [`heartbeat`] keeps every received copy invisible while it is worked on.
@@ -34,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::config::{Config, ObjectFormat, Shared};
+use crate::format::cloudtrail;
 use crate::format::{Destination, Format};
-use crate::pipeline::{EventSender, Failure, Shutdown, Ticket, Verdict};
+use crate::pipeline::{EventSender, Failure, Origin, Pending, Shutdown, Ticket, Verdict};
 use crate::source::s3::{self, ObjectRef, ObjectSink};
 use crate::source::{Context, Ended, Source, SourceError};
 use crate::telemetry::Stats;
@@ -53,6 +55,7 @@ crate::telemetry::counters! {
     pub struct SqsCounters {
         messages_received: "SQS messages received",
         messages_ignored: "SQS messages that are notifications of other services (AWS Config, SNS subscription confirmations, other EventBridge sources), deleted unread",
+        messages_inline: "SQS messages that carried a CloudTrail event themselves (EventBridge \"... via CloudTrail\"), indexed without reading S3",
         messages_kept: "SQS messages that failed and were left for a later receive",
         messages_failed_permanent: "SQS messages that failed for good",
         messages_failed_transient: "SQS messages that failed for now and come back after their visibility timeout",
@@ -121,8 +124,15 @@ impl Source for Sqs {
         self.config.queue_url().to_string()
     }
 
+    /// The objects' destinations; CloudTrail's always, since EventBridge may deliver
+    /// CloudTrail events inline whatever the objects hold.
     fn destinations(&self) -> Vec<Destination> {
-        s3::destinations(&self.config.s3, &self.config.shared.index)
+        let index = &self.config.shared.index;
+        let mut destinations = s3::destinations(&self.config.s3, index);
+        if !self.config.s3.object_format.reads_cloudtrail() {
+            destinations.insert(0, s3::cloudtrail_destination(index));
+        }
+        destinations
     }
 
     fn register(stats: &Stats) {
@@ -209,20 +219,20 @@ impl Worker {
             stop: stop_receiving.clone(),
             give_up: shutdown.give_up_token().clone(),
         }));
-        let policy = Policy {
-            has_redrive_policy: queue.has_redrive_policy,
-            max_receive_count: config.sqs.max_receive_count,
-        };
         let context = Arc::new(MessageContext {
             s3: clients.s3,
             format: Arc::new(s3::object_format(&config.s3, free_form)),
+            cloudtrail: cloudtrail::Options { free_form },
             object_format: config.s3.object_format,
             events,
             counters: stats.counters(),
             objects: stats.counters(),
             stats: stats.clone(),
             in_flight,
-            policy,
+            policy: Policy {
+                has_redrive_policy: queue.has_redrive_policy,
+                max_receive_count: config.sqs.max_receive_count,
+            },
         });
         info!(
             max_in_flight = config.sqs.max_in_flight,
@@ -447,6 +457,8 @@ async fn forward(
 struct MessageContext {
     s3: aws_sdk_s3::Client,
     format: Arc<dyn Format>,
+    /// How a CloudTrail record delivered inline becomes its event.
+    cloudtrail: cloudtrail::Options,
     object_format: ObjectFormat,
     events: EventSender,
     stats: Arc<Stats>,
@@ -497,6 +509,9 @@ async fn process(
                     debug!(reason = reason.as_str(), "announced key skipped");
                 }
                 let ticket = Ticket::new();
+                if let Some(inline) = &notification.inline {
+                    send_inline(context, inline, body, &ticket, &receipt.message_id).await;
+                }
                 for object in &notification.objects {
                     read_object(context, object, &ticket, &receipt.message_id).await;
                 }
@@ -569,6 +584,41 @@ fn dispose(
                 "message failed for now; SQS will redeliver it after its visibility timeout"
             );
             None
+        }
+    }
+}
+
+/// Sends the CloudTrail event the message carries to the sink, made by the same CloudTrail
+/// format as a record of a log; a record it cannot use fails the message for good.
+async fn send_inline(
+    context: &MessageContext,
+    inline: &notification::Inline,
+    body: &str,
+    ticket: &Arc<Ticket>,
+    message_id: &str,
+) {
+    context.counters.messages_inline.add(1);
+    match cloudtrail::record_event(&inline.record, &context.cloudtrail, inline.time) {
+        Ok(event) => {
+            let origin = Origin::new(
+                format!("EventBridge event {}", inline.id),
+                serde_json::json!({
+                    "sqs": {"message_id": message_id},
+                    "eventbridge": {"id": inline.id, "detail_type": inline.detail_type},
+                }),
+            );
+            // A closed sink drops the event, and its claim settles as a transient failure.
+            let _ = context
+                .events
+                .send(Pending::new(event, Arc::new(origin), ticket.claim()))
+                .await;
+        }
+        Err(err) => {
+            error!(message_id, eventbridge_id = %inline.id, error = %err, "the CloudTrail event in the message is unusable");
+            ticket.fail(Failure::new(notification::UnreadableNotification {
+                error: notification::NotificationError::Record(err.to_string()),
+                body_start: body.chars().take(200).collect(),
+            }));
         }
     }
 }

@@ -6,6 +6,9 @@
 //! - S3 event notifications, `Records[].s3.{bucket.name,object.key}`, every record, keys
 //!   form-URL-encoded (`+` is a space) and decoded here;
 //! - EventBridge `aws.s3` events with `detail.{bucket.name,object.key}`, key taken as given;
+//! - EventBridge events of CloudTrail itself (`detail-type` "... via CloudTrail", `source`
+//!   `aws.*`): no object, the event is in the message; its `detail` is the CloudTrail record,
+//!   kept as the bytes the message carried ([`Inline`]);
 //! - `s3:TestEvent`, which names nothing.
 //!
 //! S3/EventBridge events that are not "object created" (deletes, restores) and keys that are
@@ -22,7 +25,12 @@
 //! [`NotificationError`]: the message cannot be read, and the queue's redrive policy should
 //! park it for a human to look at.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::config::ObjectFormat;
 pub use crate::source::s3::{skip_reason, ObjectRef, SkipReason};
@@ -33,6 +41,8 @@ pub enum Kind {
     CloudTrail,
     S3Event,
     EventBridge,
+    /// A CloudTrail event EventBridge delivered in the message itself.
+    CloudTrailEvent,
     TestEvent,
     /// Another service's notification; what it is, for the debug line.
     Ignored(String),
@@ -45,7 +55,26 @@ pub struct Notification {
     pub objects: Vec<ObjectRef>,
     /// Announcements acknowledged without fetching, with the reason.
     pub skipped: Vec<SkipReason>,
+    /// The CloudTrail event the message carries itself ([`Kind::CloudTrailEvent`]).
+    pub inline: Option<Inline>,
 }
+
+/// A CloudTrail event that EventBridge put in the message ("AWS API Call via CloudTrail",
+/// "AWS Console Sign In via CloudTrail", ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inline {
+    /// EventBridge's own id of the event (not the record's `eventID`).
+    pub id: String,
+    pub detail_type: String,
+    /// The envelope's `time`: where a record without a usable `eventTime` is placed, the same
+    /// on every redelivery.
+    pub time: Option<OffsetDateTime>,
+    /// The `detail` object, the CloudTrail record, as the bytes the message carried.
+    pub record: Vec<u8>,
+}
+
+/// The suffix of the `detail-type` of every event CloudTrail sends to EventBridge.
+const VIA_CLOUDTRAIL: &str = " via CloudTrail";
 
 /// A body that is none of the accepted shapes. Always permanent: redelivering the same
 /// bytes cannot help, so the queue's redrive policy should park it.
@@ -57,6 +86,8 @@ pub enum NotificationError {
     SnsMessageNotJson(String),
     #[error("{0}")]
     Malformed(&'static str),
+    #[error("the CloudTrail record in the EventBridge event is unusable: {0}")]
+    Record(String),
     #[error("not a CloudTrail, S3 event, EventBridge or s3:TestEvent notification")]
     Unrecognized,
 }
@@ -85,14 +116,20 @@ impl crate::pipeline::StageError for UnreadableNotification {
 pub fn parse(body: &str, format: ObjectFormat) -> Result<Notification, NotificationError> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
-    let inner = match unwrap_sns(&value)? {
-        Envelope::Message(Value::String(message)) => serde_json::from_str(message)
-            .map_err(|e| NotificationError::SnsMessageNotJson(e.to_string()))?,
-        Envelope::Message(message) => message.clone(),
+    // The payload, and its text: an inline event's record is taken from the text as it is.
+    let (inner, text): (Cow<'_, Value>, Cow<'_, str>) = match unwrap_sns(&value)? {
+        Envelope::Message(Value::String(message)) => (
+            Cow::Owned(
+                serde_json::from_str(message)
+                    .map_err(|e| NotificationError::SnsMessageNotJson(e.to_string()))?,
+            ),
+            Cow::Borrowed(message.as_str()),
+        ),
+        Envelope::Message(message) => (Cow::Borrowed(message), Cow::Owned(message.to_string())),
         Envelope::Other(kind) => return Ok(ignored(format!("SNS {kind}"))),
-        Envelope::None => value,
+        Envelope::None => (Cow::Borrowed(&value), Cow::Borrowed(body)),
     };
-    let mut notification = classify(&inner)?;
+    let mut notification = classify(&inner, &text)?;
     notification
         .objects
         .retain(|object| match skip_reason(&object.key, format) {
@@ -132,14 +169,10 @@ fn unwrap_sns(value: &Value) -> Result<Envelope<'_>, NotificationError> {
 }
 
 fn ignored(what: String) -> Notification {
-    Notification {
-        kind: Kind::Ignored(what),
-        objects: vec![],
-        skipped: vec![],
-    }
+    Builder::new(Kind::Ignored(what)).finish()
 }
 
-fn classify(value: &Value) -> Result<Notification, NotificationError> {
+fn classify(value: &Value, text: &str) -> Result<Notification, NotificationError> {
     if let Some(message_type) = value.get("messageType").and_then(Value::as_str) {
         return Ok(ignored(format!("AWS Config {message_type}")));
     }
@@ -147,18 +180,21 @@ fn classify(value: &Value) -> Result<Notification, NotificationError> {
         return cloudtrail(value);
     }
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(Notification {
-            kind: Kind::TestEvent,
-            objects: vec![],
-            skipped: vec![],
-        });
+        return Ok(Builder::new(Kind::TestEvent).finish());
     }
     if let Some(records) = value.get("Records").and_then(Value::as_array) {
         if !records.is_empty() && records.iter().all(|r| r.get("s3").is_some()) {
             return s3_event(records);
         }
     }
+    let detail_type = value.get("detail-type").and_then(Value::as_str);
     match value.get("source").and_then(Value::as_str) {
+        Some(source)
+            if source.starts_with("aws.")
+                && detail_type.is_some_and(|t| t.ends_with(VIA_CLOUDTRAIL)) =>
+        {
+            return inline(value, text);
+        }
         Some("aws.s3") => return eventbridge(value),
         Some(source) if value.get("detail-type").is_some() => {
             let detail_type = value["detail-type"].as_str().unwrap_or("?");
@@ -234,10 +270,38 @@ fn eventbridge(value: &Value) -> Result<Notification, NotificationError> {
     Ok(builder.finish())
 }
 
+/// An EventBridge event of CloudTrail: its `detail`, taken from the payload's text, is the
+/// record. Only `aws.*` sources count: EventBridge refuses them from anyone but AWS.
+fn inline(value: &Value, text: &str) -> Result<Notification, NotificationError> {
+    #[derive(serde::Deserialize)]
+    struct Detail<'a> {
+        #[serde(borrow)]
+        detail: Option<&'a RawValue>,
+    }
+    let record = serde_json::from_str::<Detail<'_>>(text)
+        .ok()
+        .and_then(|d| d.detail)
+        .map(RawValue::get)
+        .filter(|detail| detail.starts_with('{'))
+        .ok_or(NotificationError::Malformed(
+            "EventBridge CloudTrail event has no detail object",
+        ))?;
+    let text_of = |field: &str| value.get(field).and_then(Value::as_str).unwrap_or("");
+    let mut builder = Builder::new(Kind::CloudTrailEvent);
+    builder.inline = Some(Inline {
+        id: text_of("id").to_string(),
+        detail_type: text_of("detail-type").to_string(),
+        time: OffsetDateTime::parse(text_of("time"), &Rfc3339).ok(),
+        record: record.as_bytes().to_vec(),
+    });
+    Ok(builder.finish())
+}
+
 struct Builder {
     kind: Kind,
     objects: Vec<ObjectRef>,
     skipped: Vec<SkipReason>,
+    inline: Option<Inline>,
 }
 
 impl Builder {
@@ -246,6 +310,7 @@ impl Builder {
             kind,
             objects: Vec::new(),
             skipped: Vec::new(),
+            inline: None,
         }
     }
 
@@ -261,6 +326,7 @@ impl Builder {
             kind: self.kind,
             objects: self.objects,
             skipped: self.skipped,
+            inline: self.inline,
         }
     }
 }
@@ -326,6 +392,60 @@ mod tests {
             ]
         );
         assert_eq!(n.skipped, vec![SkipReason::NotObjectCreated]);
+    }
+
+    #[test]
+    fn eventbridge_cloudtrail_events_carry_their_record_as_sent() {
+        let record = r#"{"eventVersion":"1.09", "eventTime":"2024-05-01T12:00:00Z","eventSource":"s3.amazonaws.com","eventName":"PutBucketPolicy","requestParameters":{"bucketName":"b"},"eventID":"e-1"}"#;
+        let raw = format!(
+            r#"{{"version":"0","id":"eb-1","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","account":"123456789012","time":"2024-05-01T12:00:03Z","region":"us-east-1","resources":[],"detail":{record}}}"#
+        );
+        let sns = serde_json::json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": raw}).to_string();
+        for body in [&raw, &sns] {
+            let n = parse(body, ObjectFormat::Auto).expect("parses");
+            assert_eq!(n.kind, Kind::CloudTrailEvent);
+            assert!(n.objects.is_empty() && n.skipped.is_empty());
+            let inline = n.inline.expect("an inline event");
+            assert_eq!(inline.record, record.as_bytes(), "the bytes as sent");
+            assert_eq!(inline.id, "eb-1");
+            assert_eq!(inline.detail_type, "AWS API Call via CloudTrail");
+            assert_eq!(
+                inline.time,
+                Some(time::macros::datetime!(2024-05-01 12:00:03 UTC))
+            );
+        }
+        // The other detail types of CloudTrail, from any AWS service.
+        for detail_type in [
+            "AWS Console Sign In via CloudTrail",
+            "AWS Service Event via CloudTrail",
+            "AWS Console Action via CloudTrail",
+            "AWS Insight via CloudTrail",
+        ] {
+            let body = format!(
+                r#"{{"detail-type":"{detail_type}","source":"aws.signin","detail":{record}}}"#
+            );
+            let n = parse(&body, ObjectFormat::Cloudtrail).expect("parses");
+            assert_eq!(n.kind, Kind::CloudTrailEvent, "{detail_type}");
+        }
+        // Only AWS sources: anyone else's event is not CloudTrail's.
+        let forged = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"my.app","detail":{record}}}"#
+        );
+        let n = parse(&forged, ObjectFormat::Auto).expect("parses");
+        assert!(matches!(n.kind, Kind::Ignored(_)), "{:?}", n.kind);
+        assert!(n.inline.is_none());
+        for detail in ["", r#","detail":"text""#, r#","detail":null"#] {
+            let body = format!(
+                r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam"{detail}}}"#
+            );
+            assert_eq!(
+                parse(&body, ObjectFormat::Auto),
+                Err(NotificationError::Malformed(
+                    "EventBridge CloudTrail event has no detail object"
+                )),
+                "{body}"
+            );
+        }
     }
 
     #[test]
