@@ -233,30 +233,34 @@ fn checkov(args: &[&str]) -> Output {
     output
 }
 
-/// The template with `CreateTrail` defaulting to true, so that checkov sees every resource.
-fn template_creating_the_trail() -> PathBuf {
-    let template = read(TEMPLATE);
-    let block = template
-        .find("\n  CreateTrail:\n")
-        .expect("the template has a CreateTrail parameter");
-    let default = block
-        + template[block..]
-            .find("    Default: \"false\"\n")
-            .expect("CreateTrail defaults to false");
-    // The next line indented as a parameter name, not as one of CreateTrail's properties.
-    let next_parameter = template[block + 1..]
-        .match_indices("\n  ")
-        .map(|(at, _)| block + 1 + at)
-        .find(|&at| !template[at + 3..].starts_with(' '))
-        .expect("more parameters follow CreateTrail");
-    assert!(default < next_parameter, "CreateTrail's Default is its own");
-    let variant = format!(
-        "{}    Default: \"true\"\n{}",
-        &template[..default],
-        &template[default + "    Default: \"false\"\n".len()..]
-    );
-    let file = scratch_file("cloudtrail-ingest-with-trail.yaml");
-    std::fs::write(&file, variant).expect("writing the template variant");
+/// The template with every optional part switched on (a created trail and the EventBridge
+/// rule), so that checkov sees those resources too: each `true`/`false` parameter named here
+/// gets the default `true`.
+fn template_creating_everything() -> PathBuf {
+    let mut template = read(TEMPLATE);
+    for parameter in ["CreateTrail", "CreateEventBridgeRule"] {
+        let block = template
+            .find(&format!("\n  {parameter}:\n"))
+            .unwrap_or_else(|| panic!("the template has a {parameter} parameter"));
+        let default = block
+            + template[block..]
+                .find("    Default: \"false\"\n")
+                .unwrap_or_else(|| panic!("{parameter} defaults to false"));
+        // The next line indented as a parameter name, not as one of this one's properties.
+        let next_parameter = template[block + 1..]
+            .match_indices("\n  ")
+            .map(|(at, _)| block + 1 + at)
+            .find(|&at| !template[at + 3..].starts_with(' '))
+            .unwrap_or_else(|| panic!("more parameters follow {parameter}"));
+        assert!(default < next_parameter, "{parameter}'s Default is its own");
+        template = format!(
+            "{}    Default: \"true\"\n{}",
+            &template[..default],
+            &template[default + "    Default: \"false\"\n".len()..]
+        );
+    }
+    let file = scratch_file("cloudtrail-ingest-with-everything.yaml");
+    std::fs::write(&file, template).expect("writing the template variant");
     file
 }
 
@@ -464,7 +468,7 @@ fn cloudformation_template_passes_checkov_with_an_existing_trail_and_a_created_o
     assert_success(&output, "checkov (existing trail)");
 
     // Not --quiet: the JSON report then lists the passed and skipped checks too.
-    let variant = template_creating_the_trail();
+    let variant = template_creating_everything();
     let output = checkov(&[
         "-f",
         variant.to_str().expect("a UTF-8 scratch path"),
@@ -910,13 +914,50 @@ fn cloudformation_resources_are_wired_as_the_worker_expects() {
     assert_eq!(subscription["RawMessageDelivery"], false);
     assert_eq!(subscription["TopicArn"]["Ref"], "Topic");
 
+    // Only the topic may send, and (with CreateEventBridgeRule) the one rule.
     let queue_policy = statements(&properties("QueuePolicy")["PolicyDocument"]);
-    assert_eq!(queue_policy.len(), 1, "only the topic may send");
+    assert_eq!(queue_policy.len(), 2, "{queue_policy:?}");
     assert_eq!(queue_policy[0]["Principal"]["Service"], "sns.amazonaws.com");
     assert_eq!(queue_policy[0]["Action"], "sqs:SendMessage");
     assert_eq!(
         queue_policy[0]["Condition"]["ArnEquals"]["aws:SourceArn"]["Ref"],
         "Topic"
+    );
+    assert_eq!(
+        queue_policy[1]["Principal"]["Service"],
+        "events.amazonaws.com"
+    );
+    assert_eq!(queue_policy[1]["Action"], "sqs:SendMessage");
+    assert_eq!(
+        queue_policy[1]["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"],
+        serde_json::json!(["CloudTrailEventsRule", "Arn"])
+    );
+    assert_eq!(parameters["CreateEventBridgeRule"]["Default"], "false");
+
+    // The rule: CloudTrail's detail types from AWS sources only, to the queue, optionally
+    // narrowed to some eventNames.
+    let rule = &resources["CloudTrailEventsRule"];
+    assert_eq!(rule["Condition"], "SendsThroughEventBridge");
+    let patterns = rule["Properties"]["EventPattern"]["Fn::If"]
+        .as_array()
+        .expect("a pattern with and without eventNames");
+    assert_eq!(patterns[0], "FiltersEventNames");
+    for pattern in &patterns[1..] {
+        assert_eq!(
+            pattern["detail-type"],
+            serde_json::json!([{"suffix": " via CloudTrail"}])
+        );
+        assert_eq!(pattern["source"], serde_json::json!([{"prefix": "aws."}]));
+    }
+    assert_eq!(
+        patterns[1]["detail"]["eventName"]["Ref"],
+        "EventBridgeEventNames"
+    );
+    let targets = rule["Properties"]["Targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(
+        targets[0]["Arn"]["Fn::GetAtt"],
+        serde_json::json!(["Queue", "Arn"])
     );
 
     let topic_policy = statements(&properties("TopicPolicy")["PolicyDocument"]);
