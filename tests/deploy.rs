@@ -45,6 +45,10 @@ const WEBHOOK_UNIT: &str = "deploy/systemd/cloudtrail-ingest-webhook.service";
 const WEBHOOK_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-webhook.env.example";
 const KONNECT_DATA_VIEW: &str = "deploy/kibana/konnect-audit.ndjson";
 const ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest.env.example";
+const KAFKA_UNIT: &str = "deploy/systemd/cloudtrail-ingest-kafka.service";
+const KAFKA_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-kafka.env.example";
+const BACKFILL_UNIT: &str = "deploy/systemd/cloudtrail-ingest-backfill.service";
+const BACKFILL_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-backfill.env.example";
 const SAVED_OBJECTS: &str = "deploy/kibana/cloudtrail-ingest.ndjson";
 
 /// Where the image puts the health check script (Dockerfile `COPY`, `HEALTHCHECK`, ECS).
@@ -632,6 +636,10 @@ fn deploy_files_name_only_settings_the_binary_has() {
         TEMPLATE,
         WEBHOOK_UNIT,
         WEBHOOK_ENV_EXAMPLE,
+        KAFKA_UNIT,
+        KAFKA_ENV_EXAMPLE,
+        BACKFILL_UNIT,
+        BACKFILL_ENV_EXAMPLE,
     ] {
         for setting in settings_named_in(&read(file)) {
             assert!(
@@ -682,14 +690,16 @@ fn deploy_files_name_only_settings_the_binary_has() {
     }
 }
 
-/// The binary started with `settings` against closed loopback ports: it must get past
-/// configuration (exit 2 is a configuration error) and fail on the unreachable cluster (exit 1).
-fn assert_settings_accepted(settings: &BTreeMap<String, String>, what: &str) {
+/// The binary started as `cloudtrail-ingest <command>` with `settings` against closed loopback
+/// ports: it must get past configuration (exit 2 is a configuration error) and fail on the
+/// unreachable cluster (exit 1).
+fn assert_settings_accepted(command: &[&str], settings: &BTreeMap<String, String>, what: &str) {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut command = Command::new(BIN);
-    command
+    let mut binary = Command::new(BIN);
+    binary
+        .args(command)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -701,7 +711,7 @@ fn assert_settings_accepted(settings: &BTreeMap<String, String>, what: &str) {
         .env("CLOUDTRAIL_INGEST_ELASTICSEARCH_URL", &nowhere)
         .env("CLOUDTRAIL_INGEST_METRICS_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null());
-    let output = run(command, Duration::from_secs(60));
+    let output = run(binary, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{what}: {stderr}");
     assert!(!stderr.contains("panicked"), "{what}: {stderr}");
@@ -709,7 +719,19 @@ fn assert_settings_accepted(settings: &BTreeMap<String, String>, what: &str) {
 
 #[test]
 fn example_settings_are_accepted_by_the_binary() {
-    assert_settings_accepted(&env_file(&read(ENV_EXAMPLE)), ENV_EXAMPLE);
+    assert_settings_accepted(&[], &env_file(&read(ENV_EXAMPLE)), ENV_EXAMPLE);
+    assert_settings_accepted(
+        &["kafka"],
+        &env_file(&read(KAFKA_ENV_EXAMPLE)),
+        KAFKA_ENV_EXAMPLE,
+    );
+    let mut backfill = env_file(&read(BACKFILL_ENV_EXAMPLE));
+    let checkpoint = scratch_file("backfill-example-checkpoint.json");
+    backfill.insert(
+        "CLOUDTRAIL_INGEST_CHECKPOINT".into(),
+        checkpoint.display().to_string(),
+    );
+    assert_settings_accepted(&["backfill"], &backfill, BACKFILL_ENV_EXAMPLE);
 
     let task = read_json(TASK_DEFINITION);
     let mut settings = task_environment(&task);
@@ -729,7 +751,7 @@ fn example_settings_are_accepted_by_the_binary() {
             "secret".into(),
         );
     }
-    assert_settings_accepted(&settings, TASK_DEFINITION);
+    assert_settings_accepted(&[], &settings, TASK_DEFINITION);
 }
 
 #[test]
@@ -754,7 +776,12 @@ fn stop_timeouts_exceed_the_shutdown_grace() {
         "Fargate allows at most 120 s"
     );
 
-    for (unit, env) in [(UNIT, ENV_EXAMPLE), (WEBHOOK_UNIT, WEBHOOK_ENV_EXAMPLE)] {
+    for (unit, env) in [
+        (UNIT, ENV_EXAMPLE),
+        (WEBHOOK_UNIT, WEBHOOK_ENV_EXAMPLE),
+        (KAFKA_UNIT, KAFKA_ENV_EXAMPLE),
+        (BACKFILL_UNIT, BACKFILL_ENV_EXAMPLE),
+    ] {
         let settings = unit_settings(&read(unit));
         let timeout_stop = settings
             .iter()
@@ -997,35 +1024,22 @@ fn cloudformation_resources_are_wired_as_the_worker_expects() {
     }
 }
 
-#[test]
-fn systemd_unit_is_hardened_and_waits_for_the_grace_period() {
-    let webhook = unit_settings(&read(WEBHOOK_UNIT));
-    let has_webhook = |key: &str, value: &str| webhook.iter().any(|(k, v)| k == key && v == value);
-    for (key, value) in [
-        ("ExecStart", "/usr/local/bin/cloudtrail-ingest webhook"),
-        ("EnvironmentFile", "/etc/cloudtrail-ingest/webhook.env"),
-        ("LoadCredential", "tls.key:/etc/cloudtrail-ingest/tls.key"),
-    ] {
-        assert!(
-            has_webhook(key, value),
-            "{WEBHOOK_UNIT} lacks {key}={value}"
-        );
-    }
-    // The webhook unit is the same sandbox: every other line of the two units is the same.
-    let common = |settings: &[(String, String)]| -> Vec<(String, String)> {
-        settings
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "Description" | "ExecStart" | "EnvironmentFile" | "LoadCredential"
-                )
-            })
-            .cloned()
-            .collect()
-    };
-    assert_eq!(common(&webhook), common(&unit_settings(&read(UNIT))));
+/// `key=value` lines that set up the sandbox of the SQS unit: everything from its resource
+/// limits on.
+fn sandbox(settings: &[(String, String)]) -> Vec<(String, String)> {
+    let from = settings
+        .iter()
+        .position(|(k, _)| k == "MemoryMax")
+        .expect("the unit limits its memory");
+    settings[from..]
+        .iter()
+        .filter(|(k, _)| k != "WantedBy")
+        .cloned()
+        .collect()
+}
 
+#[test]
+fn systemd_units_are_hardened_and_wait_for_the_grace_period() {
     let unit = read(UNIT);
     let settings = unit_settings(&unit);
     let has = |key: &str, value: &str| settings.iter().any(|(k, v)| k == key && v == value);
@@ -1051,34 +1065,94 @@ fn systemd_unit_is_hardened_and_waits_for_the_grace_period() {
     }
     assert!(settings.iter().any(|(k, _)| k == "MemoryMax"));
 
+    // Every other source's unit: its own command and environment file, the same sandbox.
+    for (other, own) in [
+        (
+            WEBHOOK_UNIT,
+            &[
+                ("ExecStart", "/usr/local/bin/cloudtrail-ingest webhook"),
+                ("EnvironmentFile", "/etc/cloudtrail-ingest/webhook.env"),
+                ("LoadCredential", "tls.key:/etc/cloudtrail-ingest/tls.key"),
+                ("Restart", "on-failure"),
+            ][..],
+        ),
+        (
+            KAFKA_UNIT,
+            &[
+                ("ExecStart", "/usr/local/bin/cloudtrail-ingest kafka"),
+                ("EnvironmentFile", "/etc/cloudtrail-ingest/kafka.env"),
+                ("Restart", "on-failure"),
+            ],
+        ),
+        (
+            BACKFILL_UNIT,
+            &[
+                ("ExecStart", "/usr/local/bin/cloudtrail-ingest backfill"),
+                ("EnvironmentFile", "/etc/cloudtrail-ingest/backfill.env"),
+                ("Type", "oneshot"),
+                ("TimeoutStartSec", "infinity"),
+                ("StateDirectory", "cloudtrail-ingest-backfill"),
+            ],
+        ),
+    ] {
+        let other_settings = unit_settings(&read(other));
+        for (key, value) in own {
+            assert!(
+                other_settings.iter().any(|(k, v)| k == key && v == value),
+                "{other} lacks {key}={value}"
+            );
+        }
+        assert_eq!(sandbox(&other_settings), sandbox(&settings), "{other}");
+    }
+    // The backfill keeps its checkpoint where the sandbox lets it write.
+    assert!(read(BACKFILL_ENV_EXAMPLE)
+        .contains("CLOUDTRAIL_INGEST_CHECKPOINT=/var/lib/cloudtrail-ingest-backfill/"));
+
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
         .is_err()
     {
-        eprintln!("systemd-analyze is not installed: the unit is not verified");
+        eprintln!("systemd-analyze is not installed: the units are not verified");
         return;
     }
-    // Verified as installed: the binary in place, the environment file beside it.
-    let copy = scratch_file("cloudtrail-ingest.service");
-    let env = path(ENV_EXAMPLE);
-    let unit = unit
+    for (unit, env) in [
+        (UNIT, ENV_EXAMPLE),
+        (KAFKA_UNIT, KAFKA_ENV_EXAMPLE),
+        (BACKFILL_UNIT, BACKFILL_ENV_EXAMPLE),
+    ] {
+        verify_unit(unit, env);
+    }
+}
+
+/// `systemd-analyze verify` and `security` of `unit` as installed: the binary in place, the
+/// environment file beside it.
+fn verify_unit(unit: &str, env: &str) {
+    let name = Path::new(unit).file_name().unwrap().to_str().unwrap();
+    let copy = scratch_file(name);
+    let text = read(unit);
+    let environment_file = text
+        .lines()
+        .find_map(|l| l.strip_prefix("EnvironmentFile="))
+        .expect("the unit has an environment file")
+        .to_string();
+    let text = text
         .replace(
             "ExecStart=/usr/local/bin/cloudtrail-ingest",
             &format!("ExecStart={BIN}"),
         )
         .replace(
-            "EnvironmentFile=/etc/cloudtrail-ingest/cloudtrail-ingest.env",
-            &format!("EnvironmentFile={}", env.display()),
+            &format!("EnvironmentFile={environment_file}"),
+            &format!("EnvironmentFile={}", path(env).display()),
         );
-    std::fs::write(&copy, unit).expect("writing the unit copy");
+    std::fs::write(&copy, text).expect("writing the unit copy");
     let mut verify = Command::new("systemd-analyze");
     verify.arg("verify").arg(&copy);
     let output = run(verify, Duration::from_secs(60));
-    assert_success(&output, "systemd-analyze verify");
+    assert_success(&output, &format!("systemd-analyze verify {unit}"));
     assert!(
         output.stderr.is_empty(),
-        "{}",
+        "{unit}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     // Exposure 2.0 or lower on systemd's 0 (locked down) to 10 (unprotected) scale.
@@ -1088,7 +1162,7 @@ fn systemd_unit_is_hardened_and_waits_for_the_grace_period() {
         .arg(&copy);
     assert_success(
         &run(security, Duration::from_secs(60)),
-        "systemd-analyze security",
+        &format!("systemd-analyze security {unit}"),
     );
     std::fs::remove_file(copy).expect("removing the unit copy");
 }
