@@ -43,7 +43,9 @@ const EXECUTION_ROLE_POLICY: &str = "deploy/ecs/execution-role-policy.json";
 const UNIT: &str = "deploy/systemd/cloudtrail-ingest.service";
 const WEBHOOK_UNIT: &str = "deploy/systemd/cloudtrail-ingest-webhook.service";
 const WEBHOOK_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-webhook.env.example";
-const KONNECT_DATA_VIEW: &str = "deploy/kibana/konnect-audit.ndjson";
+const KONNECT_OBJECTS: &str = "deploy/kibana/konnect-audit.ndjson";
+const CONFLUENT_OBJECTS: &str = "deploy/kibana/confluent-audit.ndjson";
+const NDJSON_OBJECTS: &str = "deploy/kibana/ndjson.ndjson";
 const ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest.env.example";
 const KAFKA_UNIT: &str = "deploy/systemd/cloudtrail-ingest-kafka.service";
 const KAFKA_ENV_EXAMPLE: &str = "deploy/systemd/cloudtrail-ingest-kafka.env.example";
@@ -1167,42 +1169,27 @@ fn verify_unit(unit: &str, env: &str) {
     std::fs::remove_file(copy).expect("removing the unit copy");
 }
 
-#[test]
-fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
-    let objects: Vec<Value> = read(SAVED_OBJECTS)
+/// The saved objects of one file of `deploy/kibana/`, one per line.
+fn saved_objects(file: &str) -> Vec<Value> {
+    read(file)
         .lines()
         .enumerate()
         .map(|(n, line)| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{SAVED_OBJECTS}:{}: {e}", n + 1))
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}:{}: {e}", n + 1))
         })
-        .collect();
+        .collect()
+}
+
+/// What a file of saved objects must be to import on its own: ids unique per type, every
+/// reference resolving inside the file, one dashboard holding every visualization, each
+/// visualization reading one of the file's data views.
+fn assert_importable_alone(objects: &[Value], file: &str) {
     let ids: BTreeSet<(&str, &str)> = objects
         .iter()
         .map(|o| (o["type"].as_str().unwrap(), o["id"].as_str().unwrap()))
         .collect();
-    assert_eq!(ids.len(), objects.len(), "ids are unique per type");
-
-    let data_view = |id: &str| {
-        objects
-            .iter()
-            .find(|o| o["type"] == "index-pattern" && o["id"] == id)
-            .unwrap_or_else(|| panic!("the data view {id}"))
-    };
-    // The daily indices, without the dead-letter entries and the alerts (they carry
-    // `@timestamp` too); the alerts have their own.
-    for (id, title) in [
-        (
-            "cloudtrail-ingest",
-            "cloudtrail-*,-cloudtrail-dead-letter-*,-cloudtrail-alerts-*",
-        ),
-        ("cloudtrail-ingest-alerts", "cloudtrail-alerts-*"),
-    ] {
-        assert_eq!(data_view(id)["attributes"]["title"], title);
-        assert_eq!(data_view(id)["attributes"]["timeFieldName"], "@timestamp");
-    }
-
-    // Every reference resolves inside the file, so the import needs nothing else.
-    for object in &objects {
+    assert_eq!(ids.len(), objects.len(), "{file}: ids are unique per type");
+    for object in objects {
         for reference in object["references"].as_array().unwrap() {
             let target = (
                 reference["type"].as_str().unwrap(),
@@ -1210,7 +1197,7 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
             );
             assert!(
                 ids.contains(&target),
-                "{} refers to missing {target:?}",
+                "{file}: {} refers to missing {target:?}",
                 object["id"]
             );
         }
@@ -1223,70 +1210,108 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
             .map(|r| r["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let dashboard = objects
+    let dashboards: Vec<&Value> = objects
         .iter()
-        .find(|o| o["type"] == "dashboard")
-        .expect("a dashboard");
+        .filter(|o| o["type"] == "dashboard")
+        .collect();
+    assert_eq!(dashboards.len(), 1, "{file}: one dashboard");
     let panels: Vec<Value> =
-        serde_json::from_str(dashboard["attributes"]["panelsJSON"].as_str().unwrap()).unwrap();
-    let names = reference_names(dashboard);
+        serde_json::from_str(dashboards[0]["attributes"]["panelsJSON"].as_str().unwrap()).unwrap();
+    let names = reference_names(dashboards[0]);
     for panel in &panels {
         assert!(
             names.contains(panel["panelRefName"].as_str().unwrap()),
-            "{panel}"
+            "{file}: {panel}"
         );
     }
+    let visualizations = objects.iter().filter(|o| o["type"] == "visualization");
+    assert_eq!(
+        visualizations.clone().count(),
+        panels.len(),
+        "{file}: every visualization is on the dashboard"
+    );
+    for vis in visualizations {
+        let source = search_source(vis);
+        assert!(reference_names(vis).contains(source["indexRefName"].as_str().unwrap()));
+    }
+}
+
+fn search_source(vis: &Value) -> Value {
+    let text = vis["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]
+        .as_str()
+        .unwrap();
+    serde_json::from_str(text).unwrap()
+}
+
+/// The fields a visualization aggregates on (asserted mapped as keyword, boolean or date in
+/// `mappings`), and the KQL queries it holds.
+fn aggregations_and_queries(vis: &Value, mappings: &Value) -> (Vec<String>, Vec<String>) {
+    let mut fields = Vec::new();
+    let mut queries = Vec::new();
+    let query = search_source(vis)["query"]["query"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if !query.is_empty() {
+        queries.push(query);
+    }
+    let state: Value =
+        serde_json::from_str(vis["attributes"]["visState"].as_str().unwrap()).unwrap();
+    for agg in state["aggs"].as_array().unwrap() {
+        if let Some(field) = agg["params"]["field"].as_str() {
+            let mapped = mapping(mappings, field)
+                .unwrap_or_else(|| panic!("{}: {field} is not in the index template", vis["id"]));
+            let kind = mapped["type"].as_str().unwrap_or_default();
+            assert!(
+                ["keyword", "boolean", "date"].contains(&kind),
+                "{}: aggregates on {field}, mapped {kind}",
+                vis["id"]
+            );
+            fields.push(field.to_string());
+        }
+        for filter in agg["params"]["filters"].as_array().into_iter().flatten() {
+            queries.push(filter["input"]["query"].as_str().unwrap().to_string());
+        }
+    }
+    (fields, queries)
+}
+
+/// The title and time field of the data view `id`.
+fn assert_data_view(objects: &[Value], id: &str, title: &str) {
+    let view = objects
+        .iter()
+        .find(|o| o["type"] == "index-pattern" && o["id"] == id)
+        .unwrap_or_else(|| panic!("the data view {id}"));
+    assert_eq!(view["attributes"]["title"], title, "{id}");
+    assert_eq!(view["attributes"]["timeFieldName"], "@timestamp", "{id}");
+}
+
+#[test]
+fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
+    let objects = saved_objects(SAVED_OBJECTS);
+    assert_importable_alone(&objects, SAVED_OBJECTS);
+    // The daily indices, without the dead-letter entries and the alerts (they carry
+    // `@timestamp` too); the alerts have their own.
+    assert_data_view(
+        &objects,
+        "cloudtrail-ingest",
+        "cloudtrail-*,-cloudtrail-dead-letter-*,-cloudtrail-alerts-*",
+    );
+    assert_data_view(&objects, "cloudtrail-ingest-alerts", "cloudtrail-alerts-*");
 
     let event_mappings = cloudtrail_mappings(FreeFormMapping::Flattened);
     let alert_mappings = cloudtrail_ingest::detect::alert::mappings(FreeFormMapping::Flattened);
     let mut aggregated = BTreeSet::new();
     let mut queries = Vec::new();
-    let visualizations: Vec<&Value> = objects
-        .iter()
-        .filter(|o| o["type"] == "visualization")
-        .collect();
-    assert_eq!(
-        visualizations.len(),
-        panels.len(),
-        "every visualization is on the dashboard"
-    );
-    for vis in visualizations {
-        let attributes = &vis["attributes"];
-        let source: Value = serde_json::from_str(
-            attributes["kibanaSavedObjectMeta"]["searchSourceJSON"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-        assert!(reference_names(vis).contains(source["indexRefName"].as_str().unwrap()));
-        let view = vis["references"][0]["id"].as_str().unwrap();
-        let mappings = if view == "cloudtrail-ingest-alerts" {
+    for vis in objects.iter().filter(|o| o["type"] == "visualization") {
+        let mappings = if vis["references"][0]["id"] == "cloudtrail-ingest-alerts" {
             &alert_mappings
         } else {
             &event_mappings
         };
-        let query = source["query"]["query"].as_str().unwrap().to_string();
-        if !query.is_empty() {
-            queries.push(query);
-        }
-        let state: Value = serde_json::from_str(attributes["visState"].as_str().unwrap()).unwrap();
-        for agg in state["aggs"].as_array().unwrap() {
-            if let Some(field) = agg["params"]["field"].as_str() {
-                let mapped = mapping(mappings, field).unwrap_or_else(|| {
-                    panic!("{}: {field} is not in the index template", vis["id"])
-                });
-                let kind = mapped["type"].as_str().unwrap_or_default();
-                assert!(
-                    ["keyword", "boolean", "date"].contains(&kind),
-                    "{}: aggregates on {field}, mapped {kind}",
-                    vis["id"]
-                );
-                aggregated.insert(field.to_string());
-            }
-            for filter in agg["params"]["filters"].as_array().into_iter().flatten() {
-                queries.push(filter["input"]["query"].as_str().unwrap().to_string());
-            }
-        }
+        let (fields, more) = aggregations_and_queries(vis, mappings);
+        aggregated.extend(fields);
+        queries.extend(more);
     }
     for field in [
         "@timestamp",
@@ -1324,17 +1349,95 @@ fn kibana_saved_objects_are_importable_and_use_mapped_fields() {
     }
 }
 
+/// Every other default index prefix has its data views (its daily indices without dead letters
+/// and alerts; its alerts, where its command raises them) and a dashboard whose panels read
+/// only fields its index template maps.
 #[test]
-fn the_konnect_data_view_covers_the_webhook_indices_by_their_time_field() {
-    let text = read(KONNECT_DATA_VIEW);
-    let view: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    assert_eq!(view["type"], "index-pattern");
-    assert_eq!(
-        view["attributes"]["title"],
-        "konnect-audit-*,-konnect-audit-dead-letter-*"
-    );
-    assert_eq!(view["attributes"]["timeFieldName"], "@timestamp");
-    let mappings =
-        cloudtrail_ingest::format::konnect::mapping::mappings(FreeFormMapping::Flattened);
-    assert_eq!(mappings["properties"]["@timestamp"]["type"], "date");
+fn kibana_objects_cover_every_default_index_prefix_and_its_alerts() {
+    use cloudtrail_ingest::format::{confluent, json, konnect};
+    let flattened = FreeFormMapping::Flattened;
+    let alert_mappings = cloudtrail_ingest::detect::alert::mappings(flattened);
+    let mut every_id = BTreeSet::new();
+    for (file, prefix, view, mappings, alerts) in [
+        (
+            CONFLUENT_OBJECTS,
+            "confluent-audit",
+            "cloudtrail-ingest-confluent",
+            confluent::mapping::mappings(flattened),
+            true,
+        ),
+        (
+            KONNECT_OBJECTS,
+            "konnect-audit",
+            "cloudtrail-ingest-konnect",
+            konnect::mapping::mappings(flattened),
+            true,
+        ),
+        (
+            NDJSON_OBJECTS,
+            "ndjson",
+            "cloudtrail-ingest-ndjson",
+            json::mappings(flattened),
+            false,
+        ),
+    ] {
+        let objects = saved_objects(file);
+        assert_importable_alone(&objects, file);
+        if alerts {
+            let events = format!("{prefix}-*,-{prefix}-dead-letter-*,-{prefix}-alerts-*");
+            assert_data_view(&objects, view, &events);
+            assert_data_view(
+                &objects,
+                &format!("{view}-alerts"),
+                &format!("{prefix}-alerts-*"),
+            );
+        } else {
+            // JSON lines have no dead-letter or alerts indices of their own.
+            assert_data_view(&objects, view, &format!("{prefix}-*"));
+        }
+        let mut aggregated = BTreeSet::new();
+        for vis in objects.iter().filter(|o| o["type"] == "visualization") {
+            let reads_alerts = vis["references"][0]["id"]
+                .as_str()
+                .unwrap()
+                .ends_with("-alerts");
+            let mappings = if reads_alerts {
+                &alert_mappings
+            } else {
+                &mappings
+            };
+            let (fields, queries) = aggregations_and_queries(vis, mappings);
+            aggregated.extend(fields);
+            for query in &queries {
+                for field in kql_fields(query) {
+                    assert!(
+                        mapping(mappings, &field).is_some(),
+                        "{file}: query {query:?} uses {field}, which the index template does not map"
+                    );
+                }
+            }
+        }
+        assert!(
+            aggregated.contains("@timestamp"),
+            "{file}: events over time"
+        );
+        if alerts {
+            assert!(
+                aggregated.contains("rule.title.keyword"),
+                "{file}: alerts by rule"
+            );
+        }
+        for object in &objects {
+            let id = (object["type"].to_string(), object["id"].to_string());
+            assert!(
+                every_id.insert(id),
+                "{file}: {} is also in another file",
+                object["id"]
+            );
+        }
+    }
+    for object in saved_objects(SAVED_OBJECTS) {
+        let id = (object["type"].to_string(), object["id"].to_string());
+        assert!(every_id.insert(id), "{} is in two files", object["id"]);
+    }
 }
