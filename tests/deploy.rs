@@ -34,6 +34,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SCRATCH: &str = env!("CARGO_TARGET_TMPDIR");
 
 const TEMPLATE: &str = "deploy/cloudformation/cloudtrail-ingest.yaml";
+const SERVICES: &str = "deploy/cloudformation/services.yaml";
 const DOCKERFILE: &str = "deploy/docker/Dockerfile";
 const HEALTHCHECK: &str = "deploy/docker/healthcheck.sh";
 const DOCKERIGNORE: &str = ".dockerignore";
@@ -239,19 +240,18 @@ fn checkov(args: &[&str]) -> Output {
     output
 }
 
-/// The template with every optional part switched on (a created trail and the EventBridge
-/// rule), so that checkov sees those resources too: each `true`/`false` parameter named here
-/// gets the default `true`.
-fn template_creating_everything() -> PathBuf {
-    let mut template = read(TEMPLATE);
-    for parameter in ["CreateTrail", "CreateEventBridgeRule"] {
+/// `file` with these parameters' defaults replaced, so that checkov (which follows the
+/// defaults through the conditions) sees the optional resources too.
+fn template_variant(file: &str, defaults: &[(&str, &str)], name: &str) -> PathBuf {
+    let mut template = read(file);
+    for (parameter, value) in defaults {
         let block = template
             .find(&format!("\n  {parameter}:\n"))
-            .unwrap_or_else(|| panic!("the template has a {parameter} parameter"));
+            .unwrap_or_else(|| panic!("{file} has a {parameter} parameter"));
         let default = block
             + template[block..]
-                .find("    Default: \"false\"\n")
-                .unwrap_or_else(|| panic!("{parameter} defaults to false"));
+                .find("    Default: ")
+                .unwrap_or_else(|| panic!("{parameter} has a default"));
         // The next line indented as a parameter name, not as one of this one's properties.
         let next_parameter = template[block + 1..]
             .match_indices("\n  ")
@@ -259,19 +259,50 @@ fn template_creating_everything() -> PathBuf {
             .find(|&at| !template[at + 3..].starts_with(' '))
             .unwrap_or_else(|| panic!("more parameters follow {parameter}"));
         assert!(default < next_parameter, "{parameter}'s Default is its own");
+        let line_end = default + template[default..].find('\n').unwrap() + 1;
         template = format!(
-            "{}    Default: \"true\"\n{}",
+            "{}    Default: \"{value}\"\n{}",
             &template[..default],
-            &template[default + "    Default: \"false\"\n".len()..]
+            &template[line_end..]
         );
     }
-    let file = scratch_file("cloudtrail-ingest-with-everything.yaml");
-    std::fs::write(&file, template).expect("writing the template variant");
-    file
+    let variant = scratch_file(name);
+    std::fs::write(&variant, template).expect("writing the template variant");
+    variant
 }
 
-/// The template as JSON, decoded by cfn-lint (which understands the `!Ref` short forms).
+/// The services template with every part (and a cluster port beyond 443).
+const EVERY_SERVICE: [(&str, &str); 9] = [
+    ("KafkaBrokers", "pkc-00000.us-east-1.aws.confluent.cloud:9092"),
+    (
+        "KafkaCredentialsSecretArn",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:kafka-AbCdEf",
+    ),
+    (
+        "WebhookListenerArn",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/alb/0123456789abcdef/0123456789abcdef",
+    ),
+    ("WebhookLoadBalancerSecurityGroupId", "sg-0123456789abcdef0"),
+    ("WebhookHostName", "audit.example.com"),
+    (
+        "WebhookAuthorizationSecretArn",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf",
+    ),
+    ("BackfillBucket", "my-trail-bucket"),
+    (
+        "BackfillKmsKeyArn",
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ),
+    ("ElasticsearchPort", "9200"),
+];
+
+/// The queue stack's template as JSON.
 fn template_json() -> Value {
+    cloudformation_json(TEMPLATE)
+}
+
+/// A template as JSON, decoded by cfn-lint (which understands the `!Ref` short forms).
+fn cloudformation_json(file: &str) -> Value {
     let mut command = linter("python");
     command.args([
         "-c",
@@ -280,7 +311,7 @@ fn template_json() -> Value {
          template, problems = decode(sys.argv[1])\n\
          assert not problems, problems\n\
          json.dump(template, sys.stdout)",
-        TEMPLATE,
+        file,
     ]);
     let output = run(command, LINTER_DEADLINE);
     assert_success(&output, "decoding the template");
@@ -454,30 +485,25 @@ fn kql_fields(query: &str) -> Vec<String> {
 }
 
 #[test]
-fn cloudformation_template_passes_cfn_lint() {
-    let mut command = linter("cfn-lint");
-    command.arg(TEMPLATE);
-    assert_success(&run(command, LINTER_DEADLINE), "cfn-lint");
+fn cloudformation_templates_pass_cfn_lint() {
+    let every_service = template_variant(SERVICES, &EVERY_SERVICE, "services-every-part.yaml");
+    for template in [Path::new(TEMPLATE), Path::new(SERVICES), &every_service] {
+        let mut command = linter("cfn-lint");
+        command.arg(template);
+        assert_success(
+            &run(command, LINTER_DEADLINE),
+            &format!("cfn-lint {}", template.display()),
+        );
+    }
 }
 
-#[test]
-fn cloudformation_template_passes_checkov_with_an_existing_trail_and_a_created_one() {
+/// checkov's JSON report on `template` (not --quiet: it then lists the passed and skipped
+/// checks too), asserted clean: nothing failed, everything parsed, every skip has its reason,
+/// and each of `resources` was scanned.
+fn assert_checkov_clean(template: &Path, resources: &[&str]) {
     let output = checkov(&[
         "-f",
-        TEMPLATE,
-        "--framework",
-        "cloudformation",
-        "--quiet",
-        "--compact",
-        "--skip-download",
-    ]);
-    assert_success(&output, "checkov (existing trail)");
-
-    // Not --quiet: the JSON report then lists the passed and skipped checks too.
-    let variant = template_creating_everything();
-    let output = checkov(&[
-        "-f",
-        variant.to_str().expect("a UTF-8 scratch path"),
+        template.to_str().expect("a UTF-8 path"),
         "--framework",
         "cloudformation",
         "--compact",
@@ -485,23 +511,21 @@ fn cloudformation_template_passes_checkov_with_an_existing_trail_and_a_created_o
         "-o",
         "json",
     ]);
-    assert_success(&output, "checkov (created trail)");
+    let what = format!("checkov {}", template.display());
+    assert_success(&output, &what);
     let report: Value = serde_json::from_slice(&output.stdout).expect("checkov's JSON report");
-    assert_eq!(report["summary"]["failed"], 0, "{report:#}");
-    assert_eq!(report["summary"]["parsing_errors"], 0, "{report:#}");
+    assert_eq!(report["summary"]["failed"], 0, "{what}: {report:#}");
+    assert_eq!(report["summary"]["parsing_errors"], 0, "{what}: {report:#}");
     let passed = report["summary"]["passed"].as_u64().unwrap();
-    assert!(passed >= 10, "checkov ran only {passed} checks: {report:#}");
-    for resource in [
-        "AWS::S3::Bucket.TrailBucket",
-        "AWS::CloudTrail::Trail.Trail",
-    ] {
+    assert!(passed >= 10, "{what} ran only {passed} checks: {report:#}");
+    for resource in resources {
         assert!(
             report["results"]["passed_checks"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|c| c["resource"] == resource),
-            "checkov did not scan {resource}"
+                .any(|c| c["resource"] == *resource),
+            "{what} did not scan {resource}"
         );
     }
     for skipped in report["results"]["skipped_checks"].as_array().unwrap() {
@@ -515,7 +539,46 @@ fn cloudformation_template_passes_checkov_with_an_existing_trail_and_a_created_o
             skipped["resource"]
         );
     }
-    std::fs::remove_file(variant).expect("removing the template variant");
+}
+
+#[test]
+fn cloudformation_templates_pass_checkov_as_given_and_with_every_option() {
+    let output = checkov(&[
+        "-f",
+        TEMPLATE,
+        "--framework",
+        "cloudformation",
+        "--quiet",
+        "--compact",
+        "--skip-download",
+    ]);
+    assert_success(&output, "checkov (existing trail)");
+
+    let everything = template_variant(
+        TEMPLATE,
+        &[("CreateTrail", "true"), ("CreateEventBridgeRule", "true")],
+        "cloudtrail-ingest-with-everything.yaml",
+    );
+    assert_checkov_clean(
+        &everything,
+        &[
+            "AWS::S3::Bucket.TrailBucket",
+            "AWS::CloudTrail::Trail.Trail",
+        ],
+    );
+    std::fs::remove_file(everything).expect("removing the template variant");
+
+    let services = template_variant(SERVICES, &EVERY_SERVICE, "services-for-checkov.yaml");
+    assert_checkov_clean(
+        &services,
+        &[
+            "AWS::ECS::TaskDefinition.KafkaTaskDefinition",
+            "AWS::IAM::Role.BackfillTaskRole",
+            "AWS::ECS::TaskDefinition.BackfillTaskDefinition",
+            "AWS::EC2::SecurityGroup.WebhookSecurityGroup",
+        ],
+    );
+    std::fs::remove_file(services).expect("removing the template variant");
 }
 
 #[test]
@@ -636,6 +699,7 @@ fn deploy_files_name_only_settings_the_binary_has() {
         UNIT,
         ENV_EXAMPLE,
         TEMPLATE,
+        SERVICES,
         WEBHOOK_UNIT,
         WEBHOOK_ENV_EXAMPLE,
         KAFKA_UNIT,
@@ -1440,4 +1504,151 @@ fn kibana_objects_cover_every_default_index_prefix_and_its_alerts() {
         let id = (object["type"].to_string(), object["id"].to_string());
         assert!(every_id.insert(id), "{} is in two files", object["id"]);
     }
+}
+
+/// The parameters a policy resource or a secret's `ValueFrom` names (`Ref`, or `${...}` in a
+/// `Sub`).
+fn parameters_named(value: &Value) -> BTreeSet<String> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(parameters_named).collect(),
+        Value::Object(object) => match (object.get("Ref"), object.get("Fn::Sub")) {
+            (Some(Value::String(name)), _) => [name.clone()].into(),
+            (_, Some(Value::String(text))) => text
+                .split("${")
+                .skip(1)
+                .filter_map(|part| part.split('}').next())
+                .map(str::to_string)
+                .collect(),
+            _ => BTreeSet::new(),
+        },
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Every task definition of the services template: it runs a command the binary has with
+/// settings the binary takes (the binary is started with them), stops after the grace period,
+/// keeps its root file system read-only, and its roles allow what it calls and nothing more.
+#[test]
+fn service_task_definitions_take_only_what_the_binary_has_and_need() {
+    let template = cloudformation_json(SERVICES);
+    let resources = template["Resources"].as_object().unwrap();
+    let default_grace = default_shutdown_grace(&help());
+    let mut commands = BTreeSet::new();
+    for (name, resource) in resources
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::ECS::TaskDefinition")
+    {
+        let task = &resource["Properties"];
+        let container = &task["ContainerDefinitions"][0];
+        let command: Vec<&str> = container["Command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(
+            ["kafka", "webhook", "backfill"].contains(&command[0]),
+            "{name}: {command:?}"
+        );
+        commands.insert(command[0]);
+        // Values the stack fills in from its parameters take the test variant's.
+        let mut settings: BTreeMap<String, String> = BTreeMap::new();
+        for variable in container["Environment"].as_array().unwrap() {
+            let value = match &variable["Value"] {
+                Value::String(value) => value.clone(),
+                other => {
+                    let parameter = other["Ref"].as_str().unwrap_or_default();
+                    EVERY_SERVICE
+                        .iter()
+                        .find(|(name, _)| *name == parameter)
+                        .map_or("us-east-1", |(_, value)| value)
+                        .to_string()
+                }
+            };
+            settings.insert(variable["Name"].as_str().unwrap().into(), value);
+        }
+        let secrets = container["Secrets"].as_array().unwrap();
+        for secret in secrets {
+            settings.insert(secret["Name"].as_str().unwrap().into(), "secret".into());
+        }
+        assert_settings_accepted(&command, &settings, name);
+
+        let grace = settings
+            .get("CLOUDTRAIL_INGEST_SHUTDOWN_GRACE")
+            .map_or(default_grace, |g| humantime::parse_duration(g).unwrap());
+        let stop = Duration::from_secs(container["StopTimeout"].as_u64().expect("StopTimeout"));
+        assert!(
+            stop > grace,
+            "{name}: StopTimeout {stop:?} <= grace {grace:?}"
+        );
+        assert_eq!(container["ReadonlyRootFilesystem"], true, "{name}");
+
+        // The execution role reads exactly the task's secrets, and does what ECS needs.
+        let role = task["ExecutionRoleArn"]["Fn::GetAtt"][0].as_str().unwrap();
+        let policy = &resources[role]["Properties"]["Policies"][0]["PolicyDocument"];
+        for statement in statements(policy) {
+            for action in actions(statement) {
+                assert!(EXECUTION_ACTIONS.contains(&action), "{role}: {action}");
+                if action == "secretsmanager:GetSecretValue" {
+                    let wanted: BTreeSet<String> = secrets
+                        .iter()
+                        .flat_map(|s| parameters_named(&s["ValueFrom"]))
+                        .collect();
+                    assert_eq!(parameters_named(&statement["Resource"]), wanted, "{role}");
+                }
+            }
+        }
+        // A task role only where the source calls AWS: backfill lists and reads the bucket.
+        match command[0] {
+            "backfill" => {
+                let role = task["TaskRoleArn"]["Fn::GetAtt"][0].as_str().unwrap();
+                let policy = &resources[role]["Properties"]["Policies"][0]["PolicyDocument"];
+                let granted: BTreeSet<&str> =
+                    statements(policy).into_iter().flat_map(actions).collect();
+                assert_eq!(
+                    granted,
+                    ["s3:ListBucket", "s3:GetObject", "kms:Decrypt"].into(),
+                    "{role}"
+                );
+            }
+            _ => assert!(task.get("TaskRoleArn").is_none(), "{name} has a task role"),
+        }
+    }
+    assert_eq!(commands, ["kafka", "webhook", "backfill"].into());
+
+    // The webhook: the load balancer forwards to --listen, checks /healthz on the metrics port,
+    // waits out --webhook-timeout before it deregisters a task, and alone reaches the tasks.
+    let container = &resources["WebhookTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let env: BTreeMap<&str, &str> = container["Environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| Some((v["Name"].as_str()?, v["Value"].as_str()?)))
+        .collect();
+    let port = |listen: &str| listen.rsplit(':').next().unwrap().parse::<u64>().unwrap();
+    let listen = port(env["CLOUDTRAIL_INGEST_LISTEN"]);
+    let metrics = port(env["CLOUDTRAIL_INGEST_METRICS_LISTEN"]);
+    let service = &resources["WebhookService"]["Properties"];
+    assert_eq!(service["LoadBalancers"][0]["ContainerPort"], listen);
+    let group = &resources["WebhookTargetGroup"]["Properties"];
+    assert_eq!(group["HealthCheckPath"], "/healthz");
+    assert_eq!(group["HealthCheckPort"], metrics.to_string());
+    assert_eq!(group["Port"], listen);
+    let delay = group["TargetGroupAttributes"][0]["Value"].as_str().unwrap();
+    let timeout = humantime::parse_duration(env["CLOUDTRAIL_INGEST_WEBHOOK_TIMEOUT"]).unwrap();
+    assert!(Duration::from_secs(delay.parse().unwrap()) > timeout);
+    let ingress = resources["WebhookSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        .as_array()
+        .unwrap();
+    let ports: BTreeSet<u64> = ingress
+        .iter()
+        .map(|rule| {
+            assert_eq!(
+                rule["SourceSecurityGroupId"]["Ref"],
+                "WebhookLoadBalancerSecurityGroupId"
+            );
+            rule["FromPort"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(ports, [listen, metrics].into());
 }
