@@ -198,6 +198,9 @@ impl Command {
                 let (_, cluster) = runtime::connect::<Kafka>(&kafka).await?;
                 Ok(exit_code(check::run_kafka(&kafka, &cluster).await))
             }
+            Command::Backfill(backfill) if backfill.backfill.enqueue.is_some() => {
+                Ok(report(&runtime::enqueue(&backfill, stop).await?))
+            }
             command => Ok(report(&command.launch(stop).await?)),
         }
     }

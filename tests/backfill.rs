@@ -386,3 +386,88 @@ async fn interrupt_then_resume(signal: &str) {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// `backfill --enqueue`: a bucket of two accounts (one behind an organization trail), two
+/// regions and four days, enqueued for two of the days as CloudTrail notifications, then two
+/// workers with one message in flight each drain the queue together: every event of the two
+/// days is indexed once, nothing of the other days; a second run with the checkpoint sends
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueued_backfill_is_shared_by_the_workers_and_resumes_to_nothing() {
+    const PER_DAY: usize = 40;
+    let env = TestEnv::new("enqueue").await;
+    let mut in_range = 0;
+    for (base, account) in [
+        ("AWSLogs/111111111111/", "111111111111"),
+        ("AWSLogs/o-abc123def4/222222222222/", "222222222222"),
+    ] {
+        for region in ["eu-west-1", "us-east-1"] {
+            for day in 1..=4 {
+                // The two days asked for hold many objects, the others one each.
+                let objects = if (2..=3).contains(&day) { PER_DAY } else { 1 };
+                for n in 0..objects {
+                    let key = format!(
+                        "{base}CloudTrail/{region}/2024/05/0{day}/{account}_CloudTrail_{region}_2024050{day}T1200Z_{n:03}.json.gz"
+                    );
+                    let id = format!("{account}-{region}-{day}-{n}");
+                    let time = format!("2024-05-0{day}T12:00:00Z");
+                    env.put_object(&key, log_object(&[(&id, &time)])).await;
+                    in_range += u64::from((2..=3).contains(&day));
+                }
+            }
+        }
+    }
+    let checkpoint =
+        std::env::temp_dir().join(format!("cloudtrail-ingest-{}.json", env.index_prefix));
+    let checkpoint = checkpoint.to_str().unwrap();
+    let range = [
+        "--since",
+        "2024-05-02",
+        "--until",
+        "2024-05-03",
+        "--checkpoint",
+        checkpoint,
+    ];
+
+    let outcome = env.enqueue(&range).await;
+    assert_eq!(outcome.exit_code(), 0);
+    assert_eq!(outcome.summary["objects_enqueued"], in_range);
+    let messages = outcome.summary["messages_enqueued"];
+    assert_eq!(messages, in_range.div_ceil(100), "100 keys a message");
+
+    let workers = [
+        env.spawn_until_idle(&["--max-in-flight", "1"]),
+        env.spawn_until_idle(&["--max-in-flight", "1"]),
+    ];
+    let mut received = Vec::new();
+    for worker in workers {
+        let summary = tokio::time::timeout(Duration::from_secs(120), worker)
+            .await
+            .expect("the worker ends")
+            .unwrap();
+        assert_eq!(summary["documents_existing"], 0, "{summary:?}");
+        received.push(summary["messages_received"]);
+    }
+    assert_eq!(received.iter().sum::<u64>(), messages, "{received:?}");
+    assert!(
+        received.iter().all(|&n| n > 0),
+        "both workers shared: {received:?}"
+    );
+    let counts = env.index_counts().await;
+    let expected: std::collections::BTreeMap<String, u64> = [
+        (format!("{}-2024.05.02", env.index_prefix), in_range / 2),
+        (format!("{}-2024.05.03", env.index_prefix), in_range / 2),
+    ]
+    .into();
+    assert_eq!(
+        counts, expected,
+        "every event of the range once, nothing else"
+    );
+
+    // The checkpoint says the job is complete: a second run sends nothing.
+    let again = env.enqueue(&range).await;
+    assert_eq!(again.exit_code(), 0);
+    assert_eq!(again.summary.get("objects_enqueued").unwrap_or(0), 0);
+    assert_eq!(env.messages_left().await, 0);
+    let _ = std::fs::remove_file(checkpoint);
+}

@@ -64,6 +64,13 @@ pub struct BackfillConfig {
         value_name = "N"
     )]
     pub concurrency: usize,
+
+    /// Instead of reading the objects, send them to this SQS queue as CloudTrail
+    /// notifications (`{"s3Bucket": ..., "s3ObjectKey": [...]}`), for every SQS worker on it to
+    /// share; the listing and `--checkpoint` are the same. Needs `sqs:SendMessage` on the
+    /// queue, and no cluster.
+    #[arg(long, env = "CLOUDTRAIL_INGEST_ENQUEUE", value_name = "QUEUE_URL")]
+    pub enqueue: Option<String>,
 }
 
 /// `YYYY-MM-DD`.
@@ -97,7 +104,14 @@ impl BackfillCommand {
                 problems.push(format!("--checkpoint {} is a directory", path.display()));
             }
         }
-        self.shared.validate(&mut problems);
+        match &backfill.enqueue {
+            // The workers on the queue write to the cluster; this run never does.
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                problems.push(format!("--enqueue {url:?} is not a queue URL"))
+            }
+            Some(_) => {}
+            None => self.shared.validate(&mut problems),
+        }
         self.s3.validate(&self.shared.index, &mut problems);
         self.shared
             .detect
@@ -118,7 +132,7 @@ impl BackfillCommand {
         let backfill = &self.backfill;
         let day = |d: Option<Date>| d.map_or_else(|| "-".to_string(), |d| d.to_string());
         format!(
-            "bucket={} prefix={:?} since={} until={} checkpoint={} concurrency={} {} {}",
+            "bucket={} prefix={:?} since={} until={} checkpoint={} concurrency={} enqueue={} {} {}",
             backfill.bucket.as_deref().unwrap_or("-"),
             backfill.prefix,
             day(backfill.since),
@@ -129,6 +143,7 @@ impl BackfillCommand {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "-".into()),
             backfill.concurrency,
+            backfill.enqueue.as_deref().unwrap_or("-"),
             self.s3.summary(),
             self.shared.summary(),
         )
@@ -145,6 +160,28 @@ fn valid_bucket(name: &str) -> bool {
 mod tests {
     use super::*;
     use clap::FromArgMatches;
+
+    #[test]
+    fn enqueue_needs_a_queue_url_and_no_cluster() {
+        let parse = |args: &[&str]| {
+            let matches = BackfillCommand::augment_args(clap::Command::new("backfill"))
+                .try_get_matches_from(args)
+                .expect("arguments parse");
+            BackfillCommand::from_arg_matches(&matches).expect("a backfill command")
+        };
+        let enqueue = ["backfill", "--bucket", "trail", "--enqueue"];
+        let queue = "https://sqs.us-east-1.amazonaws.com/123456789012/workers";
+        assert!(parse(&[&enqueue[..], &[queue]].concat()).validate().is_ok());
+        let error = parse(&[&enqueue[..], &["workers"]].concat())
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("not a queue URL"), "{error}");
+        // Without --enqueue, the objects are read here and indexed: the cluster is needed.
+        let error = parse(&["backfill", "--bucket", "trail"])
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("--elasticsearch-url"), "{error}");
+    }
 
     #[test]
     fn prefixes_repeat_and_split_on_commas() {

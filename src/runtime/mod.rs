@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::config::Shared;
+use crate::config::{BackfillCommand, Shared};
 use crate::detect::{self, RulesError};
 use crate::format::Destination;
 use crate::pipeline::Shutdown;
 use crate::sink::elasticsearch::{self as sink, Cluster, ClusterError, SinkError, SinkHandle};
-use crate::source::{Context, Ended, Source, SourceError};
+use crate::source::{backfill, Context, Ended, Source, SourceError};
 use crate::telemetry::{metrics, Stats, Summary};
 
 /// Every way a run can fail.
@@ -57,6 +57,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// How a source's run ended, with the run's counters.
+    fn of(summary: Summary, ended: Ended) -> Self {
+        Outcome {
+            summary,
+            failed: ended.failed,
+            failed_total: ended.failed_total,
+            interrupted: ended.interrupted,
+        }
+    }
+
     /// 0 done, 1 something failed for good, 130 interrupted before the end.
     pub fn exit_code(&self) -> u8 {
         if self.interrupted {
@@ -85,6 +95,37 @@ pub async fn connect<S: Source>(
     }
     let client = sink::client::connect(cluster, aws.as_ref())?;
     Ok((aws, client))
+}
+
+/// `backfill --enqueue`: lists the bucket and sends the objects to the queue, until the
+/// listing is done or `stop` is cancelled. No cluster, sink or metrics listener: the SQS
+/// workers on the queue do the rest.
+pub async fn enqueue(
+    command: &BackfillCommand,
+    stop: CancellationToken,
+) -> Result<Outcome, RunError> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if aws.region().is_none() {
+        return Err(RunError::NoRegion);
+    }
+    enqueue_with(command, &aws, stop).await
+}
+
+/// [`enqueue`] with this AWS configuration.
+pub async fn enqueue_with(
+    command: &BackfillCommand,
+    aws: &aws_config::SdkConfig,
+    stop: CancellationToken,
+) -> Result<Outcome, RunError> {
+    let shared = &command.shared;
+    if shared.cluster.elasticsearch_url.is_some() || !shared.detect.rules.is_empty() {
+        warn!("with --enqueue the cluster and detection flags are not used: the SQS workers on the queue index and detect with their own");
+    }
+    let stats = Arc::new(Stats::default());
+    let ended = backfill::enqueue::run(command, aws, &stats, stop).await;
+    let summary = stats.snapshot();
+    info!(?summary, "backfill stopped");
+    Ok(Outcome::of(summary, ended?))
 }
 
 /// Builds the source `command` asks for and runs it until it ends or `stop` is cancelled.
@@ -200,13 +241,7 @@ async fn serve<S: Source>(
     if let Some(reason) = sink_failure {
         return Err(RunError::Indexer(reason));
     }
-    let ended = ended?;
-    Ok(Outcome {
-        summary,
-        failed: ended.failed,
-        failed_total: ended.failed_total,
-        interrupted: ended.interrupted,
-    })
+    Ok(Outcome::of(summary, ended?))
 }
 
 /// Lets the sink finish what it holds: all of it after a run that ended by itself, what it

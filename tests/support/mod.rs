@@ -522,6 +522,27 @@ impl TestEnv {
         .expect("the backfill runs")
     }
 
+    /// `cloudtrail-ingest backfill --enqueue <this test's queue>` in-process, to its end.
+    pub async fn enqueue(&self, extra: &[&str]) -> Outcome {
+        let mut args = self.backfill_args(extra);
+        args.extend(["--enqueue".to_string(), self.queue_url.clone()]);
+        let command = match Cli::try_parse_from(args)
+            .expect("test arguments parse")
+            .into_command()
+        {
+            cli::Command::Backfill(command) => command,
+            other => panic!("not a backfill: {other:?}"),
+        };
+        command.validate().expect("test configuration is valid");
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            runtime::enqueue_with(&command, &aws_config(), CancellationToken::new()),
+        )
+        .await
+        .expect("the backfill ends")
+        .expect("the backfill runs")
+    }
+
     /// Runs the worker in-process until the queue is idle.
     pub async fn run_until_idle(&self, extra: &[&str]) -> Summary {
         tokio::time::timeout(Duration::from_secs(120), self.spawn_until_idle(extra))

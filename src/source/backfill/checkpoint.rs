@@ -28,6 +28,9 @@ pub struct Job {
     /// The last day, as resolved at the first run (`--until`, or that day with `--since`).
     pub until: Option<String>,
     pub object_format: String,
+    /// The queue the objects are sent to (`--enqueue`); none when this run reads them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueue: Option<String>,
 }
 
 impl Job {
@@ -157,6 +160,7 @@ mod tests {
             since: Some("2024-05-01".into()),
             until: Some("2024-05-02".into()),
             object_format: "auto".into(),
+            enqueue: None,
         }
     }
 

@@ -21,6 +21,7 @@
 //! what the SQS worker also ingested makes no duplicates either.
 
 pub mod checkpoint;
+pub mod enqueue;
 pub mod listing;
 pub mod plan;
 pub mod progress;
@@ -87,6 +88,7 @@ pub fn job(command: &BackfillCommand, today: time::Date) -> Job {
         since: backfill.since.map(|d| d.to_string()),
         until,
         object_format: format!("{:?}", command.s3.object_format).to_lowercase(),
+        enqueue: backfill.enqueue.clone(),
     }
 }
 
@@ -198,42 +200,17 @@ impl Run {
     /// the job is complete.
     async fn start(source: &Backfill, context: &Context) -> Result<Option<Self>, SourceError> {
         let command = &source.command;
-        let config = &command.backfill;
-        let stats = &context.stats;
-        let mut job = job(command, OffsetDateTime::now_utc().date());
-        let checkpoint = match &config.checkpoint {
-            Some(path) => Checkpoint::load(path, job.clone()).map_err(SourceError::new)?,
-            None => Checkpoint::new(job.clone()),
-        };
-        job.until.clone_from(&checkpoint.job.until);
-        if checkpoint.complete {
-            info!("the checkpoint says this backfill is complete; nothing to do");
+        let Some(prepared) = prepare(command, &source.s3, &context.stats).await? else {
             return Ok(None);
-        }
-        let days = days(config, job.until.as_deref()).map_err(SourceError::new)?;
-        let units = listing::units(&source.s3, command.bucket(), &job.prefixes, days, stats)
-            .await
-            .map_err(SourceError::new)?;
-        stats.set(&stats.source_reachable, true);
-        let total_units = units.len();
-        let units = plan::resume(units, checkpoint.done_through.as_deref());
-        let skipped_units = total_units - units.len();
-        info!(
-            bucket = command.bucket(),
-            prefixes = ?job.prefixes,
-            units = total_units,
-            units_already_done = skipped_units,
-            resume_after = checkpoint.done_through.as_deref().unwrap_or("-"),
-            "backfill started"
-        );
-        stats.set(&stats.started, true);
+        };
+        let config = &command.backfill;
         Ok(Some(Run {
-            resumed: checkpoint.done_after.iter().cloned().collect(),
-            checkpoint,
+            resumed: prepared.checkpoint.done_after.iter().cloned().collect(),
+            checkpoint: prepared.checkpoint,
             path: config.checkpoint.clone(),
-            units,
+            units: prepared.units,
             order: Order::default(),
-            progress: progress::Progress::new(total_units, skipped_units),
+            progress: progress::Progress::new(prepared.total_units, prepared.skipped_units),
             window: window(config.concurrency),
             tasks: JoinSet::new(),
             failures: BTreeMap::new(),
@@ -379,6 +356,57 @@ impl Run {
     }
 }
 
+/// A backfill ready to list: its checkpoint and the units still to list.
+pub struct Prepared {
+    pub checkpoint: Checkpoint,
+    pub units: Vec<plan::Unit>,
+    pub total_units: usize,
+    pub skipped_units: usize,
+}
+
+/// Loads the checkpoint of `command`'s job and finds the units to list (after the
+/// checkpoint's position); `None` when the checkpoint says the job is complete.
+pub async fn prepare(
+    command: &BackfillCommand,
+    s3: &aws_sdk_s3::Client,
+    stats: &Stats,
+) -> Result<Option<Prepared>, SourceError> {
+    let config = &command.backfill;
+    let mut job = job(command, OffsetDateTime::now_utc().date());
+    let checkpoint = match &config.checkpoint {
+        Some(path) => Checkpoint::load(path, job.clone()).map_err(SourceError::new)?,
+        None => Checkpoint::new(job.clone()),
+    };
+    job.until.clone_from(&checkpoint.job.until);
+    if checkpoint.complete {
+        info!("the checkpoint says this backfill is complete; nothing to do");
+        return Ok(None);
+    }
+    let days = days(config, job.until.as_deref()).map_err(SourceError::new)?;
+    let units = listing::units(s3, command.bucket(), &job.prefixes, days, stats)
+        .await
+        .map_err(SourceError::new)?;
+    stats.set(&stats.source_reachable, true);
+    let total_units = units.len();
+    let units = plan::resume(units, checkpoint.done_through.as_deref());
+    let skipped_units = total_units - units.len();
+    info!(
+        bucket = command.bucket(),
+        prefixes = ?job.prefixes,
+        units = total_units,
+        units_already_done = skipped_units,
+        resume_after = checkpoint.done_through.as_deref().unwrap_or("-"),
+        "backfill started"
+    );
+    stats.set(&stats.started, true);
+    Ok(Some(Prepared {
+        checkpoint,
+        units,
+        total_units,
+        skipped_units,
+    }))
+}
+
 /// The days to list, from `--since` to `until` (the checkpoint's, so a resumed job lists
 /// the same days).
 fn days(
@@ -402,7 +430,10 @@ fn days(
     }))
 }
 
-fn store(checkpoint: &Checkpoint, path: Option<&std::path::Path>) -> Result<(), CheckpointError> {
+pub fn store(
+    checkpoint: &Checkpoint,
+    path: Option<&std::path::Path>,
+) -> Result<(), CheckpointError> {
     match path {
         Some(path) => checkpoint.store(path),
         None => Ok(()),
@@ -598,6 +629,7 @@ mod tests {
             since: None,
             until: None,
             object_format: "auto".into(),
+            enqueue: None,
         });
         order.write_into(&mut checkpoint);
         assert_eq!(checkpoint.done_after, ["k/b"]);

@@ -23,6 +23,8 @@ pub struct Progress {
     units_at_start: usize,
     objects: u64,
     events: u64,
+    /// Objects are sent to a queue (`--enqueue`), not read: no events to count.
+    enqueuing: bool,
 }
 
 impl Progress {
@@ -35,6 +37,15 @@ impl Progress {
             units_at_start: units_done,
             objects: 0,
             events: 0,
+            enqueuing: false,
+        }
+    }
+
+    /// The progress of a backfill that sends its objects to a queue.
+    pub fn enqueuing(total_units: usize, units_done: usize) -> Self {
+        Progress {
+            enqueuing: true,
+            ..Progress::new(total_units, units_done)
         }
     }
 
@@ -49,6 +60,11 @@ impl Progress {
 
     pub fn unit_done(&mut self) {
         self.units_listed += 1;
+    }
+
+    /// `objects` were accepted by the queue (`--enqueue`).
+    pub fn enqueued(&mut self, objects: u64) {
+        self.objects += objects;
     }
 
     pub fn object_done(&mut self, events: u64) {
@@ -74,6 +90,16 @@ impl Progress {
             || "unknown (listing)".to_string(),
             |eta| humantime::format_duration(Duration::from_secs(eta.round() as u64)).to_string(),
         );
+        if self.enqueuing {
+            return format!(
+                "backfill: {} objects listed, {} enqueued; {:.1} objects/s; units listed {}/{}; ETA {eta}",
+                listed,
+                checkpoint.objects_done,
+                self.objects as f64 / secs,
+                self.units_listed,
+                self.total_units,
+            );
+        }
         format!(
             "backfill: {} objects done, {} failed, {} events; {:.1} objects/s, {:.0} events/s; units listed {}/{}; ETA {eta}",
             checkpoint.objects_done,
@@ -157,6 +183,7 @@ mod tests {
             since: None,
             until: None,
             object_format: "auto".into(),
+            enqueue: None,
         });
         assert!(progress
             .line(&checkpoint, 100)
