@@ -272,7 +272,15 @@ fn template_variant(file: &str, defaults: &[(&str, &str)], name: &str) -> PathBu
 }
 
 /// The services template with every part (and a cluster port beyond 443).
-const EVERY_SERVICE: [(&str, &str); 9] = [
+const EVERY_SERVICE: [(&str, &str); 11] = [
+    (
+        "WorkerQueueUrl",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/cloudtrail-ingest",
+    ),
+    (
+        "WorkerPolicyArn",
+        "arn:aws:iam::123456789012:policy/cloudtrail-ingest-worker",
+    ),
     ("KafkaBrokers", "pkc-00000.us-east-1.aws.confluent.cloud:9092"),
     (
         "KafkaCredentialsSecretArn",
@@ -1540,17 +1548,17 @@ fn service_task_definitions_take_only_what_the_binary_has_and_need() {
     {
         let task = &resource["Properties"];
         let container = &task["ContainerDefinitions"][0];
+        // No command: the default one, the SQS worker.
         let command: Vec<&str> = container["Command"]
             .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
+            .map(|c| c.iter().map(|c| c.as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let source = command.first().copied().unwrap_or("sqs");
         assert!(
-            ["kafka", "webhook", "backfill"].contains(&command[0]),
+            ["sqs", "kafka", "webhook", "backfill"].contains(&source),
             "{name}: {command:?}"
         );
-        commands.insert(command[0]);
+        commands.insert(source);
         // Values the stack fills in from its parameters take the test variant's.
         let mut settings: BTreeMap<String, String> = BTreeMap::new();
         for variable in container["Environment"].as_array().unwrap() {
@@ -1598,8 +1606,18 @@ fn service_task_definitions_take_only_what_the_binary_has_and_need() {
                 }
             }
         }
-        // A task role only where the source calls AWS: backfill lists and reads the bucket.
-        match command[0] {
+        // A task role only where the source calls AWS: the worker has the queue stack's policy,
+        // backfill lists and reads the bucket.
+        match source {
+            "sqs" => {
+                let role = task["TaskRoleArn"]["Fn::GetAtt"][0].as_str().unwrap();
+                let properties = &resources[role]["Properties"];
+                assert_eq!(
+                    properties["ManagedPolicyArns"],
+                    serde_json::json!([{"Ref": "WorkerPolicyArn"}])
+                );
+                assert!(properties.get("Policies").is_none(), "{role}");
+            }
             "backfill" => {
                 let role = task["TaskRoleArn"]["Fn::GetAtt"][0].as_str().unwrap();
                 let policy = &resources[role]["Properties"]["Policies"][0]["PolicyDocument"];
@@ -1614,7 +1632,30 @@ fn service_task_definitions_take_only_what_the_binary_has_and_need() {
             _ => assert!(task.get("TaskRoleArn").is_none(), "{name} has a task role"),
         }
     }
-    assert_eq!(commands, ["kafka", "webhook", "backfill"].into());
+    assert_eq!(commands, ["sqs", "kafka", "webhook", "backfill"].into());
+
+    // The worker scales on the backlog of its own queue per running task.
+    let target = &resources["WorkerScalableTarget"]["Properties"];
+    assert_eq!(target["ScalableDimension"], "ecs:service:DesiredCount");
+    assert_eq!(target["MinCapacity"]["Ref"], "WorkerTasksMin");
+    assert_eq!(target["MaxCapacity"]["Ref"], "WorkerTasksMax");
+    let tracking =
+        &resources["WorkerScalingPolicy"]["Properties"]["TargetTrackingScalingPolicyConfiguration"];
+    assert_eq!(tracking["TargetValue"]["Ref"], "WorkerBacklogPerTask");
+    let metrics = tracking["CustomizedMetricSpecification"]["Metrics"]
+        .as_array()
+        .unwrap();
+    let returned: Vec<&Value> = metrics.iter().filter(|m| m["ReturnData"] == true).collect();
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0]["Expression"], "backlog / tasks");
+    let backlog = metrics.iter().find(|m| m["Id"] == "backlog").unwrap();
+    assert_eq!(
+        backlog["MetricStat"]["Metric"]["MetricName"],
+        "ApproximateNumberOfMessagesVisible"
+    );
+    let queue_name = &backlog["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::Select"];
+    assert_eq!(queue_name[0], 4, "the queue name is the URL's last part");
+    assert_eq!(queue_name[1]["Fn::Split"][1]["Ref"], "WorkerQueueUrl");
 
     // The webhook: the load balancer forwards to --listen, checks /healthz on the metrics port,
     // waits out --webhook-timeout before it deregisters a task, and alone reaches the tasks.
