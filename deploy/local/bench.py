@@ -13,7 +13,7 @@ Scenarios (each a fresh queue, bucket and worker process):
 For each: events, wall time from worker start to exit (it exits when the queue is idle; the
 final empty long poll of --receive-wait 1s is included), events/s from worker start to the last
 bulk request the sink saw, events/s over the ingest window (first to last bulk request), where
-the time went, and the worker's peak RSS
+the time went, the worker's CPU time (user + system, from wait4) and its peak RSS
 (VmHWM from /proc, sampled every 20 ms).
 
 Usage: bench.py PATH_TO_WORKER_BINARY [--objects N] [--events M] [--large-mb X] [--osmem]
@@ -103,9 +103,9 @@ def run(binary, aws_url, cluster_url, objects, label):
     env = worker_env(aws_url, queue_url, cluster_url, name, "1s", "warn",
                      passthrough=("MALLOC_", "CLOUDTRAIL_INGEST_BULK", "CLOUDTRAIL_INGEST_MAX"))
     Sink.reset()
-    started, ended, peak_kib = run_worker(binary, env)
+    started, ended, peak_kib, cpu = run_worker(binary, env)
     left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-    return dict(label=label, elapsed=ended - started, peak_mib=peak_kib / 1024, started=started, ended=ended,
+    return dict(label=label, elapsed=ended - started, peak_mib=peak_kib / 1024, cpu=cpu, started=started, ended=ended,
                 left=int(left["ApproximateNumberOfMessages"]) + int(left["ApproximateNumberOfMessagesNotVisible"]))
 
 
@@ -158,7 +158,8 @@ def main():
             line += (f"; {r['indexed'] / (r['to_first'] + r['window']):>8.0f} events/s start->last bulk"
                      f"; {r['indexed'] / r['window']:>8.0f} events/s while ingesting ({r['bulks']} bulks); "
                      f"start->first bulk {r['to_first']:.2f} s, ingest {r['window']:.2f} s, last bulk->exit {r['tail']:.2f} s")
-        line += f"; peak RSS {r['peak_mib']:.1f} MiB; queue left {r['left']}"
+        line += (f"; CPU {r['cpu']:.2f} s ({r['cpu'] * 100_000 / r['events']:.2f} s per 100k events)"
+                 f"; peak RSS {r['peak_mib']:.1f} MiB; queue left {r['left']}")
         if r["indexed"] is not None and r["indexed"] != r["events"]:
             line += f"; SINK SAW {r['indexed']} DOCUMENTS"
         print(line)

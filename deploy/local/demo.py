@@ -114,19 +114,24 @@ def worker_env(aws_url, queue_url, search_url, prefix, receive_wait, log_level, 
 
 
 def run_worker(binary, env):
-    """Runs the worker to its exit; returns its start and end (monotonic) and its peak RSS in
-    KiB. VmHWM is the worker's own peak since exec (wait4's ru_maxrss would not do: Linux
-    carries the forked parent's high-water mark across exec into it)."""
+    """Runs the worker to its exit; returns its start and end (monotonic), its peak RSS in
+    KiB and its CPU time (user + system, from wait4). VmHWM is the worker's own peak since exec
+    (wait4's ru_maxrss would not do: Linux carries the forked parent's high-water mark across
+    exec into it)."""
     started = time.monotonic()
     worker = subprocess.Popen([binary], env=env, stdin=subprocess.DEVNULL)
     peak_kib = 0
-    while worker.poll() is None:
+    while True:
         peak_kib = max(peak_kib, vm_hwm_kib(worker.pid))
+        done, status, usage = os.wait4(worker.pid, os.WNOHANG)
+        if done:
+            break
         time.sleep(0.02)
     ended = time.monotonic()
+    worker.returncode = os.waitstatus_to_exitcode(status)
     if worker.returncode != 0:
         raise SystemExit(f"worker exited with {worker.returncode}")
-    return started, ended, peak_kib
+    return started, ended, peak_kib, usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -188,7 +193,7 @@ def main():
 
     env = worker_env(aws_url, queue_url, search_url, PREFIX, "2s", "info")
     print(f"running {binary} --exit-when-idle ...")
-    started, ended, peak_kib = run_worker(binary, env)
+    started, ended, peak_kib, _ = run_worker(binary, env)
     elapsed = ended - started
 
     search(search_url, f"{PREFIX}-*/_refresh", {})
