@@ -8,8 +8,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use cloudtrail_ingest::format::cloudtrail::split::OwnedRecord;
-use cloudtrail_ingest::format::cloudtrail::{event, FreeForm, Options};
+use cloudtrail_ingest::format::cloudtrail::{record_event, FreeForm, Options};
 use cloudtrail_ingest::pipeline::index_name;
 use cloudtrail_ingest::telemetry::Summary;
 use serde_json::{json, Value};
@@ -146,9 +145,7 @@ fn expected_documents(records: &[Vec<u8>], prefix: &str) -> u64 {
     let now = OffsetDateTime::now_utc();
     let mut seen = HashSet::new();
     for record in records {
-        let record = OwnedRecord::parse(record).expect("corpus record is an object");
-        let doc =
-            event::build(record.as_record(), &options, Some(now)).expect("corpus record is valid");
+        let doc = record_event(record, &options, Some(now)).expect("corpus record is valid");
         seen.insert((index_name(prefix, doc.time), doc.id));
     }
     seen.len() as u64

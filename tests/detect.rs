@@ -13,8 +13,7 @@ use std::time::Duration;
 use clap::Parser;
 use cloudtrail_ingest::config::Config;
 use cloudtrail_ingest::detect::{load, Detector, Level};
-use cloudtrail_ingest::format::cloudtrail::split::OwnedRecord;
-use cloudtrail_ingest::format::cloudtrail::{event, FreeForm, Options};
+use cloudtrail_ingest::format::cloudtrail::{record_event, FreeForm, Options};
 use serde_json::{json, Value};
 use support::*;
 
@@ -43,15 +42,10 @@ fn expected_alerts(records: &[Value]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for record in records {
         let bytes = serde_json::to_vec(record).unwrap();
-        let record = OwnedRecord::parse(&bytes).unwrap();
-        let event = event::build(
-            record.as_record(),
-            &Options {
-                free_form: FreeForm::Objects,
-            },
-            None,
-        )
-        .unwrap();
+        let options = Options {
+            free_form: FreeForm::Objects,
+        };
+        let event = record_event(&bytes, &options, None).unwrap();
         for n in detector.examine(&event) {
             out.insert((detector.rules()[n].id.clone(), event.id.clone()));
         }

@@ -13,8 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use cloudtrail_ingest::detect::{load, Detector, Level};
-use cloudtrail_ingest::format::cloudtrail::split::OwnedRecord;
-use cloudtrail_ingest::format::cloudtrail::{event, FreeForm, Options};
+use cloudtrail_ingest::format::cloudtrail::{record_event, FreeForm, Options};
 use cloudtrail_ingest::format::confluent::Confluent;
 use cloudtrail_ingest::format::{RecordContext, RecordFormat};
 use cloudtrail_ingest::pipeline::Event;
@@ -37,15 +36,12 @@ fn detector() -> Detector {
 fn event_of(source: &str, record: &Value, free_form: FreeForm) -> Event {
     let bytes = serde_json::to_vec(record).unwrap();
     match source {
-        "cloudtrail" => {
-            let record = OwnedRecord::parse(&bytes).expect("a record is an object");
-            event::build(
-                record.as_record(),
-                &Options { free_form },
-                Some(OffsetDateTime::UNIX_EPOCH),
-            )
-            .unwrap()
-        }
+        "cloudtrail" => record_event(
+            &bytes,
+            &Options { free_form },
+            Some(OffsetDateTime::UNIX_EPOCH),
+        )
+        .unwrap(),
         "confluent" => Confluent { free_form }
             .event(
                 &bytes,

@@ -95,7 +95,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::cloudtrail::{event, FreeForm, Options};
+    use crate::format::cloudtrail::{record_event, FreeForm, Options};
     use serde_json::Value;
     use time::macros::datetime;
 
@@ -106,8 +106,7 @@ mod tests {
         let options = Options {
             free_form: FreeForm::Objects,
         };
-        let parsed = crate::format::cloudtrail::split::OwnedRecord::parse(record).unwrap();
-        let rejected = event::build(parsed.as_record(), &options, None).unwrap();
+        let rejected = record_event(record, &options, None).unwrap();
         let origin = Origin::new(
             "s3://trail/AWSLogs/x.json.gz",
             serde_json::json!({"s3": {"bucket": "trail", "key": "AWSLogs/x.json.gz"}, "sqs": {"message_id": "m-1"}}),

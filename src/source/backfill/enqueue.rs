@@ -99,6 +99,7 @@ pub async fn run(
         sqs,
         queue,
         bucket: command.bucket().to_string(),
+        room: MAX_REQUEST_BYTES - MESSAGES_PER_REQUEST * notification(command.bucket(), &[]).len(),
         checkpoint: prepared.checkpoint,
         path: command.backfill.checkpoint.clone(),
         progress: Progress::enqueuing(prepared.total_units, prepared.skipped_units),
@@ -135,6 +136,8 @@ struct Sender {
     sqs: aws_sdk_sqs::Client,
     queue: String,
     bucket: String,
+    /// Bytes of one request left for its keys, once its notifications' own are counted.
+    room: usize,
     checkpoint: Checkpoint,
     path: Option<PathBuf>,
     progress: Progress,
@@ -197,17 +200,12 @@ impl Sender {
     async fn push(&mut self, key: String) -> Result<(), EnqueueError> {
         let bytes = serde_json::to_string(&key).map_or(key.len(), |json| json.len()) + 1;
         let full = self.keys.len() == KEYS_PER_MESSAGE * MESSAGES_PER_REQUEST;
-        if full || self.bytes + bytes > MAX_REQUEST_BYTES - MESSAGES_PER_REQUEST * self.overhead() {
+        if full || self.bytes + bytes > self.room {
             self.flush().await?;
         }
         self.keys.push(key);
         self.bytes += bytes;
         Ok(())
-    }
-
-    /// The bytes of one notification around its keys.
-    fn overhead(&self) -> usize {
-        notification(&self.bucket, &[]).len()
     }
 
     /// Sends the keys held as one request and, once SQS accepted all of it, moves the

@@ -116,20 +116,21 @@ impl crate::pipeline::StageError for UnreadableNotification {
 pub fn parse(body: &str, format: ObjectFormat) -> Result<Notification, NotificationError> {
     let value: Value =
         serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
-    // The payload, and its text: an inline event's record is taken from the text as it is.
-    let (inner, text): (Cow<'_, Value>, Cow<'_, str>) = match unwrap_sns(&value)? {
+    // The payload, and its text where it came as text: an inline event's record is taken
+    // from the text as it is.
+    let (inner, text): (Cow<'_, Value>, Option<&str>) = match unwrap_sns(&value)? {
         Envelope::Message(Value::String(message)) => (
             Cow::Owned(
                 serde_json::from_str(message)
                     .map_err(|e| NotificationError::SnsMessageNotJson(e.to_string()))?,
             ),
-            Cow::Borrowed(message.as_str()),
+            Some(message.as_str()),
         ),
-        Envelope::Message(message) => (Cow::Borrowed(message), Cow::Owned(message.to_string())),
+        Envelope::Message(message) => (Cow::Borrowed(message), None),
         Envelope::Other(kind) => return Ok(ignored(format!("SNS {kind}"))),
-        Envelope::None => (Cow::Borrowed(&value), Cow::Borrowed(body)),
+        Envelope::None => (Cow::Borrowed(&value), Some(body)),
     };
-    let mut notification = classify(&inner, &text)?;
+    let mut notification = classify(&inner, text)?;
     notification
         .objects
         .retain(|object| match skip_reason(&object.key, format) {
@@ -172,7 +173,7 @@ fn ignored(what: String) -> Notification {
     Builder::new(Kind::Ignored(what)).finish()
 }
 
-fn classify(value: &Value, text: &str) -> Result<Notification, NotificationError> {
+fn classify(value: &Value, text: Option<&str>) -> Result<Notification, NotificationError> {
     if let Some(message_type) = value.get("messageType").and_then(Value::as_str) {
         return Ok(ignored(format!("AWS Config {message_type}")));
     }
@@ -270,29 +271,33 @@ fn eventbridge(value: &Value) -> Result<Notification, NotificationError> {
     Ok(builder.finish())
 }
 
-/// An EventBridge event of CloudTrail: its `detail`, taken from the payload's text, is the
-/// record. Only `aws.*` sources count: EventBridge refuses them from anyone but AWS.
-fn inline(value: &Value, text: &str) -> Result<Notification, NotificationError> {
+/// An EventBridge event of CloudTrail: its `detail`, taken from the payload's text (or,
+/// for a payload forwarded as an object, written from it), is the record. Only `aws.*`
+/// sources count: EventBridge refuses them from anyone but AWS.
+fn inline(value: &Value, text: Option<&str>) -> Result<Notification, NotificationError> {
     #[derive(serde::Deserialize)]
     struct Detail<'a> {
         #[serde(borrow)]
         detail: Option<&'a RawValue>,
     }
-    let record = serde_json::from_str::<Detail<'_>>(text)
-        .ok()
-        .and_then(|d| d.detail)
-        .map(RawValue::get)
-        .filter(|detail| detail.starts_with('{'))
-        .ok_or(NotificationError::Malformed(
-            "EventBridge CloudTrail event has no detail object",
-        ))?;
+    let record = match text {
+        Some(text) => serde_json::from_str::<Detail<'_>>(text)
+            .ok()
+            .and_then(|d| d.detail)
+            .map(|detail| detail.get().to_string()),
+        None => value.get("detail").map(Value::to_string),
+    }
+    .filter(|detail| detail.starts_with('{'))
+    .ok_or(NotificationError::Malformed(
+        "EventBridge CloudTrail event has no detail object",
+    ))?;
     let text_of = |field: &str| value.get(field).and_then(Value::as_str).unwrap_or("");
     let mut builder = Builder::new(Kind::CloudTrailEvent);
     builder.inline = Some(Inline {
         id: text_of("id").to_string(),
         detail_type: text_of("detail-type").to_string(),
         time: OffsetDateTime::parse(text_of("time"), &Rfc3339).ok(),
-        record: record.as_bytes().to_vec(),
+        record: record.into_bytes(),
     });
     Ok(builder.finish())
 }
