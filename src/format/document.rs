@@ -65,7 +65,7 @@ pub fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&str>, 
     out.push(b'{');
     if let Some(ts) = timestamp {
         out.extend_from_slice(b"\"@timestamp\":");
-        serde_json::to_writer(&mut *out, ts).expect("writing to a Vec cannot fail");
+        write_str(out, ts);
         let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
         if !empty {
             out.push(b',');
@@ -98,10 +98,28 @@ pub fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&str>, 
     }
 }
 
+/// Appends `text` as a JSON string. Most texts written per event (times, ids, index names)
+/// need no escape and are copied between quotes; the others are escaped by `serde_json`.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    if !text.bytes().any(needs_escape) {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// Whether `b` cannot stand as it is inside a JSON string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// The text of a raw JSON string value; `None` for any other value.
 pub fn raw_str(raw: &[u8]) -> Option<String> {
     match raw {
-        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'\\' && b != b'"') => {
+        [b'"', inner @ .., b'"'] if !inner.iter().copied().any(needs_escape) => {
             std::str::from_utf8(inner).ok().map(str::to_owned)
         }
         _ => serde_json::from_slice::<String>(raw).ok(),
@@ -228,6 +246,22 @@ pub fn find_below(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "2024-01-02T03:04:05Z",
+            "a\"b",
+            "back\\slash",
+            "tab\there",
+            "é\u{1}\u{7f}",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+    }
 
     #[test]
     fn members_and_paths_point_into_the_record() {

@@ -5,8 +5,9 @@
 //! without a delimiter), or both; blank lines and whitespace between objects are skipped. A
 //! JSON string that holds one object (Kafka Connect's `JsonFormat` behind a `StringConverter`
 //! writes each record so) is that object, as its producer wrote it.
-//! Records are found as the bytes arrive, tracking only string/escape state and nesting
-//! depth ([`Values`]), so memory holds one record, not the object.
+//! Records are found as the bytes arrive, following only the brackets outside strings and
+//! the line ends that the structural scanner ([`super::scan`]) finds ([`Values`]), so memory
+//! holds one record, not the object.
 //!
 //! Each record becomes an event through a [`RecordFormat`], the same implementation the
 //! Kafka source uses: a Confluent Cloud audit record (a CloudEvent whose `type` begins with
@@ -22,6 +23,7 @@
 //! Only read errors end the object.
 
 use std::io::{self, BufRead};
+use std::ops::ControlFlow;
 
 use memchr::memmem;
 
@@ -31,6 +33,7 @@ use super::json::Json;
 use super::payload::Summary;
 use super::payload::{Format, FormatError, Item, PayloadContext};
 use super::record::{RecordContext, RecordError, RecordFormat};
+use super::scan::Classifier;
 use super::FreeForm;
 use crate::pipeline::{Closed, Event};
 
@@ -190,12 +193,12 @@ impl<R: BufRead> Values<R> {
         let line = self.line;
         self.record.clear();
         let broken = match first {
-            b'{' | b'[' => match self.scan_container()? {
+            b'{' | b'[' => match self.scan_container(first)? {
                 None if first == b'[' => Some("a JSON array, not an object"),
                 None => None,
                 Some(reason) => Some(reason),
             },
-            b'"' => match self.scan_container()? {
+            b'"' => match self.scan_container(first)? {
                 None => self.unwrap_string(),
                 Some(reason) => Some(reason),
             },
@@ -247,72 +250,54 @@ impl<R: BufRead> Values<R> {
         }
     }
 
-    /// Scans an object, an array or a string from its first byte; `None` when it closed,
-    /// else why it is broken. Stops before a newline that comes before the end (not
-    /// consumed).
-    fn scan_container(&mut self) -> io::Result<Option<&'static str>> {
-        // Strings inside a container are at depth 1 or more: one at depth 0 is the value.
+    /// Scans an object, an array or a string from its first byte (`first`, not consumed), a
+    /// block at a time ([`Classifier`]); `None` when it closed, else why it is broken. Stops
+    /// before a newline that comes before the end (not consumed).
+    fn scan_container(&mut self, first: u8) -> io::Result<Option<&'static str>> {
+        let string = first == b'"';
         let mut depth: usize = 0;
-        let mut in_string = false;
-        let mut escaped = false;
+        let mut classifier = Classifier::new();
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Ok(Some("the object ends inside this record"));
             }
-            let mut end = None;
-            let mut broken = None;
-            let mut i = 0;
-            while i < buf.len() {
-                let b = buf[i];
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                        i += 1;
-                        continue;
-                    }
-                    // Most of a record is string content: jump to the next quote, escape
-                    // or line end.
-                    match memchr::memchr3(b'"', b'\\', b'\n', &buf[i..]) {
-                        None => i = buf.len(),
-                        Some(at) => {
-                            i += at;
-                            match buf[i] {
-                                b'"' if depth == 0 => {
-                                    end = Some(i + 1);
-                                    break;
-                                }
-                                b'"' => in_string = false,
-                                b'\\' => escaped = true,
-                                _ => {
-                                    broken = Some("the line ends inside a string");
-                                    break;
-                                }
+            let stop = classifier.blocks(buf, |offset, block| {
+                // A string value ends at its closing quote; a container at its closing
+                // bracket, whatever its strings hold.
+                let ends = if string {
+                    block.quotes & !block.in_string
+                } else {
+                    block.brackets
+                };
+                let mut tokens = ends | block.newlines;
+                while tokens != 0 {
+                    let bit = tokens.trailing_zeros() as usize;
+                    tokens &= tokens - 1;
+                    let at = offset + bit;
+                    match buf[at] {
+                        b'\n' if block.in_string >> bit & 1 == 1 => {
+                            return ControlFlow::Break((at, Some("the line ends inside a string")))
+                        }
+                        b'\n' => {
+                            return ControlFlow::Break((
+                                at,
+                                Some("the line ends before the record does"),
+                            ))
+                        }
+                        b'"' => return ControlFlow::Break((at + 1, None)),
+                        b'{' | b'[' => depth += 1,
+                        _ => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return ControlFlow::Break((at + 1, None));
                             }
-                            i += 1;
                         }
                     }
-                    continue;
                 }
-                match b {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = Some(i + 1);
-                            break;
-                        }
-                    }
-                    b'\n' => {
-                        broken = Some("the line ends before the record does");
-                        break;
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            let n = end.unwrap_or(i);
+                ControlFlow::Continue(())
+            });
+            let n = stop.map_or(buf.len(), |(n, _)| n);
             let room = MAX_RECORD_BYTES.saturating_sub(self.record.len());
             let too_large = n > room;
             self.record.extend_from_slice(&buf[..n.min(room)]);
@@ -322,10 +307,7 @@ impl<R: BufRead> Values<R> {
                 self.skip_line()?;
                 return Ok(Some("the record is larger than 64 MiB"));
             }
-            if end.is_some() {
-                return Ok(None);
-            }
-            if broken.is_some() {
+            if let Some((_, broken)) = stop {
                 return Ok(broken);
             }
         }

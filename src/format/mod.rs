@@ -26,6 +26,7 @@ pub mod mapping;
 pub mod object;
 pub mod payload;
 pub mod record;
+pub mod scan;
 
 pub use document::FreeForm;
 pub use payload::{Format, FormatError, Item, PayloadContext, Summary};

@@ -89,29 +89,40 @@ impl Keys {
         let mut keys = Keys::default();
         for member in record.members() {
             let member = member.map_err(DocumentError::Malformed)?;
-            let name = &bytes[member.key.start + 1..member.key.end - 1];
-            let decoded;
-            let name = if name.contains(&b'\\') {
-                decoded = serde_json::from_slice::<String>(&bytes[member.key.clone()])
-                    .map_err(|_| DocumentError::Malformed("a key that is not a valid string"))?;
-                decoded.as_bytes()
-            } else {
-                name
-            };
-            let slot = match name {
-                b"eventTime" => &mut keys.event_time,
-                b"eventID" => &mut keys.event_id,
-                b"@timestamp" => &mut keys.timestamp,
-                _ => match FREE_FORM_FIELDS.iter().position(|f| f.as_bytes() == name) {
-                    Some(i) => &mut keys.free_form[i],
-                    None => continue,
-                },
+            let raw = &bytes[member.key.start + 1..member.key.end - 1];
+            let slot = match keys.slot(raw) {
+                Some(slot) => slot,
+                // A key spelled with escapes may still be one of ours; few records have any.
+                None if record.has_backslash() && raw.contains(&b'\\') => {
+                    let decoded = serde_json::from_slice::<String>(&bytes[member.key.clone()])
+                        .map_err(|_| {
+                            DocumentError::Malformed("a key that is not a valid string")
+                        })?;
+                    match keys.slot(decoded.as_bytes()) {
+                        Some(slot) => slot,
+                        None => continue,
+                    }
+                }
+                None => continue,
             };
             if slot.is_none() && &bytes[member.value.clone()] != b"null" {
                 *slot = Some(member.value);
             }
         }
         Ok(keys)
+    }
+
+    /// Where the value of the key `name` goes, if it is one of ours.
+    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<Range<usize>>> {
+        match name {
+            b"eventTime" => Some(&mut self.event_time),
+            b"eventID" => Some(&mut self.event_id),
+            b"@timestamp" => Some(&mut self.timestamp),
+            _ => FREE_FORM_FIELDS
+                .iter()
+                .position(|f| f.as_bytes() == name)
+                .map(|i| &mut self.free_form[i]),
+        }
     }
 }
 
@@ -123,9 +134,12 @@ pub fn build(
     fallback_time: Option<OffsetDateTime>,
 ) -> Result<Event, DocumentError> {
     let keys = Keys::find(&record)?;
+    let ascii = record.is_ascii();
     let record = record.bytes;
-    if let Err(e) = std::str::from_utf8(record) {
-        return Err(DocumentError::InvalidUtf8(e.valid_up_to()));
+    if !ascii {
+        if let Err(e) = std::str::from_utf8(record) {
+            return Err(DocumentError::InvalidUtf8(e.valid_up_to()));
+        }
     }
     let own_time = keys
         .event_time

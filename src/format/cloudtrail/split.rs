@@ -2,8 +2,9 @@
 //!
 //! Input: any `BufRead` holding `{"Records":[{...},{...}]}` (other top-level keys are
 //! skipped). Output: each element of `Records`, byte for byte as CloudTrail wrote it, one at a
-//! time, as a [`Record`]. Nothing is parsed into a tree: the splitter tracks only string/escape
-//! state and nesting depth, so memory is one record, not one object. In the same pass it notes
+//! time, as a [`Record`]. Nothing is parsed into a tree: the structural scanner
+//! ([`crate::format::scan`]) classifies the bytes 64 at a time and the splitter follows only
+//! the brackets outside strings, so memory is one record, not one object. In the same pass it notes
 //! where the record's own `:` and `,` are, so that [`Record::members`] finds each top-level
 //! key and value without scanning the record again. Pure and synchronous: no I/O of its own
 //! beyond the reader it is given, no clients.
@@ -12,7 +13,9 @@
 //! errors are passed through as [`SplitError::Read`] for the caller to classify.
 
 use std::io::{self, BufRead};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
+
+use crate::format::scan::Classifier;
 
 /// One record may not exceed this: CloudTrail records are at most a few hundred KiB, so a
 /// larger "record" means a stream that is not CloudTrail, and we refuse to buffer it.
@@ -45,6 +48,10 @@ pub struct Splitter<R> {
     record: Vec<u8>,
     /// Positions in `record` of its top-level `:` and `,` (outside strings, depth 1).
     separators: Vec<u32>,
+    /// Whether a byte of `record` is 0x80 or above.
+    non_ascii: bool,
+    /// Whether `record` holds a backslash.
+    backslash: bool,
     offset: u64,
     saw_records: bool,
     /// Whether a value was just read in the current container (so `,` is expected).
@@ -58,6 +65,8 @@ impl<R: BufRead> Splitter<R> {
             state: State::Start,
             record: Vec::with_capacity(16 * 1024),
             separators: Vec::with_capacity(256),
+            non_ascii: false,
+            backslash: false,
             offset: 0,
             saw_records: false,
             after_value: false,
@@ -106,11 +115,15 @@ impl<R: BufRead> Splitter<R> {
                     Some(b'{') if !self.after_value => {
                         self.record.clear();
                         self.separators.clear();
+                        self.non_ascii = false;
+                        self.backslash = false;
                         self.scan_value(Some(b'{'), true)?;
                         self.after_value = true;
                         return Ok(Some(Record {
                             bytes: &self.record,
                             separators: &self.separators,
+                            ascii: !self.non_ascii,
+                            backslash: self.backslash,
                         }));
                     }
                     Some(_) if !self.after_value => {
@@ -195,59 +208,60 @@ impl<R: BufRead> Splitter<R> {
         }
     }
 
-    /// Scans to the end of an object or array whose opening bracket was consumed. Only
-    /// brackets outside strings count; string contents are skipped escape-aware. With
-    /// `capture`, the container's own `:` and `,` go to `separators`.
+    /// Scans to the end of an object or array whose opening bracket was consumed, a block
+    /// at a time ([`scan`]): only brackets outside strings count. With `capture`, the
+    /// container's own `:` and `,` go to `separators`.
     fn scan_container(&mut self, capture: bool) -> Result<(), SplitError> {
         let mut depth: usize = 1;
-        let mut in_string = false;
-        let mut escaped = false;
+        let mut classifier = Classifier::new();
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Err(self.malformed("unexpected end of data inside a value"));
             }
             let base = self.record.len();
-            let mut end = None;
-            let mut i = 0;
-            while i < buf.len() {
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                        i += 1;
-                        continue;
-                    }
-                    // Most of a record is string content: jump to the next quote or escape.
-                    match memchr::memchr2(b'"', b'\\', &buf[i..]) {
-                        None => i = buf.len(),
-                        Some(at) => {
-                            i += at;
-                            if buf[i] == b'"' {
-                                in_string = false;
-                            } else {
-                                escaped = true;
-                            }
-                            i += 1;
+            let separators = &mut self.separators;
+            let (non_ascii, backslash) = (&mut self.non_ascii, &mut self.backslash);
+            let end = classifier.blocks(buf, |offset, block| {
+                // Between two brackets the depth holds: the separators of a stretch at
+                // depth 1 are the container's own.
+                let mut brackets = block.brackets;
+                let mut stretch = u64::MAX;
+                loop {
+                    let bit = brackets.trailing_zeros() as usize;
+                    let before = if brackets == 0 {
+                        u64::MAX
+                    } else {
+                        (1 << bit) - 1
+                    };
+                    if depth == 1 && capture {
+                        let mut own = block.separators & stretch & before;
+                        while own != 0 {
+                            let at = base + offset + own.trailing_zeros() as usize;
+                            // A record is at most MAX_RECORD_BYTES: its positions fit a u32.
+                            separators.push(at as u32);
+                            own &= own - 1;
                         }
                     }
-                    continue;
-                }
-                match buf[i] {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    if brackets == 0 {
+                        *non_ascii |= block.non_ascii != 0;
+                        *backslash |= block.backslashes != 0;
+                        return ControlFlow::Continue(());
+                    }
+                    brackets &= brackets - 1;
+                    stretch = (u64::MAX << bit) << 1;
+                    if matches!(buf[offset + bit], b'{' | b'[') {
+                        depth += 1;
+                    } else {
                         depth -= 1;
                         if depth == 0 {
-                            end = Some(i + 1);
-                            break;
+                            *non_ascii |= block.non_ascii & before != 0;
+                            *backslash |= block.backslashes & before != 0;
+                            return ControlFlow::Break(offset + bit + 1);
                         }
                     }
-                    // A record is at most MAX_RECORD_BYTES, so its positions fit in a u32.
-                    b':' | b',' if depth == 1 && capture => self.separators.push((base + i) as u32),
-                    _ => {}
                 }
-                i += 1;
-            }
+            });
             let n = end.unwrap_or(buf.len());
             if capture {
                 if self.record.len() + n > MAX_RECORD_BYTES {
@@ -263,24 +277,18 @@ impl<R: BufRead> Splitter<R> {
         }
     }
 
+    /// Scans to the end of a string whose opening quote was consumed.
     fn scan_string_rest(&mut self, capture: bool) -> Result<(), SplitError> {
-        let mut escaped = false;
+        let mut classifier = Classifier::in_string();
         loop {
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Err(self.malformed("unexpected end of data inside a string"));
             }
-            let mut end = None;
-            for (i, &b) in buf.iter().enumerate() {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    end = Some(i + 1);
-                    break;
-                }
-            }
+            let end = classifier.blocks(buf, |offset, block| match block.quotes {
+                0 => ControlFlow::Continue(()),
+                quotes => ControlFlow::Break(offset + quotes.trailing_zeros() as usize + 1),
+            });
             let n = end.unwrap_or(buf.len());
             if capture {
                 if self.record.len() + n > MAX_RECORD_BYTES {
@@ -323,9 +331,21 @@ impl<R: BufRead> Splitter<R> {
 pub struct Record<'a> {
     pub bytes: &'a [u8],
     separators: &'a [u32],
+    ascii: bool,
+    backslash: bool,
 }
 
 impl<'a> Record<'a> {
+    /// Whether every byte is ASCII (and so the record is UTF-8 without a further look).
+    pub fn is_ascii(&self) -> bool {
+        self.ascii
+    }
+
+    /// Whether a backslash occurs anywhere (else no string in it holds an escape).
+    pub fn has_backslash(&self) -> bool {
+        self.backslash
+    }
+
     /// The record's top-level members, in order. Only the structure around them is checked
     /// (a string key, `:`, a value, `,` between members); what is inside a value is not.
     pub fn members(&self) -> Members<'a> {
@@ -344,6 +364,8 @@ impl<'a> Record<'a> {
 pub struct OwnedRecord {
     bytes: Vec<u8>,
     separators: Vec<u32>,
+    ascii: bool,
+    backslash: bool,
 }
 
 impl OwnedRecord {
@@ -355,6 +377,8 @@ impl OwnedRecord {
             return Err(splitter.malformed("a record is not a JSON object"));
         }
         splitter.record.clear();
+        splitter.non_ascii = false;
+        splitter.backslash = false;
         splitter.scan_value(Some(b'{'), true)?;
         if splitter.next_token()?.is_some() {
             return Err(splitter.malformed("trailing data after the record"));
@@ -362,6 +386,8 @@ impl OwnedRecord {
         Ok(OwnedRecord {
             bytes: splitter.record,
             separators: splitter.separators,
+            ascii: !splitter.non_ascii,
+            backslash: splitter.backslash,
         })
     }
 
@@ -369,6 +395,8 @@ impl OwnedRecord {
         Record {
             bytes: &self.bytes,
             separators: &self.separators,
+            ascii: self.ascii,
+            backslash: self.backslash,
         }
     }
 }
@@ -555,6 +583,24 @@ mod tests {
         for bad in [&b"[1]"[..], b"{\"a\":1} {}", b"{\"a\":1", b""] {
             assert!(OwnedRecord::parse(bad).is_err());
         }
+    }
+
+    #[test]
+    fn records_know_whether_they_are_ascii_and_hold_a_backslash() {
+        let input = r#"{"Records":[{"a":"x"},{"a":"é"},{"b\\":1},{"c":2}]}é\"#.as_bytes();
+        for buffer in [1, 3, 64, 8192] {
+            let mut splitter = Splitter::new(BufReader::with_capacity(buffer, input));
+            let mut seen = Vec::new();
+            while let Ok(Some(record)) = splitter.next_record() {
+                seen.push((record.is_ascii(), record.has_backslash()));
+            }
+            let expected = [(true, false), (false, false), (true, true), (true, false)];
+            assert_eq!(seen, expected, "buffer {buffer}");
+        }
+        assert!(!OwnedRecord::parse("{\"é\":1}".as_bytes())
+            .unwrap()
+            .as_record()
+            .is_ascii());
     }
 
     #[test]

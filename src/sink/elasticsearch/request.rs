@@ -11,6 +11,7 @@ use elasticsearch::http::Method;
 
 use super::client::Cluster;
 use super::response::{classify_response, BulkError, ItemOutcome};
+use crate::format::document::write_str;
 
 /// `POST /_bulk` asking only for what classification needs
 /// (`filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason`), encoded as
@@ -21,9 +22,9 @@ const BULK_PATH: &str =
 /// Appends one `create` action and its source to a bulk body.
 pub fn append_create(body: &mut Vec<u8>, index: &str, id: &str, source: &[u8]) {
     body.extend_from_slice(b"{\"create\":{\"_index\":");
-    serde_json::to_writer(&mut *body, index).expect("writing to a Vec cannot fail");
+    write_str(body, index);
     body.extend_from_slice(b",\"_id\":");
-    serde_json::to_writer(&mut *body, id).expect("writing to a Vec cannot fail");
+    write_str(body, id);
     body.extend_from_slice(b"}}\n");
     body.extend_from_slice(source);
     body.push(b'\n');
