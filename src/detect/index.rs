@@ -19,6 +19,7 @@ use super::condition::Condition;
 use super::field::FieldPath;
 use super::rule::Rule;
 use super::search::{Matcher, Search, ValueTest};
+use crate::format::scan::Tokens;
 
 /// A necessary condition of a rule: the field has one of these values (lowercased).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,7 +264,8 @@ pub enum Found<'a> {
 }
 
 /// The value at each of `paths` (at most [`MAX_PATHS`]) in the JSON object `document`,
-/// without parsing the rest.
+/// without parsing the rest: the structural scanner's tokens lead from key to key, and a
+/// value that holds nothing wanted is passed by its brackets alone.
 pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
     assert!(
         paths.len() <= MAX_PATHS,
@@ -271,7 +273,7 @@ pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
     );
     let mut scanner = Scanner {
         bytes: document,
-        at: 0,
+        tokens: Tokens::new(document),
         paths,
         found: vec![None; paths.len()],
         open: if paths.len() == MAX_PATHS {
@@ -280,12 +282,10 @@ pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
             (1u64 << paths.len()) - 1
         },
     };
-    scanner.ws();
-    let outcome = if scanner.peek() == Some(b'{') {
-        let wanted = scanner.open;
-        scanner.object(wanted, 0)
-    } else {
-        Err(Stop::Malformed)
+    let wanted = scanner.open;
+    let outcome = match scanner.take(scanner.after_whitespace(0), b'{') {
+        Ok(()) => scanner.object(wanted, 0),
+        Err(stop) => Err(stop),
     };
     let unresolved = match outcome {
         Ok(()) | Err(Stop::Done) => Found::Absent,
@@ -308,32 +308,9 @@ enum Stop {
     Malformed,
 }
 
-/// Bytes of a string read eight at a time before a vector search takes over.
-const SHORT: usize = 64;
-
-/// Where the first `"` or `\\` in `bytes` is. Most strings (keys, names, ARNs) end within a
-/// few dozen bytes, where reading eight bytes at a time beats starting a vector search;
-/// longer ones (policies, user agents) are searched.
-fn quote_or_escape(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of each byte of `word` that is zero (exact for the lowest such byte).
-    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
-    let mut at = 0;
-    while at + 8 <= bytes.len().min(SHORT) {
-        let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
-        let found = zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize / 8);
-        }
-        at += 8;
-    }
-    memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|n| n + at)
-}
-
 struct Scanner<'a, 'p> {
     bytes: &'a [u8],
-    at: usize,
+    tokens: Tokens<'a>,
     paths: &'p [FieldPath],
     found: Vec<Option<Found<'a>>>,
     /// Paths not resolved yet, one bit each.
@@ -352,23 +329,24 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
 }
 
 impl<'a> Scanner<'a, '_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.at += 1;
+    /// Where the first byte at or after `at` that is not whitespace is.
+    fn after_whitespace(&self, mut at: usize) -> usize {
+        while matches!(self.bytes.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            at += 1;
         }
+        at
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), Stop> {
-        self.ws();
-        if self.peek() == Some(byte) {
-            self.at += 1;
-            Ok(())
-        } else {
-            Err(Stop::Malformed)
+    /// The next token.
+    fn token(&mut self) -> Result<(usize, u8), Stop> {
+        self.tokens.next_token().ok_or(Stop::Malformed)
+    }
+
+    /// Takes the next token, which must be `byte` at `at`.
+    fn take(&mut self, at: usize, byte: u8) -> Result<(), Stop> {
+        match self.token()? {
+            found if found == (at, byte) => Ok(()),
+            _ => Err(Stop::Malformed),
         }
     }
 
@@ -377,25 +355,13 @@ impl<'a> Scanner<'a, '_> {
         self.open &= !(1u64 << p);
     }
 
-    /// At a `"`: the string's content span and whether it holds escapes; moves past it.
-    fn string(&mut self) -> Result<(usize, usize, bool), Stop> {
-        let start = self.at + 1;
-        let mut at = start;
-        let mut escaped = false;
-        loop {
-            let rest = self.bytes.get(at..).ok_or(Stop::Malformed)?;
-            match quote_or_escape(rest) {
-                None => return Err(Stop::Malformed),
-                Some(n) if rest[n] == b'"' => {
-                    self.at = at + n + 1;
-                    return Ok((start, at + n, escaped));
-                }
-                Some(n) => {
-                    escaped = true;
-                    at += n + 2;
-                }
-            }
-        }
+    /// After a string's opening quote at `open`: its content span and whether it holds
+    /// escapes; takes its closing quote.
+    fn string(&mut self, open: usize) -> Result<(usize, usize, bool), Stop> {
+        let (close, _) = self.token()?;
+        let content = &self.bytes[open + 1..close];
+        let escaped = content.contains(&b'\\');
+        Ok((open + 1, close, escaped))
     }
 
     fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<Cow<'a, str>> {
@@ -411,81 +377,45 @@ impl<'a> Scanner<'a, '_> {
         }
     }
 
-    /// Inside a container opened by `open` (`depth` deep): moves past the `close` that ends
-    /// it. Only brackets of that kind count: in JSON the other kind nests inside evenly
-    /// (bytes that are not JSON fail the full parse anyway).
-    fn skip_rest(&mut self, open: u8, close: u8, mut depth: usize) -> Result<(), Stop> {
-        let bytes = self.bytes;
-        let mut at = self.at;
-        while let Some(&b) = bytes.get(at) {
-            at += 1;
-            if b == b'"' {
-                // Inside a string: only its end and escapes matter.
-                loop {
-                    let rest = bytes.get(at..).ok_or(Stop::Malformed)?;
-                    let n = quote_or_escape(rest).ok_or(Stop::Malformed)?;
-                    at += n + 1;
-                    if rest[n] == b'"' {
-                        break;
-                    }
-                    at += 1;
-                }
-            } else if b == open {
-                depth += 1;
-            } else if b == close {
-                depth -= 1;
-                if depth == 0 {
-                    self.at = at;
-                    return Ok(());
-                }
+    /// Passes the value that starts at `at`.
+    fn skip_value(&mut self, at: usize) -> Result<(), Stop> {
+        match self.bytes.get(at) {
+            Some(b'"') => {
+                self.take(at, b'"')?;
+                self.string(at).map(drop)
             }
-        }
-        Err(Stop::Malformed)
-    }
-
-    fn skip_value(&mut self) -> Result<(), Stop> {
-        self.ws();
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(open @ (b'{' | b'[')) => {
-                let close = if open == b'{' { b'}' } else { b']' };
-                self.at += 1;
-                self.skip_rest(open, close, 1)
+            Some(&open @ (b'{' | b'[')) => {
+                self.take(at, open)?;
+                self.tokens.close(1).map(drop).ok_or(Stop::Malformed)
             }
-            Some(_) => {
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-                ) {
-                    self.at += 1;
-                }
-                Ok(())
-            }
+            // A number, `true`, `false` or `null`: no token of its own.
+            Some(_) => Ok(()),
             None => Err(Stop::Malformed),
         }
     }
 
-    /// At a `{`: walks the object, resolving the `wanted` paths at step `depth`.
+    /// After an object's `{`: walks the object, resolving the `wanted` paths at step
+    /// `depth`, up to and including its `}`.
     fn object(&mut self, wanted: u64, depth: usize) -> Result<(), Stop> {
         let paths = self.paths;
-        self.expect(b'{')?;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
+        let (mut at, mut byte) = self.token()?;
+        if byte == b'}' {
             return Ok(());
         }
         loop {
             if depth > 0 && wanted & self.open == 0 {
                 // Nothing more to find in this object: jump to its end.
-                return self.skip_rest(b'{', b'}', 1);
+                return self.tokens.close(1).map(drop).ok_or(Stop::Malformed);
             }
-            self.ws();
-            if self.peek() != Some(b'"') {
+            if byte != b'"' {
                 return Err(Stop::Malformed);
             }
-            let span = self.string()?;
-            self.expect(b':')?;
-            self.ws();
+            let span = self.string(at)?;
+            let (colon, separator) = self.token()?;
+            if separator != b':' {
+                return Err(Stop::Malformed);
+            }
+            let value_at = self.after_whitespace(colon + 1);
             // Keys are compared as bytes; only a key with escapes is decoded first.
             let bytes: &'a [u8] = self.bytes;
             let decoded;
@@ -503,32 +433,16 @@ impl<'a> Scanner<'a, '_> {
                 self.dotted_key(key, open, depth)?;
             }
             if here == 0 {
-                self.skip_value()?;
+                self.skip_value(value_at)?;
             } else {
-                let ending = bits(here)
-                    .filter(|p| paths[*p].steps().len() == depth + 1)
-                    .fold(0u64, |mask, p| mask | 1 << p);
-                let deeper = here & !ending;
-                let value_at = self.at;
-                if ending != 0 {
-                    let value = self.leaf()?;
-                    for p in bits(ending) {
-                        self.resolve(p, value.clone());
-                    }
-                }
-                if deeper != 0 {
-                    self.at = value_at;
-                    self.descend(deeper, depth)?;
-                }
+                self.value(here, depth, value_at)?;
                 if self.open == 0 {
                     return Err(Stop::Done);
                 }
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
+            match self.token()? {
+                (_, b',') => (at, byte) = self.token()?,
+                (_, b'}') => {
                     if depth > 0 {
                         // Not in this object: absent (a later duplicate key cannot count).
                         for p in bits(wanted & self.open) {
@@ -540,6 +454,31 @@ impl<'a> Scanner<'a, '_> {
                 _ => return Err(Stop::Malformed),
             }
         }
+    }
+
+    /// The value at `at` under a key that the paths in `here` name at step `depth`: those
+    /// that end here take it, the others go on below it.
+    fn value(&mut self, here: u64, depth: usize, at: usize) -> Result<(), Stop> {
+        let paths = self.paths;
+        let ending = bits(here)
+            .filter(|p| paths[*p].steps().len() == depth + 1)
+            .fold(0u64, |mask, p| mask | 1 << p);
+        let deeper = here & !ending;
+        // Both at once are rare: the value is read twice.
+        let again = (ending != 0 && deeper != 0).then(|| self.tokens.clone());
+        if ending != 0 {
+            let value = self.leaf(at)?;
+            for p in bits(ending) {
+                self.resolve(p, value.clone());
+            }
+        }
+        if let Some(tokens) = again {
+            self.tokens = tokens;
+        }
+        if deeper != 0 {
+            self.descend(deeper, depth, at)?;
+        }
+        Ok(())
     }
 
     /// A key with a dot may spell several steps of a path at once (`"a.b": 1` for `a.b.c`):
@@ -555,56 +494,58 @@ impl<'a> Scanner<'a, '_> {
         Ok(())
     }
 
-    /// The value under a key that the `deeper` paths go on through: an object is searched,
-    /// a string holding JSON or an array cannot be told, anything else has nothing below.
-    fn descend(&mut self, deeper: u64, depth: usize) -> Result<(), Stop> {
-        match self.peek() {
-            Some(b'{') => self.object(deeper, depth + 1)?,
+    /// The value at `at` under a key that the `deeper` paths go on through: an object is
+    /// searched, a string holding JSON or an array cannot be told, anything else has nothing
+    /// below.
+    fn descend(&mut self, deeper: u64, depth: usize, at: usize) -> Result<(), Stop> {
+        let found = match self.bytes.get(at) {
+            Some(b'{') => {
+                self.take(at, b'{')?;
+                return self.object(deeper, depth + 1);
+            }
             Some(b'"') => {
-                let span = self.string()?;
+                self.take(at, b'"')?;
+                let span = self.string(at)?;
                 let inner = &self.bytes[span.0..span.1];
                 let embedded = inner
                     .iter()
                     .find(|b| !b.is_ascii_whitespace())
                     .is_some_and(|b| matches!(b, b'{' | b'['));
-                let found = if embedded {
+                if embedded {
                     Found::Unknown
                 } else {
                     Found::Absent
-                };
-                for p in bits(deeper) {
-                    self.resolve(p, found.clone());
                 }
             }
             Some(b'[') => {
-                for p in bits(deeper) {
-                    self.resolve(p, Found::Unknown);
-                }
-                self.skip_value()?;
+                self.skip_value(at)?;
+                Found::Unknown
             }
             _ => {
-                for p in bits(deeper) {
-                    self.resolve(p, Found::Absent);
-                }
-                self.skip_value()?;
+                self.skip_value(at)?;
+                Found::Absent
             }
+        };
+        for p in bits(deeper) {
+            self.resolve(p, found.clone());
         }
         Ok(())
     }
 
-    /// The value at a path's end; moves past it.
-    fn leaf(&mut self) -> Result<Found<'a>, Stop> {
-        match self.peek() {
+    /// The value at a path's end, at `at`; passes it.
+    fn leaf(&mut self, at: usize) -> Result<Found<'a>, Stop> {
+        match self.bytes.get(at) {
             Some(b'"') => {
-                let span = self.string()?;
+                self.take(at, b'"')?;
+                let span = self.string(at)?;
                 Ok(self.text(span).map_or(Found::Unknown, Found::Text))
             }
             Some(b'n') => {
-                self.skip_value()?;
+                self.skip_value(at)?;
                 Ok(Found::Absent)
             }
             _ => {
-                self.skip_value()?;
+                self.skip_value(at)?;
                 Ok(Found::Unknown)
             }
         }

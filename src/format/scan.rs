@@ -465,11 +465,13 @@ impl<'a> Tokens<'a> {
     }
 
     /// The next token, not passed: its position and byte.
+    #[inline]
     pub fn peek(&mut self) -> Option<(usize, u8)> {
         self.find(|block| block.tokens())
     }
 
     /// The next token, passed.
+    #[inline]
     pub fn next_token(&mut self) -> Option<(usize, u8)> {
         let found = self.peek()?;
         self.pass(found.0);
@@ -478,23 +480,53 @@ impl<'a> Tokens<'a> {
 
     /// Passes the rest of a container `depth` deep (1: the one just opened); the position
     /// after its closing bracket, or `None` when the slice ends first. Only brackets are
-    /// looked at: outside strings, JSON's two kinds nest evenly.
-    pub fn close(&mut self, mut depth: usize) -> Option<usize> {
-        loop {
-            let (at, byte) = self.find(|block| block.brackets)?;
-            self.pass(at);
-            if matches!(byte, b'{' | b'[') {
-                depth += 1;
-            } else {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(at + 1);
+    /// looked at: outside strings, JSON's two kinds nest evenly. The blocks after the current
+    /// one are classified in one run ([`Classifier::blocks`]).
+    pub fn close(&mut self, depth: usize) -> Option<usize> {
+        let mut depth = depth;
+        let bytes = self.bytes;
+        // The bit of the bracket in `brackets` (of the block at `start`) that closes.
+        let mut closing = |start: usize, mut brackets: u64| {
+            while brackets != 0 {
+                let bit = brackets.trailing_zeros() as usize;
+                brackets &= brackets - 1;
+                if matches!(bytes[start + bit], b'{' | b'[') {
+                    depth += 1;
+                } else {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(bit);
+                    }
                 }
             }
+            None
+        };
+        if let Some(bit) = closing(self.start, self.block.brackets & self.ahead) {
+            self.pass(self.start + bit);
+            return Some(self.start + bit + 1);
         }
+        let next = self.start + BLOCK;
+        let rest = bytes.get(next..).unwrap_or_default();
+        let found = self.classifier.blocks(rest, |offset, block| {
+            match closing(next + offset, block.brackets) {
+                Some(bit) => ControlFlow::Break((offset, *block, bit)),
+                None => ControlFlow::Continue(()),
+            }
+        });
+        let Some((offset, block, bit)) = found else {
+            self.start = bytes.len().max(next);
+            self.block = Block::default();
+            self.ahead = 0;
+            return None;
+        };
+        self.start = next + offset;
+        self.block = block;
+        self.pass(self.start + bit);
+        Some(self.start + bit + 1)
     }
 
     /// The first bit of `bits(block)` not yet passed, moving on block by block.
+    #[inline]
     fn find(&mut self, bits: impl Fn(&Block) -> u64) -> Option<(usize, u8)> {
         loop {
             let found = bits(&self.block) & self.ahead;
@@ -516,6 +548,7 @@ impl<'a> Tokens<'a> {
     }
 
     /// Marks everything up to and including `at` (in the current block) as passed.
+    #[inline]
     fn pass(&mut self, at: usize) {
         let bit = at - self.start;
         self.ahead = if bit + 1 == BLOCK {
