@@ -255,7 +255,7 @@ mod tests {
             "a\"b",
             "back\\slash",
             "tab\there",
-            "é\u{1}\u{7f}",
+            "\u{e9}\u{1}\u{7f}",
         ] {
             let mut out = Vec::new();
             write_str(&mut out, text);

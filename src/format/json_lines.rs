@@ -373,6 +373,39 @@ mod tests {
         out
     }
 
+    /// Random objects one per line, some lines cut short or not JSON at all, at random buffer
+    /// sizes: every whole object comes out as written, every other line as broken, in order.
+    #[test]
+    fn random_lines_read_as_serde_json_reads_them() {
+        use crate::format::scan::samples::{json_value, Random};
+        let mut random = Random(11);
+        for _ in 0..200 {
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for line in 1..=1 + random.below(6) as u64 {
+                let text = serde_json::json!({ "v": json_value(&mut random, 0) }).to_string();
+                match random.below(4) {
+                    0 => {
+                        let cut = 1 + random.below(text.len() - 1);
+                        let bytes = text.as_bytes()[..cut].to_vec();
+                        expected.push((line, String::from_utf8_lossy(&bytes).into(), true));
+                    }
+                    _ => expected.push((line, text.clone(), false)),
+                }
+                let (_, kept, _) = expected.last().unwrap();
+                input.extend_from_slice(kept.as_bytes());
+                input.push(b'\n');
+            }
+            for buffer in [1 + random.below(7), 64, 1 + random.below(300)] {
+                let got: Vec<(u64, String, bool)> = values(&input, buffer)
+                    .into_iter()
+                    .map(|(line, text, broken)| (line, text, broken.is_some()))
+                    .collect();
+                assert_eq!(got, expected, "{}", String::from_utf8_lossy(&input));
+            }
+        }
+    }
+
     #[test]
     fn lines_glued_objects_and_blank_lines_at_any_buffer_size() {
         let input = b"{\"a\":\"}{\\\"\"}\n\n  {\"b\":[1,{\"c\":2}]}{\"d\":3}\r\n{\"e\":4}";

@@ -561,6 +561,7 @@ impl<'a> Tokens<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::samples::{json_value, Random};
     use super::*;
 
     /// The meaning of each bit, byte by byte, as a reader of JSON would decide it. A
@@ -657,21 +658,6 @@ mod tests {
         out
     }
 
-    /// A small deterministic generator (xorshift), so failures reproduce.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     /// Bytes heavy in what the scanner looks for: runs of backslashes of every length,
     /// quotes, brackets, separators, newlines, bytes with the high bit set, and a few letters.
     fn adversarial(random: &mut Random, len: usize) -> Vec<u8> {
@@ -733,35 +719,6 @@ mod tests {
         }
     }
 
-    /// Random JSON of every kind of value, nested, with strings full of escapes.
-    fn json_value(random: &mut Random, depth: usize) -> serde_json::Value {
-        use serde_json::Value;
-        match random.below(if depth > 6 { 4 } else { 7 }) {
-            0 => Value::Null,
-            1 => Value::from(random.next() as i64 as f64 / 7.0),
-            2 | 3 => {
-                let len = random.below(90);
-                let text: String = (0..len)
-                    .map(|_| {
-                        let options = ['"', '\\', '\n', '{', ']', ':', ',', 'é', 'x', '\u{1}'];
-                        options[random.below(options.len())]
-                    })
-                    .collect();
-                Value::from(text)
-            }
-            4 => Value::Array(
-                (0..random.below(5))
-                    .map(|_| json_value(random, depth + 1))
-                    .collect(),
-            ),
-            _ => Value::Object(
-                (0..random.below(6))
-                    .map(|n| (format!("k{n}\"\\"), json_value(random, depth + 1)))
-                    .collect(),
-            ),
-        }
-    }
-
     #[test]
     fn tokens_of_json_mark_exactly_its_strings_and_structure() {
         let mut random = Random(42);
@@ -817,5 +774,53 @@ mod tests {
         let mut open = Tokens::new(b"[[1,\"]\"]");
         assert_eq!(open.next_token(), Some((0, b'[')));
         assert_eq!(open.close(1), None);
+    }
+}
+
+/// Random JSON for the tests of every reader built on the scanner.
+#[cfg(test)]
+pub(crate) mod samples {
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    pub struct Random(pub u64);
+
+    impl Random {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Random JSON of every kind of value, nested, with strings full of escapes.
+    pub fn json_value(random: &mut Random, depth: usize) -> serde_json::Value {
+        use serde_json::Value;
+        match random.below(if depth > 6 { 4 } else { 7 }) {
+            0 => Value::Null,
+            1 => Value::from(random.next() as i64 as f64 / 7.0),
+            2 | 3 => {
+                let len = random.below(90);
+                let text: String = (0..len)
+                    .map(|_| {
+                        let options = ['"', '\\', '\n', '{', ']', ':', ',', '\u{e9}', 'x', '\u{1}'];
+                        options[random.below(options.len())]
+                    })
+                    .collect();
+                Value::from(text)
+            }
+            4 => Value::Array(
+                (0..random.below(5))
+                    .map(|_| json_value(random, depth + 1))
+                    .collect(),
+            ),
+            _ => Value::Object(
+                (0..random.below(6))
+                    .map(|n| (format!("k{n}\"\\"), json_value(random, depth + 1)))
+                    .collect(),
+            ),
+        }
     }
 }

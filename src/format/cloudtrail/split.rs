@@ -587,7 +587,9 @@ mod tests {
 
     #[test]
     fn records_know_whether_they_are_ascii_and_hold_a_backslash() {
-        let input = r#"{"Records":[{"a":"x"},{"a":"é"},{"b\\":1},{"c":2}]}é\"#.as_bytes();
+        let input =
+            b"{\"Records\":[{\"a\":\"x\"},{\"a\":\"\xc3\xa9\"},{\"b\\\\\":1},{\"c\":2}]}\xc3\xa9\\"
+                as &[u8];
         for buffer in [1, 3, 64, 8192] {
             let mut splitter = Splitter::new(BufReader::with_capacity(buffer, input));
             let mut seen = Vec::new();
@@ -597,10 +599,54 @@ mod tests {
             let expected = [(true, false), (false, false), (true, true), (true, false)];
             assert_eq!(seen, expected, "buffer {buffer}");
         }
-        assert!(!OwnedRecord::parse("{\"é\":1}".as_bytes())
+        assert!(!OwnedRecord::parse(b"{\"\xc3\xa9\":1}")
             .unwrap()
             .as_record()
             .is_ascii());
+    }
+
+    /// Random records (every kind of value, nested, strings full of quotes, backslashes and
+    /// non-ASCII) in random logs at random buffer sizes: each comes out byte for byte and reads
+    /// as the same value; a log cut anywhere short of its end is refused.
+    #[test]
+    fn random_logs_split_as_serde_json_reads_them() {
+        use crate::format::scan::samples::{json_value, Random};
+        let mut random = Random(7);
+        for _ in 0..300 {
+            let records: Vec<serde_json::Value> = (0..1 + random.below(5))
+                .map(|_| serde_json::json!({ "eventID": json_value(&mut random, 0), "n": [json_value(&mut random, 1)] }))
+                .collect();
+            let texts: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+            let log = format!("{{\"Records\":[{}], \"x\": 1}}", texts.join(" ,\n"));
+            for buffer in [1 + random.below(7), 64, 1 + random.below(300)] {
+                assert_eq!(split_all(log.as_bytes(), buffer).unwrap(), texts, "{log}");
+            }
+            let cut = random.below(log.len());
+            let refused = split_all(&log.as_bytes()[..cut], 64);
+            assert!(
+                matches!(refused, Err(SplitError::Malformed { .. })),
+                "{cut} of {log}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_deep_nesting_pass_through_byte_for_byte() {
+        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        for pad in 50..80 {
+            let mut record = format!("{{\"a\":\"{}", "x".repeat(pad)).into_bytes();
+            record.extend_from_slice(b"\xff\xfe\\\"\xc3\",\"deep\":");
+            record.extend_from_slice(deep.as_bytes());
+            record.push(b'}');
+            let mut log = b"{\"Records\":[".to_vec();
+            log.extend_from_slice(&record);
+            log.extend_from_slice(b"]}");
+            let mut splitter = Splitter::new(BufReader::with_capacity(64, &log[..]));
+            let split = splitter.next_record().unwrap().unwrap();
+            assert_eq!(split.bytes, &record[..], "pad {pad}");
+            assert!(!split.is_ascii() && split.has_backslash());
+            assert!(splitter.next_record().unwrap().is_none());
+        }
     }
 
     #[test]
