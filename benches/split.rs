@@ -181,7 +181,7 @@ fn candidate_share(gz: &[u8], alerter: &Alerter) -> (u64, u64) {
     let (mut candidates, mut parsed) = (0u64, 0u64);
     let mut out = Vec::new();
     events_of(gz, |event| {
-        index.candidates(&event.source, &mut out);
+        index.candidates(&event.source, &event.outline, &mut out);
         candidates += out.len() as u64;
         parsed += u64::from(!out.is_empty());
     });

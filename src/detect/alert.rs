@@ -158,6 +158,7 @@ impl Alerter {
             time: event.time,
             timestamp: event.timestamp.clone(),
             source: serde_json::to_vec(&body).expect("a JSON value serialises"),
+            outline: Vec::new(),
             used_fallback_time: event.used_fallback_time,
             dataset: DATASET,
         }
@@ -330,6 +331,7 @@ mod tests {
             source: json!({"@timestamp": format_time(time), "eventName": name, "userIdentity": {"arn": "arn:aws:iam::111122223333:user/x"}})
                 .to_string()
                 .into_bytes(),
+            outline: Vec::new(),
             used_fallback_time: false,
             dataset: CLOUDTRAIL,
         }

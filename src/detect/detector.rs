@@ -119,7 +119,7 @@ impl Detector {
     pub fn matching(&self, event: &Event) -> Option<(Vec<usize>, Value)> {
         let index = self.index(event.dataset)?;
         let mut candidates = Vec::new();
-        index.candidates(&event.source, &mut candidates);
+        index.candidates(&event.source, &event.outline, &mut candidates);
         if candidates.is_empty() {
             return None;
         }
@@ -180,6 +180,7 @@ mod tests {
             time: time::OffsetDateTime::UNIX_EPOCH,
             timestamp: String::new(),
             source: source.as_bytes().to_vec(),
+            outline: Vec::new(),
             used_fallback_time: false,
             dataset,
         }

@@ -14,12 +14,13 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::condition::Condition;
 use super::field::FieldPath;
 use super::rule::Rule;
 use super::search::{Matcher, Search, ValueTest};
-use crate::format::scan::Tokens;
+use crate::format::scan::{Members, Tokens};
 
 /// A necessary condition of a rule: the field has one of these values (lowercased).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +137,7 @@ fn any_of(alternatives: Vec<Vec<Pin>>) -> Vec<Pin> {
 pub struct RuleIndex {
     paths: Vec<FieldPath>,
     /// Per path: value -> rules.
-    keyed: Vec<HashMap<String, Vec<usize>>>,
+    keyed: Vec<HashMap<String, Vec<usize>, BuildHasherDefault<Fnv>>>,
     /// Per path: every rule pinned on it.
     pinned: Vec<Vec<usize>>,
     /// Rules without a pin: candidates for every event.
@@ -180,7 +181,7 @@ impl RuleIndex {
                 }
                 None => {
                     index.paths.push(pin.field.clone());
-                    index.keyed.push(HashMap::new());
+                    index.keyed.push(HashMap::default());
                     index.pinned.push(Vec::new());
                     index.paths.len() - 1
                 }
@@ -220,15 +221,16 @@ impl RuleIndex {
         &self.always
     }
 
-    /// The rules that can match the event `document`, into `out` (cleared first).
-    pub fn candidates(&self, document: &[u8], out: &mut Vec<usize>) {
+    /// The rules that can match the event `document`, into `out` (cleared first); `outline`
+    /// holds its top-level separators when they are known ([`crate::pipeline::Event::outline`]).
+    pub fn candidates(&self, document: &[u8], outline: &[u32], out: &mut Vec<usize>) {
         out.clear();
         out.extend_from_slice(&self.always);
         if self.paths.is_empty() {
             return;
         }
         let mut lowered = [0u8; LOWERED];
-        for (slot, found) in scan(document, &self.paths).into_iter().enumerate() {
+        for (slot, found) in scan(document, outline, &self.paths).into_iter().enumerate() {
             let rules = match found {
                 Found::Absent => None,
                 Found::Unknown => Some(&self.pinned[slot]),
@@ -249,6 +251,30 @@ impl RuleIndex {
     }
 }
 
+/// FNV-1a: the pinned values are looked up twice or more per event, and they are short, where
+/// the default hasher's setup dominates. Only the rules put keys in these maps, so a value
+/// chosen to collide can slow its own lookup, never fill a map.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
 /// Values up to this long are lowercased without allocating.
 const LOWERED: usize = 128;
 
@@ -265,15 +291,17 @@ pub enum Found<'a> {
 
 /// The value at each of `paths` (at most [`MAX_PATHS`]) in the JSON object `document`,
 /// without parsing the rest: the structural scanner's tokens lead from key to key, and a
-/// value that holds nothing wanted is passed by its brackets alone.
-pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
+/// value that holds nothing wanted is passed by its brackets alone. With the document's
+/// `outline` (its top-level separators; empty when not known), the top level is read from it
+/// and only the values that paths go on through are scanned.
+pub fn scan<'a>(document: &'a [u8], outline: &[u32], paths: &[FieldPath]) -> Vec<Found<'a>> {
     assert!(
         paths.len() <= MAX_PATHS,
         "the index reads at most {MAX_PATHS} paths"
     );
     let mut scanner = Scanner {
         bytes: document,
-        tokens: Tokens::new(document),
+        tokens: Tokens::new(if outline.is_empty() { document } else { &[] }),
         paths,
         found: vec![None; paths.len()],
         open: if paths.len() == MAX_PATHS {
@@ -281,11 +309,15 @@ pub fn scan<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
         } else {
             (1u64 << paths.len()) - 1
         },
+        whole: if outline.is_empty() { usize::MAX } else { 1 },
     };
     let wanted = scanner.open;
-    let outcome = match scanner.take(scanner.after_whitespace(0), b'{') {
-        Ok(()) => scanner.object(wanted, 0),
-        Err(stop) => Err(stop),
+    let outcome = if outline.is_empty() {
+        scanner
+            .take(scanner.after_whitespace(0), b'{')
+            .and_then(|()| scanner.object(wanted, 0))
+    } else {
+        scanner.outlined(outline, wanted)
     };
     let unresolved = match outcome {
         Ok(()) | Err(Stop::Done) => Found::Absent,
@@ -315,6 +347,9 @@ struct Scanner<'a, 'p> {
     found: Vec<Option<Found<'a>>>,
     /// Paths not resolved yet, one bit each.
     open: u64,
+    /// The depth of an object that is the whole of `bytes` (a top-level value read from the
+    /// outline), else none.
+    whole: usize,
 }
 
 /// The paths in `mask`, as positions.
@@ -359,8 +394,7 @@ impl<'a> Scanner<'a, '_> {
     /// escapes; takes its closing quote.
     fn string(&mut self, open: usize) -> Result<(usize, usize, bool), Stop> {
         let (close, _) = self.token()?;
-        let content = &self.bytes[open + 1..close];
-        let escaped = content.contains(&b'\\');
+        let escaped = self.tokens.backslash_within(open + 1, close);
         Ok((open + 1, close, escaped))
     }
 
@@ -371,9 +405,7 @@ impl<'a> Scanner<'a, '_> {
                 .ok()
                 .map(Cow::Owned)
         } else {
-            std::str::from_utf8(&bytes[start..end])
-                .ok()
-                .map(Cow::Borrowed)
+            self.tokens.text(start, end).map(Cow::Borrowed)
         }
     }
 
@@ -397,13 +429,16 @@ impl<'a> Scanner<'a, '_> {
     /// After an object's `{`: walks the object, resolving the `wanted` paths at step
     /// `depth`, up to and including its `}`.
     fn object(&mut self, wanted: u64, depth: usize) -> Result<(), Stop> {
-        let paths = self.paths;
         let (mut at, mut byte) = self.token()?;
         if byte == b'}' {
             return Ok(());
         }
         loop {
             if depth > 0 && wanted & self.open == 0 {
+                if depth == self.whole {
+                    // The object is all that is scanned: its end needs no finding.
+                    return Ok(());
+                }
                 // Nothing more to find in this object: jump to its end.
                 return self.tokens.close(1).map(drop).ok_or(Stop::Malformed);
             }
@@ -416,22 +451,7 @@ impl<'a> Scanner<'a, '_> {
                 return Err(Stop::Malformed);
             }
             let value_at = self.after_whitespace(colon + 1);
-            // Keys are compared as bytes; only a key with escapes is decoded first.
-            let bytes: &'a [u8] = self.bytes;
-            let decoded;
-            let key: &[u8] = if span.2 {
-                decoded = self.text(span).ok_or(Stop::Malformed)?;
-                decoded.as_bytes()
-            } else {
-                &bytes[span.0..span.1]
-            };
-            let open = wanted & self.open;
-            let here = bits(open)
-                .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
-                .fold(0u64, |mask, p| mask | 1 << p);
-            if key.contains(&b'.') {
-                self.dotted_key(key, open, depth)?;
-            }
+            let here = self.named(span, wanted, depth)?;
             if here == 0 {
                 self.skip_value(value_at)?;
             } else {
@@ -454,6 +474,65 @@ impl<'a> Scanner<'a, '_> {
                 _ => return Err(Stop::Malformed),
             }
         }
+    }
+
+    /// The paths of `wanted` still open whose step `depth` is the key at `span`; those that
+    /// a key with dots may spell are resolved as unknown.
+    fn named(
+        &mut self,
+        span: (usize, usize, bool),
+        wanted: u64,
+        depth: usize,
+    ) -> Result<u64, Stop> {
+        let paths = self.paths;
+        // Keys are compared as bytes; only a key with escapes is decoded first.
+        let bytes: &'a [u8] = self.bytes;
+        let decoded;
+        let key: &[u8] = if span.2 {
+            decoded = self.text(span).ok_or(Stop::Malformed)?;
+            decoded.as_bytes()
+        } else {
+            &bytes[span.0..span.1]
+        };
+        let open = wanted & self.open;
+        let here = bits(open)
+            .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
+            .fold(0u64, |mask, p| mask | 1 << p);
+        // Keys are short: a plain loop beats starting a vector search.
+        if key.iter().fold(false, |dot, &b| dot | (b == b'.')) {
+            self.dotted_key(key, open, depth)?;
+        }
+        Ok(here)
+    }
+
+    /// The top level of the document from its outline: key by key, the values that paths
+    /// go on through scanned on their own.
+    fn outlined(&mut self, outline: &[u32], wanted: u64) -> Result<(), Stop> {
+        let document = self.bytes;
+        for member in Members::new(document, outline) {
+            let member = member.map_err(|_| Stop::Malformed)?;
+            let key = &document[member.key.start + 1..member.key.end - 1];
+            let span = (
+                member.key.start + 1,
+                member.key.end - 1,
+                key.contains(&b'\\'),
+            );
+            let here = self.named(span, wanted, 0)?;
+            if here == 0 {
+                continue;
+            }
+            // The value alone, as a document of its own (what is found borrows from it).
+            let value = &document[member.value];
+            self.bytes = value;
+            self.tokens = Tokens::new(value);
+            let outcome = self.value(here, 0, 0);
+            self.bytes = document;
+            outcome?;
+            if self.open == 0 {
+                return Err(Stop::Done);
+            }
+        }
+        Ok(())
     }
 
     /// The value at `at` under a key that the paths in `here` name at step `depth`: those
@@ -555,6 +634,7 @@ impl<'a> Scanner<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::cloudtrail::split::OwnedRecord;
     use serde_json::json;
 
     fn rule(detection: &str) -> Rule {
@@ -607,6 +687,18 @@ mod tests {
         }
     }
 
+    /// What [`scan`] finds in `document`, the same with its outline as without.
+    fn scanned<'a>(document: &'a [u8], paths: &[FieldPath]) -> Vec<Found<'a>> {
+        let found = scan(document, &[], paths);
+        if let Ok(record) = OwnedRecord::parse(document) {
+            let outline = record.as_record().separators().to_vec();
+            if document.first() == Some(&b'{') && !outline.is_empty() {
+                assert_eq!(scan(document, &outline, paths), found, "with its outline");
+            }
+        }
+        found
+    }
+
     #[test]
     fn the_scan_reads_only_the_pinned_paths() {
         let paths: Vec<FieldPath> = [
@@ -636,7 +728,7 @@ mod tests {
         .to_string()
         .replace("Ro\\\\u006ft", "Ro\\u006ft");
         assert_eq!(
-            scan(document.as_bytes(), &paths),
+            scanned(document.as_bytes(), &paths),
             vec![
                 Found::Text("StopLogging".into()),
                 Found::Text("Root".into()),
@@ -649,16 +741,16 @@ mod tests {
             ]
         );
         assert_eq!(
-            scan(b"{\"eventName\": \"X\", broken", &paths[..2]),
+            scanned(b"{\"eventName\": \"X\", broken", &paths[..2]),
             vec![Found::Text("X".into()), Found::Unknown]
         );
-        assert_eq!(scan(b"not json", &paths[..1]), vec![Found::Unknown]);
+        assert_eq!(scanned(b"not json", &paths[..1]), vec![Found::Unknown]);
         assert_eq!(
-            scan(b"{\"eventName\": null}", &paths[..1]),
+            scanned(b"{\"eventName\": null}", &paths[..1]),
             vec![Found::Absent]
         );
         assert_eq!(
-            scan(b"{\"userIdentity\": \"plain\"}", &paths[1..2]),
+            scanned(b"{\"userIdentity\": \"plain\"}", &paths[1..2]),
             vec![Found::Absent]
         );
     }
@@ -675,7 +767,7 @@ mod tests {
         assert_eq!(index.unpinned(), &[3]);
         let mut out = Vec::new();
         let mut of = |doc: serde_json::Value| {
-            index.candidates(doc.to_string().as_bytes(), &mut out);
+            index.candidates(doc.to_string().as_bytes(), &[], &mut out);
             out.sort();
             out.clone()
         };

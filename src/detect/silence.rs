@@ -163,6 +163,7 @@ impl Watch {
             time: now,
             timestamp: format_time(now),
             source: serde_json::to_vec(&body).expect("a JSON value serialises"),
+            outline: Vec::new(),
             used_fallback_time: false,
             dataset: alert::DATASET,
         }

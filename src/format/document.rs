@@ -55,25 +55,55 @@ impl Edit {
 /// duplicate key is rejected by the cluster). Newlines inside the record are only whitespace
 /// between tokens (JSON strings cannot hold raw newlines), so replacing them with spaces
 /// keeps it identical.
-pub fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&str>, edits: &[Edit]) {
+///
+/// `separators` are the record's top-level `:` and `,` when known (else empty): the same ones
+/// in the document, with the spliced `@timestamp` member's own, are returned (its outline;
+/// empty when not known). Separators lie between members, never inside an edited value.
+pub fn append_source(
+    out: &mut Vec<u8>,
+    record: &[u8],
+    timestamp: Option<&str>,
+    edits: &[Edit],
+    separators: &[u32],
+) -> Vec<u32> {
     let open = record
         .iter()
         .position(|&b| b == b'{')
         .expect("a validated record is a JSON object");
     let rest = &record[open + 1..];
     let start = out.len();
+    let outlined = !separators.is_empty();
+    let mut outline = Vec::with_capacity(if outlined { separators.len() + 2 } else { 0 });
+    // A record position in `record[copied..]` is at this position of the document plus the
+    // bytes written before it, minus the bytes copied before it.
+    let here = |out: &Vec<u8>| (out.len() - start) as u32;
     out.push(b'{');
     if let Some(ts) = timestamp {
         out.extend_from_slice(b"\"@timestamp\":");
+        if outlined {
+            outline.push(here(out) - 1);
+        }
         write_str(out, ts);
         let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
         if !empty {
+            if outlined {
+                outline.push(here(out));
+            }
             out.push(b',');
         }
     }
     let mut copied = open + 1;
+    let mut pending = separators.iter().copied().peekable();
+    // Copies `record[from..to]`, with the separators in it.
+    let mut copy = |out: &mut Vec<u8>, outline: &mut Vec<u32>, from: usize, to: usize| {
+        let shift = i64::from(here(out)) - from as i64;
+        while let Some(at) = pending.next_if(|&at| (at as usize) < to) {
+            outline.push((i64::from(at) + shift) as u32);
+        }
+        out.extend_from_slice(&record[from..to]);
+    };
     for edit in edits {
-        out.extend_from_slice(&record[copied..edit.span.start]);
+        copy(out, &mut outline, copied, edit.span.start);
         let value = &record[edit.span.clone()];
         match edit.kind {
             FreeForm::Objects => {
@@ -89,13 +119,14 @@ pub fn append_source(out: &mut Vec<u8>, record: &[u8], timestamp: Option<&str>, 
         }
         copied = edit.span.end;
     }
-    out.extend_from_slice(&record[copied..]);
+    copy(out, &mut outline, copied, record.len());
     let source = &mut out[start..];
     let mut at = 0;
     while let Some(found) = memchr::memchr2(b'\n', b'\r', &source[at..]) {
         source[at + found] = b' ';
         at += found + 1;
     }
+    outline
 }
 
 /// Appends `text` as a JSON string. Most texts written per event (times, ids, index names)
@@ -152,6 +183,8 @@ pub struct Parts<'a> {
     pub has_timestamp: bool,
     /// In record order.
     pub edits: &'a [Edit],
+    /// The record's top-level `:` and `,`, when its format found them (else empty).
+    pub separators: &'a [u32],
     pub dataset: Dataset,
 }
 
@@ -171,17 +204,19 @@ pub fn event(
         }
     };
     let mut source = Vec::with_capacity(record.len() + timestamp.len() + 64);
-    append_source(
+    let outline = append_source(
         &mut source,
         record,
         (!parts.has_timestamp).then_some(timestamp.as_str()),
         parts.edits,
+        parts.separators,
     );
     Some(Event {
         id: parts.id,
         time,
         timestamp,
         source,
+        outline,
         used_fallback_time,
         dataset: parts.dataset,
     })

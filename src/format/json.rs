@@ -81,6 +81,7 @@ impl RecordFormat for Json {
             own_time,
             has_timestamp: top.iter().any(|(key, _)| key == "@timestamp"),
             edits: &[],
+            separators: &[],
             dataset: DATASET,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)

@@ -7,7 +7,8 @@
 //! Lemire, "Parsing Gigabytes of JSON per Second"): compare the block with each byte of
 //! interest using vector instructions; find the escaped bytes from the runs of backslashes
 //! with integer arithmetic; find what lies inside strings as the prefix XOR of the unescaped
-//! quotes. The vector part is chosen once, at run time: AVX2 or SSE2 on x86-64, NEON on
+//! quotes. The vector part is chosen once, at run time: AVX2 (with the carry-less multiply for
+//! the prefix XOR) or SSE2 on x86-64, NEON on
 //! aarch64, a byte loop elsewhere; every path gives the same bits (the tests hold each to
 //! the byte loop and to `serde_json`).
 //!
@@ -19,7 +20,7 @@
 //! same, as the bytes they are (a backslash outside a string still escapes the byte after
 //! it); judging them is the caller's part.
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 
 /// Bytes per block: one bit each in a `u64`.
 pub const BLOCK: usize = 64;
@@ -110,7 +111,7 @@ impl Classifier {
         each: impl FnMut(usize, &Block) -> ControlFlow<B>,
     ) -> Option<B> {
         match self.level {
-            Level::Scalar => self.run(bytes, classify_scalar, each),
+            Level::Scalar => self.run(bytes, classify_scalar, prefix_xor, each),
             // SAFETY: each level is chosen only when the CPU has its instructions.
             #[cfg(target_arch = "x86_64")]
             Level::Sse2 => unsafe { x86::blocks_sse2(self, bytes, each) },
@@ -127,12 +128,13 @@ impl Classifier {
         &mut self,
         bytes: &[u8],
         classify: impl Fn(&[u8; BLOCK]) -> Raw,
+        prefix_xor: impl Fn(u64) -> u64 + Copy,
         mut each: impl FnMut(usize, &Block) -> ControlFlow<B>,
     ) -> Option<B> {
         let mut chunks = bytes.chunks_exact(BLOCK);
         for (n, full) in chunks.by_ref().enumerate() {
             let full: &[u8; BLOCK] = full.try_into().expect("chunks of a block");
-            let block = self.finish(classify(full), BLOCK);
+            let block = self.finish(classify(full), BLOCK, prefix_xor);
             if let ControlFlow::Break(answer) = each(n * BLOCK, &block) {
                 return Some(answer);
             }
@@ -144,7 +146,7 @@ impl Classifier {
         // A short block is padded with spaces, which are none of the bytes looked for.
         let mut padded = [b' '; BLOCK];
         padded[..rest.len()].copy_from_slice(rest);
-        let block = self.finish(classify(&padded), rest.len());
+        let block = self.finish(classify(&padded), rest.len(), prefix_xor);
         match each(bytes.len() - rest.len(), &block) {
             ControlFlow::Break(answer) => Some(answer),
             ControlFlow::Continue(()) => None,
@@ -152,9 +154,10 @@ impl Classifier {
     }
 
     /// The block of `len` bytes whose bytes of interest are `raw`: strings and escapes
-    /// taken into account, and the state carried on.
+    /// taken into account (`prefix_xor` as [`prefix_xor`] computes it), and the state carried
+    /// on.
     #[inline(always)]
-    fn finish(&mut self, raw: Raw, len: usize) -> Block {
+    fn finish(&mut self, raw: Raw, len: usize, prefix_xor: impl Fn(u64) -> u64) -> Block {
         let valid = if len == BLOCK {
             u64::MAX
         } else {
@@ -224,7 +227,9 @@ impl Level {
     fn detected() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("pclmulqdq")
+            {
                 return Level::Avx2;
             }
             // SSE2 is part of x86-64 itself.
@@ -248,7 +253,7 @@ impl Level {
         #[cfg(target_arch = "x86_64")]
         {
             levels.push(Level::Sse2);
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if Level::detected() == Level::Avx2 {
                 levels.push(Level::Avx2);
             }
         }
@@ -326,14 +331,19 @@ mod x86 {
     use std::arch::x86_64::*;
     use std::ops::ControlFlow;
 
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,pclmulqdq")]
     pub(super) unsafe fn blocks_avx2<B>(
         classifier: &mut Classifier,
         bytes: &[u8],
         each: impl FnMut(usize, &Block) -> ControlFlow<B>,
     ) -> Option<B> {
         // SAFETY: this function runs only where AVX2 is.
-        classifier.run(bytes, |block| unsafe { classify_avx2(block) }, each)
+        classifier.run(
+            bytes,
+            |block| unsafe { classify_avx2(block) },
+            |bits| prefix_xor_clmul(bits),
+            each,
+        )
     }
 
     #[target_feature(enable = "sse2")]
@@ -343,7 +353,20 @@ mod x86 {
         each: impl FnMut(usize, &Block) -> ControlFlow<B>,
     ) -> Option<B> {
         // SAFETY: SSE2 is part of x86-64.
-        classifier.run(bytes, |block| unsafe { classify_sse2(block) }, each)
+        classifier.run(
+            bytes,
+            |block| unsafe { classify_sse2(block) },
+            super::prefix_xor,
+            each,
+        )
+    }
+
+    /// [`super::prefix_xor`] in one carry-less multiplication by all ones.
+    #[inline]
+    #[target_feature(enable = "pclmulqdq")]
+    fn prefix_xor_clmul(bits: u64) -> u64 {
+        let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, bits as i64), _mm_set1_epi8(-1), 0);
+        _mm_cvtsi128_si64(product) as u64
     }
 
     /// Two 32-byte halves compared with each byte of interest; the high bit of each byte of a
@@ -406,7 +429,12 @@ mod arm {
         each: impl FnMut(usize, &Block) -> ControlFlow<B>,
     ) -> Option<B> {
         // SAFETY: this function runs only where NEON is.
-        classifier.run(bytes, |block| unsafe { classify_neon(block) }, each)
+        classifier.run(
+            bytes,
+            |block| unsafe { classify_neon(block) },
+            super::prefix_xor,
+            each,
+        )
     }
 
     /// Four 16-byte quarters compared with each byte of interest. NEON has no byte mask
@@ -447,8 +475,8 @@ pub struct Tokens<'a> {
     /// Where the current block starts in `bytes`.
     start: usize,
     block: Block,
-    /// The current block's bits not yet passed.
-    ahead: u64,
+    /// The current block's tokens not yet passed.
+    pending: u64,
 }
 
 impl<'a> Tokens<'a> {
@@ -460,22 +488,43 @@ impl<'a> Tokens<'a> {
             classifier,
             start: 0,
             block,
-            ahead: u64::MAX,
+            pending: block.tokens(),
         }
     }
 
-    /// The next token, not passed: its position and byte.
-    #[inline]
-    pub fn peek(&mut self) -> Option<(usize, u8)> {
-        self.find(|block| block.tokens())
-    }
-
-    /// The next token, passed.
+    /// The next token, passed: its position and byte.
     #[inline]
     pub fn next_token(&mut self) -> Option<(usize, u8)> {
-        let found = self.peek()?;
-        self.pass(found.0);
-        Some(found)
+        while self.pending == 0 {
+            self.advance()?;
+        }
+        let at = self.start + self.pending.trailing_zeros() as usize;
+        self.pending &= self.pending - 1;
+        Some((at, self.bytes[at]))
+    }
+
+    /// Whether a backslash lies in `from..to`, where `to` is the token just passed.
+    pub fn backslash_within(&self, from: usize, to: usize) -> bool {
+        self.within(from, to, |block| block.backslashes)
+            .unwrap_or_else(|| self.bytes[from..to].contains(&b'\\'))
+    }
+
+    /// `from..to` as text, where `to` is the token just passed; `None` when it is not UTF-8.
+    /// Text that the classifier saw to be all ASCII is not checked again.
+    pub fn text(&self, from: usize, to: usize) -> Option<&'a str> {
+        let bytes: &'a [u8] = &self.bytes[from..to];
+        match self.within(from, to, |block| block.non_ascii) {
+            // SAFETY: every byte is below 0x80: ASCII, which is UTF-8.
+            Some(false) => Some(unsafe { std::str::from_utf8_unchecked(bytes) }),
+            _ => std::str::from_utf8(bytes).ok(),
+        }
+    }
+
+    /// Whether `mask` has a bit in `from..to`; `None` when `from` is before the current
+    /// block (only that one is kept).
+    fn within(&self, from: usize, to: usize, mask: impl Fn(&Block) -> u64) -> Option<bool> {
+        let below = |at: usize| (1u64 << (at - self.start)) - 1;
+        (from >= self.start).then(|| mask(&self.block) & below(to) & !below(from) != 0)
     }
 
     /// Passes the rest of a container `depth` deep (1: the one just opened); the position
@@ -501,9 +550,9 @@ impl<'a> Tokens<'a> {
             }
             None
         };
-        if let Some(bit) = closing(self.start, self.block.brackets & self.ahead) {
-            self.pass(self.start + bit);
-            return Some(self.start + bit + 1);
+        // Brackets not yet passed are among the pending tokens.
+        if let Some(bit) = closing(self.start, self.block.brackets & self.pending) {
+            return Some(self.passed(bit));
         }
         let next = self.start + BLOCK;
         let rest = bytes.get(next..).unwrap_or_default();
@@ -515,48 +564,135 @@ impl<'a> Tokens<'a> {
         });
         let Some((offset, block, bit)) = found else {
             self.start = bytes.len().max(next);
-            self.block = Block::default();
-            self.ahead = 0;
+            self.pending = 0;
             return None;
         };
         self.start = next + offset;
         self.block = block;
-        self.pass(self.start + bit);
-        Some(self.start + bit + 1)
+        Some(self.passed(bit))
     }
 
-    /// The first bit of `bits(block)` not yet passed, moving on block by block.
-    #[inline]
-    fn find(&mut self, bits: impl Fn(&Block) -> u64) -> Option<(usize, u8)> {
-        loop {
-            let found = bits(&self.block) & self.ahead;
-            if found != 0 {
-                let at = self.start + found.trailing_zeros() as usize;
-                return Some((at, self.bytes[at]));
-            }
-            let next = self.start + BLOCK;
-            if next >= self.bytes.len() {
-                self.ahead = 0;
-                return None;
-            }
-            self.start = next;
-            self.block = self
-                .classifier
-                .block(&self.bytes[next..self.bytes.len().min(next + BLOCK)]);
-            self.ahead = u64::MAX;
+    /// Marks the current block's tokens up to and including `bit` as passed; the position
+    /// after it.
+    fn passed(&mut self, bit: usize) -> usize {
+        self.pending = self.block.tokens() & ((u64::MAX << bit) << 1);
+        self.start + bit + 1
+    }
+
+    /// Classifies the next block; `None` at the end of the slice.
+    fn advance(&mut self) -> Option<()> {
+        let next = self.start + BLOCK;
+        if next >= self.bytes.len() {
+            return None;
+        }
+        self.start = next;
+        self.block = self
+            .classifier
+            .block(&self.bytes[next..self.bytes.len().min(next + BLOCK)]);
+        self.pending = self.block.tokens();
+        Some(())
+    }
+}
+
+/// One top-level member of an object: spans of its key (with the quotes) and of its value,
+/// both without surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub key: Range<usize>,
+    pub value: Range<usize>,
+}
+
+/// The top-level members of an object whose top-level `:` and `,` are known (its outline: the
+/// CloudTrail splitter notes them as it goes); yields an error (and then stops) where the top
+/// level is not `{"key": value, ...}`. Only the structure around the members is checked.
+pub struct Members<'a> {
+    bytes: &'a [u8],
+    separators: &'a [u32],
+    /// Index in `separators` of the next member's `:`.
+    next: usize,
+    /// Where the next member's key begins (after `{` or `,`).
+    start: usize,
+    done: bool,
+}
+
+impl<'a> Members<'a> {
+    /// The members of the object `bytes` (from `{` to `}`) whose top-level separators are at
+    /// `separators`, in order.
+    pub fn new(bytes: &'a [u8], separators: &'a [u32]) -> Self {
+        Members {
+            bytes,
+            separators,
+            next: 0,
+            start: 1,
+            done: false,
         }
     }
+}
 
-    /// Marks everything up to and including `at` (in the current block) as passed.
-    #[inline]
-    fn pass(&mut self, at: usize) {
-        let bit = at - self.start;
-        self.ahead = if bit + 1 == BLOCK {
-            0
-        } else {
-            u64::MAX << (bit + 1)
+impl Iterator for Members<'_> {
+    type Item = Result<Member, &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let close = self.bytes.len() - 1;
+        let Some(&colon) = self.separators.get(self.next) else {
+            self.done = true;
+            let rest = trim(self.bytes, self.start..close);
+            return match (rest.is_empty(), self.next) {
+                (true, 0) => None,
+                (true, _) => Some(Err("a ',' with no member after it")),
+                (false, _) => Some(Err("a member without ':'")),
+            };
         };
+        let colon = colon as usize;
+        if self.bytes[colon] != b':' {
+            self.done = true;
+            return Some(Err("a member without ':'"));
+        }
+        let key = trim(self.bytes, self.start..colon);
+        let end = match self.separators.get(self.next + 1) {
+            Some(&comma) if self.bytes[comma as usize] == b',' => {
+                self.start = comma as usize + 1;
+                self.next += 2;
+                comma as usize
+            }
+            Some(_) => {
+                self.done = true;
+                return Some(Err("two ':' in one member"));
+            }
+            None => {
+                self.done = true;
+                close
+            }
+        };
+        let value = trim(self.bytes, colon + 1..end);
+        let quoted = |r: &Range<usize>| {
+            r.len() >= 2 && self.bytes[r.start] == b'"' && self.bytes[r.end - 1] == b'"'
+        };
+        if !quoted(&key) {
+            self.done = true;
+            return Some(Err("a key that is not a string"));
+        }
+        if value.is_empty() {
+            self.done = true;
+            return Some(Err("a member without a value"));
+        }
+        Some(Ok(Member { key, value }))
     }
+}
+
+/// `range` of `bytes` without leading and trailing JSON whitespace.
+fn trim(bytes: &[u8], range: Range<usize>) -> Range<usize> {
+    let mut r = range;
+    while r.start < r.end && bytes[r.start].is_ascii_whitespace() {
+        r.start += 1;
+    }
+    while r.end > r.start && bytes[r.end - 1].is_ascii_whitespace() {
+        r.end -= 1;
+    }
+    r
 }
 
 #[cfg(test)]

@@ -23,6 +23,10 @@ pub struct Event {
     pub timestamp: String,
     /// The document, on one line (no raw newlines), without a trailing newline.
     pub source: Vec<u8>,
+    /// Where the top-level `:` and `,` of `source` are, when its format found them as it
+    /// read the record (empty when not known); detection reads top-level fields from them
+    /// without scanning `source` again. Whatever rewrites `source` clears it.
+    pub outline: Vec<u32>,
     /// `time` is not the event's own but the payload's fallback (an object's LastModified).
     pub used_fallback_time: bool,
     /// The family of indices (prefix and template) the event belongs to.
@@ -80,6 +84,7 @@ impl Event {
             time,
             timestamp: format_time(time),
             source: raw,
+            outline: Vec::new(),
             used_fallback_time: true,
             dataset,
         }

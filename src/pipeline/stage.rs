@@ -94,6 +94,7 @@ mod tests {
             time: time::OffsetDateTime::UNIX_EPOCH,
             timestamp: "1970-01-01T00:00:00Z".into(),
             source: b"{}".to_vec(),
+            outline: Vec::new(),
             used_fallback_time: false,
             dataset: Dataset::new("test", None, None),
         }

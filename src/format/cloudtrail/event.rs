@@ -135,6 +135,7 @@ pub fn build(
 ) -> Result<Event, DocumentError> {
     let keys = Keys::find(&record)?;
     let ascii = record.is_ascii();
+    let separators = record.separators();
     let record = record.bytes;
     if !ascii {
         if let Err(e) = std::str::from_utf8(record) {
@@ -159,6 +160,7 @@ pub fn build(
         own_time,
         has_timestamp: keys.timestamp.is_some(),
         edits: &edits,
+        separators,
         dataset: DATASET,
     };
     document::event(record, parts, fallback_time).ok_or(DocumentError::NoTime)
@@ -205,6 +207,13 @@ mod tests {
     }
 
     fn source_of(doc: &Event) -> serde_json::Value {
+        let scanned = crate::format::cloudtrail::split::OwnedRecord::parse(&doc.source).unwrap();
+        let separators = scanned.as_record().separators();
+        assert!(
+            doc.outline.is_empty() || doc.outline == separators,
+            "the outline is the document's own: {:?} against {separators:?}",
+            doc.outline
+        );
         let text = std::str::from_utf8(&doc.source).unwrap();
         assert!(!text.contains('\n'), "one line: {text}");
         serde_json::from_str(text).unwrap()
@@ -342,6 +351,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.id, "x");
+    }
+
+    #[test]
+    fn the_outline_holds_the_documents_own_separators() {
+        for record in [
+            &br#"{"eventTime":"2020-01-01T00:00:00Z","eventID":"a","x":{"y":[1,2]}}"#[..],
+            br#"{ "@timestamp" : "t", "eventID" : "b" ,"responseElements":"s", "z":1 }"#,
+            b"{\"eventTime\":\"2020-01-01T00:00:00Z\",\n\"requestParameters\":[1,\n2],\"k\":\"v\"}",
+        ] {
+            for free_form in [FreeForm::Objects, FreeForm::Strings] {
+                let fallback = Some(datetime!(2021-01-01 00:00:00 UTC));
+                let event = build(record, &Options { free_form }, fallback).unwrap();
+                assert!(!event.outline.is_empty());
+                source_of(&event);
+            }
+        }
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! errors are passed through as [`SplitError::Read`] for the caller to classify.
 
 use std::io::{self, BufRead};
-use std::ops::{ControlFlow, Range};
+use std::ops::ControlFlow;
 
 use crate::format::scan::Classifier;
+pub use crate::format::scan::{Member, Members};
 
 /// One record may not exceed this: CloudTrail records are at most a few hundred KiB, so a
 /// larger "record" means a stream that is not CloudTrail, and we refuse to buffer it.
@@ -341,6 +342,11 @@ impl<'a> Record<'a> {
         self.ascii
     }
 
+    /// Where the record's own (top-level) `:` and `,` are.
+    pub fn separators(&self) -> &'a [u32] {
+        self.separators
+    }
+
     /// Whether a backslash occurs anywhere (else no string in it holds an escape).
     pub fn has_backslash(&self) -> bool {
         self.backslash
@@ -349,13 +355,7 @@ impl<'a> Record<'a> {
     /// The record's top-level members, in order. Only the structure around them is checked
     /// (a string key, `:`, a value, `,` between members); what is inside a value is not.
     pub fn members(&self) -> Members<'a> {
-        Members {
-            bytes: self.bytes,
-            separators: self.separators,
-            next: 0,
-            start: 1,
-            done: false,
-        }
+        Members::new(self.bytes, self.separators)
     }
 }
 
@@ -401,96 +401,11 @@ impl OwnedRecord {
     }
 }
 
-/// One top-level member of a record: spans of its key (with the quotes) and of its value,
-/// both without surrounding whitespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub key: Range<usize>,
-    pub value: Range<usize>,
-}
-
-/// Iterator over [`Record::members`]; yields an error (and then stops) where the record's
-/// top level is not `{"key": value, ...}`.
-pub struct Members<'a> {
-    bytes: &'a [u8],
-    separators: &'a [u32],
-    /// Index in `separators` of the next member's `:`.
-    next: usize,
-    /// Where the next member's key begins (after `{` or `,`).
-    start: usize,
-    done: bool,
-}
-
-impl Iterator for Members<'_> {
-    type Item = Result<Member, &'static str>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let close = self.bytes.len() - 1;
-        let Some(&colon) = self.separators.get(self.next) else {
-            self.done = true;
-            let rest = trim(self.bytes, self.start..close);
-            return match (rest.is_empty(), self.next) {
-                (true, 0) => None,
-                (true, _) => Some(Err("a ',' with no member after it")),
-                (false, _) => Some(Err("a member without ':'")),
-            };
-        };
-        let colon = colon as usize;
-        if self.bytes[colon] != b':' {
-            self.done = true;
-            return Some(Err("a member without ':'"));
-        }
-        let key = trim(self.bytes, self.start..colon);
-        let end = match self.separators.get(self.next + 1) {
-            Some(&comma) if self.bytes[comma as usize] == b',' => {
-                self.start = comma as usize + 1;
-                self.next += 2;
-                comma as usize
-            }
-            Some(_) => {
-                self.done = true;
-                return Some(Err("two ':' in one member"));
-            }
-            None => {
-                self.done = true;
-                close
-            }
-        };
-        let value = trim(self.bytes, colon + 1..end);
-        let quoted = |r: &Range<usize>| {
-            r.len() >= 2 && self.bytes[r.start] == b'"' && self.bytes[r.end - 1] == b'"'
-        };
-        if !quoted(&key) {
-            self.done = true;
-            return Some(Err("a key that is not a string"));
-        }
-        if value.is_empty() {
-            self.done = true;
-            return Some(Err("a member without a value"));
-        }
-        Some(Ok(Member { key, value }))
-    }
-}
-
-/// `range` of `bytes` without leading and trailing JSON whitespace.
-fn trim(bytes: &[u8], range: Range<usize>) -> Range<usize> {
-    let mut r = range;
-    while r.start < r.end && bytes[r.start].is_ascii_whitespace() {
-        r.start += 1;
-    }
-    while r.end > r.start && bytes[r.end - 1].is_ascii_whitespace() {
-        r.end -= 1;
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::BufReader;
+    use std::ops::Range;
 
     fn split_all(input: &[u8], buffer: usize) -> Result<Vec<String>, SplitError> {
         let mut splitter = Splitter::new(BufReader::with_capacity(buffer, input));

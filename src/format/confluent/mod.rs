@@ -70,6 +70,7 @@ impl RecordFormat for Confluent {
             own_time,
             has_timestamp: value("@timestamp").is_some(),
             edits: &edits,
+            separators: &[],
             dataset: DATASET,
         };
         event(record, parts, context.fallback_time).ok_or(RecordError::NoTime)

@@ -175,6 +175,7 @@ fn entry_event(entry: &[u8], id_bytes: &[u8], position: usize, received: OffsetD
         own_time: own_time(entry, &top),
         has_timestamp: top.iter().any(|(k, _)| k == "@timestamp"),
         edits: &edits,
+        separators: &[],
         dataset: DATASET,
     };
     let event = event(entry, parts, Some(received)).expect("a fallback time is always given");

@@ -87,6 +87,7 @@ pub fn build(
         time: rejected.time,
         timestamp: rejected.timestamp.clone(),
         source: serde_json::to_vec(&source).expect("JSON values serialise"),
+        outline: Vec::new(),
         used_fallback_time: rejected.used_fallback_time,
         dataset: rejected.dataset,
     }
