@@ -137,7 +137,7 @@ fn any_of(alternatives: Vec<Vec<Pin>>) -> Vec<Pin> {
 pub struct RuleIndex {
     paths: Vec<FieldPath>,
     /// Per path: value -> rules.
-    keyed: Vec<HashMap<String, Vec<usize>, BuildHasherDefault<Fnv>>>,
+    keyed: Vec<Keyed>,
     /// Per path: every rule pinned on it.
     pinned: Vec<Vec<usize>>,
     /// Rules without a pin: candidates for every event.
@@ -187,7 +187,8 @@ impl RuleIndex {
                 }
             };
             for value in &pin.values {
-                index.keyed[slot].entry(value.clone()).or_default().push(*n);
+                let key = value.as_bytes().into();
+                index.keyed[slot].entry(key).or_default().push(*n);
             }
             index.pinned[slot].push(*n);
         }
@@ -237,12 +238,15 @@ impl RuleIndex {
                 // Values are keyed lowercased; short ASCII ones are lowered on the stack.
                 Found::Text(text) if text.is_ascii() && text.len() <= LOWERED => {
                     let lowered = &mut lowered[..text.len()];
-                    lowered.copy_from_slice(text.as_bytes());
+                    lowered.copy_from_slice(&text);
                     lowered.make_ascii_lowercase();
-                    let key = std::str::from_utf8(lowered).expect("ASCII lowered is ASCII");
-                    self.keyed[slot].get(key)
+                    self.keyed[slot].get(&*lowered)
                 }
-                Found::Text(text) => self.keyed[slot].get(&text.to_lowercase()),
+                Found::Text(text) => match std::str::from_utf8(&text) {
+                    Ok(text) => self.keyed[slot].get(text.to_lowercase().as_bytes()),
+                    // Not UTF-8: no pinned value (all UTF-8) can be it.
+                    Err(_) => None,
+                },
             };
             if let Some(rules) = rules {
                 out.extend_from_slice(rules);
@@ -250,6 +254,9 @@ impl RuleIndex {
         }
     }
 }
+
+/// Rules by pinned value (lowercased bytes).
+type Keyed = HashMap<Box<[u8]>, Vec<usize>, BuildHasherDefault<Fnv>>;
 
 /// FNV-1a: the pinned values are looked up twice or more per event, and they are short, where
 /// the default hasher's setup dominates. Only the rules put keys in these maps, so a value
@@ -283,8 +290,9 @@ const LOWERED: usize = 128;
 pub enum Found<'a> {
     /// Not there, or `null`, or not an object on the way: no plain value can match.
     Absent,
-    /// A string, decoded (borrowed from the event unless it held escapes).
-    Text(Cow<'a, str>),
+    /// A string's bytes, decoded (borrowed from the event unless it held escapes); not
+    /// checked to be UTF-8 (what is not cannot equal a pinned value, which is).
+    Text(Cow<'a, [u8]>),
     /// Something the scan does not judge: only a full evaluation can.
     Unknown,
 }
@@ -352,6 +360,24 @@ struct Scanner<'a, 'p> {
     whole: usize,
 }
 
+/// Whether `bytes`, a key or a short value, holds `byte`: a plain loop, which beats starting a
+/// vector search on a few bytes.
+fn has_byte(bytes: &[u8], byte: u8) -> bool {
+    bytes.iter().fold(false, |found, &b| found | (b == byte))
+}
+
+fn has_backslash(bytes: &[u8]) -> bool {
+    has_byte(bytes, b'\\')
+}
+
+/// The content of a string value without escapes; `None` for anything else.
+fn plain_string(value: &[u8]) -> Option<&[u8]> {
+    match value {
+        [b'"', inner @ .., b'"'] if !has_backslash(inner) => Some(inner),
+        _ => None,
+    }
+}
+
 /// The paths in `mask`, as positions.
 fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -398,14 +424,16 @@ impl<'a> Scanner<'a, '_> {
         Ok((open + 1, close, escaped))
     }
 
-    fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<Cow<'a, str>> {
+    /// The content of the string at `span`, decoded when it holds escapes (`None` when those
+    /// are not valid).
+    fn text(&self, (start, end, escaped): (usize, usize, bool)) -> Option<Cow<'a, [u8]>> {
         let bytes: &'a [u8] = self.bytes;
         if escaped {
             serde_json::from_slice::<String>(&bytes[start - 1..end + 1])
                 .ok()
-                .map(Cow::Owned)
+                .map(|text| Cow::Owned(text.into_bytes()))
         } else {
-            self.tokens.text(start, end).map(Cow::Borrowed)
+            Some(Cow::Borrowed(&bytes[start..end]))
         }
     }
 
@@ -490,7 +518,7 @@ impl<'a> Scanner<'a, '_> {
         let decoded;
         let key: &[u8] = if span.2 {
             decoded = self.text(span).ok_or(Stop::Malformed)?;
-            decoded.as_bytes()
+            &decoded[..]
         } else {
             &bytes[span.0..span.1]
         };
@@ -498,8 +526,7 @@ impl<'a> Scanner<'a, '_> {
         let here = bits(open)
             .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
             .fold(0u64, |mask, p| mask | 1 << p);
-        // Keys are short: a plain loop beats starting a vector search.
-        if key.iter().fold(false, |dot, &b| dot | (b == b'.')) {
+        if has_byte(key, b'.') {
             self.dotted_key(key, open, depth)?;
         }
         Ok(here)
@@ -512,17 +539,26 @@ impl<'a> Scanner<'a, '_> {
         for member in Members::new(document, outline) {
             let member = member.map_err(|_| Stop::Malformed)?;
             let key = &document[member.key.start + 1..member.key.end - 1];
-            let span = (
-                member.key.start + 1,
-                member.key.end - 1,
-                key.contains(&b'\\'),
-            );
+            let span = (member.key.start + 1, member.key.end - 1, has_backslash(key));
             let here = self.named(span, wanted, 0)?;
             if here == 0 {
                 continue;
             }
-            // The value alone, as a document of its own (what is found borrows from it).
             let value = &document[member.value];
+            let paths = self.paths;
+            if bits(here).all(|p| paths[p].steps().len() == 1) {
+                // Most values read are plain strings (an `eventName`): no scan needed.
+                if let Some(text) = plain_string(value) {
+                    for p in bits(here) {
+                        self.resolve(p, Found::Text(Cow::Borrowed(text)));
+                    }
+                    if self.open == 0 {
+                        return Err(Stop::Done);
+                    }
+                    continue;
+                }
+            }
+            // The value alone, as a document of its own (what is found borrows from it).
             self.bytes = value;
             self.tokens = Tokens::new(value);
             let outcome = self.value(here, 0, 0);
@@ -730,9 +766,9 @@ mod tests {
         assert_eq!(
             scanned(document.as_bytes(), &paths),
             vec![
-                Found::Text("StopLogging".into()),
-                Found::Text("Root".into()),
-                Found::Text("deep".into()),
+                Found::Text(Cow::Borrowed(b"StopLogging")),
+                Found::Text(Cow::Borrowed(b"Root")),
+                Found::Text(Cow::Borrowed(b"deep")),
                 Found::Absent,
                 Found::Unknown,
                 Found::Unknown,
@@ -742,7 +778,7 @@ mod tests {
         );
         assert_eq!(
             scanned(b"{\"eventName\": \"X\", broken", &paths[..2]),
-            vec![Found::Text("X".into()), Found::Unknown]
+            vec![Found::Text(Cow::Borrowed(b"X")), Found::Unknown]
         );
         assert_eq!(scanned(b"not json", &paths[..1]), vec![Found::Unknown]);
         assert_eq!(

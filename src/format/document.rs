@@ -74,52 +74,43 @@ pub fn append_source(
     let start = out.len();
     let outlined = !separators.is_empty();
     let mut outline = Vec::with_capacity(if outlined { separators.len() + 2 } else { 0 });
-    // A record position in `record[copied..]` is at this position of the document plus the
-    // bytes written before it, minus the bytes copied before it.
-    let here = |out: &Vec<u8>| (out.len() - start) as u32;
     out.push(b'{');
     if let Some(ts) = timestamp {
         out.extend_from_slice(b"\"@timestamp\":");
         if outlined {
-            outline.push(here(out) - 1);
+            outline.push((out.len() - start - 1) as u32);
         }
         write_str(out, ts);
         let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
         if !empty {
             if outlined {
-                outline.push(here(out));
+                outline.push((out.len() - start) as u32);
             }
             out.push(b',');
         }
     }
+    // A record position is at the same place in the document plus `shift`, which grows by
+    // what the spliced member adds and by what each edit before it adds.
+    let mut shift = (out.len() - start) as i64 - (open + 1) as i64;
+    let mut shifts = Vec::new();
     let mut copied = open + 1;
-    let mut pending = separators.iter().copied().peekable();
-    // Copies `record[from..to]`, with the separators in it.
-    let mut copy = |out: &mut Vec<u8>, outline: &mut Vec<u32>, from: usize, to: usize| {
-        let shift = i64::from(here(out)) - from as i64;
-        while let Some(at) = pending.next_if(|&at| (at as usize) < to) {
-            outline.push((i64::from(at) + shift) as u32);
-        }
-        out.extend_from_slice(&record[from..to]);
-    };
     for edit in edits {
-        copy(out, &mut outline, copied, edit.span.start);
+        out.extend_from_slice(&record[copied..edit.span.start]);
         let value = &record[edit.span.clone()];
-        match edit.kind {
-            FreeForm::Objects => {
-                out.extend_from_slice(b"{\"value\":");
-                out.extend_from_slice(value);
-                out.push(b'}');
-            }
-            FreeForm::Strings => {
-                let text = std::str::from_utf8(value).expect("a validated record is UTF-8");
-                let text = text.replace(['\n', '\r'], " ");
-                serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
-            }
-        }
+        let before = out.len();
+        write_edited(out, value, edit.kind);
+        shifts.push((edit.span.start, shift));
+        shift += (out.len() - before) as i64 - value.len() as i64;
         copied = edit.span.end;
     }
-    copy(out, &mut outline, copied, record.len());
+    out.extend_from_slice(&record[copied..]);
+    if outlined && shifts.is_empty() {
+        // Most records: one shift for all (the spliced member; wrapping, as a record with
+        // leading whitespace moves back).
+        outline.extend(separators.iter().map(|&at| at.wrapping_add(shift as u32)));
+    } else if outlined {
+        outline.extend(moved(separators, &shifts, shift));
+    }
     let source = &mut out[start..];
     let mut at = 0;
     while let Some(found) = memchr::memchr2(b'\n', b'\r', &source[at..]) {
@@ -127,6 +118,45 @@ pub fn append_source(
         at += found + 1;
     }
     outline
+}
+
+/// `value` written the `kind` way.
+fn write_edited(out: &mut Vec<u8>, value: &[u8], kind: FreeForm) {
+    match kind {
+        FreeForm::Objects => {
+            out.extend_from_slice(b"{\"value\":");
+            out.extend_from_slice(value);
+            out.push(b'}');
+        }
+        FreeForm::Strings => {
+            let text = std::str::from_utf8(value).expect("a validated record is UTF-8");
+            let text = text.replace(['\n', '\r'], " ");
+            serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
+        }
+    }
+}
+
+/// Where the record's `separators` are in the document: each moves by the shift in effect
+/// at it, which is the one recorded before the first edit after it (`shifts`: each edit's
+/// start and the shift before it), or `last` after every edit. A separator lies between
+/// members, never inside an edited value.
+fn moved<'a>(
+    separators: &'a [u32],
+    shifts: &'a [(usize, i64)],
+    last: i64,
+) -> impl Iterator<Item = u32> + 'a {
+    let mut next = 0;
+    separators.iter().map(move |&at| {
+        while shifts
+            .get(next)
+            .is_some_and(|&(edit, _)| edit < at as usize)
+        {
+            next += 1;
+        }
+        let shift = shifts.get(next).map_or(last, |&(_, before)| before);
+        // The document is at most a record's 64 MiB plus a few bytes: positions fit a u32.
+        (i64::from(at) + shift) as u32
+    })
 }
 
 /// Appends `text` as a JSON string. Most texts written per event (times, ids, index names)

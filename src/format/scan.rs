@@ -509,17 +509,6 @@ impl<'a> Tokens<'a> {
             .unwrap_or_else(|| self.bytes[from..to].contains(&b'\\'))
     }
 
-    /// `from..to` as text, where `to` is the token just passed; `None` when it is not UTF-8.
-    /// Text that the classifier saw to be all ASCII is not checked again.
-    pub fn text(&self, from: usize, to: usize) -> Option<&'a str> {
-        let bytes: &'a [u8] = &self.bytes[from..to];
-        match self.within(from, to, |block| block.non_ascii) {
-            // SAFETY: every byte is below 0x80: ASCII, which is UTF-8.
-            Some(false) => Some(unsafe { std::str::from_utf8_unchecked(bytes) }),
-            _ => std::str::from_utf8(bytes).ok(),
-        }
-    }
-
     /// Whether `mask` has a bit in `from..to`; `None` when `from` is before the current
     /// block (only that one is kept).
     fn within(&self, from: usize, to: usize, mask: impl Fn(&Block) -> u64) -> Option<bool> {
