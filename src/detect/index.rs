@@ -318,6 +318,11 @@ pub fn scan<'a>(document: &'a [u8], outline: &[u32], paths: &[FieldPath]) -> Vec
             (1u64 << paths.len()) - 1
         },
         whole: if outline.is_empty() { usize::MAX } else { 1 },
+        nested: paths
+            .iter()
+            .enumerate()
+            .filter(|(_, path)| path.steps().len() > 1)
+            .fold(0, |mask, (p, _)| mask | 1 << p),
     };
     let wanted = scanner.open;
     let outcome = if outline.is_empty() {
@@ -358,6 +363,8 @@ struct Scanner<'a, 'p> {
     /// The depth of an object that is the whole of `bytes` (a top-level value read from the
     /// outline), else none.
     whole: usize,
+    /// The paths of more than one step.
+    nested: u64,
 }
 
 /// Whether `bytes`, a key or a short value, holds `byte`: a plain loop, which beats starting a
@@ -526,7 +533,9 @@ impl<'a> Scanner<'a, '_> {
         let here = bits(open)
             .filter(|p| paths[*p].steps()[depth].as_bytes() == key)
             .fold(0u64, |mask, p| mask | 1 << p);
-        if has_byte(key, b'.') {
+        // Only a path with steps below this key's can be spelled by a key with dots.
+        let spellable = depth > 0 || open & self.nested != 0;
+        if spellable && has_byte(key, b'.') {
             self.dotted_key(key, open, depth)?;
         }
         Ok(here)
