@@ -14,7 +14,8 @@
 //!
 //! Between blocks the state is two bits (inside a string; the last byte escapes the next), so
 //! a stream is scanned block by block as its buffers arrive ([`Classifier`]), and a whole
-//! slice token by token ([`Tokens`]).
+//! slice token by token ([`Tokens`]). Once an object's top-level `:` and `,` are known (its
+//! outline), [`Members`] reads its members from them without scanning again.
 //!
 //! Pure: no I/O, no allocation, no failure. Bytes that are not JSON are classified all the
 //! same, as the bytes they are (a backslash outside a string still escapes the byte after
