@@ -7,6 +7,7 @@
 //! does not match its request (another number of items, an item without its action, no JSON)
 //! is an error of the whole request.
 
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::client::RequestError;
@@ -64,7 +65,32 @@ impl BulkError {
 #[derive(Deserialize)]
 struct BulkResponse {
     #[serde(default)]
-    items: Vec<std::collections::HashMap<String, BulkItem>>,
+    items: Vec<Action>,
+}
+
+/// One item of a bulk response: `{"<action>": {...}}`, read without keeping the action's
+/// name (every item of a request has one; nothing is allocated for it). `None` when the
+/// object names no action.
+struct Action(Option<BulkItem>);
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Only;
+        impl<'de> Visitor<'de> for Only {
+            type Value = Action;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with one action")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Action, A::Error> {
+                let first = map
+                    .next_entry::<IgnoredAny, BulkItem>()?
+                    .map(|(_, item)| item);
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Action(first))
+            }
+        }
+        deserializer.deserialize_map(Only)
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,7 +122,7 @@ pub fn classify_response(body: &[u8], expected: usize) -> Result<Vec<ItemOutcome
         .items
         .into_iter()
         .enumerate()
-        .map(|(n, item)| match item.into_values().next() {
+        .map(|(n, item)| match item.0 {
             Some(item) => Ok(classify_item(item)),
             None => Err(BulkError::Response(format!("item {n} names no action"))),
         })
