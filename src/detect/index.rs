@@ -261,8 +261,14 @@ type Keyed = HashMap<Box<[u8]>, Vec<usize>, BuildHasherDefault<Fnv>>;
 /// FNV-1a: the pinned values are looked up twice or more per event, and they are short, where
 /// the default hasher's setup dominates. Only the rules put keys in these maps, so a value
 /// chosen to collide can slow its own lookup, never fill a map.
-#[derive(Default)]
 struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        // FNV-1a's offset basis.
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
@@ -270,11 +276,7 @@ impl Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
+        let mut hash = self.0;
         for &b in bytes {
             hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }

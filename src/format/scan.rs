@@ -515,8 +515,7 @@ impl<'a> Tokens<'a> {
     /// after its closing bracket, or `None` when the slice ends first. Only brackets are
     /// looked at: outside strings, JSON's two kinds nest evenly. The blocks after the current
     /// one are classified in one run ([`Classifier::blocks`]).
-    pub fn close(&mut self, depth: usize) -> Option<usize> {
-        let mut depth = depth;
+    pub fn close(&mut self, mut depth: usize) -> Option<usize> {
         let bytes = self.bytes;
         // The bit of the bracket in `brackets` (of the block at `start`) that closes.
         let mut closing = |start: usize, mut brackets: u64| {
