@@ -124,14 +124,15 @@ impl Origin {
     }
 }
 
-/// An event on its way to the sink, with the claim that settles it. While it exists it also
-/// holds its share of the byte budget between the format and the sink.
+/// An event on its way to the sink, with the claim that settles it. Once handed over, the
+/// parcel it travelled in holds its share of the byte budget (see [`super::Budget`]).
 #[derive(Debug)]
 pub struct Pending {
     pub event: Event,
     pub origin: Arc<Origin>,
     claim: Claim,
-    pub(super) budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The bytes its parcel took from the budget for it (set at the hand-over).
+    pub(super) budgeted: u32,
     /// Set when the source itself refused the record (it is no JSON): the sink writes it to
     /// the dead-letter index with this reason instead of indexing it.
     pub refusal: Option<Box<str>>,
@@ -153,7 +154,7 @@ impl Pending {
             event,
             origin,
             claim,
-            budget: None,
+            budgeted: 0,
             refusal: None,
             on_written: None,
         }
@@ -179,7 +180,7 @@ impl Pending {
         Pending::new(event, self.origin.clone(), self.claim.sibling())
     }
 
-    /// Settles the event with its final outcome; the byte budget it held is returned.
+    /// Settles the event with its final outcome.
     pub fn settle(self, outcome: Result<(), super::Failure>) {
         self.claim.settle(outcome);
     }
@@ -187,5 +188,11 @@ impl Pending {
     /// Bytes this event counts against the budget.
     pub fn weight(&self) -> usize {
         self.event.source.len() + self.event.id.len()
+    }
+
+    /// The bytes of the budget its parcel took for it: its weight, at least 1 and at most
+    /// the whole budget; 0 before it is handed over.
+    pub fn budgeted(&self) -> usize {
+        self.budgeted as usize
     }
 }

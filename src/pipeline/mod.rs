@@ -16,7 +16,8 @@
 //! - backfill and files: advance the checkpoint, or count the file, only past what settled
 //!   ([`Watermark`] over the listing order).
 //!
-//! Between the stages and the sink, [`channel`] bounds memory by bytes as well as by count;
+//! Between the stages and the sink, [`channel`] carries events in parcels and bounds their
+//! memory by bytes;
 //! [`Indices`] names the daily index of each event; [`Shutdown`] says when to stop and how
 //! long what is in flight may still take.
 
@@ -29,11 +30,11 @@ mod stage;
 mod ticket;
 mod watermark;
 
-pub use channel::{Closed, EventReceiver};
+pub use channel::{Budget, Closed, EventReceiver, Parcel};
 pub use event::{format_time, Dataset, Event, OnWritten, Origin, Pending};
 pub use failure::{Failure, StageError};
 pub use indices::{index_name, Indices};
 pub use shutdown::Shutdown;
-pub use stage::{channel, EventSender, Stage};
+pub use stage::{channel, EventSender, Outbox, Stage};
 pub use ticket::{Claim, Ticket, Verdict};
 pub use watermark::Watermark;

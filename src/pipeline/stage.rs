@@ -47,27 +47,92 @@ impl EventSender {
         self
     }
 
-    /// Waits for room (count and bytes), then hands the event over, followed by what the
-    /// stages added.
+    /// Waits for room, then hands the event over, followed by what the stages added.
     pub async fn send(&self, pending: Pending) -> Result<(), Closed> {
-        let added: Vec<Pending> = if pending.refusal.is_none() {
-            self.stages
-                .iter()
-                .flat_map(|stage| stage.inspect(&pending))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        self.inlet.hand_over(pending).await?;
-        for event in added {
-            self.inlet.hand_over(event).await?;
-        }
-        Ok(())
+        self.send_all(vec![pending]).await
     }
 
-    /// [`EventSender::send`] from a blocking thread (the format's).
-    pub fn blocking_send(&self, pending: Pending) -> Result<(), Closed> {
-        tokio::runtime::Handle::current().block_on(self.send(pending))
+    /// Waits for room, then hands the events over in their order, each followed by what the
+    /// stages added to it. If the sink is gone, what was not handed over settles as dropped.
+    pub async fn send_all(&self, events: Vec<Pending>) -> Result<(), Closed> {
+        self.inlet.hand_over(self.inspected(events)).await
+    }
+
+    /// [`EventSender::send_all`] from a blocking thread (a format's).
+    pub fn blocking_send_all(&self, events: Vec<Pending>) -> Result<(), Closed> {
+        tokio::runtime::Handle::current().block_on(self.send_all(events))
+    }
+
+    /// An [`Outbox`] that gathers events for this sender on a blocking thread.
+    pub fn outbox(&self) -> Outbox {
+        Outbox {
+            sender: self.clone(),
+            events: Vec::with_capacity(Outbox::PARCEL_EVENTS),
+            bytes: 0,
+        }
+    }
+
+    /// `events`, each followed by what the stages add to it.
+    fn inspected(&self, events: Vec<Pending>) -> Vec<Pending> {
+        if self.stages.is_empty() {
+            return events;
+        }
+        let mut all = Vec::with_capacity(events.len());
+        for pending in events {
+            let added: Vec<Pending> = if pending.refusal.is_none() {
+                self.stages
+                    .iter()
+                    .flat_map(|stage| stage.inspect(&pending))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            all.push(pending);
+            all.extend(added);
+        }
+        all
+    }
+}
+
+/// Events gathered on a blocking thread (a format reading an object), handed over in
+/// parcels: whenever [`Outbox::PARCEL_EVENTS`] events or [`Outbox::PARCEL_BYTES`] bytes are
+/// gathered, and at [`Outbox::flush`], which the producer calls when it is done, whether it
+/// succeeded or not. Events still gathered when the outbox is dropped settle as dropped.
+///
+/// The stages see each event when its parcel goes, so an alert waits at most for the rest of
+/// its parcel to be read.
+#[derive(Debug)]
+pub struct Outbox {
+    sender: EventSender,
+    events: Vec<Pending>,
+    bytes: usize,
+}
+
+impl Outbox {
+    /// At most this many events per parcel.
+    pub const PARCEL_EVENTS: usize = 256;
+    /// A parcel goes once its events weigh this much.
+    pub const PARCEL_BYTES: usize = 256 << 10;
+
+    /// Gathers `pending`; hands the parcel over, waiting for room, once it is full.
+    pub fn push(&mut self, pending: Pending) -> Result<(), Closed> {
+        self.bytes += pending.weight();
+        self.events.push(pending);
+        if self.events.len() >= Self::PARCEL_EVENTS || self.bytes >= Self::PARCEL_BYTES {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands over what is gathered, waiting for room.
+    pub fn flush(&mut self) -> Result<(), Closed> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(Self::PARCEL_EVENTS));
+        self.sender.blocking_send_all(events)
     }
 }
 
@@ -117,17 +182,73 @@ mod tests {
         ))
         .await
         .unwrap();
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let pending = rx.recv().await.unwrap();
-            ids.push(pending.event.id.clone());
-            pending.settle(Ok(()));
+        let mut parcels = Vec::new();
+        for _ in 0..2 {
+            let parcel = rx.recv().await.unwrap();
+            let ids: Vec<String> = parcel.events.iter().map(|p| p.event.id.clone()).collect();
+            parcels.push(ids);
+            parcel.events.into_iter().for_each(|p| p.settle(Ok(())));
         }
         assert_eq!(
-            ids,
-            ["a", "a-echo", "b"],
-            "refused records are not inspected"
+            parcels,
+            [vec!["a", "a-echo"], vec!["b"]],
+            "what a stage adds goes in its event's parcel; refused records are not inspected"
         );
         ticket.settle().await.expect("every claim settled");
+    }
+
+    #[tokio::test]
+    async fn an_outbox_sends_full_parcels_then_the_rest_when_flushed() {
+        let (tx, mut rx) = channel(64, 64 << 20);
+        let ticket = Ticket::new();
+        let origin = Arc::new(Origin::new("o", serde_json::json!({})));
+        let claims = ticket.clone();
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut outbox = tx.outbox();
+            for n in 0..Outbox::PARCEL_EVENTS + 10 {
+                outbox.push(Pending::new(
+                    event(&n.to_string()),
+                    origin.clone(),
+                    claims.claim(),
+                ))?;
+            }
+            // One event of more than the parcel's bytes goes at once, with those before it.
+            let mut heavy = event("heavy");
+            heavy.source = vec![b' '; Outbox::PARCEL_BYTES];
+            outbox.push(Pending::new(heavy, origin.clone(), claims.claim()))?;
+            outbox.push(Pending::new(event("last"), origin, claims.claim()))?;
+            outbox.flush()
+        });
+        let mut sizes = Vec::new();
+        let mut ids = Vec::new();
+        while let Some(parcel) = rx.recv().await {
+            sizes.push(parcel.events.len());
+            for pending in parcel.events {
+                ids.push(pending.event.id.clone());
+                pending.settle(Ok(()));
+            }
+        }
+        producer.await.unwrap().expect("the sink took every parcel");
+        assert_eq!(sizes, [Outbox::PARCEL_EVENTS, 11, 1]);
+        assert_eq!(ids.len(), Outbox::PARCEL_EVENTS + 12);
+        assert_eq!((&ids[0][..], &ids[ids.len() - 2][..]), ("0", "heavy"));
+        ticket.settle().await.expect("every claim settled");
+    }
+
+    #[tokio::test]
+    async fn what_an_outbox_does_not_flush_settles_as_dropped() {
+        let (tx, _rx) = channel(64, 64 << 20);
+        let ticket = Ticket::new();
+        let claims = ticket.clone();
+        tokio::task::spawn_blocking(move || {
+            let origin = Arc::new(Origin::new("o", serde_json::json!({})));
+            let mut outbox = tx.outbox();
+            outbox.push(Pending::new(event("a"), origin, claims.claim()))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let verdict = ticket.settle().await;
+        assert!(matches!(verdict, Err(crate::pipeline::Failure::Dropped)));
     }
 }

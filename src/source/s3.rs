@@ -319,6 +319,7 @@ pub fn read_stream<R: Read>(
         } else {
             Box::new(raw)
         };
+        let mut outbox = sink.events.outbox();
         let mut emit = |item| {
             let pending = match item {
                 Item::Event(event) => Pending::new(event, sink.origin.clone(), sink.ticket.claim()),
@@ -332,9 +333,14 @@ pub fn read_stream<R: Read>(
                     Pending::refused(event, origin, sink.ticket.claim(), reason)
                 }
             };
-            sink.events.blocking_send(pending)
+            outbox.push(pending)
         };
-        sink.format.read(&mut decoded, context, &mut emit)
+        let read = sink.format.read(&mut decoded, context, &mut emit);
+        // What was read before an error is sent too (see the formats' failure policy).
+        match (read, outbox.flush()) {
+            (Ok(_), Err(closed)) => Err(FormatError::Closed(closed)),
+            (read, _) => read,
+        }
     };
     let summary = read.map_err(|err| match err {
         FormatError::Read(io) => read_error(io),
@@ -473,10 +479,10 @@ mod tests {
         .await
         .unwrap();
         let mut events = Vec::new();
-        while let Ok(Some(p)) =
+        while let Ok(Some(parcel)) =
             tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
         {
-            events.push(p);
+            events.extend(parcel.events);
         }
         (result, events)
     }
@@ -552,10 +558,13 @@ mod tests {
         .expect("reads");
         assert_eq!((result.events, result.unreadable), (3, 1));
         let mut refused = Vec::new();
-        while let Ok(Some(pending)) =
+        while let Ok(Some(parcel)) =
             tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await
         {
-            if let Some(reason) = &pending.refusal {
+            for pending in &parcel.events {
+                let Some(reason) = &pending.refusal else {
+                    continue;
+                };
                 refused.push((pending.origin.fields().cloned(), reason.to_string()));
             }
         }

@@ -44,10 +44,13 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use super::client::Cluster;
 use super::dead_letter::{self, Rejection};
-use super::request::{self, append_create, gzip};
+use super::request::{self, append_create, gzip, Bodies};
 use super::response::{BulkError, ItemOutcome};
 use super::sigv4;
-use crate::pipeline::{index_name, EventReceiver, Failure, Indices, Origin, Pending, StageError};
+use crate::pipeline::{
+    index_name, Budget, Dataset, Event, EventReceiver, Failure, Indices, Origin, Pending,
+    StageError,
+};
 use crate::telemetry::Stats;
 
 crate::telemetry::counters! {
@@ -133,7 +136,7 @@ pub enum IndexerError {
 #[derive(Debug)]
 struct Item {
     pending: Pending,
-    index: String,
+    index: Arc<str>,
     dead_letter: bool,
 }
 
@@ -142,6 +145,8 @@ struct Item {
 struct Batch {
     items: Vec<Item>,
     bytes: usize,
+    /// The bytes of the budget its events hold (see [`Pending::budgeted`]).
+    weight: usize,
     /// When the batch must go even if it is not full; set by its first event.
     deadline: Option<Instant>,
 }
@@ -149,12 +154,18 @@ struct Batch {
 impl Batch {
     fn push(&mut self, item: Item, linger: Duration) {
         self.bytes += item.pending.event.source.len();
+        self.weight += item.pending.budgeted();
         self.items.push(item);
         self.deadline.get_or_insert_with(|| Instant::now() + linger);
     }
 
+    /// The batch, leaving an empty one with room for as many items.
     fn take(&mut self) -> Batch {
-        std::mem::take(self)
+        let next = Batch {
+            items: Vec::with_capacity(self.items.len()),
+            ..Batch::default()
+        };
+        std::mem::replace(self, next)
     }
 }
 
@@ -166,6 +177,8 @@ struct Shared {
     counters: Arc<SinkCounters>,
     /// Paces the "credentials refused" line.
     auth_log: LogEvery,
+    /// Bodies of requests done, for the next ones.
+    bodies: Arc<Bodies>,
 }
 
 /// Lets a line through at most once per period, across all bulk tasks.
@@ -204,16 +217,20 @@ pub async fn run_indexer(
 ) -> Result<(), IndexerError> {
     let shared = Arc::new(Shared {
         client,
-        settings,
         counters: stats.counters(),
         stats,
         auth_log: LogEvery::new(AUTH_LOG_EVERY),
+        bodies: Bodies::new(settings.concurrency, 2 * settings.max_bytes),
+        settings,
     });
-    let settings = &shared.settings;
-    let mut batch = Batch::default();
-    let mut in_flight = JoinSet::new();
+    let mut taken = Taken {
+        batch: Batch::default(),
+        held: Budget::empty(),
+        names: IndexNames::default(),
+        in_flight: JoinSet::new(),
+    };
     loop {
-        let deadline = batch.deadline;
+        let deadline = taken.batch.deadline;
         let linger = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -222,36 +239,105 @@ pub async fn run_indexer(
         };
         tokio::select! {
             received = events.recv() => {
-                let Some(mut pending) = received else { break };
-                let index = settings.indices.index(pending.event.dataset, pending.event.time);
-                let refusal = pending.refusal.take();
-                let mut item = Item { pending, index, dead_letter: false };
-                if let Some(reason) = refusal {
-                    // Refused by its source (not JSON): straight to the dead-letter index.
-                    match reject(settings, &shared.counters, item, Rejection::unreadable(reason)) {
-                        Some(entry) => item = entry,
-                        None => continue,
-                    }
-                }
-                let len = item.pending.event.source.len();
-                if !batch.items.is_empty() && batch.bytes + len > settings.max_bytes {
-                    dispatch(&shared, &mut in_flight, batch.take()).await?;
-                }
-                batch.push(item, settings.linger);
-                if batch.bytes >= settings.max_bytes {
-                    dispatch(&shared, &mut in_flight, batch.take()).await?;
+                let Some(parcel) = received else { break };
+                taken.held.merge(parcel.budget);
+                for pending in parcel.events {
+                    taken.take(&shared, pending).await?;
                 }
             }
-            () = linger => dispatch(&shared, &mut in_flight, batch.take()).await?,
+            () = linger => taken.dispatch(&shared).await?,
         }
     }
-    if !batch.items.is_empty() {
-        dispatch(&shared, &mut in_flight, batch).await?;
+    if !taken.batch.items.is_empty() {
+        taken.dispatch(&shared).await?;
     }
-    while let Some(joined) = in_flight.join_next().await {
+    while let Some(joined) = taken.in_flight.join_next().await {
         joined_ok(joined)?;
     }
     Ok(())
+}
+
+/// What the indexer holds: the batch being filled, the budget of the events it took and
+/// has not yet sent, and the requests in flight.
+struct Taken {
+    batch: Batch,
+    /// The shares of the budget of the parcels taken, less what each request took along.
+    held: Budget,
+    names: IndexNames,
+    in_flight: JoinSet<()>,
+}
+
+impl Taken {
+    /// Adds `pending` to the batch, sending the batch first if it would not fit, and after
+    /// if it is full.
+    async fn take(
+        &mut self,
+        shared: &Arc<Shared>,
+        mut pending: Pending,
+    ) -> Result<(), IndexerError> {
+        let settings = &shared.settings;
+        let index = self.names.of(&settings.indices, &pending.event);
+        let refusal = pending.refusal.take();
+        let mut item = Item {
+            pending,
+            index,
+            dead_letter: false,
+        };
+        if let Some(reason) = refusal {
+            // Refused by its source (not JSON): straight to the dead-letter index.
+            let weight = item.pending.budgeted();
+            match reject(
+                settings,
+                &shared.counters,
+                item,
+                Rejection::unreadable(reason),
+            ) {
+                Some(entry) => item = entry,
+                None => {
+                    drop(self.held.split(weight));
+                    return Ok(());
+                }
+            }
+        }
+        let len = item.pending.event.source.len();
+        if !self.batch.items.is_empty() && self.batch.bytes + len > settings.max_bytes {
+            self.dispatch(shared).await?;
+        }
+        self.batch.push(item, settings.linger);
+        if self.batch.bytes >= settings.max_bytes {
+            self.dispatch(shared).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the batch, with its share of the budget, once a request slot is free.
+    async fn dispatch(&mut self, shared: &Arc<Shared>) -> Result<(), IndexerError> {
+        let batch = self.batch.take();
+        let budget = self.held.split(batch.weight);
+        dispatch(shared, &mut self.in_flight, batch, budget).await
+    }
+}
+
+/// The daily index of each event, named once per dataset and day rather than per event.
+#[derive(Default)]
+struct IndexNames {
+    last: Option<(Dataset, i64, Arc<str>)>,
+}
+
+impl IndexNames {
+    fn of(&mut self, indices: &Indices, event: &Event) -> Arc<str> {
+        let day = event.time.unix_timestamp().div_euclid(86_400);
+        match &self.last {
+            Some((dataset, last, name)) if *dataset == event.dataset && *last == day => {
+                name.clone()
+            }
+            _ => {
+                let name: Arc<str> = indices.index(event.dataset, event.time).into();
+                self.last = Some((event.dataset, day, name.clone()));
+                name
+            }
+        }
+    }
 }
 
 fn joined_ok(joined: Result<(), tokio::task::JoinError>) -> Result<(), IndexerError> {
@@ -271,11 +357,13 @@ fn joined_ok(joined: Result<(), tokio::task::JoinError>) -> Result<(), IndexerEr
     }
 }
 
-/// Starts a bulk request for `batch`, first waiting for a free slot.
+/// Starts a bulk request for `batch`, first waiting for a free slot; `budget`, the batch's
+/// share of the byte budget, is given back once every event of the batch is settled.
 async fn dispatch(
     shared: &Arc<Shared>,
     in_flight: &mut JoinSet<()>,
     batch: Batch,
+    budget: Budget,
 ) -> Result<(), IndexerError> {
     while in_flight.len() >= shared.settings.concurrency {
         if let Some(joined) = in_flight.join_next().await {
@@ -284,16 +372,22 @@ async fn dispatch(
     }
     let shared = shared.clone();
     let span = info_span!("bulk", docs = batch.items.len(), bytes = batch.bytes);
-    in_flight.spawn(async move { index_batch(&shared, batch.items).await }.instrument(span));
+    in_flight.spawn(
+        async move {
+            index_batch(&shared, batch.items).await;
+            drop(budget);
+        }
+        .instrument(span),
+    );
     Ok(())
 }
 
-fn body_of(items: &[Item]) -> Vec<u8> {
+fn body_of(bodies: &Bodies, items: &[Item]) -> Vec<u8> {
     let size = items
         .iter()
         .map(|i| i.pending.event.source.len() + i.index.len() + i.pending.event.id.len() + 40)
         .sum();
-    let mut body = Vec::with_capacity(size);
+    let mut body = bodies.take(size);
     for item in items {
         let event = &item.pending.event;
         append_create(&mut body, &item.index, &event.id, &event.source);
@@ -389,11 +483,11 @@ async fn send_batch(shared: &Shared, items: &[Item]) -> Result<Vec<ItemOutcome>,
         counters,
         ..
     } = shared;
-    let body = body_of(items);
+    let body = shared.bodies.share(body_of(&shared.bodies, items));
     counters.bulk_requests.add(1);
     let started = Instant::now();
     let body = if settings.gzip {
-        tokio::task::spawn_blocking(move || gzip(&body))
+        tokio::task::spawn_blocking(move || Bytes::from(gzip(&body)))
             .await
             .expect("compression does not panic")
     } else {
@@ -401,7 +495,7 @@ async fn send_batch(shared: &Shared, items: &[Item]) -> Result<Vec<ItemOutcome>,
     };
     let result = {
         let _in_flight = stats.enter(&stats.bulk_in_flight);
-        request::send(client, Bytes::from(body), settings.gzip, items.len()).await
+        request::send(client, body, settings.gzip, items.len()).await
     };
     let elapsed = started.elapsed();
     stats.bulk_latency.0.observe(elapsed.as_secs_f64());
@@ -559,7 +653,7 @@ fn reject(
                 &rejection,
                 OffsetDateTime::now_utc(),
             );
-            let index = index_name(prefix, event.time);
+            let index = index_name(prefix, event.time).into();
             let mut pending = item.pending;
             pending.event = entry;
             return Some(Item {
@@ -576,7 +670,7 @@ fn reject(
         "document rejected; its payload comes back later because {why_kept}"
     );
     let failure = Failure::new(IndexFailure::Rejected {
-        index: item.index.clone(),
+        index: item.index.to_string(),
         id: event.id.clone(),
         origin,
         rejection,

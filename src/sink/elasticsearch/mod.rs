@@ -34,8 +34,9 @@ use crate::format::{Destination, FreeForm};
 use crate::pipeline::{self, EventSender};
 use crate::telemetry::Stats;
 
-/// Events buffered between the formats and the sink, by count.
-const CHANNEL_EVENTS: usize = 2048;
+/// Parcels of events buffered between the formats and the sink (see [`pipeline::Parcel`]);
+/// the byte budget is what bounds their memory.
+const CHANNEL_PARCELS: usize = 64;
 /// The byte budget of events handed over and not yet settled, at least.
 const MIN_BUDGET_BYTES: usize = 32 << 20;
 
@@ -123,7 +124,7 @@ pub async fn finish_within(
 pub fn start(client: Cluster, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
     let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
     stats.counters::<SinkCounters>();
-    let (sender, receiver) = pipeline::channel(CHANNEL_EVENTS, budget);
+    let (sender, receiver) = pipeline::channel(CHANNEL_PARCELS, budget);
     let indexer = tokio::spawn(bulk::run_indexer(client, settings, receiver, stats));
     (sender, indexer)
 }

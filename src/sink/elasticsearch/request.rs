@@ -5,6 +5,8 @@
 //! by its source on one line. Bodies may be gzipped (`--bulk-compression gzip`). The query
 //! asks only for what classification needs ([`super::response`]).
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use elasticsearch::http::Method;
@@ -19,6 +21,76 @@ use crate::format::document::write_str;
 /// signed and the one sent are the same bytes.
 const BULK_PATH: &str =
     "/_bulk?filter_path=errors%2Citems.%2A.status%2Citems.%2A.error.type%2Citems.%2A.error.reason";
+/// Bulk bodies, kept once sent for the requests that follow: a body is megabytes, and memory
+/// fresh from the system costs a page fault for every 4 KiB first written. At most `keep`
+/// bodies are kept, none larger than `largest` bytes (a body made large by one huge event is
+/// given back to the system).
+#[derive(Debug)]
+pub struct Bodies {
+    free: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+    largest: usize,
+}
+
+impl Bodies {
+    pub fn new(keep: usize, largest: usize) -> Arc<Self> {
+        Arc::new(Bodies {
+            free: Mutex::new(Vec::new()),
+            keep,
+            largest,
+        })
+    }
+
+    /// An empty body with room for `capacity` bytes.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let kept = self
+            .free
+            .lock()
+            .expect("the body pool is never poisoned")
+            .pop();
+        let mut body = kept.unwrap_or_default();
+        body.reserve(capacity);
+        body
+    }
+
+    /// `body` as the bytes of a request; it comes back here once the request is done with it.
+    pub fn share(self: &Arc<Self>, body: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Sent {
+            body,
+            bodies: self.clone(),
+        })
+    }
+
+    fn give_back(&self, mut body: Vec<u8>) {
+        if body.capacity() > self.largest {
+            return;
+        }
+        body.clear();
+        let mut free = self.free.lock().expect("the body pool is never poisoned");
+        if free.len() < self.keep {
+            free.push(body);
+        }
+    }
+}
+
+/// A body in a request, given back to its pool when the last of its bytes is dropped.
+struct Sent {
+    body: Vec<u8>,
+    bodies: Arc<Bodies>,
+}
+
+impl AsRef<[u8]> for Sent {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        self.bodies.give_back(std::mem::take(&mut self.body));
+    }
+}
+
 /// Appends one `create` action and its source to a bulk body.
 pub fn append_create(body: &mut Vec<u8>, index: &str, id: &str, source: &[u8]) {
     body.extend_from_slice(b"{\"create\":{\"_index\":");
@@ -89,6 +161,33 @@ mod tests {
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let filter = "errors,items.*.status,items.*.error.type,items.*.error.reason";
         assert_eq!(pairs, [("filter_path".to_string(), filter.to_string())]);
+    }
+
+    #[test]
+    fn bodies_come_back_once_their_bytes_are_dropped() {
+        let bodies = Bodies::new(1, 1 << 20);
+        let mut body = bodies.take(1000);
+        body.extend_from_slice(b"first");
+        let address = body.as_ptr();
+        let sent = bodies.share(body);
+        let clone = sent.clone();
+        drop(sent);
+        assert_eq!(&clone[..], b"first");
+        assert!(
+            bodies.free.lock().unwrap().is_empty(),
+            "a clone still holds it"
+        );
+        drop(clone);
+        let again = bodies.take(10);
+        assert!(again.is_empty() && again.capacity() >= 1000);
+        assert_eq!(again.as_ptr(), address, "the same memory");
+        // Only `keep` are kept, and none larger than `largest`.
+        drop(bodies.share(bodies.take(10)));
+        drop(bodies.share(bodies.take(10)));
+        assert_eq!(bodies.free.lock().unwrap().len(), 1);
+        let _ = bodies.take(10);
+        drop(bodies.share(bodies.take(2 << 20)));
+        assert!(bodies.free.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -359,17 +359,6 @@ impl Attempt {
     }
 }
 
-/// Sends every attempt of a batch under one ticket.
-async fn send_all(
-    events: EventSender,
-    pendings: Vec<Pending>,
-) -> Result<(), crate::pipeline::Closed> {
-    for pending in pendings {
-        events.send(pending).await?;
-    }
-    Ok(())
-}
-
 /// A batch of records on its way into the sink, waiting for room.
 struct Sending {
     future: std::pin::Pin<
@@ -453,7 +442,10 @@ impl Worker {
         let ticket = Ticket::new();
         let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
         Some(Sending {
-            future: Box::pin(send_all(self.events.clone(), pendings)),
+            future: Box::pin({
+                let events = self.events.clone();
+                async move { events.send_all(pendings).await }
+            }),
             ticket,
             batch,
             since: Instant::now(),
@@ -491,7 +483,7 @@ impl Worker {
                 counters.records_retried.add(batch.len() as u64);
                 ticket = Ticket::new();
                 let pendings = batch.iter().map(|a| a.pending(&ticket)).collect();
-                if send_all(events.clone(), pendings).await.is_err() {
+                if events.send_all(pendings).await.is_err() {
                     return;
                 }
             }

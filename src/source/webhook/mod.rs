@@ -431,11 +431,8 @@ async fn ingest(
     counters.entries_unreadable.add(unreadable);
     let sender = context.events.clone();
     let settled = tokio::time::timeout(context.timeout, async {
-        for pending in pendings {
-            if sender.send(pending).await.is_err() {
-                break; // the sink is gone: the remaining claims settle as dropped
-            }
-        }
+        // If the sink is gone, the claims not handed over settle as dropped.
+        let _ = sender.send_all(pendings).await;
         ticket.settle().await
     })
     .await;
