@@ -161,7 +161,7 @@ impl Alerter {
             id: alert_id(&rule.id, &event.id),
             time: event.time,
             timestamp: event.timestamp.clone(),
-            source,
+            source: source.into(),
             outline: Vec::new(),
             used_fallback_time: event.used_fallback_time,
             dataset: DATASET,
@@ -367,7 +367,8 @@ mod tests {
             timestamp: format_time(time),
             source: json!({"@timestamp": format_time(time), "eventName": name, "userIdentity": {"arn": "arn:aws:iam::111122223333:user/x"}})
                 .to_string()
-                .into_bytes(),
+                .into_bytes()
+                .into(),
             outline: Vec::new(),
             used_fallback_time: false,
             dataset: CLOUDTRAIL,

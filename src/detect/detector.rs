@@ -179,7 +179,7 @@ mod tests {
             id: "e".into(),
             time: time::OffsetDateTime::UNIX_EPOCH,
             timestamp: String::new(),
-            source: source.as_bytes().to_vec(),
+            source: source.as_bytes().to_vec().into(),
             outline: Vec::new(),
             used_fallback_time: false,
             dataset,

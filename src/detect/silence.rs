@@ -162,7 +162,9 @@ impl Watch {
             ),
             time: now,
             timestamp: format_time(now),
-            source: serde_json::to_vec(&body).expect("a JSON value serialises"),
+            source: serde_json::to_vec(&body)
+                .expect("a JSON value serialises")
+                .into(),
             outline: Vec::new(),
             used_fallback_time: false,
             dataset: alert::DATASET,

@@ -233,14 +233,10 @@ pub fn event(
             (format_time(t), t)
         }
     };
-    let mut source = Vec::with_capacity(record.len() + timestamp.len() + 64);
-    let outline = append_source(
-        &mut source,
-        record,
-        (!parts.has_timestamp).then_some(timestamp.as_str()),
-        parts.edits,
-        parts.separators,
-    );
+    let timestamp_member = (!parts.has_timestamp).then_some(timestamp.as_str());
+    let (source, outline) = chunks::write(record.len() + timestamp.len() + 64, |out| {
+        append_source(out, record, timestamp_member, parts.edits, parts.separators)
+    });
     Some(Event {
         id: parts.id,
         time,
@@ -250,6 +246,75 @@ pub fn event(
         used_fallback_time,
         dataset: parts.dataset,
     })
+}
+
+/// Where documents are written: each thread's documents are slices of one shared buffer of
+/// [`chunks::CHUNK_BYTES`], so that the events read from an object cost one allocation per
+/// buffer rather than one per event, and one free when the last of them is settled (on the
+/// sink's thread, where freeing many small blocks of another thread's memory costs the most).
+/// A buffer lives as long as any of its documents: at most a buffer's worth more than the
+/// documents in flight, per thread.
+mod chunks {
+    use std::cell::RefCell;
+
+    use bytes::{Bytes, BytesMut};
+
+    /// The size of a buffer (documents of more than an eighth of it get their own).
+    pub const CHUNK_BYTES: usize = 64 << 10;
+
+    thread_local! {
+        /// The document being written (kept for its capacity), and what is left of the
+        /// thread's buffer.
+        static WRITER: RefCell<(Vec<u8>, BytesMut)> = RefCell::new((Vec::new(), BytesMut::new()));
+    }
+
+    /// The document `build` writes (about `size` bytes), and what `build` returns.
+    pub fn write<T>(size: usize, build: impl FnOnce(&mut Vec<u8>) -> T) -> (Bytes, T) {
+        if size > CHUNK_BYTES / 8 {
+            let mut own = Vec::with_capacity(size);
+            let made = build(&mut own);
+            return (Bytes::from(own), made);
+        }
+        WRITER.with_borrow_mut(|(scratch, chunk)| {
+            scratch.clear();
+            let made = build(scratch);
+            if chunk.capacity() < scratch.len() {
+                *chunk = BytesMut::with_capacity(CHUNK_BYTES.max(scratch.len()));
+            }
+            chunk.extend_from_slice(scratch);
+            (chunk.split().freeze(), made)
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn documents_share_a_buffer_until_it_is_full_and_outlive_it() {
+            let small = |byte: u8| write(100, |out| out.extend_from_slice(&[byte; 1000])).0;
+            let first = small(b'a');
+            let second = small(b'b');
+            assert_eq!(
+                distance(&first, &second),
+                1000,
+                "the second follows the first in the same buffer"
+            );
+            let many: Vec<Bytes> = (0..200).map(|n| small(n as u8)).collect();
+            drop(first);
+            assert!(second.iter().all(|&b| b == b'b'));
+            for (n, document) in many.iter().enumerate() {
+                assert!(document.len() == 1000 && document.iter().all(|&b| b == n as u8));
+            }
+            let large = write(CHUNK_BYTES, |out| out.extend_from_slice(b"{}")).0;
+            assert_eq!(&large[..], b"{}");
+        }
+
+        /// How far apart two documents start in memory.
+        fn distance(a: &Bytes, b: &Bytes) -> usize {
+            (b.as_ptr() as usize).wrapping_sub(a.as_ptr() as usize)
+        }
+    }
 }
 
 /// The RFC 3339 time of a raw JSON string value.

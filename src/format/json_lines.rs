@@ -555,7 +555,7 @@ mod tests {
                 reason,
             } => {
                 assert_eq!(*line, 2);
-                assert_eq!(event.source, b"this is not json");
+                assert_eq!(&event.source[..], b"this is not json");
                 assert!(reason.starts_with("line 2: not JSON"), "{reason}");
                 assert!(event.used_fallback_time);
             }

@@ -162,7 +162,7 @@ mod tests {
                 id: "e".into(),
                 time: time::OffsetDateTime::UNIX_EPOCH,
                 timestamp: "1970-01-01T00:00:00Z".into(),
-                source: vec![b' '; bytes],
+                source: vec![b' '; bytes].into(),
                 outline: Vec::new(),
                 used_fallback_time: false,
                 dataset: Dataset::new("test", None, None),

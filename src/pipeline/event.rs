@@ -21,8 +21,10 @@ pub struct Event {
     pub time: OffsetDateTime,
     /// `@timestamp` as written in `source`.
     pub timestamp: String,
-    /// The document, on one line (no raw newlines), without a trailing newline.
-    pub source: Vec<u8>,
+    /// The document, on one line (no raw newlines), without a trailing newline. Shared bytes:
+    /// a format may write many documents into one buffer, each a slice of it, and a copy of
+    /// an event shares its bytes.
+    pub source: bytes::Bytes,
     /// Where the top-level `:` and `,` of `source` are, when its format found them as it
     /// read the record (empty when not known); detection reads top-level fields from them
     /// without scanning `source` again. Whatever rewrites `source` clears it.
@@ -83,7 +85,7 @@ impl Event {
             id,
             time,
             timestamp: format_time(time),
-            source: raw,
+            source: raw.into(),
             outline: Vec::new(),
             used_fallback_time: true,
             dataset,

@@ -158,7 +158,7 @@ mod tests {
             id: id.into(),
             time: time::OffsetDateTime::UNIX_EPOCH,
             timestamp: "1970-01-01T00:00:00Z".into(),
-            source: b"{}".to_vec(),
+            source: bytes::Bytes::from_static(b"{}"),
             outline: Vec::new(),
             used_fallback_time: false,
             dataset: Dataset::new("test", None, None),
@@ -214,7 +214,7 @@ mod tests {
             }
             // One event of more than the parcel's bytes goes at once, with those before it.
             let mut heavy = event("heavy");
-            heavy.source = vec![b' '; Outbox::PARCEL_BYTES];
+            heavy.source = vec![b' '; Outbox::PARCEL_BYTES].into();
             outbox.push(Pending::new(heavy, origin.clone(), claims.claim()))?;
             outbox.push(Pending::new(event("last"), origin, claims.claim()))?;
             outbox.flush()

@@ -86,7 +86,9 @@ pub fn build(
         id: rejected.id.clone(),
         time: rejected.time,
         timestamp: rejected.timestamp.clone(),
-        source: serde_json::to_vec(&source).expect("JSON values serialise"),
+        source: serde_json::to_vec(&source)
+            .expect("JSON values serialise")
+            .into(),
         outline: Vec::new(),
         used_fallback_time: rejected.used_fallback_time,
         dataset: rejected.dataset,
