@@ -38,7 +38,7 @@ use crate::telemetry::Stats;
 /// the byte budget is what bounds their memory.
 const CHANNEL_PARCELS: usize = 64;
 /// The byte budget of events handed over and not yet settled, at least.
-const MIN_BUDGET_BYTES: usize = 32 << 20;
+const MIN_BUDGET_BYTES: usize = 16 << 20;
 
 /// The sink as its source sees it: where events go, and the task that indexes them.
 pub type SinkHandle = (EventSender, JoinHandle<Result<(), IndexerError>>);
@@ -120,7 +120,7 @@ pub async fn finish_within(
 
 /// Starts the indexer; it runs until every sender is dropped and everything it took is
 /// settled. The byte budget leaves room for the batch being filled and every request in
-/// flight, and never less than 32 MiB.
+/// flight (20 MiB by default), and never less than 16 MiB.
 pub fn start(client: Cluster, settings: BulkSettings, stats: Arc<Stats>) -> SinkHandle {
     let budget = MIN_BUDGET_BYTES.max((settings.concurrency + 2) * settings.max_bytes);
     stats.counters::<SinkCounters>();

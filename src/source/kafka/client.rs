@@ -113,8 +113,12 @@ pub async fn topics_exist(
 
 /// Statistics (and so the lag in `/metrics`) are refreshed this often.
 const STATISTICS_EVERY: Duration = Duration::from_secs(5);
-/// Pre-fetched records kept by librdkafka for this consumer, in KiB (its default is 64 MiB).
-const PREFETCH_KIB: u32 = 16 * 1024;
+/// Pre-fetched records kept by librdkafka for this consumer, in KiB (its default is 64 MiB):
+/// some 4,000 audit-log records, eight batches for the sink.
+const PREFETCH_KIB: u32 = 4 * 1024;
+/// The most one fetch response may hold, in bytes (librdkafka's default is 50 MiB; it raises
+/// it to `message.max.bytes` if that is larger, and a first batch larger than it still comes).
+const FETCH_MAX_BYTES: u32 = 4 << 20;
 /// The longest a revocation waits for records in flight of the revoked partitions.
 const REVOKE_WAIT: Duration = Duration::from_secs(5);
 
@@ -143,6 +147,7 @@ pub fn properties(config: &KafkaConfig) -> ClientConfig {
             STATISTICS_EVERY.as_millis().to_string(),
         )
         .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
+        .set("fetch.max.bytes", FETCH_MAX_BYTES.to_string())
         .set("security.protocol", config.kafka_security_protocol.as_str());
     if config.kafka_security_protocol.uses_sasl() {
         props.set("sasl.mechanism", config.kafka_sasl_mechanism.as_str());
