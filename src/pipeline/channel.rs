@@ -79,7 +79,8 @@ impl Budget {
     }
 
     /// The bytes this share holds.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.0.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
     }
 }

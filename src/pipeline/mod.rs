@@ -17,9 +17,8 @@
 //!   ([`Watermark`] over the listing order).
 //!
 //! Between the stages and the sink, [`channel`] carries events in parcels and bounds their
-//! memory by bytes;
-//! [`Indices`] names the daily index of each event; [`Shutdown`] says when to stop and how
-//! long what is in flight may still take.
+//! memory by bytes; [`Indices`] names the daily index of each event; [`Shutdown`] says when
+//! to stop and how long what is in flight may still take.
 
 mod channel;
 mod event;
