@@ -23,6 +23,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod enrich;
 pub mod format;
 pub mod pipeline;
 pub mod runtime;

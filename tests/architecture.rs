@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 /// them, and pipeline and telemetry at the bottom.
 const LAYERS: &[&[&str]] = &[
     &["pipeline", "telemetry"],
-    &["config"],
+    &["config", "enrich"],
     &["format"],
     &["sink", "detect", "source"],
     &["check"],

@@ -79,6 +79,7 @@ fn check_layout(free_form: FreeForm, sent: &Value, written: &Value) {
             assert_eq!(sent, written)
         }
         (FreeForm::Objects, other) => assert_eq!(sent, &serde_json::json!({"value": other})),
+        (FreeForm::AsWritten, other) => assert_eq!(sent, other),
         (FreeForm::Strings, other) => {
             let text = sent.as_str().expect("a string");
             assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), other);

@@ -131,7 +131,7 @@ impl Alerter {
         }
         let text = summary(rule, event, &index, &fields);
         let fields = match self.free_form {
-            FreeForm::Objects => Value::Object(fields),
+            FreeForm::Objects | FreeForm::AsWritten => Value::Object(fields),
             FreeForm::Strings => Value::String(Value::Object(fields).to_string()),
         };
         let body = Body {

@@ -23,11 +23,14 @@ use crate::pipeline::{Dataset, Event};
 ///   any other value (a string such as `"true"`, a number, an array) becomes
 ///   `{"value": <value>}`, because those field types only take objects;
 /// - [`FreeForm::Strings`] (mapped `text`): strings and `null` as written; any other value
-///   becomes a JSON string of its text.
+///   becomes a JSON string of its text;
+/// - [`FreeForm::AsWritten`]: every value as written, for documents that a later stage
+///   rewrites into another schema (the ECS schema writes each in its own way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreeForm {
     Objects,
     Strings,
+    AsWritten,
 }
 
 /// A free-form value of the record to write the [`FreeForm`] way.
@@ -45,6 +48,7 @@ impl Edit {
         let fits = match kind {
             FreeForm::Objects => first == b'{' || &record[span.clone()] == b"null",
             FreeForm::Strings => first == b'"' || &record[span.clone()] == b"null",
+            FreeForm::AsWritten => true,
         };
         (!fits).then_some(Edit { span, kind })
     }
@@ -133,6 +137,7 @@ fn write_edited(out: &mut Vec<u8>, value: &[u8], kind: FreeForm) {
             let text = text.replace(['\n', '\r'], " ");
             serde_json::to_writer(&mut *out, &text).expect("writing to a Vec cannot fail");
         }
+        FreeForm::AsWritten => out.extend_from_slice(value),
     }
 }
 
@@ -436,5 +441,8 @@ mod tests {
         assert!(Edit::of(record, span("v"), FreeForm::Strings).is_some());
         let n = members(record).unwrap()[2].1.clone();
         assert_eq!(Edit::of(record, n, FreeForm::Objects), None);
+        for name in ["o", "s", "v"] {
+            assert_eq!(Edit::of(record, span(name), FreeForm::AsWritten), None);
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod cef;
 pub mod cloudtrail;
 pub mod confluent;
 pub mod document;
+pub mod ecs;
 pub mod json;
 pub mod json_lines;
 pub mod konnect;

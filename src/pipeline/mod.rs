@@ -34,6 +34,6 @@ pub use event::{format_time, Dataset, Event, OnWritten, Origin, Pending};
 pub use failure::{Failure, StageError};
 pub use indices::{index_name, Indices};
 pub use shutdown::Shutdown;
-pub use stage::{channel, EventSender, Outbox, Stage};
+pub use stage::{channel, EventSender, Outbox, Shape, Stage};
 pub use ticket::{Claim, Ticket, Verdict};
 pub use watermark::Watermark;

@@ -4,13 +4,15 @@
 //! A [`Stage`] (detection) looks at each event on the sender's own thread, so it runs as
 //! widely as the sources do, and may add events of the same payload (the alerts it raised),
 //! which go to the sink right after it, each with a claim on the payload's ticket: the
-//! payload settles only once they settled too. The runtime places the stages; a source only
-//! sends.
+//! payload settles only once they settled too. After every stage, a [`Shape`] may rewrite
+//! each document into the schema it is stored in (Elastic Common Schema), so that the
+//! stages see records as their producers wrote them. The runtime places the stages and the
+//! shape; a source only sends.
 
 use std::sync::Arc;
 
 use super::channel::{self, Closed, EventReceiver, Inlet};
-use super::event::Pending;
+use super::event::{Event, Pending};
 
 /// A channel to the sink of at most `count` events and `bytes` bytes of events not yet
 /// settled, whose sender runs no stage yet.
@@ -20,6 +22,7 @@ pub fn channel(count: usize, bytes: usize) -> (EventSender, EventReceiver) {
         EventSender {
             inlet,
             stages: Vec::new(),
+            shape: None,
         },
         receiver,
     )
@@ -32,11 +35,21 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     fn inspect(&self, pending: &Pending) -> Vec<Pending>;
 }
 
-/// Where a source sends its events: through the stages, into the sink's bounded channel.
+/// The last step before the sink: rewrites a document into the schema it is stored in.
+pub trait Shape: Send + Sync + std::fmt::Debug {
+    /// Rewrites `event` (whatever rewrites its `source` clears its `outline`); `Err` with the
+    /// reason when its record cannot be rewritten, and the sink dead-letters it as it came.
+    /// Events of datasets it does not know pass unchanged.
+    fn shape(&self, event: &mut Event) -> Result<(), String>;
+}
+
+/// Where a source sends its events: through the stages and the shape, into the sink's
+/// bounded channel.
 #[derive(Debug, Clone)]
 pub struct EventSender {
     inlet: Inlet,
     stages: Vec<Arc<dyn Stage>>,
+    shape: Option<Arc<dyn Shape>>,
 }
 
 impl EventSender {
@@ -44,6 +57,12 @@ impl EventSender {
     /// already placed).
     pub fn through(mut self, stage: Arc<dyn Stage>) -> Self {
         self.stages.push(stage);
+        self
+    }
+
+    /// This sender, with every event it sends rewritten by `shape` after the stages saw it.
+    pub fn shaped(mut self, shape: Arc<dyn Shape>) -> Self {
+        self.shape = Some(shape);
         self
     }
 
@@ -72,9 +91,9 @@ impl EventSender {
         }
     }
 
-    /// `events`, each followed by what the stages add to it.
+    /// `events`, each followed by what the stages add to it, then shaped.
     fn inspected(&self, events: Vec<Pending>) -> Vec<Pending> {
-        if self.stages.is_empty() {
+        if self.stages.is_empty() && self.shape.is_none() {
             return events;
         }
         let mut all = Vec::with_capacity(events.len());
@@ -89,6 +108,13 @@ impl EventSender {
             };
             all.push(pending);
             all.extend(added);
+        }
+        if let Some(shape) = &self.shape {
+            for pending in all.iter_mut().filter(|p| p.refusal.is_none()) {
+                if let Err(reason) = shape.shape(&mut pending.event) {
+                    pending.refusal = Some(reason.into());
+                }
+            }
         }
         all
     }

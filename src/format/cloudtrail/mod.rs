@@ -6,6 +6,7 @@
 //! EventBridge "... via CloudTrail" event), so that it becomes the very event its copy in a
 //! log does.
 
+pub mod ecs;
 pub mod event;
 pub mod mapping;
 pub mod split;

@@ -1,0 +1,603 @@
+//! ECS: a CloudTrail event's document -> the document Elastic's AWS integration makes of
+//! the record (its `aws.cloudtrail` data stream), for Elastic Security's rules, dashboards
+//! and views.
+//!
+//! Input: the raw document the format made (the record with `@timestamp` spliced in, and its
+//! outline), the event's time, and what the worker adds (`event.created`, the data stream,
+//! GeoIP answers). Output: one JSON document with the integration's fields, names and types:
+//! - `event.*` (`action` = `eventName`, `provider` = `eventSource`, `outcome` (a
+//!   `ConsoleLogin`'s own answer), `category`/`type` by event name ([`category`]), `id`,
+//!   `kind`, `created`), `@timestamp` = `eventTime` in milliseconds;
+//! - `user.*`, `cloud.account.id` and `aws.cloudtrail.user_identity.*` ([`identity`]);
+//! - `source.address` as written, `source.ip` only when it is an IP address (never
+//!   `AWS Internal` or a service name, which the cluster would refuse), `source.geo` and
+//!   `source.as` from the GeoIP databases; `user_agent.original`; `tls.*`; `group.*`;
+//!   `user.target.*`; `related.*`;
+//! - every other record field in snake case under `aws.cloudtrail`; the free-form objects
+//!   twice, as JSON text (`aws.cloudtrail.request_parameters`) and as objects
+//!   (`aws.cloudtrail.flattened.request_parameters`, mapped `flattened`);
+//! - what the integration does not map, under `aws.cloudtrail.unmapped` with the record's own
+//!   names, so no part of a record is lost.
+//!
+//! Failure policy: a record whose top level cannot be read, or whose objects the mapping looks
+//! into are not valid JSON, is an [`EcsError`] (permanent): the sink dead-letters its raw
+//! document with the reason.
+
+pub mod category;
+pub mod dates;
+pub mod identity;
+pub mod mapping;
+
+use std::borrow::Cow;
+
+use time::OffsetDateTime;
+
+use crate::enrich::GeoIp;
+use crate::format::ecs::{self, text, Fields, Object, Stream, Value};
+use crate::format::FreeForm;
+use dates::millis;
+use identity::Related;
+
+/// The dataset Elastic's integration writes CloudTrail to.
+pub const STREAM_DATASET: &str = "aws.cloudtrail";
+
+/// The record's free-form members and their names under `aws.cloudtrail`.
+const FREE_FORM: [(&str, &str, &str); 4] = [
+    (
+        "requestParameters",
+        "aws.cloudtrail.request_parameters",
+        "aws.cloudtrail.flattened.request_parameters",
+    ),
+    (
+        "responseElements",
+        "aws.cloudtrail.response_elements",
+        "aws.cloudtrail.flattened.response_elements",
+    ),
+    (
+        "additionalEventData",
+        "aws.cloudtrail.additional_eventdata",
+        "aws.cloudtrail.flattened.additional_eventdata",
+    ),
+    (
+        "serviceEventDetails",
+        "aws.cloudtrail.service_event_details",
+        "aws.cloudtrail.flattened.service_event_details",
+    ),
+];
+
+/// Top-level members copied as text to their `aws.cloudtrail` names.
+const TEXT: [(&str, &str); 9] = [
+    ("eventVersion", "aws.cloudtrail.event_version"),
+    ("requestID", "aws.cloudtrail.request_id"),
+    ("eventType", "aws.cloudtrail.event_type"),
+    ("apiVersion", "aws.cloudtrail.api_version"),
+    ("managementEvent", "aws.cloudtrail.management_event"),
+    ("eventCategory", "aws.cloudtrail.event_category"),
+    ("vpcEndpointId", "aws.cloudtrail.vpc_endpoint_id"),
+    (
+        "vpcEndpointAccountId",
+        "aws.cloudtrail.vpc_endpoint_account_id",
+    ),
+    (
+        "sessionCredentialFromConsole",
+        "aws.cloudtrail.session_credential_from_console",
+    ),
+];
+
+/// How CloudTrail documents are written in ECS.
+#[derive(Debug, Clone)]
+pub struct Ecs {
+    pub stream: Stream,
+    /// Whether the cluster stores the flattened objects (`Objects`), or only their text
+    /// (`Strings`).
+    pub free_form: FreeForm,
+    pub geoip: Option<GeoIp>,
+}
+
+impl Ecs {
+    pub fn new(namespace: &str, free_form: FreeForm, geoip: Option<GeoIp>) -> Self {
+        Ecs {
+            stream: Stream {
+                dataset: STREAM_DATASET,
+                namespace: namespace.to_string(),
+            },
+            free_form,
+            geoip,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EcsError {
+    #[error("the record's top level is not a JSON object of members")]
+    Malformed,
+}
+
+impl EcsError {
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Appends the ECS document of the event whose raw document is `document` (`outline`: its
+/// top-level separators, when known), placed at `time`, read at `created`.
+pub fn write(
+    document: &[u8],
+    outline: &[u32],
+    time: OffsetDateTime,
+    created: &str,
+    ecs: &Ecs,
+    out: &mut Vec<u8>,
+) -> Result<(), EcsError> {
+    let mut record = if outline.is_empty() {
+        Object::parse(document)
+    } else {
+        Object::outlined(document, outline)
+    }
+    .ok_or(EcsError::Malformed)?;
+    let mut fields = Fields::with_capacity(64);
+    let mut related = Related::default();
+    record.take("@timestamp");
+    record.take("eventTime");
+    fields.set("@timestamp", millis(time));
+    fields.set("event.created", created);
+    fields.set("event.kind", "event");
+    fields.set("cloud.provider", "aws");
+    ecs.stream.set(&mut fields);
+    if let Some(mut identity) = record.object("userIdentity") {
+        identity::map(&mut identity, &mut fields, &mut related);
+        record.leave("userIdentity", identity.rest());
+    }
+    event(&mut record, &mut fields);
+    source(&mut record, &mut fields, ecs.geoip.as_ref());
+    for (key, path) in TEXT {
+        fields.set_some(path, record.text(key));
+    }
+    if let Some(read_only) = record
+        .get("readOnly")
+        .filter(|v| *v == b"true" || *v == b"false")
+    {
+        record.take("readOnly");
+        fields.set(
+            "aws.cloudtrail.read_only",
+            Value::Bool(read_only == b"true"),
+        );
+    }
+    let recipient = record.text("recipientAccountId");
+    if !fields.has("cloud.account.id") {
+        fields.set_some("cloud.account.id", recipient.clone());
+    }
+    fields.set_some("aws.cloudtrail.recipient_account_id", recipient);
+    let shared = record.text("sharedEventID");
+    fields.set_some(
+        "aws.cloudtrail.shared_event_id",
+        shared.or_else(|| record.text("sharedEventId")),
+    );
+    resources(&mut record, &mut fields);
+    free_form(&mut record, &mut fields, &mut related, ecs.free_form);
+    details(&mut record, &mut fields, ecs.free_form);
+    users(&record, &mut fields, related);
+    if let Some(rest) = record.rest() {
+        fields.set(
+            "aws.cloudtrail.unmapped",
+            match ecs.free_form {
+                FreeForm::Strings => Value::JsonText(rest.into()),
+                FreeForm::Objects | FreeForm::AsWritten => Value::Json(rest.into()),
+            },
+        );
+    }
+    fields.write(out);
+    Ok(())
+}
+
+/// `event.*` and `cloud.*` of the record's own fields.
+fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
+    let action = record.text("eventName");
+    let provider = record.text("eventSource");
+    if let Some(service) = provider
+        .as_deref()
+        .and_then(|p| p.strip_suffix(".amazonaws.com"))
+    {
+        fields.set("cloud.service.name", service.to_string());
+    }
+    fields.set_some("event.provider", provider);
+    fields.set_some("cloud.region", record.text("awsRegion"));
+    fields.set_some("event.id", record.text("eventID"));
+    let error_code = record.text("errorCode");
+    let error_message = record.text("errorMessage");
+    let mut outcome = if error_code.is_some() || error_message.is_some() {
+        "failure"
+    } else {
+        "success"
+    };
+    fields.set_some("aws.cloudtrail.error_code", error_code);
+    fields.set_some("aws.cloudtrail.error_message", error_message);
+    if let Some(action) = action {
+        if action == "ConsoleLogin" {
+            if let Some(answer) = console_login(record, fields) {
+                outcome = answer;
+            }
+        }
+        match category::of(&action) {
+            Some((category, types)) => {
+                fields.set("event.category", Value::List(vec![category.into()]));
+                fields.set(
+                    "event.type",
+                    Value::List(types.iter().map(|&t| t.into()).collect()),
+                );
+            }
+            None => fields.set("event.type", Value::List(vec!["info".into()])),
+        }
+        fields.set("event.action", action);
+    } else {
+        fields.set("event.type", Value::List(vec!["info".into()]));
+    }
+    fields.set("event.outcome", outcome);
+}
+
+/// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
+/// answer, `Success` or `Failure`, in lower case) when it has one.
+fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
+    if let Some(data) = record.get("additionalEventData").and_then(Object::parse) {
+        let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
+        if let Some(used) = flag("MFAUsed") {
+            fields.set(
+                "aws.cloudtrail.console_login.additional_eventdata.mfa_used",
+                Value::Bool(used),
+            );
+        }
+        if let Some(mobile) = flag("MobileVersion") {
+            fields.set(
+                "aws.cloudtrail.console_login.additional_eventdata.mobile_version",
+                Value::Bool(mobile),
+            );
+        }
+        fields.set_some(
+            "aws.cloudtrail.console_login.additional_eventdata.login_to",
+            data.get("LoginTo").and_then(text),
+        );
+    }
+    let answer = record
+        .get("responseElements")
+        .and_then(Object::parse)?
+        .get("ConsoleLogin")
+        .and_then(text)?;
+    match answer.to_ascii_lowercase().as_str() {
+        "success" => Some("success"),
+        "failure" => Some("failure"),
+        _ => None,
+    }
+}
+
+/// `source.*` and `user_agent.original`.
+fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
+    if let Some(address) = record.text("sourceIPAddress") {
+        if let Some(ip) = ecs::ip(&address) {
+            if let Some(answer) = geoip.and_then(|g| g.lookup(ip)) {
+                fields.set(
+                    "source.geo",
+                    Value::Members(answer.members().to_vec().into()),
+                );
+            }
+            fields.set("source.ip", address.clone());
+            fields.set("related.ip", Value::List(vec![address.clone()]));
+        }
+        fields.set("source.address", address);
+    }
+    fields.set_some("user_agent.original", record.text("userAgent"));
+}
+
+/// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
+/// `account_id` and `type`, each resource once.
+fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
+    let Some(raw) = record.get("resources") else {
+        return;
+    };
+    let Ok(list) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(raw) else {
+        return;
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for item in list {
+        let Some(mut resource) = Object::parse(item.get().as_bytes()) else {
+            return;
+        };
+        let mut written = Vec::new();
+        for (key, name) in [
+            ("ARN", "arn"),
+            ("accountId", "account_id"),
+            ("type", "type"),
+        ] {
+            if let Some(value) = resource.take(key) {
+                written.push(if written.is_empty() { b'{' } else { b',' });
+                crate::format::document::write_str(&mut written, name);
+                written.push(b':');
+                written.extend_from_slice(value);
+            }
+        }
+        if let Some(rest) = resource.rest() {
+            // Other keys (a lower-case `accountid`) keep their names.
+            let inner = &rest[1..rest.len() - 1];
+            written.push(if written.is_empty() { b'{' } else { b',' });
+            written.extend_from_slice(inner);
+        }
+        if written.is_empty() {
+            continue;
+        }
+        written.push(b'}');
+        if seen.contains(&written) {
+            continue;
+        }
+        out.push(if out.is_empty() { b'[' } else { b',' });
+        out.extend_from_slice(&written);
+        seen.push(written);
+    }
+    record.take("resources");
+    if !out.is_empty() {
+        out.push(b']');
+        fields.set("aws.cloudtrail.resources", Value::Json(out.into()));
+    }
+}
+
+/// The free-form objects, as text and as objects, and what the integration reads from them
+/// (`group.*`, `user.target.*`, `user.changes.name`, the names `related.user` gets).
+fn free_form<'a>(
+    record: &mut Object<'a>,
+    fields: &mut Fields<'a>,
+    related: &mut Related<'a>,
+    kind: FreeForm,
+) {
+    let request = record.get("requestParameters").and_then(Object::parse);
+    let response = record.get("responseElements").and_then(Object::parse);
+    let named = |object: &Option<Object<'a>>, key: &str| {
+        object.as_ref().and_then(|o| o.get(key)).and_then(text)
+    };
+    let nested = |object: &Option<Object<'a>>, outer: &str, key: &str| {
+        object
+            .as_ref()
+            .and_then(|o| o.get(outer))
+            .and_then(Object::parse)
+            .and_then(|o| o.get(key))
+            .and_then(text)
+    };
+    let user_name = named(&request, "userName");
+    let new_user_name = named(&request, "newUserName");
+    let target_id = nested(&response, "user", "userId");
+    for name in [&user_name, &new_user_name, &target_id]
+        .into_iter()
+        .flatten()
+    {
+        related.user(name.clone());
+    }
+    fields.set_some("group.id", nested(&response, "group", "groupId"));
+    fields.set_some("group.name", named(&request, "groupName"));
+    fields.set_some("user.target.id", target_id);
+    fields.set_some("user.target.name", user_name);
+    fields.set_some("user.changes.name", new_user_name);
+    for (key, text_path, object_path) in FREE_FORM {
+        let Some(raw) = record.take(key) else {
+            continue;
+        };
+        fields.set(text_path, Value::JsonText(raw.into()));
+        if kind != FreeForm::Strings {
+            let value = if raw.first() == Some(&b'{') {
+                Cow::Borrowed(raw)
+            } else {
+                Cow::Owned([&b"{\"value\":"[..], raw, b"}"].concat())
+            };
+            fields.set(object_path, Value::Json(value));
+        }
+    }
+}
+
+/// `tls.*`, `addendum`, and the objects of Insights events and CloudTrail Lake.
+fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm) {
+    if let Some(mut tls) = record.object("tlsDetails") {
+        match tls.text("tlsVersion") {
+            Some(version) if version == "tlsVersion" => {}
+            Some(version) => match version.find('v') {
+                Some(v) => {
+                    fields.set("tls.version_protocol", version[..v].to_ascii_lowercase());
+                    fields.set("tls.version", version[v + 1..].to_string());
+                }
+                None => fields.set("tls.version", version),
+            },
+            None => {}
+        }
+        fields.set_some("tls.cipher", tls.text("cipherSuite"));
+        let host = tls.text("clientProvidedHostHeader");
+        if let Some(host) = host.as_ref().filter(|h| !h.ends_with(".amazonaws.com")) {
+            fields.set("related.hosts", Value::List(vec![host.clone()]));
+        }
+        fields.set_some("tls.client.server_name", host);
+        fields.set_some(
+            "aws.cloudtrail.tls_details.key_exchange",
+            tls.text("keyExchange"),
+        );
+        record.leave("tlsDetails", tls.rest());
+    }
+    fields.texts_of(
+        record,
+        "addendum",
+        &[
+            ("reason", "aws.cloudtrail.addendum.reason"),
+            ("updatedFields", "aws.cloudtrail.addendum.updated_fields"),
+            (
+                "originalRequestID",
+                "aws.cloudtrail.addendum.original_request_id",
+            ),
+            (
+                "originalEventID",
+                "aws.cloudtrail.addendum.original_event_id",
+            ),
+        ],
+    );
+    if let Some(insight) = record.take("insightDetails") {
+        let value = match kind {
+            FreeForm::Strings => Value::JsonText(insight.into()),
+            FreeForm::Objects | FreeForm::AsWritten => Value::Json(insight.into()),
+        };
+        fields.set("aws.cloudtrail.flattened.insight_details", value);
+    }
+}
+
+/// `user.id`, `user.name` (and `user.email` when it is an e-mail address), and
+/// `related.user`: the names of the request, then the user's.
+fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<'a>) {
+    let (id, mut name) = (related.id.take(), related.name.take());
+    if name.is_none()
+        && fields_text(fields, "event.action").as_deref() == Some("UserAuthentication")
+    {
+        // An Identity Center sign-in names its user only here.
+        name = record
+            .get("additionalEventData")
+            .and_then(Object::parse)
+            .and_then(|data| data.get("UserName"))
+            .and_then(text)
+            .filter(|n| !n.is_empty());
+    }
+    if let Some(name) = &name {
+        if !fields.has("user.email") && name.find('@').is_some_and(|at| at > 0) {
+            fields.set("user.email", name.clone());
+        }
+    }
+    fields.set_some("user.id", id.clone());
+    fields.set_some("user.name", name.clone());
+    for user in [name, related.on_behalf_of.take()].into_iter().flatten() {
+        related.user(user);
+    }
+    if let Some(changed) = fields_text(fields, "user.changes.name") {
+        related.user(changed);
+    }
+    let users = related.users();
+    if !users.is_empty() {
+        fields.set("related.user", Value::List(users));
+    }
+}
+
+/// The text set at `path`, if any.
+fn fields_text<'a>(fields: &Fields<'a>, path: &str) -> Option<Cow<'a, str>> {
+    match fields.get(path)? {
+        Value::Text(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::cloudtrail::{record_event, Options};
+    use serde_json::{json, Value as Json};
+    use time::macros::datetime;
+
+    fn ecs_of(record: &str, free_form: FreeForm) -> Json {
+        let options = Options {
+            free_form: FreeForm::AsWritten,
+        };
+        let event = record_event(
+            record.as_bytes(),
+            &options,
+            Some(datetime!(2024-01-01 00:00:00 UTC)),
+        )
+        .expect("an event");
+        let mut out = Vec::new();
+        let ecs = Ecs::new("prod", free_form, None);
+        write(
+            &event.source,
+            &event.outline,
+            event.time,
+            "2024-06-01T00:00:00Z",
+            &ecs,
+            &mut out,
+        )
+        .expect("a document");
+        assert!(!out.contains(&b'\n'));
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    #[test]
+    fn an_address_that_is_no_ip_keeps_its_text_and_has_no_ip() {
+        for address in ["AWS Internal", "ec2.amazonaws.com", "010.1.2.3"] {
+            let doc = ecs_of(
+                &format!(r#"{{"eventTime":"2024-05-01T12:00:00Z","sourceIPAddress":"{address}"}}"#),
+                FreeForm::Objects,
+            );
+            assert_eq!(doc["source"], json!({"address": address}));
+            assert!(doc.get("related").is_none());
+        }
+    }
+
+    #[test]
+    fn nothing_of_the_record_is_lost() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00.250Z","eventID":"e","eventName":"PutThing",
+                "userIdentity":{"type":"IAMUser","userName":"ann","onBehalfOf":{"userId":"u","extra":1},
+                  "sessionContext":{"attributes":{"mfaAuthenticated":"true","other":"x"}}},
+                "edgeDeviceDetails":{"a":[1,2]},"readOnly":"maybe","requestParameters":"p",
+                "errorCode":"AccessDenied"}"#,
+            FreeForm::Objects,
+        );
+        assert_eq!(doc["@timestamp"], "2024-05-01T12:00:00.250Z");
+        assert_eq!(doc["event"]["outcome"], "failure");
+        assert_eq!(doc["event"]["type"], json!(["info"]));
+        assert_eq!(doc["user"]["name"], "ann");
+        assert_eq!(doc["data_stream"]["namespace"], "prod");
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["unmapped"],
+            json!({
+                "userIdentity": {"onBehalfOf": {"extra": 1},
+                                 "sessionContext": {"attributes": {"other": "x"}}},
+                "edgeDeviceDetails": {"a": [1, 2]},
+                "readOnly": "maybe",
+            })
+        );
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["flattened"]["request_parameters"],
+            json!({"value": "p"})
+        );
+        assert_eq!(doc["aws"]["cloudtrail"]["request_parameters"], "\"p\"");
+    }
+
+    #[test]
+    fn without_flattened_objects_only_text_is_written() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","requestParameters":{"a":1},"newField":{"b":2}}"#,
+            FreeForm::Strings,
+        );
+        let trail = &doc["aws"]["cloudtrail"];
+        assert!(trail.get("flattened").is_none());
+        assert_eq!(trail["request_parameters"], "{\"a\":1}");
+        assert_eq!(trail["unmapped"], "{\"newField\":{\"b\":2}}");
+    }
+
+    #[test]
+    fn a_console_login_answers_its_own_outcome() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","eventName":"ConsoleLogin","errorMessage":"x",
+                "responseElements":{"ConsoleLogin":"Success"},
+                "additionalEventData":{"MFAUsed":"Yes","MobileVersion":"No"}}"#,
+            FreeForm::Objects,
+        );
+        assert_eq!(doc["event"]["outcome"], "success");
+        assert_eq!(doc["event"]["category"], json!(["authentication"]));
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["console_login"]["additional_eventdata"],
+            json!({"mfa_used": true, "mobile_version": false})
+        );
+    }
+
+    #[test]
+    fn a_broken_top_level_is_an_error() {
+        let ecs = Ecs::new("default", FreeForm::Objects, None);
+        let mut out = Vec::new();
+        let result = write(
+            b"{\"a\" 1}",
+            &[],
+            datetime!(2024-01-01 00:00:00 UTC),
+            "t",
+            &ecs,
+            &mut out,
+        );
+        assert!(matches!(result, Err(EcsError::Malformed)));
+    }
+}
