@@ -237,10 +237,10 @@ fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     events_of(gz, |event| {
         let index = index_name("cloudtrail", event.time);
-        request::append_create(&mut body, &index, &event.id, &event.source);
+        request::append_create(&mut body, &index, &event.id, None, &event.source);
         for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
             let index = index_name("cloudtrail-alerts", alert.time);
-            request::append_create(&mut body, &index, &alert.id, &alert.source);
+            request::append_create(&mut body, &index, &alert.id, None, &alert.source);
         }
         if body.len() >= BULK_BYTES {
             flush(&body);

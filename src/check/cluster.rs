@@ -23,9 +23,11 @@ pub async fn cluster_checks(
                     info.distribution, info.version
                 )),
             );
+            let mut destinations =
+                crate::format::schema::destinations(&shared.schema, destinations.to_vec());
             report.add(
                 "templates",
-                templates(client, index, &info, destinations).await,
+                templates(client, index, &info, &mut destinations).await,
             );
             report.add("bulk", bulk_probe(client, index).await);
         }
@@ -41,7 +43,7 @@ async fn templates(
     client: &Cluster,
     index: &IndexConfig,
     info: &ClusterInfo,
-    destinations: &[Destination],
+    destinations: &mut [Destination],
 ) -> Verdict {
     if index.index_template == TemplateMode::Skip {
         return Verdict::Skip("--index-template skip".into());

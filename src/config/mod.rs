@@ -14,6 +14,7 @@ mod detect;
 pub mod file;
 mod kafka;
 mod s3;
+mod schema;
 mod secret;
 mod shared;
 mod sqs;
@@ -25,6 +26,7 @@ pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
 pub use s3::{ObjectFormat, S3Config};
+pub use schema::{Schema, SchemaConfig};
 pub use secret::{AlertUrl, ClusterUrl, Secret, SplitUrl};
 pub use shared::{
     AwsService, BulkCompression, BulkConfig, ClusterAuth, ClusterConfig, ConfigError,

@@ -10,6 +10,7 @@ use clap::Args;
 use url::Url;
 
 use super::detect::DetectConfig;
+use super::schema::SchemaConfig;
 use super::secret::{ClusterUrl, Secret, SplitUrl};
 
 /// Adds a problem when `field` (given with `flag`) is not a dotted field path (`meta.id`).
@@ -351,6 +352,9 @@ pub struct Shared {
     #[command(flatten)]
     pub detect: DetectConfig,
 
+    #[command(flatten)]
+    pub schema: SchemaConfig,
+
     /// On SIGTERM/SIGINT, how long the work in flight (messages, records, requests,
     /// objects) may take to settle before exit. Keep it below the orchestrator's kill
     /// timeout (ECS: 30s by default).
@@ -375,13 +379,15 @@ impl Shared {
         self.index.validate(problems);
         self.bulk.validate(problems);
         self.detect.validate(problems);
+        self.schema.validate(problems);
     }
 
     /// The part of the start-up summary every command shares; never contains secrets.
     pub fn summary(&self) -> String {
         format!(
-            "{} shutdown_grace={:?}",
+            "{} {} shutdown_grace={:?}",
             sink_summary(&self.cluster, &self.index, &self.bulk, &self.detect),
+            self.schema.summary(),
             self.shutdown_grace
         )
     }

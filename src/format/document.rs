@@ -259,7 +259,7 @@ pub fn event(
 /// sink's thread, where freeing many small blocks of another thread's memory costs the most).
 /// A buffer lives as long as any of its documents: at most a buffer's worth more than the
 /// documents in flight, per thread.
-mod chunks {
+pub mod chunks {
     use std::cell::RefCell;
 
     use bytes::{Bytes, BytesMut};

@@ -28,12 +28,13 @@ pub mod object;
 pub mod payload;
 pub mod record;
 pub mod scan;
+pub mod schema;
 
 pub use document::FreeForm;
 pub use payload::{Format, FormatError, Item, PayloadContext, Summary};
 pub use record::{RecordContext, RecordError, RecordFormat};
 
-use crate::pipeline::{Dataset, Indices};
+use crate::pipeline::{Dataset, Indices, Stream};
 
 /// Every dataset a format here makes, for the rules that name them.
 pub const DATASETS: [Dataset; 4] = [
@@ -44,12 +45,15 @@ pub const DATASETS: [Dataset; 4] = [
 ];
 
 /// One family of daily indices events are written to: the dataset, its index prefix and the
-/// mappings its format declares.
+/// mappings its format declares; or, where the cluster has data streams, the data stream
+/// that takes its events instead ([`schema::destinations`]).
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub dataset: Dataset,
     pub prefix: String,
     pub mappings: mapping::Mappings,
+    /// The data stream its events go to where the cluster has them.
+    pub stream: Option<Stream>,
 }
 
 impl Destination {
@@ -58,17 +62,24 @@ impl Destination {
             dataset,
             prefix: prefix.into(),
             mappings,
+            stream: None,
         }
     }
 }
 
-/// Where each destination's events go: its dataset and index prefix, the first destination's
-/// for a dataset without its own.
+/// Where each destination's events go: its data stream, or its dataset's daily indices (the
+/// first destination's for a dataset without its own).
 pub fn indices(destinations: &[Destination]) -> Indices {
     Indices::new(
         destinations
             .iter()
             .map(|d| (d.dataset, d.prefix.clone()))
+            .collect(),
+    )
+    .with_streams(
+        destinations
+            .iter()
+            .filter_map(|d| Some((d.dataset, d.stream.clone()?)))
             .collect(),
     )
 }

@@ -1,4 +1,5 @@
-//! Indices: where each dataset's events go, `<prefix>-YYYY.MM.DD` by the event's UTC day.
+//! Indices: where each dataset's events go, `<prefix>-YYYY.MM.DD` by the event's UTC day, or
+//! the one data stream that takes them.
 //!
 //! The sink writes every event there, and a stage that refers to an event's document (an
 //! alert naming the index of the event it matched) names it the same way.
@@ -11,13 +12,45 @@ use super::Dataset;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Indices {
     prefixes: Vec<(Dataset, String)>,
+    streams: Vec<(Dataset, Stream)>,
+}
+
+/// A data stream that takes a dataset's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    pub name: String,
+    /// The ingest pipeline each write names (`_none` for none), or `None` for the data
+    /// stream's default one.
+    pub pipeline: Option<String>,
 }
 
 impl Indices {
     /// `prefixes` must not be empty; the first is the one of every dataset not named.
     pub fn new(prefixes: Vec<(Dataset, String)>) -> Self {
         assert!(!prefixes.is_empty(), "at least one index prefix");
-        Indices { prefixes }
+        Indices {
+            prefixes,
+            streams: Vec::new(),
+        }
+    }
+
+    /// These indices, with each dataset of `streams` written to its data stream instead.
+    pub fn with_streams(mut self, streams: Vec<(Dataset, Stream)>) -> Self {
+        self.streams = streams;
+        self
+    }
+
+    /// The data stream `dataset`'s events go to, if it has one.
+    pub fn stream(&self, dataset: Dataset) -> Option<&Stream> {
+        self.streams
+            .iter()
+            .find(|(d, _)| *d == dataset)
+            .map(|(_, stream)| stream)
+    }
+
+    /// The ingest pipeline that writes of `dataset` name, if any.
+    pub fn pipeline(&self, dataset: Dataset) -> Option<&str> {
+        self.stream(dataset)?.pipeline.as_deref()
     }
 
     pub fn prefix(&self, dataset: Dataset) -> &str {
@@ -29,9 +62,12 @@ impl Indices {
         prefix
     }
 
-    /// The daily index of an event of `dataset` at `time`.
+    /// The index (or data stream) of an event of `dataset` at `time`.
     pub fn index(&self, dataset: Dataset, time: OffsetDateTime) -> String {
-        index_name(self.prefix(dataset), time)
+        match self.stream(dataset) {
+            Some(stream) => stream.name.clone(),
+            None => index_name(self.prefix(dataset), time),
+        }
     }
 }
 
@@ -66,6 +102,26 @@ pub fn index_name(prefix: &str, time: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_dataset_with_a_data_stream_goes_there_whatever_its_day() {
+        let a = Dataset::new("a", None, None);
+        let b = Dataset::new("b", None, None);
+        let stream = Stream {
+            name: "logs-b-default".into(),
+            pipeline: Some("_none".into()),
+        };
+        let indices =
+            Indices::new(vec![(a, "pa".into()), (b, "pb".into())]).with_streams(vec![(b, stream)]);
+        let t = datetime!(2024-12-31 23:59:59 UTC);
+        assert_eq!(indices.index(a, t), "pa-2024.12.31");
+        assert_eq!(indices.index(b, t), "logs-b-default");
+        assert_eq!(indices.stream(a), None);
+        assert_eq!(
+            (indices.pipeline(a), indices.pipeline(b)),
+            (None, Some("_none"))
+        );
+    }
 
     #[test]
     fn events_go_to_the_utc_day_of_their_time() {

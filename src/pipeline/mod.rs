@@ -32,7 +32,7 @@ mod watermark;
 pub use channel::{Budget, Closed, EventReceiver, Parcel};
 pub use event::{format_time, Dataset, Event, OnWritten, Origin, Pending};
 pub use failure::{Failure, StageError};
-pub use indices::{index_name, Indices};
+pub use indices::{index_name, Indices, Stream};
 pub use shutdown::Shutdown;
 pub use stage::{channel, EventSender, Outbox, Shape, Stage};
 pub use ticket::{Claim, Ticket, Verdict};

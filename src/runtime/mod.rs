@@ -16,7 +16,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{BackfillCommand, Shared};
 use crate::detect::{self, RulesError};
-use crate::format::Destination;
+use crate::enrich::geoip::{GeoIp, GeoIpError};
+use crate::format::{schema, Destination};
 use crate::pipeline::Shutdown;
 use crate::sink::elasticsearch::{self as sink, Cluster, ClusterError, SinkError, SinkHandle};
 use crate::source::{backfill, Context, Ended, Source, SourceError};
@@ -31,6 +32,8 @@ pub enum RunError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error(transparent)]
+    GeoIp(#[from] GeoIpError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("cannot listen for metrics on {addr}: {source}")]
@@ -191,10 +194,16 @@ async fn serve<S: Source>(
     shutdown: Shutdown,
 ) -> Result<Outcome, RunError> {
     let detector = detect::from_config(&shared.detect)?;
-    let destinations =
-        detect::destinations(&shared.detect, shared.index.prefix(), source.destinations());
+    let geoip = match &shared.schema.geoip_databases[..] {
+        [] => None,
+        paths => Some(GeoIp::open(paths)?),
+    };
+    let mut destinations = schema::destinations(
+        &shared.schema,
+        detect::destinations(&shared.detect, shared.index.prefix(), source.destinations()),
+    );
     let (_, free_form) =
-        sink::prepare(cluster, &shared.cluster, &shared.index, &destinations).await?;
+        sink::prepare(cluster, &shared.cluster, &shared.index, &mut destinations).await?;
     stats.set(&stats.cluster_reachable, true);
     let (events, indexer) = start_sink(stats.clone(), &destinations);
     let (events, mut alerting) = detect::attach(
@@ -206,6 +215,7 @@ async fn serve<S: Source>(
         free_form,
         &stats,
     );
+    let (events, free_form) = schema::attach(events, &shared.schema, free_form, geoip);
     let context = Context {
         events,
         free_form,

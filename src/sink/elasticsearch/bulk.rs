@@ -382,7 +382,7 @@ async fn dispatch(
     Ok(())
 }
 
-fn body_of(bodies: &Bodies, items: &[Item]) -> Vec<u8> {
+fn body_of(bodies: &Bodies, indices: &Indices, items: &[Item]) -> Vec<u8> {
     let size = items
         .iter()
         .map(|i| i.pending.event.source.len() + i.index.len() + i.pending.event.id.len() + 40)
@@ -390,7 +390,12 @@ fn body_of(bodies: &Bodies, items: &[Item]) -> Vec<u8> {
     let mut body = bodies.take(size);
     for item in items {
         let event = &item.pending.event;
-        append_create(&mut body, &item.index, &event.id, &event.source);
+        // A data stream's writes name their ingest pipeline (`_none`: the documents are
+        // finished, and Elastic's integration's default pipeline must not run on them).
+        let pipeline = (!item.dead_letter)
+            .then(|| indices.pipeline(event.dataset))
+            .flatten();
+        append_create(&mut body, &item.index, &event.id, pipeline, &event.source);
     }
     body
 }
@@ -483,7 +488,9 @@ async fn send_batch(shared: &Shared, items: &[Item]) -> Result<Vec<ItemOutcome>,
         counters,
         ..
     } = shared;
-    let body = shared.bodies.share(body_of(&shared.bodies, items));
+    let body = shared
+        .bodies
+        .share(body_of(&shared.bodies, &shared.settings.indices, items));
     counters.bulk_requests.add(1);
     let started = Instant::now();
     let body = if settings.gzip {

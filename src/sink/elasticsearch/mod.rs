@@ -53,13 +53,14 @@ pub enum SinkError {
 }
 
 /// Checks that the cluster answers, installs the templates the configuration asks for (one
-/// per destination, the first being `--index-prefix`'s), and returns what answered and the
-/// free-form layout the events must use on it.
+/// per destination, the first being `--index-prefix`'s; a destination's data stream is kept
+/// only where the cluster has them), and returns what answered and the free-form layout the
+/// events must use on it.
 pub async fn prepare(
     client: &Cluster,
     cluster: &ClusterConfig,
     index: &IndexConfig,
-    destinations: &[Destination],
+    destinations: &mut [Destination],
 ) -> Result<(ClusterInfo, FreeForm), SinkError> {
     let info = product::detect(client, cluster.url().as_str()).await?;
     tracing::info!(distribution = %info.distribution, version = %info.version, "cluster detected");

@@ -17,7 +17,7 @@ pub const PROBE_ID: &str = "cloudtrail-ingest-preflight";
 /// Creates the probe document in `index`; the cluster's word on it.
 pub async fn create(client: &Cluster, index: &str) -> Result<ItemOutcome, BulkError> {
     let mut body = Vec::new();
-    request::append_create(&mut body, index, PROBE_ID, br#"{"preflight":true}"#);
+    request::append_create(&mut body, index, PROBE_ID, None, br#"{"preflight":true}"#);
     let outcomes = request::send(client, Bytes::from(body), false, 1).await?;
     Ok(outcomes
         .into_iter()

@@ -91,12 +91,23 @@ impl Drop for Sent {
     }
 }
 
-/// Appends one `create` action and its source to a bulk body.
-pub fn append_create(body: &mut Vec<u8>, index: &str, id: &str, source: &[u8]) {
+/// Appends one `create` action and its source to a bulk body; `pipeline` names the ingest
+/// pipeline to run instead of the index's default one (`_none`: none).
+pub fn append_create(
+    body: &mut Vec<u8>,
+    index: &str,
+    id: &str,
+    pipeline: Option<&str>,
+    source: &[u8],
+) {
     body.extend_from_slice(b"{\"create\":{\"_index\":");
     write_str(body, index);
     body.extend_from_slice(b",\"_id\":");
     write_str(body, id);
+    if let Some(pipeline) = pipeline {
+        body.extend_from_slice(b",\"pipeline\":");
+        write_str(body, pipeline);
+    }
     body.extend_from_slice(b"}}\n");
     body.extend_from_slice(source);
     body.push(b'\n');
@@ -193,7 +204,7 @@ mod tests {
     #[test]
     fn a_create_is_its_action_and_its_source_on_two_lines() {
         let mut body = Vec::new();
-        append_create(&mut body, "ct-2024.12.31", "a\"b\\c", br#"{"x":1}"#);
+        append_create(&mut body, "ct-2024.12.31", "a\"b\\c", None, br#"{"x":1}"#);
         let text = std::str::from_utf8(&body).unwrap();
         let mut lines = text.lines();
         let action: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -203,5 +214,13 @@ mod tests {
         );
         assert_eq!(lines.next(), Some(r#"{"x":1}"#));
         assert!(text.ends_with('\n'));
+        let mut body = Vec::new();
+        append_create(&mut body, "logs-a-default", "i", Some("_none"), b"{}");
+        let action: serde_json::Value =
+            serde_json::from_slice(body.split(|&b| b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(
+            action,
+            serde_json::json!({"create": {"_index": "logs-a-default", "_id": "i", "pipeline": "_none"}})
+        );
     }
 }

@@ -36,6 +36,12 @@ const DEAD_LETTER_PRIORITY: u64 = 201;
 /// further level (see [`priority`]).
 const NESTED_PRIORITY: u64 = 202;
 const _: () = assert!(DEAD_LETTER_PRIORITY < NESTED_PRIORITY);
+/// A data stream's template: above Elasticsearch's stock `logs` template (100) and the one
+/// Elastic's integration installs for its own data stream (200), whose default ingest
+/// pipeline must not run on documents that are already mapped.
+const STREAM_PRIORITY: u64 = 250;
+/// The pipeline a write names to run none (not even the index's default one).
+const NO_PIPELINE: &str = "_none";
 
 /// The priority of `destination`'s template among `all`: the events' priority, or, when its
 /// prefix lies under other destinations' patterns, above each of them.
@@ -61,6 +67,8 @@ pub enum TemplateError {
     Unsupported(Distribution, String),
     #[error("cannot read --index-template-file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("--ingest-pipeline hands records to a data stream's ingest pipeline, and {0} {1} has no data streams: Elasticsearch 7.9 or newer is required")]
+    NoDataStreams(Distribution, String),
     #[error("installing index template {name} failed: {reason} (grant the manage_index_templates privilege, or run with --index-template skip and manage templates yourself)")]
     Install { name: String, reason: String },
 }
@@ -73,6 +81,9 @@ pub struct Capabilities {
     pub composable: bool,
     /// The native type for free-form objects, if there is one.
     pub free_form_type: Option<&'static str>,
+    /// Data streams are used: Elasticsearch 7.9 or newer. (OpenSearch has them too, but
+    /// its events stay in daily indices: see [`prepare`].)
+    pub data_streams: bool,
 }
 
 impl Capabilities {
@@ -90,6 +101,7 @@ impl Capabilities {
                     distribution: info.distribution,
                     composable: at_least(7, 8),
                     free_form_type: (at_least(7, 3) && !oss).then_some("flattened"),
+                    data_streams: at_least(7, 9) && !oss,
                 })
             }
             Distribution::OpenSearch => {
@@ -106,6 +118,7 @@ impl Capabilities {
                     distribution: info.distribution,
                     composable: true,
                     free_form_type: (real && (major, minor) >= (2, 7)).then_some("flat_object"),
+                    data_streams: false,
                 })
             }
             // Index templates exist; `flat_object` is not documented for collections, so the
@@ -114,6 +127,7 @@ impl Capabilities {
                 distribution: info.distribution,
                 composable: true,
                 free_form_type: None,
+                data_streams: false,
             }),
         }
     }
@@ -280,6 +294,25 @@ pub fn event_template(
     )
 }
 
+/// The template of the data stream `name`, with its destination's mappings.
+pub fn stream_template(
+    caps: &Capabilities,
+    name: &str,
+    free_form: FreeFormMapping,
+    settings: &IndexSettings,
+    mappings: Mappings,
+) -> Value {
+    let mut body = template_body(
+        caps,
+        name.to_string(),
+        STREAM_PRIORITY,
+        settings.to_json(caps.distribution, Some(2000)),
+        mappings(free_form),
+    );
+    body["data_stream"] = json!({});
+    body
+}
+
 /// The template for `<dead-letter prefix>-*`.
 pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexSettings) -> Value {
     template_body(
@@ -294,11 +327,19 @@ pub fn dead_letter_template(caps: &Capabilities, prefix: &str, settings: &IndexS
 /// Decides the document layout for this cluster and installs the templates the
 /// configuration asks for: one per destination, with its mappings (`--index-template-file`
 /// replaces the first one's), and the dead-letter one. Returns the layout documents must use.
+///
+/// A destination with a data stream keeps it on Elasticsearch 7.9 and newer, with this
+/// tool's template for it unless an ingest pipeline maps its events (then the template is the
+/// integration's, whose mappings fit that pipeline's documents); elsewhere it goes to its
+/// daily indices, or, when a pipeline was to map its events, the start fails: on OpenSearch, whose data streams are optional, the daily indices
+/// keep `--index-prefix`, the retention users already run on them, and one `_id` per event
+/// however late it comes back (a data stream rolls over, and a redelivered event would land in
+/// a new backing index beside its first copy).
 pub async fn prepare(
     client: &Cluster,
     config: &IndexConfig,
     info: &ClusterInfo,
-    destinations: &[Destination],
+    destinations: &mut [Destination],
 ) -> Result<FreeForm, TemplateError> {
     let caps = Capabilities::of(info)?;
     let free_form = caps.free_form(config.free_form_fields);
@@ -306,8 +347,23 @@ pub async fn prepare(
         free_form = ?free_form,
         native_type = caps.free_form_type.unwrap_or("none"),
         composable = caps.composable,
+        data_streams = caps.data_streams,
         "document layout chosen for this cluster"
     );
+    if !caps.data_streams {
+        for destination in destinations.iter_mut() {
+            let Some(stream) = destination.stream.take() else {
+                continue;
+            };
+            if stream.pipeline.as_deref() != Some(NO_PIPELINE) {
+                return Err(TemplateError::NoDataStreams(
+                    info.distribution,
+                    info.version.clone(),
+                ));
+            }
+            info!(stream = stream.name, prefix = %destination.prefix, "no data streams on this cluster: daily indices instead");
+        }
+    }
     if config.index_template == TemplateMode::Skip {
         info!("--index-template skip: index templates are left as they are");
         return Ok(free_form);
@@ -320,20 +376,37 @@ pub async fn prepare(
     {
         warn!("OpenSearch Serverless manages replicas, refresh and lifecycle itself (data lifecycle policies): --index-replicas, --index-refresh-interval and --lifecycle-policy are not put in its templates");
     }
+    let mapping = caps.free_form_mapping(config.free_form_fields);
     for (n, destination) in destinations.iter().enumerate() {
-        let body = match (&config.index_template_file, n) {
-            (Some(path), 0) => read_template_file(path)?,
-            _ => event_template(
-                &caps,
-                &destination.prefix,
-                priority(destination, destinations),
-                caps.free_form_mapping(config.free_form_fields),
-                &settings,
-                destination.mappings,
+        let (name, body) = match (&config.index_template_file, n, &destination.stream) {
+            (_, _, Some(stream)) if stream.pipeline.as_deref() != Some(NO_PIPELINE) => {
+                info!(stream = stream.name, "an ingest pipeline maps this data stream's events: its template is the integration's");
+                continue;
+            }
+            (_, _, Some(stream)) => (
+                stream.name.clone(),
+                stream_template(
+                    &caps,
+                    &stream.name,
+                    mapping,
+                    &settings,
+                    destination.mappings,
+                ),
+            ),
+            (Some(path), 0, None) => (destination.prefix.clone(), read_template_file(path)?),
+            _ => (
+                destination.prefix.clone(),
+                event_template(
+                    &caps,
+                    &destination.prefix,
+                    priority(destination, destinations),
+                    mapping,
+                    &settings,
+                    destination.mappings,
+                ),
             ),
         };
-        let name = format!("cloudtrail-ingest-{}", destination.prefix);
-        install(client, &caps, &name, &body).await?;
+        install(client, &caps, &format!("cloudtrail-ingest-{name}"), &body).await?;
     }
     if let Some(prefix) = config.dead_letter_prefix() {
         let name = format!("cloudtrail-ingest-{prefix}");
@@ -403,6 +476,7 @@ mod tests {
             dataset: crate::pipeline::Dataset::new("d", None, None),
             prefix: prefix.into(),
             mappings: crate::format::cloudtrail::mapping::mappings,
+            stream: None,
         };
         let all = [
             at("cloudtrail"),
@@ -562,6 +636,50 @@ mod tests {
                 Err(TemplateError::Unsupported(..))
             ));
         }
+    }
+
+    #[test]
+    fn data_streams_from_elasticsearch_7_9_only() {
+        use Distribution::*;
+        for (distribution, version, streams) in [
+            (Elasticsearch, "7.8.1", false),
+            (Elasticsearch, "7.9.0", true),
+            (Elasticsearch, "8.15.0", true),
+            (OpenSearch, "2.19.1", false),
+        ] {
+            assert_eq!(
+                caps(distribution, version).data_streams,
+                streams,
+                "{distribution} {version}"
+            );
+        }
+        let oss = Capabilities::of(&info(Elasticsearch, "7.10.2", Some("oss"))).unwrap();
+        assert!(!oss.data_streams);
+    }
+
+    #[test]
+    fn a_stream_template_names_its_stream_and_wins_over_the_stock_ones() {
+        let body = stream_template(
+            &caps(Distribution::Elasticsearch, "8.15.0"),
+            "logs-aws.cloudtrail-default",
+            FreeFormMapping::Flattened,
+            &IndexSettings {
+                lifecycle_policy: Some("logs".into()),
+                ..IndexSettings::default()
+            },
+            crate::format::cloudtrail::ecs::mapping::mappings,
+        );
+        assert_eq!(
+            body["index_patterns"],
+            json!(["logs-aws.cloudtrail-default"])
+        );
+        assert_eq!(body["data_stream"], json!({}));
+        assert!(body["priority"].as_u64().unwrap() > 200);
+        assert_eq!(body["template"]["settings"]["index.lifecycle.name"], "logs");
+        assert_eq!(
+            body["template"]["mappings"]["properties"]["source"]["properties"]["ip"]["type"],
+            "ip"
+        );
     }
 
     #[test]
