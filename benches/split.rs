@@ -8,6 +8,9 @@
 //!   bulk bodies,
 //! - gzip compression of the resulting bulk bodies (`--bulk-compression gzip`): its cost and
 //!   the bytes it saves,
+//! - the same split path writing ECS documents (`--schema ecs`) with MaxMind's test City and
+//!   ASN databases loaded, against the raw split path in alternating runs (every event's
+//!   address is a new one, so no GeoIP answer comes from the cache: the worst case),
 //!
 //! and prints events/s, MB/s of decompressed log and the ratio to gunzip alone. Each figure
 //! is the best of several runs. `BENCH_MB` sets the corpus size; `BENCH_PROFILE=1` runs only
@@ -16,12 +19,15 @@
 use std::io::{self, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
+use cloudtrail_ingest::config::{Schema, SchemaConfig};
 use cloudtrail_ingest::detect::alert::{self, Alerter, Written};
 use cloudtrail_ingest::detect::{load, Detector, Level, Loaded};
+use cloudtrail_ingest::enrich::GeoIp;
 use cloudtrail_ingest::format::cloudtrail;
 use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
+use cloudtrail_ingest::format::schema::Shaper;
 use cloudtrail_ingest::format::{Format, Item, PayloadContext};
-use cloudtrail_ingest::pipeline::{index_name, Event, Indices};
+use cloudtrail_ingest::pipeline::{index_name, Event, Indices, Shape};
 use cloudtrail_ingest::sink::elasticsearch::request;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -49,6 +55,16 @@ fn main() {
         gz.len() as f64 / 1e6
     );
 
+    if std::env::var_os("BENCH_PROFILE").is_some_and(|v| v == "ecs") {
+        // Only the ECS split path, 5 times, for a profiler.
+        let shaper = ecs_shaper();
+        let start = Instant::now();
+        for _ in 0..5 {
+            std::hint::black_box(split_path_shaped(&gz, &shaper));
+        }
+        println!("ECS split path: {:?} per run", start.elapsed() / 5);
+        return;
+    }
     if std::env::var_os("BENCH_PROFILE").is_some() {
         // Only the split path, 20 times: for `perf record` (see docs/performance.md).
         let start = Instant::now();
@@ -96,6 +112,7 @@ fn main() {
         candidates as f64 / events as f64,
         100.0 * parsed as f64 / events as f64
     );
+    ecs_against_raw(&gz, raw_len, events, runs);
     let bodies = bulk_bodies(&gz);
     let (compress, gzip_bytes) = best(runs, || {
         bodies.iter().map(|b| request::gzip(b).len() as u64).sum()
@@ -108,6 +125,61 @@ fn main() {
         compress.as_secs_f64() * 1e3 * 1e8 / plain_bytes as f64,
         100.0 * compress.as_secs_f64() / split.as_secs_f64()
     );
+}
+
+/// The split path writing ECS documents with both GeoIP databases, against the raw one, in
+/// alternating runs.
+fn ecs_against_raw(gz: &[u8], raw_len: usize, events: u64, runs: usize) {
+    let shaper = ecs_shaper();
+    let mut raw_runs = Vec::new();
+    let mut ecs_runs = Vec::new();
+    for _ in 0..runs {
+        raw_runs.push(best(1, || split_path(gz)));
+        ecs_runs.push(best(1, || split_path_shaped(gz, &shaper)));
+    }
+    let (raw, raw_bytes) = raw_runs.into_iter().min().expect("at least one run");
+    let (ecs, ecs_bytes) = ecs_runs.into_iter().min().expect("at least one run");
+    report("gunzip+split+bulk body", raw, raw_len, events, None);
+    report("  ECS + GeoIP + ASN", ecs, raw_len, events, None);
+    println!(
+        "ECS documents with GeoIP cost {:.2}x the raw split path's time per event; bulk bodies {:.1} MB raw, {:.1} MB ECS",
+        ecs.as_secs_f64() / raw.as_secs_f64(),
+        raw_bytes as f64 / 1e6,
+        ecs_bytes as f64 / 1e6,
+    );
+}
+
+/// [`split_path_shaped`]'s shaper: ECS documents with MaxMind's test City and ASN databases.
+fn ecs_shaper() -> Shaper {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/geoip/");
+    let geoip = GeoIp::open(&[
+        format!("{dir}GeoLite2-City-Test.mmdb").into(),
+        format!("{dir}GeoLite2-ASN-Test.mmdb").into(),
+    ])
+    .expect("MaxMind's test databases");
+    let config = SchemaConfig {
+        schema: Schema::Ecs,
+        data_stream_namespace: "default".into(),
+        ingest_pipeline: None,
+        geoip_databases: Vec::new(),
+    };
+    Shaper::new(&config, FreeForm::Objects, Some(geoip)).expect("a shaper")
+}
+
+/// [`split_path`] with each event shaped by `shaper` before it is written.
+fn split_path_shaped(gz: &[u8], shaper: &Shaper) -> u64 {
+    let mut total = 0u64;
+    let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    events_as(gz, FreeForm::AsWritten, |mut event| {
+        shaper.shape(&mut event).expect("an ECS document");
+        let index = index_name("cloudtrail", event.time);
+        request::append_create(&mut body, &index, &event.id, None, &event.source);
+        if body.len() >= BULK_BYTES {
+            total += body.len() as u64;
+            body.clear();
+        }
+    });
+    total + body.len() as u64
 }
 
 /// The bulk bodies of the corpus, kept for the compression measurement.
@@ -251,11 +323,14 @@ fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u
 }
 
 /// Gunzips the corpus and reads its events with the CloudTrail format, handing each to `each`.
-fn events_of(gz: &[u8], mut each: impl FnMut(Event)) {
+fn events_of(gz: &[u8], each: impl FnMut(Event)) {
+    events_as(gz, FreeForm::Objects, each)
+}
+
+/// [`events_of`], with free-form values written the `free_form` way.
+fn events_as(gz: &[u8], free_form: FreeForm, mut each: impl FnMut(Event)) {
     let format = CloudTrail {
-        options: Options {
-            free_form: FreeForm::Objects,
-        },
+        options: Options { free_form },
     };
     let decoder = MultiGzDecoder::new(BufReader::with_capacity(64 * 1024, gz));
     let mut input = BufReader::with_capacity(64 * 1024, decoder);

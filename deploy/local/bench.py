@@ -18,7 +18,12 @@ saw, events/s over the ingest window (first to last bulk request), where the tim
 worker's CPU time (user + system, from wait4) per 100k events, as measured and net of the idle
 run's, and its peak RSS (VmHWM from /proc, sampled every 20 ms).
 
+With --ecs, each scenario runs instead with the raw schema and with `--schema ecs` and
+MaxMind's test City and ASN databases (from ../shared/geoip), alternately for --rounds rounds,
+and prints the CPU per 100k events of both (net of the idle run, medians) and their ratio.
+
 Usage: bench.py PATH_TO_WORKER_BINARY [--objects N] [--events M] [--large-mb X] [--osmem]
+       [--ecs [--rounds R]]
 """
 
 import argparse
@@ -84,8 +89,9 @@ class Sink(BaseHTTPRequestHandler):
         cls.documents, cls.requests, cls.first, cls.last = 0, 0, None, None
 
 
-def run(binary, aws_url, cluster_url, objects, label):
-    """Uploads `objects` [(key, body)], announces them, runs the worker, returns figures."""
+def run(binary, aws_url, cluster_url, objects, label, extra_env=None):
+    """Uploads `objects` [(key, body)], announces them, runs the worker (with `extra_env`
+    added to its environment), returns figures."""
     session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
     s3 = session.client("s3", endpoint_url=aws_url)
     sqs = session.client("sqs", endpoint_url=aws_url)
@@ -104,6 +110,7 @@ def run(binary, aws_url, cluster_url, objects, label):
         ])
     env = worker_env(aws_url, queue_url, cluster_url, name, "1s", "warn",
                      passthrough=("MALLOC_", "CLOUDTRAIL_INGEST_BULK", "CLOUDTRAIL_INGEST_MAX"))
+    env.update(extra_env or {})
     Sink.reset()
     started, ended, peak_kib, cpu = run_worker(binary, env)
     left = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
@@ -118,6 +125,10 @@ def main():
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--large-mb", type=int, default=100)
     parser.add_argument("--osmem", action="store_true", help="also run against osmem-server (slow: about 1k docs/s)")
+    parser.add_argument("--ecs", action="store_true",
+                        help="also run each scenario with --schema ecs and MaxMind's test City and ASN databases, "
+                             "alternating with the raw schema, and print the CPU ratio")
+    parser.add_argument("--rounds", type=int, default=1, help="with --ecs: rounds of raw and ECS runs (medians)")
     args = parser.parse_args()
 
     aws_proc, aws_url = start([sys.executable, str(ROOT / "tests/standins/aws_standin.py")])
@@ -138,6 +149,24 @@ def main():
     # What a worker costs whatever it reads: start-up (configuration, clients, templates), one
     # empty long poll and the exit. Subtracted to give the per-event cost.
     fixed = sorted(run(args.binary, aws_url, sink_url, [], "idle")["cpu"] for _ in range(3))[1]
+
+    if args.ecs:
+        geoip = ROOT.parent / "shared" / "geoip"
+        ecs_env = {"CLOUDTRAIL_INGEST_SCHEMA": "ecs",
+                   "CLOUDTRAIL_INGEST_GEOIP_DATABASE": f"{geoip}/GeoLite2-City-Test.mmdb,{geoip}/GeoLite2-ASN-Test.mmdb"}
+        for label, objects, events in (("many objects", many, many_events), ("one large object", large, per_mb)):
+            cpu = {"raw": [], "ecs": []}
+            for _ in range(args.rounds):
+                for schema, extra in (("raw", None), ("ecs", ecs_env)):
+                    r = run(args.binary, aws_url, sink_url, objects, label, extra)
+                    assert Sink.documents == events, f"{schema}: the sink saw {Sink.documents} of {events}"
+                    cpu[schema].append(((r["cpu"] - fixed) * 100_000 / events, r["peak_mib"]))
+            (raw, raw_rss), (ecs, ecs_rss) = (sorted(cpu[k])[len(cpu[k]) // 2] for k in ("raw", "ecs"))
+            print(f"{label:18} CPU per 100k events net of the idle run: raw {raw:.2f} s, ECS + GeoIP + ASN {ecs:.2f} s "
+                  f"= {ecs / raw:.2f}x (medians of {args.rounds}); peak RSS {raw_rss:.1f} / {ecs_rss:.1f} MiB")
+        aws_proc.stdin.close()
+        aws_proc.wait(timeout=10)
+        return
 
     results = []
     for label, objects, events in (("many objects -> bulk sink", many, many_events), ("one large object -> bulk sink", large, per_mb)):

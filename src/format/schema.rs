@@ -16,8 +16,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use time::OffsetDateTime;
-
 use super::cloudtrail::{self, ecs::Ecs};
 use super::document::write_str;
 use super::ecs::{ip, text, Object};
@@ -75,7 +73,7 @@ impl Shape for Shaper {
             event.source = source;
             event.outline = Vec::new();
         } else if let Some(ecs) = &self.ecs {
-            let created = cloudtrail::ecs::dates::created(OffsetDateTime::now_utc());
+            let created = cloudtrail::ecs::dates::created_now();
             let (source, result) =
                 super::document::chunks::write(event.source.len() * 2 + 512, |out| {
                     cloudtrail::ecs::write(

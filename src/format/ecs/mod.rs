@@ -110,26 +110,47 @@ impl<'a> Fields<'a> {
     }
 
     /// Appends the document: one JSON object, the paths nested, keys sorted.
-    pub fn write(mut self, out: &mut Vec<u8>) {
-        self.fields.sort_by(|a, b| a.0.cmp(b.0));
-        self.fields.dedup_by(|later, first| later.0 == first.0);
-        let mut open: Vec<&str> = Vec::with_capacity(8);
+    pub fn write(self, out: &mut Vec<u8>) {
+        // Sorted by path (their first 32 bytes as numbers, then the rest), the first set of
+        // a path kept.
+        let key = |path: &str, from: usize| {
+            let mut bytes = [0u8; 16];
+            let tail = path.as_bytes().get(from..).unwrap_or_default();
+            let n = tail.len().min(16);
+            bytes[..n].copy_from_slice(&tail[..n]);
+            u128::from_be_bytes(bytes)
+        };
+        let mut order: Vec<(u128, u128, usize)> = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(n, (path, _))| (key(path, 0), key(path, 16), n))
+            .collect();
+        let fields = &self.fields;
+        order.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| fields[a.2].0.cmp(fields[b.2].0))
+                .then(a.2.cmp(&b.2))
+        });
+        order.dedup_by(|later, first| fields[later.2].0 == fields[first.2].0);
         out.push(b'{');
+        // The path of the innermost open object, with a trailing dot ("" at the top).
+        let mut open: &str = "";
         let mut first = true;
-        for (path, value) in &self.fields {
-            let mut steps: Vec<&str> = path.split('.').collect();
-            let leaf = steps.pop().expect("a path has a last step");
-            let common = open.iter().zip(&steps).take_while(|(a, b)| a == b).count();
-            while open.len() > common {
-                open.pop();
+        for (path, value) in order.iter().map(|&(_, _, n)| &fields[n]) {
+            let parent = path.rfind('.').map_or("", |dot| &path[..=dot]);
+            // Close what the path is not in, then open its objects below the common part.
+            let common = common_objects(open, parent);
+            for _ in open[common..].bytes().filter(|&b| b == b'.') {
                 out.push(b'}');
             }
-            for step in &steps[common..] {
+            for step in parent[common..].split_terminator('.') {
                 member(out, &mut first, step);
                 out.push(b'{');
                 first = true;
-                open.push(step);
             }
+            open = parent;
             if let Value::Members(members) = value {
                 if !members.is_empty() {
                     if !std::mem::take(&mut first) {
@@ -139,23 +160,40 @@ impl<'a> Fields<'a> {
                 }
                 continue;
             }
-            member(out, &mut first, leaf);
+            member(out, &mut first, &path[parent.len()..]);
             write_value(out, value);
         }
-        for _ in open {
+        for _ in open.bytes().filter(|&b| b == b'.') {
             out.push(b'}');
         }
         out.push(b'}');
     }
 }
 
-/// Writes `"key":`, after a comma unless it is the first member of its object.
+/// The length of the longest common prefix of `a` and `b` (object paths, each step followed
+/// by a dot) that ends after a dot: the objects both are in.
+fn common_objects(a: &str, b: &str) -> usize {
+    let mut end = 0;
+    for (n, (x, y)) in a.bytes().zip(b.bytes()).enumerate() {
+        if x != y {
+            break;
+        }
+        if x == b'.' {
+            end = n + 1;
+        }
+    }
+    end
+}
+
+/// Writes `"key":`, after a comma unless it is the first member of its object. Keys are the
+/// mappings' own names, which need no escape.
 fn member(out: &mut Vec<u8>, first: &mut bool, key: &str) {
     if !std::mem::take(first) {
         out.push(b',');
     }
-    write_str(out, key);
-    out.push(b':');
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value<'_>) {
@@ -174,13 +212,38 @@ fn write_value(out: &mut Vec<u8>, value: &Value<'_>) {
             out.push(b']');
         }
         Value::Json(raw) => out.extend_from_slice(one_line(raw).as_ref()),
-        Value::JsonText(raw) => {
-            let text = String::from_utf8_lossy(raw);
-            write_str(out, &text.replace(['\n', '\r'], " "));
-        }
+        Value::JsonText(raw) => write_json_text(out, raw),
         // Written by [`Fields::write`] into their object, never as a member's value.
         Value::Members(_) => out.extend_from_slice(b"null"),
     }
+}
+
+/// Appends the UTF-8 bytes `text` as a JSON string: `"` and `\\` escaped, control bytes
+/// (JSON's whitespace between tokens among them) as `\\u00XX` or their short escapes.
+fn write_json_text(out: &mut Vec<u8>, text: &[u8]) {
+    out.reserve(text.len() + text.len() / 8 + 2);
+    out.push(b'"');
+    let mut copied = 0;
+    for (n, &b) in text.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&text[copied..n]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
+        }
+        copied = n + 1;
+    }
+    out.extend_from_slice(&text[copied..]);
+    out.push(b'"');
 }
 
 /// `raw` JSON without raw line breaks (only whitespace between tokens can hold them).
@@ -271,6 +334,29 @@ mod tests {
             })
         );
         assert_eq!(written(Fields::default()), json!({}));
+    }
+
+    #[test]
+    fn json_text_is_a_json_string_of_the_bytes() {
+        for text in [
+            "",
+            "{\"a\":\n [1, \"b\\\\c\"]}",
+            "tab\there\u{1}\u{7f}\r",
+            "\u{e9}t\u{e9}",
+        ] {
+            let mut out = Vec::new();
+            write_json_text(&mut out, text.as_bytes());
+            assert_eq!(
+                serde_json::from_slice::<String>(&out).unwrap(),
+                text,
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+            assert!(!out.contains(&b'\n'));
+        }
+        assert_eq!(common_objects("a.b.", "a.bc."), 2);
+        assert_eq!(common_objects("a.b.", "a.b.c."), 4);
+        assert_eq!(common_objects("", "x."), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::format::document::write_str;
-use crate::format::scan::Members;
+use crate::format::scan::{Members, Tokens};
 
 #[derive(Debug)]
 struct Entry<'a> {
@@ -82,9 +82,45 @@ impl<'a> Object<'a> {
         Some(Object { entries })
     }
 
+    /// The object `bytes` (from `{` to `}`), its members found with the structural scanner
+    /// ([`Tokens`]); like [`Object::outlined`], values are not checked. `None` when its top
+    /// level is not `{"key": value, ...}`.
+    pub fn scan(bytes: &'a [u8]) -> Option<Object<'a>> {
+        if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+            return None;
+        }
+        let mut tokens = Tokens::new(bytes);
+        let mut separators = Vec::with_capacity(16);
+        tokens.next_token()?;
+        loop {
+            match tokens.next_token()? {
+                (_, b'"') => {
+                    tokens.next_token()?;
+                }
+                (_, b'{' | b'[') => {
+                    tokens.close(1)?;
+                }
+                (at, b':' | b',') => separators.push(u32::try_from(at).ok()?),
+                (at, b'}') if at == bytes.len() - 1 => break,
+                _ => return None,
+            }
+        }
+        Object::outlined(bytes, &separators)
+    }
+
+    /// The entry of `key`: the first one, its length and ends compared before its bytes.
+    fn position(&self, key: &str) -> Option<usize> {
+        let k = key.as_bytes();
+        self.entries.iter().position(|e| {
+            let e = e.key.as_bytes();
+            e.len() == k.len() && e.first() == k.first() && e.last() == k.last() && e == k
+        })
+    }
+
     /// The raw value of `key` (not `null`), marked as taken.
     pub fn take(&mut self, key: &str) -> Option<&'a [u8]> {
-        let entry = self.entries.iter_mut().find(|e| e.key == key)?;
+        let at = self.position(key)?;
+        let entry = &mut self.entries[at];
         if matches!(entry.left, Left::All) {
             entry.left = Left::Nothing;
         }
@@ -93,7 +129,7 @@ impl<'a> Object<'a> {
 
     /// The raw value of `key` (not `null`), left where it is.
     pub fn get(&self, key: &str) -> Option<&'a [u8]> {
-        let entry = self.entries.iter().find(|e| e.key == key)?;
+        let entry = &self.entries[self.position(key)?];
         (entry.value != b"null").then_some(entry.value)
     }
 
@@ -109,15 +145,15 @@ impl<'a> Object<'a> {
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
     pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
-        let object = Object::parse(self.get(key).filter(|v| v.first() == Some(&b'{'))?)?;
+        let object = Object::scan(self.get(key)?)?;
         self.take(key);
         Some(object)
     }
 
     /// Records what is left of the nested object at `key` (its [`Object::rest`]).
     pub fn leave(&mut self, key: &str, rest: Option<Vec<u8>>) {
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.key == key) {
-            entry.left = rest.map_or(Left::Nothing, Left::Part);
+        if let Some(at) = self.position(key) {
+            self.entries[at].left = rest.map_or(Left::Nothing, Left::Part);
         }
     }
 
@@ -229,6 +265,32 @@ mod tests {
         );
         assert_eq!(object.get("a\"b"), Some(&br#"{"c":1}"#[..]));
         assert_eq!(object.get("n"), None);
+    }
+
+    #[test]
+    fn a_scanned_object_reads_as_a_parsed_one() {
+        for bytes in [
+            &br#"{"a":"x,y:z","b\"c":{"d":[1,{"e":"}"}]},"f":null, "g" : 2 }"#[..],
+            br#"{}"#,
+            br#"{"k":"\\"}"#,
+        ] {
+            let scanned = Object::scan(bytes).expect("scanned");
+            let parsed = Object::parse(bytes).expect("parsed");
+            assert_eq!(
+                scanned.keys().collect::<Vec<_>>(),
+                parsed.keys().collect::<Vec<_>>()
+            );
+            for key in parsed.keys() {
+                assert_eq!(scanned.get(key), parsed.get(key), "{key}");
+            }
+        }
+        for bad in [&b"[1]"[..], b"{\"a\" 1}", b"{\"a\":1", b"", b"{\"a\":1}}"] {
+            assert!(
+                Object::scan(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -238,7 +238,7 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
 /// answer, `Success` or `Failure`, in lower case) when it has one.
 fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
-    if let Some(data) = record.get("additionalEventData").and_then(Object::parse) {
+    if let Some(data) = record.get("additionalEventData").and_then(Object::scan) {
         let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
         if let Some(used) = flag("MFAUsed") {
             fields.set(
@@ -259,7 +259,7 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
     }
     let answer = record
         .get("responseElements")
-        .and_then(Object::parse)?
+        .and_then(Object::scan)?
         .get("ConsoleLogin")
         .and_then(text)?;
     match answer.to_ascii_lowercase().as_str() {
@@ -299,7 +299,7 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     let mut out = Vec::with_capacity(raw.len());
     let mut seen: Vec<Vec<u8>> = Vec::new();
     for item in list {
-        let Some(mut resource) = Object::parse(item.get().as_bytes()) else {
+        let Some(mut resource) = Object::scan(item.get().as_bytes()) else {
             return;
         };
         let mut written = Vec::new();
@@ -347,8 +347,18 @@ fn free_form<'a>(
     related: &mut Related<'a>,
     kind: FreeForm,
 ) {
-    let request = record.get("requestParameters").and_then(Object::parse);
-    let response = record.get("responseElements").and_then(Object::parse);
+    // Read only when they may hold what is looked for: most are large and hold none of it.
+    let request = record
+        .get("requestParameters")
+        .filter(|raw| memchr::memmem::find(raw, b"Name\"").is_some())
+        .and_then(Object::scan);
+    let response = record
+        .get("responseElements")
+        .filter(|raw| {
+            memchr::memmem::find(raw, b"\"user\"").is_some()
+                || memchr::memmem::find(raw, b"\"group\"").is_some()
+        })
+        .and_then(Object::scan);
     let named = |object: &Option<Object<'a>>, key: &str| {
         object.as_ref().and_then(|o| o.get(key)).and_then(text)
     };
@@ -356,7 +366,7 @@ fn free_form<'a>(
         object
             .as_ref()
             .and_then(|o| o.get(outer))
-            .and_then(Object::parse)
+            .and_then(Object::scan)
             .and_then(|o| o.get(key))
             .and_then(text)
     };
@@ -451,7 +461,7 @@ fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<
         // An Identity Center sign-in names its user only here.
         name = record
             .get("additionalEventData")
-            .and_then(Object::parse)
+            .and_then(Object::scan)
             .and_then(|data| data.get("UserName"))
             .and_then(text)
             .filter(|n| !n.is_empty());
