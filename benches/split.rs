@@ -85,6 +85,21 @@ fn main() {
     }
     let (split, plain_bytes) = split_runs.into_iter().min().expect("at least one run");
     let (with_rules, _) = rules_runs.into_iter().min().expect("at least one run");
+    // The drop pack as drop rules, and the same rules as detection rules (alerts made and
+    // written): what a drop rule costs against a detection rule.
+    let drops = drop_pack();
+    let drop_alerter = alerter_of(drop_pack());
+    let mut drop_runs = Vec::new();
+    let mut as_detection_runs = Vec::new();
+    for _ in 0..runs {
+        drop_runs.push(best(1, || split_path_dropping(&gz, &drops)));
+        as_detection_runs.push(best(1, || split_path_detecting(&gz, &drop_alerter)));
+    }
+    let (dropping, dropped) = drop_runs.into_iter().min().expect("at least one run");
+    let (as_detection, _) = as_detection_runs
+        .into_iter()
+        .min()
+        .expect("at least one run");
     report("gunzip only", gunzip, raw_len, events, None);
     report(
         "gunzip+split+bulk body",
@@ -105,6 +120,27 @@ fn main() {
         alerter.detector.rules().len(),
         100.0 * split.as_secs_f64() / with_rules.as_secs_f64(),
         count_alerts(&gz, &alerter),
+    );
+    report(
+        "  + drop pack as drop",
+        dropping,
+        raw_len,
+        events,
+        Some(gunzip),
+    );
+    report(
+        "  + same as detection",
+        as_detection,
+        raw_len,
+        events,
+        Some(gunzip),
+    );
+    println!(
+        "the drop pack ({} rules) drops {dropped} events ({:.1}%) and costs {:.2}x the split path; the same rules as detection rules cost {:.2}x",
+        drops.rules().len(),
+        100.0 * dropped as f64 / events as f64,
+        dropping.as_secs_f64() / split.as_secs_f64(),
+        as_detection.as_secs_f64() / split.as_secs_f64(),
     );
     let (candidates, parsed) = candidate_share(&gz, &alerter);
     println!(
@@ -189,10 +225,38 @@ fn bulk_bodies(gz: &[u8]) -> Vec<Vec<u8>> {
     bodies
 }
 
+/// The shipped drop pack (`rules/drop/`).
+fn drop_pack() -> Detector {
+    let pack = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/drop");
+    let (loaded, failed) = load::load(&[pack.into()]).expect("the drop pack reads");
+    assert!(failed.is_empty(), "{failed:?}");
+    Detector::new(loaded, Level::Informational).0
+}
+
+/// [`split_path`], with each event examined by the drop rules of `drops` and the dropped
+/// ones left out of the bulk bodies; returns how many were dropped.
+fn split_path_dropping(gz: &[u8], drops: &Detector) -> u64 {
+    let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    let mut dropped = 0;
+    events_of(gz, |event| {
+        if !drops.examine(&event).is_empty() {
+            dropped += 1;
+            return;
+        }
+        let index = index_name("cloudtrail", event.time);
+        request::append_create(&mut body, &index, &event.id, None, &event.source);
+        if body.len() >= BULK_BYTES {
+            std::hint::black_box(&body);
+            body.clear();
+        }
+    });
+    dropped
+}
+
 /// The shipped rule pack plus a hundred CloudTrail-style rules: each pins an `eventSource`
 /// and a few `eventName`s (as SigmaHQ's CloudTrail rules do) and tests more fields.
 fn alerter() -> Alerter {
-    let pack = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let pack = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/detection");
     let (mut loaded, failed) = load::load(&[pack.into()]).expect("the rule pack reads");
     assert!(failed.is_empty(), "{failed:?}");
     let services = [
@@ -218,7 +282,11 @@ fn alerter() -> Alerter {
             file: format!("generated-{n}.yml").into(),
         });
     }
-    let (detector, _) = Detector::new(loaded, Level::Informational);
+    alerter_of(Detector::new(loaded, Level::Informational).0)
+}
+
+/// The alerter of `detector`'s rules.
+fn alerter_of(detector: Detector) -> Alerter {
     let indices = Indices::new(vec![
         (cloudtrail::DATASET, "cloudtrail".into()),
         (alert::DATASET, "cloudtrail-alerts".into()),

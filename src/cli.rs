@@ -48,7 +48,7 @@ macro_rules! sources {
         pub enum SourceCommand {
             $($(#[$doc])* $variant(Box<$command>),)*
             /// Work with Sigma rule files: `rules check PATH...` lists what loads and why the
-            /// rest does not.
+            /// rest does not; `rules test` runs rules over local log files.
             Rules(RulesCommand),
         }
 
@@ -206,12 +206,22 @@ impl Command {
     }
 }
 
-/// `rules check`: the report on standard output; 1 when a rule cannot be used.
+/// `rules check`: the report on standard output; 1 when a rule cannot be used. `rules test`:
+/// alerts and counts on standard output; 1 when a rule cannot be used or a file read.
 pub fn rules_check(command: &RulesCommand) -> u8 {
-    let RulesAction::Check {
-        paths,
-        alert_min_level,
-    } = &command.action;
+    let (paths, alert_min_level) = match &command.action {
+        RulesAction::Check {
+            paths,
+            alert_min_level,
+        } => (paths, alert_min_level),
+        RulesAction::Test(test) => {
+            let out = &mut std::io::stdout().lock();
+            return check::rules::test(test, out, &mut std::io::stderr()).unwrap_or_else(|err| {
+                eprintln!("cloudtrail-ingest: {err}");
+                1
+            });
+        }
+    };
     match crate::detect::check(paths, *alert_min_level, &mut std::io::stdout().lock()) {
         Ok(true) => 0,
         Ok(false) => 1,

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use support::*;
 
 fn rules_dir() -> String {
-    format!("{}/rules", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/rules/detection", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The `match` records of a rule's fixture file.
@@ -468,4 +468,40 @@ async fn eventbridge_event_to_searchable_alert_latency() {
             took[EVENTS - 1].as_millis()
         );
     }
+}
+
+#[tokio::test]
+async fn drop_rules_keep_events_out_of_the_index_but_not_out_of_detection() {
+    let env = TestEnv::new("droprules").await;
+    let dir = std::env::temp_dir().join(format!("ct-drop-{}", env.index_prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("decrypt.yml"),
+        "title: any KMS Decrypt\nid: decrypt-1\nlogsource: {product: aws, service: cloudtrail}\ndetection:\n    s: {eventName: Decrypt}\n    condition: s\n",
+    )
+    .unwrap();
+    let mut decrypt = record("drop-1", "2026-12-01T10:00:00Z");
+    decrypt["eventSource"] = json!("kms.amazonaws.com");
+    decrypt["eventName"] = json!("Decrypt");
+    decrypt["userIdentity"] = json!({"type": "AWSService", "invokedBy": "s3.amazonaws.com"});
+    let kept = record("keep-1", "2026-12-01T10:01:00Z");
+    let body = gzip(json!({"Records": [decrypt, kept]}).to_string().as_bytes());
+    let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/12/01/drop.json.gz";
+    env.put_object(key, body).await;
+    env.publish(&env.cloudtrail_message(&[key])).await;
+    let rules = dir.display().to_string();
+    let drops = format!("{}/rules/drop", env!("CARGO_MANIFEST_DIR"));
+    let summary = env
+        .run_until_idle(&["--rules", &rules, "--drop-rules", &drops])
+        .await;
+    assert_eq!(summary["messages_deleted"], 1, "{summary:?}");
+    assert_eq!(summary["events_dropped"], 1, "{summary:?}");
+    assert_eq!(summary["documents_indexed"], 1, "{summary:?}");
+    assert_eq!(
+        summary["alerts_indexed"], 1,
+        "detection saw the dropped event"
+    );
+    let index = format!("{}-2026.12.01", env.index_prefix);
+    assert_eq!(env.count(&index).await, 1, "only the kept event is indexed");
+    std::fs::remove_dir_all(dir).unwrap();
 }

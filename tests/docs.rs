@@ -73,13 +73,15 @@ fn reference() -> String {
             .filter(|a| !shared.contains(&row(a)));
         table(&mut out, own);
     }
-    let rules = Cli::command()
-        .find_subcommand("rules")
-        .and_then(|r| r.find_subcommand("check"))
-        .expect("rules check")
-        .clone();
-    out.push_str("\n## `cloudtrail-ingest rules check`\n\n");
-    table(&mut out, rules.get_arguments());
+    for action in ["check", "test"] {
+        let rules = Cli::command()
+            .find_subcommand("rules")
+            .and_then(|r| r.find_subcommand(action))
+            .expect("a rules action")
+            .clone();
+        out.push_str(&format!("\n## `cloudtrail-ingest rules {action}`\n\n"));
+        table(&mut out, rules.get_arguments());
+    }
     out
 }
 

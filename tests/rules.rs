@@ -1,11 +1,13 @@
-//! The shipped rule pack (`rules/`) against realistic events, through the formats that make
+//! The shipped rule pack (`rules/detection/`) against realistic events, through the formats that make
 //! the documents the rules see:
 //! - every rule loads (nothing left out even with `--rules-strict`);
 //! - each rule fires on every event of its `fixtures/detect/<source>/<rule>.json` `match` list
 //!   and on none of its `near_miss` list, with free-form parts stored either way
 //!   (objects or strings);
 //! - across the whole conformance corpus and the Confluent samples, each rule fires on exactly
-//!   the records `fixtures/detect/corpus-expected.json` lists for it, and on no other.
+//!   the records `fixtures/detect/corpus-expected.json` lists for it, and on no other;
+//! - the drop pack (`rules/drop/`) drops what AWS services do on their own and keeps what
+//!   people and applications do; `rules test` runs both packs over log files.
 
 mod support;
 
@@ -25,7 +27,7 @@ fn root() -> PathBuf {
 }
 
 fn detector() -> Detector {
-    let (loaded, failed) = load::load(&[root().join("rules")]).unwrap();
+    let (loaded, failed) = load::load(&[root().join("rules/detection")]).unwrap();
     assert!(failed.is_empty(), "rules that cannot be used: {failed:?}");
     let (detector, unused) = Detector::new(loaded, Level::Informational);
     assert!(unused.is_empty(), "rules not used: {unused:?}");
@@ -85,7 +87,7 @@ fn each_rule_fires_on_its_targets_and_not_on_near_misses() {
         for file in files {
             let stem = file.file_stem().unwrap().to_string_lossy().to_string();
             let rule_file = root()
-                .join("rules")
+                .join("rules/detection")
                 .join(source)
                 .join(format!("{stem}.yml"));
             let id = rule_id_of_file(&detector, &rule_file);
@@ -259,4 +261,152 @@ fn the_log_objects_of_the_corpus_fire_only_on_records_expected_elsewhere() {
         }
     }
     assert!(seen > 100, "{seen} records");
+}
+
+/// A CloudTrail record of `event_name` on `source` by an identity of `kind`, with `extra`
+/// top-level fields.
+fn call(source: &str, event_name: &str, kind: &str, extra: Value) -> Value {
+    let mut record = serde_json::json!({
+        "eventVersion": "1.09", "eventTime": "2026-12-01T10:00:00Z",
+        "eventSource": format!("{source}.amazonaws.com"), "eventName": event_name,
+        "userIdentity": {"type": kind},
+        "eventID": format!("{event_name}-{kind}"),
+    });
+    if kind == "AWSService" {
+        record["userIdentity"]["invokedBy"] = format!("{source}.amazonaws.com").into();
+    }
+    for (key, value) in extra.as_object().unwrap() {
+        record[key] = value.clone();
+    }
+    record
+}
+
+#[test]
+fn the_drop_pack_drops_what_services_do_and_keeps_what_people_do() {
+    let (loaded, failed) = load::load(&[root().join("rules/drop")]).unwrap();
+    assert!(
+        failed.is_empty(),
+        "drop rules that cannot be used: {failed:?}"
+    );
+    let (drops, unused) = Detector::new(loaded, Level::Informational);
+    assert!(unused.is_empty(), "{unused:?}");
+    let none = serde_json::json!({});
+    let reads = serde_json::json!({"readOnly": true});
+    let data = serde_json::json!({"eventCategory": "Data", "readOnly": true});
+    let table = [
+        (call("kms", "Decrypt", "AWSService", none.clone()), true),
+        (
+            call(
+                "kms",
+                "GenerateDataKey",
+                "AssumedRole",
+                serde_json::json!({"userIdentity": {"type": "AssumedRole", "invokedBy": "s3.amazonaws.com"}}),
+            ),
+            true,
+        ),
+        (call("kms", "Decrypt", "IAMUser", none.clone()), false),
+        (
+            call("kms", "ScheduleKeyDeletion", "AWSService", none.clone()),
+            false,
+        ),
+        (call("sts", "AssumeRole", "AWSService", none.clone()), true),
+        (
+            call("sts", "AssumeRole", "AssumedRole", none.clone()),
+            false,
+        ),
+        (
+            call("ec2", "DescribeInstances", "AWSService", reads.clone()),
+            true,
+        ),
+        (
+            call(
+                "ec2",
+                "TerminateInstances",
+                "AWSService",
+                serde_json::json!({"readOnly": false}),
+            ),
+            false,
+        ),
+        (call("ec2", "DescribeInstances", "IAMUser", reads), false),
+        (call("s3", "GetObject", "IAMUser", data.clone()), true),
+        (call("s3", "PutObject", "IAMUser", data), false),
+        (call("signin", "ConsoleLogin", "IAMUser", none), false),
+    ];
+    for (record, dropped) in table {
+        for free_form in [FreeForm::Objects, FreeForm::Strings] {
+            let event = event_of("cloudtrail", &record, free_form);
+            assert_eq!(
+                !fired(&drops, &event).is_empty(),
+                dropped,
+                "{record} ({free_form:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn rules_test_prints_alerts_then_counts_and_fails_on_a_rule_it_cannot_use() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cloudtrail-ingest"))
+            .current_dir(root())
+            .args(["rules", "test"])
+            .args(args)
+            .env_clear()
+            .output()
+            .expect("the binary runs")
+    };
+    let output = run(&[
+        "--rules",
+        "rules/detection",
+        "--drop-rules",
+        "rules/drop",
+        "fixtures/conformance/objects",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let total = lines.last().expect("a total");
+    assert_eq!(total["kind"], "total");
+    let alerts = lines.iter().filter(|l| l["kind"] == "match").count() as u64;
+    assert_eq!(total["alerts"], alerts, "every alert printed");
+    assert!(
+        alerts > 0 && total["dropped"].as_u64().unwrap() > 0,
+        "{total}"
+    );
+    let counts: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "count").collect();
+    assert_eq!(
+        counts.iter().filter(|l| l["role"] == "drop").count(),
+        4,
+        "one line per drop rule"
+    );
+    let matched: u64 = counts
+        .iter()
+        .filter(|l| l["role"] == "detection")
+        .map(|l| l["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(matched, alerts, "one alert per rule match");
+
+    let dir = std::env::temp_dir().join(format!("rules-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.yml"),
+        "title: bad\ndetection:\n    s: {eventName|expand: '%x%'}\n    condition: s\n",
+    )
+    .unwrap();
+    let bad = run(&[
+        "--drop-rules",
+        dir.to_str().unwrap(),
+        "fixtures/conformance/objects",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad.yml"));
+    std::fs::remove_dir_all(dir).unwrap();
 }

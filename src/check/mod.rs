@@ -25,6 +25,7 @@
 mod cluster;
 mod kafka;
 mod report;
+pub mod rules;
 mod sqs;
 
 pub use cluster::cluster_checks;

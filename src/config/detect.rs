@@ -21,6 +21,18 @@ pub struct DetectConfig {
     )]
     pub rules: Vec<PathBuf>,
 
+    /// Sigma rules whose matching events are not indexed (a file or a folder, as --rules):
+    /// detection rules still see every event, and a dropped event is acknowledged like an
+    /// indexed one. Repeat for more; the environment variable takes a comma-separated list.
+    /// `rule_drops_total{rule_id}` at /metrics counts each rule's drops.
+    #[arg(
+        long = "drop-rules",
+        env = "CLOUDTRAIL_INGEST_DROP_RULES",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    pub drop_rules: Vec<PathBuf>,
+
     /// Refuse to start when a rule cannot be read or uses what is not supported (by default
     /// such a rule is reported and left out).
     #[arg(long, env = "CLOUDTRAIL_INGEST_RULES_STRICT")]
@@ -66,12 +78,11 @@ impl DetectConfig {
     }
 
     pub(super) fn validate(&self, problems: &mut Vec<String>) {
-        for path in &self.rules {
-            if !path.exists() {
-                problems.push(format!(
-                    "--rules {}: no such file or folder",
-                    path.display()
-                ));
+        for (flag, paths) in [("--rules", &self.rules), ("--drop-rules", &self.drop_rules)] {
+            for path in paths {
+                if !path.exists() {
+                    problems.push(format!("{flag} {}: no such file or folder", path.display()));
+                }
             }
         }
         for url in &self.alert_webhooks {
@@ -88,8 +99,21 @@ impl DetectConfig {
 
     /// For the start-up summary.
     pub fn summary(&self) -> String {
+        let drops: Vec<String> = self
+            .drop_rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let drops = format!(
+            "drop_rules={}",
+            if drops.is_empty() {
+                "none".to_string()
+            } else {
+                drops.join(",")
+            }
+        );
         if !self.enabled() {
-            return "rules=off".to_string();
+            return format!("rules=off {drops}");
         }
         let paths: Vec<String> = self.rules.iter().map(|p| p.display().to_string()).collect();
         let webhooks: Vec<String> = self
@@ -98,7 +122,7 @@ impl DetectConfig {
             .map(|u| format!("{u:?}"))
             .collect();
         format!(
-            "rules={} rules_strict={} alert_min_level={} alert_webhooks=[{}] alert_if_silent={}",
+            "rules={} rules_strict={} alert_min_level={} alert_webhooks=[{}] alert_if_silent={} {drops}",
             if paths.is_empty() {
                 "none".to_string()
             } else {
@@ -165,30 +189,8 @@ fn parse_silence(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-fn parse_level(text: &str) -> Result<Level, String> {
+pub(super) fn parse_level(text: &str) -> Result<Level, String> {
     Level::parse(text).ok_or_else(|| {
         format!("`{text}` is not a Sigma level (informational, low, medium, high, critical)")
     })
-}
-
-/// `cloudtrail-ingest rules check PATH...`
-#[derive(Debug, Clone, Args)]
-pub struct RulesCommand {
-    #[command(subcommand)]
-    pub action: RulesAction,
-}
-
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum RulesAction {
-    /// Load rule files and folders as --rules does and list what loads (with the sources
-    /// each rule applies to and the field it is indexed by) and what does not, with the
-    /// reason. Exits 1 when a rule cannot be used.
-    Check {
-        /// Rule files or folders.
-        #[arg(required = true, value_name = "PATH")]
-        paths: Vec<PathBuf>,
-        /// As --alert-min-level: rules below it are listed as not used.
-        #[arg(long, default_value = "informational", value_parser = parse_level, value_name = "LEVEL")]
-        alert_min_level: Level,
-    },
 }

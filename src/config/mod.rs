@@ -13,6 +13,7 @@ mod backfill;
 mod detect;
 pub mod file;
 mod kafka;
+mod rules;
 mod s3;
 mod schema;
 mod secret;
@@ -21,10 +22,11 @@ mod sqs;
 mod webhook;
 
 pub use backfill::{parse_day, BackfillCommand, BackfillConfig};
-pub use detect::{DetectConfig, Level, RulesAction, RulesCommand};
+pub use detect::{DetectConfig, Level};
 pub use kafka::{
     KafkaCommand, KafkaConfig, KafkaFormat, SaslMechanism, SecurityProtocol, StartFrom,
 };
+pub use rules::{RulesAction, RulesCommand, RulesTest};
 pub use s3::{ObjectFormat, S3Config};
 pub use schema::{Schema, SchemaConfig};
 pub use secret::{AlertUrl, ClusterUrl, Secret, SplitUrl};

@@ -7,7 +7,8 @@
 //!   names into nested JSON);
 //! - [`index`]: which rules can match an event, read from its bytes without parsing it;
 //! - [`alert`]: a match -> the alert document; [`deliver`]: new alerts to the
-//!   `--alert-webhook`s; [`silence`]: the `--alert-if-silent` alarm.
+//!   `--alert-webhook`s; [`silence`]: the `--alert-if-silent` alarm;
+//! - [`drop`]: `--drop-rules`, whose matching events are not indexed.
 //!
 //! A [`Detector`] holds the rules of each dataset (picked by their `logsource`, against the
 //! product and service each format's [`Dataset`] declares: CloudTrail is `product: aws,
@@ -21,6 +22,7 @@ pub mod alert;
 pub mod condition;
 pub mod deliver;
 pub mod detector;
+pub mod drop;
 pub mod field;
 pub mod index;
 pub mod load;
@@ -56,13 +58,22 @@ pub fn destinations(
     destinations
 }
 
-/// `events`, with every event examined by `detector`'s rules (when there are rules), whose
+/// The rules of a run: detection rules (`--rules`) and drop rules (`--drop-rules`), each
+/// `None` when not given.
+#[derive(Debug, Default)]
+pub struct Detectors {
+    pub rules: Option<Detector>,
+    pub drops: Option<Detector>,
+}
+
+/// `events`, with every event examined by the detection rules (when there are any), whose
 /// alerts go to the sink's `destinations` written the `free_form` way and to the
-/// `--alert-webhook`s; `stats` reports the matches per rule. With `--alert-if-silent`, a
-/// watcher raises the silence alarm for `source` (named in its alerts).
+/// `--alert-webhook`s, then by the drop rules; `stats` reports the matches per rule. With
+/// `--alert-if-silent`, a watcher raises the silence alarm for `source` (named in its
+/// alerts).
 pub fn attach(
     events: EventSender,
-    detector: Option<Detector>,
+    detectors: Detectors,
     config: &DetectConfig,
     source: &str,
     destinations: &[Destination],
@@ -75,7 +86,7 @@ pub fn attach(
         Some((notifier, delivery)) => (Some(notifier), Some(delivery)),
         None => (None, None),
     };
-    let events = match detector {
+    let events = match detectors.rules {
         Some(detector) => {
             let indices = crate::format::indices(destinations);
             let written = Arc::new(alert::Written {
@@ -85,6 +96,18 @@ pub fn attach(
             let alerter = Arc::new(alert::Alerter::new(detector, indices, free_form, written));
             stats.collect(Arc::new(alert::RuleMatches(alerter.clone())));
             events.through(alerter)
+        }
+        None => events,
+    };
+    stats.counters::<drop::DropCounters>();
+    let events = match detectors.drops {
+        Some(detector) => {
+            let dropper = Arc::new(drop::Dropper {
+                detector,
+                counters: stats.counters(),
+            });
+            stats.collect(Arc::new(drop::RuleDrops(dropper.clone())));
+            events.through(dropper)
         }
         None => events,
     };
@@ -141,28 +164,48 @@ pub enum RulesError {
     Strict(Vec<Skipped>),
 }
 
-/// The detector `--rules` asks for (`None` without rules). Rules that cannot be used are
-/// logged by file and reason and left out, or, with `--rules-strict`, stop the start; rules
-/// for none of the sources, or below `--alert-min-level`, are logged and left out.
-pub fn from_config(config: &DetectConfig) -> Result<Option<Detector>, RulesError> {
-    if config.rules.is_empty() {
+/// The detection rules `--rules` asks for and the drop rules of `--drop-rules`. Rules that
+/// cannot be used are logged by file and reason and left out, or, with `--rules-strict`,
+/// stop the start; rules for none of the sources, or detection rules below
+/// `--alert-min-level`, are logged and left out. A drop rule's level does not matter.
+pub fn from_config(config: &DetectConfig) -> Result<Detectors, RulesError> {
+    Ok(Detectors {
+        rules: detector(&config.rules, config, config.alert_min_level, "rules")?,
+        drops: detector(
+            &config.drop_rules,
+            config,
+            Level::Informational,
+            "drop rules",
+        )?,
+    })
+}
+
+/// The detector of the rules at `paths` (`None` without any), `what` naming them in logs.
+fn detector(
+    paths: &[PathBuf],
+    config: &DetectConfig,
+    min_level: Level,
+    what: &str,
+) -> Result<Option<Detector>, RulesError> {
+    if paths.is_empty() {
         return Ok(None);
     }
-    let (loaded, failed) = load::load(&config.rules)?;
+    let (loaded, failed) = load::load(paths)?;
     if config.rules_strict && !failed.is_empty() {
         return Err(RulesError::Strict(failed));
     }
     for skipped in &failed {
-        tracing::warn!(file = %skipped.file.display(), document = skipped.document, reason = %skipped.reason, "rule cannot be used; left out");
+        tracing::warn!(file = %skipped.file.display(), document = skipped.document, reason = %skipped.reason, what, "rule cannot be used; left out");
     }
-    let (detector, unused) = Detector::new(loaded, config.alert_min_level);
+    let (detector, unused) = Detector::new(loaded, min_level);
     for skipped in &unused {
-        tracing::info!(file = %skipped.file.display(), reason = %skipped.reason, "rule not used");
+        tracing::info!(file = %skipped.file.display(), reason = %skipped.reason, what, "rule not used");
     }
     for dataset in DATASETS {
         if let Some(index) = detector.index(dataset).filter(|i| !i.is_empty()) {
             tracing::info!(
                 dataset = dataset.name,
+                what,
                 rules = index.rules(),
                 indexed_by = %index.paths().iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
                 read_for_every_event = index.unpinned().len(),

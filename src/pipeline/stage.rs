@@ -4,7 +4,8 @@
 //! A [`Stage`] (detection) looks at each event on the sender's own thread, so it runs as
 //! widely as the sources do, and may add events of the same payload (the alerts it raised),
 //! which go to the sink right after it, each with a claim on the payload's ticket: the
-//! payload settles only once they settled too. After every stage, a [`Shape`] may rewrite
+//! payload settles only once they settled too. A stage may also drop an event (drop rules):
+//! it settles at once, as if written, and is not indexed. After every stage, a [`Shape`] may rewrite
 //! each document into the schema it is stored in (Elastic Common Schema), so that the
 //! stages see records as their producers wrote them. The runtime places the stages and the
 //! shape; a source only sends.
@@ -33,6 +34,12 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     /// The events to send alongside `pending` (made with [`Pending::alongside`]); none for
     /// most events. Records the source refused are not shown to stages.
     fn inspect(&self, pending: &Pending) -> Vec<Pending>;
+
+    /// Whether `pending` is not to be indexed (every stage has inspected it by then): it
+    /// settles as written, and what the stages added to it still goes to the sink.
+    fn drops(&self, _pending: &Pending) -> bool {
+        false
+    }
 }
 
 /// The last step before the sink: rewrites a document into the schema it is stored in.
@@ -98,15 +105,20 @@ impl EventSender {
         }
         let mut all = Vec::with_capacity(events.len());
         for pending in events {
-            let added: Vec<Pending> = if pending.refusal.is_none() {
-                self.stages
-                    .iter()
-                    .flat_map(|stage| stage.inspect(&pending))
-                    .collect()
+            if pending.refusal.is_some() {
+                all.push(pending);
+                continue;
+            }
+            let added: Vec<Pending> = self
+                .stages
+                .iter()
+                .flat_map(|stage| stage.inspect(&pending))
+                .collect();
+            if self.stages.iter().any(|stage| stage.drops(&pending)) {
+                pending.settle(Ok(()));
             } else {
-                Vec::new()
-            };
-            all.push(pending);
+                all.push(pending);
+            }
             all.extend(added);
         }
         if let Some(shape) = &self.shape {
@@ -221,6 +233,38 @@ mod tests {
             "what a stage adds goes in its event's parcel; refused records are not inspected"
         );
         ticket.settle().await.expect("every claim settled");
+    }
+
+    #[derive(Debug)]
+    struct DropB;
+
+    impl Stage for DropB {
+        fn inspect(&self, _: &Pending) -> Vec<Pending> {
+            Vec::new()
+        }
+        fn drops(&self, pending: &Pending) -> bool {
+            pending.event.id.starts_with('b')
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_event_settles_at_once_and_what_was_added_still_goes() {
+        let (tx, mut rx) = channel(8, 1 << 20);
+        let tx = tx.through(Arc::new(Echo)).through(Arc::new(DropB));
+        let ticket = Ticket::new();
+        let origin = Arc::new(Origin::new("o", serde_json::json!({})));
+        let events = ["a", "b"]
+            .map(|id| Pending::new(event(id), origin.clone(), ticket.claim()))
+            .into();
+        tx.send_all(events).await.unwrap();
+        let parcel = rx.recv().await.unwrap();
+        let ids: Vec<String> = parcel.events.iter().map(|p| p.event.id.clone()).collect();
+        assert_eq!(ids, ["a", "a-echo", "b-echo"], "b dropped, its echo kept");
+        parcel.events.into_iter().for_each(|p| p.settle(Ok(())));
+        ticket
+            .settle()
+            .await
+            .expect("every claim settled, the dropped one as written");
     }
 
     #[tokio::test]

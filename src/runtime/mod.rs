@@ -193,7 +193,7 @@ async fn serve<S: Source>(
     stats: Arc<Stats>,
     shutdown: Shutdown,
 ) -> Result<Outcome, RunError> {
-    let detector = detect::from_config(&shared.detect)?;
+    let detectors = detect::from_config(&shared.detect)?;
     let geoip = match &shared.schema.geoip_databases[..] {
         [] => None,
         paths => Some(GeoIp::open(paths)?),
@@ -208,7 +208,7 @@ async fn serve<S: Source>(
     let (events, indexer) = start_sink(stats.clone(), &destinations);
     let (events, mut alerting) = detect::attach(
         events,
-        detector,
+        detectors,
         &shared.detect,
         &source.describe(),
         &destinations,

@@ -282,7 +282,7 @@ fn inputs(command: &FilesCommand, counters: &FileCounters) -> std::io::Result<Ve
 }
 
 /// `path` itself when it is a file; every file under it, in name order, when a folder.
-fn walk(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub fn walk(path: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if !path.is_dir() {
         files.push(path.to_path_buf());
         return Ok(());

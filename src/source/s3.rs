@@ -33,7 +33,7 @@ use crate::pipeline::{EventSender, Origin, Pending, StageError, Ticket};
 use crate::telemetry::Stats;
 
 const READ_BUFFER: usize = 64 * 1024;
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 crate::telemetry::counters! {
     /// What the S3 sources read.
@@ -112,9 +112,18 @@ pub fn object_format(config: &S3Config, free_form: FreeForm) -> Objects {
 /// Where the events of S3 objects go: CloudTrail logs to `--index-prefix`, Confluent audit
 /// records and other JSON lines each to their own prefix (when the object format reads them).
 pub fn destinations(config: &S3Config, index: &IndexConfig) -> Vec<Destination> {
+    destinations_under(config, index.prefix())
+}
+
+/// [`destinations`], with CloudTrail logs going to `<cloudtrail_prefix>-*`.
+pub fn destinations_under(config: &S3Config, cloudtrail_prefix: &str) -> Vec<Destination> {
     let mut destinations = Vec::new();
     if config.object_format.reads_cloudtrail() {
-        destinations.push(cloudtrail_destination(index));
+        destinations.push(Destination::new(
+            cloudtrail::DATASET,
+            cloudtrail_prefix,
+            cloudtrail::mapping::mappings,
+        ));
     }
     if config.object_format.reads_json_lines() {
         let ndjson = Destination::new(
