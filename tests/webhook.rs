@@ -220,6 +220,36 @@ async fn konnect_json_and_cef_batches_are_indexed_once_and_searchable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_ecs_schema_konnect_entries_get_an_ecs_core_and_keep_their_fields() {
+    let hook = Hook::start("ecs", &["--schema", "ecs"]).await;
+    let (status, answer) = hook.post(&fixture("entries.ndjson"), Some(AUTH)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(event_count(&hook).await, 20);
+    let pattern = format!("{}-2*", hook.index_prefix);
+    let found = hook
+        .search(
+            reqwest::Method::POST,
+            &format!("{pattern}/_search"),
+            Some(serde_json::json!({"query": {"term": {"source.ip": "203.0.113.47"}}, "size": 20})),
+        )
+        .await;
+    let hits = found["hits"]["hits"].as_array().expect("hits");
+    assert!(!hits.is_empty(), "source.ip is searchable: {found}");
+    let source = &hits[0]["_source"];
+    assert_eq!(source["event"]["dataset"], "kong.konnect", "{source}");
+    assert!(
+        source["kong"]["konnect"]["event_class_id"].is_string(),
+        "{source}"
+    );
+    assert!(
+        source.get("src").is_none(),
+        "the entry's fields are under kong.konnect"
+    );
+    let (status, stderr) = hook.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_authorization_is_401_and_indexes_nothing() {
     let hook = Hook::start("auth", &[]).await;
     let body = entries("auth", 5);

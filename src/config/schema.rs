@@ -11,8 +11,9 @@ pub struct SchemaConfig {
     /// The fields documents are stored with: `raw` keeps each record's own field names
     /// (what Sigma rules and OpenSearch Security Analytics read); `ecs` writes CloudTrail
     /// records as the Elastic Common Schema documents of Elastic's AWS integration (what
-    /// Elastic Security's rules, dashboards and views read). Detection rules always see the
-    /// record as written.
+    /// Elastic Security's rules, dashboards and views read), and Confluent Cloud and Konnect
+    /// records as an ECS core with the record under `confluent.audit` / `kong.konnect`.
+    /// Detection rules always see the record as written.
     #[arg(
         long,
         env = "CLOUDTRAIL_INGEST_SCHEMA",

@@ -66,3 +66,21 @@ pub fn dynamic(properties: Map<String, Value>) -> Value {
         "properties": properties,
     })
 }
+
+/// Adds `mapping` at the dotted `path` of `properties`, nesting objects: `("source.ip",
+/// {...})` -> `{"source": {"properties": {"ip": {...}}}}`.
+pub fn insert(properties: &mut Map<String, Value>, path: &str, mapping: Value) {
+    match path.split_once('.') {
+        None => {
+            properties.insert(path.to_string(), mapping);
+        }
+        Some((head, rest)) => {
+            let entry = properties
+                .entry(head.to_string())
+                .or_insert_with(|| object(Map::new()));
+            if let Some(inner) = entry.get_mut("properties").and_then(Value::as_object_mut) {
+                insert(inner, rest, mapping);
+            }
+        }
+    }
+}

@@ -8,7 +8,9 @@
 //!   integration ([`super::cloudtrail::ecs`]), and go to the data stream
 //!   `logs-aws.cloudtrail-<namespace>` where the cluster has data streams; or, with
 //!   `--ingest-pipeline`, CloudTrail records go there as Elastic Agent sends them (the record
-//!   as text in `message`) for that pipeline to map.
+//!   as text in `message`) for that pipeline to map; Confluent Cloud's and Konnect's records
+//!   become an ECS core with the record kept whole ([`super::confluent::ecs`],
+//!   [`super::konnect::ecs`]), in their daily indices.
 //!
 //! [`Shaper`] is the [`Shape`] the runtime places after the stages; [`destinations`] says
 //! where each dataset's documents go and with which mappings. Other datasets pass unchanged.
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use super::cloudtrail::{self, ecs::Ecs};
 use super::document::write_str;
 use super::ecs::{ip, text, Object};
+use super::{confluent, konnect};
 use super::{Destination, FreeForm};
 use crate::config::{Schema, SchemaConfig};
 use crate::enrich::GeoIp;
@@ -34,27 +37,34 @@ pub struct Shaper {
     /// With `--ingest-pipeline`: CloudTrail records go as Elastic Agent sends them, for the
     /// pipeline to map (the data stream they name).
     agent: Option<super::ecs::Stream>,
+    /// What Confluent Cloud's and Konnect's ECS documents name as their dataset.
+    streams: [super::ecs::Stream; 2],
 }
 
 impl Shaper {
     /// The shape `config` asks for (`free_form`: how the cluster stores free-form objects),
     /// or `None` when documents stay as their formats made them.
     pub fn new(config: &SchemaConfig, free_form: FreeForm, geoip: Option<GeoIp>) -> Option<Self> {
+        let streams =
+            [confluent::ecs::STREAM_DATASET, konnect::ecs::STREAM_DATASET].map(|dataset| {
+                super::ecs::Stream {
+                    dataset,
+                    namespace: config.data_stream_namespace.clone(),
+                }
+            });
+        let ecs = Ecs::new(&config.data_stream_namespace, free_form, geoip.clone());
         match config.schema {
-            Schema::Ecs if config.ingest_pipeline.is_some() => Some(Shaper {
-                ecs: None,
-                geoip: None,
-                agent: Some(stream(config)),
-            }),
             Schema::Ecs => Some(Shaper {
-                ecs: Some(Ecs::new(&config.data_stream_namespace, free_form, geoip)),
+                agent: config.ingest_pipeline.is_some().then(|| stream(config)),
+                ecs: Some(ecs),
                 geoip: None,
-                agent: None,
+                streams,
             }),
             Schema::Raw => geoip.map(|geoip| Shaper {
                 ecs: None,
                 geoip: Some(geoip),
                 agent: None,
+                streams,
             }),
         }
     }
@@ -62,10 +72,8 @@ impl Shaper {
 
 impl Shape for Shaper {
     fn shape(&self, event: &mut Event) -> Result<(), String> {
-        if event.dataset != cloudtrail::DATASET {
-            return Ok(());
-        }
-        if let Some(stream) = &self.agent {
+        let trail = event.dataset == cloudtrail::DATASET;
+        if let (Some(stream), true) = (&self.agent, trail) {
             let (source, ()) =
                 super::document::chunks::write(event.source.len() * 2 + 256, |out| {
                     as_agent_sends(out, event, stream)
@@ -73,23 +81,8 @@ impl Shape for Shaper {
             event.source = source;
             event.outline = Vec::new();
         } else if let Some(ecs) = &self.ecs {
-            let created = cloudtrail::ecs::dates::created_now();
-            let (source, result) =
-                super::document::chunks::write(event.source.len() * 2 + 512, |out| {
-                    cloudtrail::ecs::write(
-                        &event.source,
-                        &event.outline,
-                        event.time,
-                        &created,
-                        ecs,
-                        out,
-                    )
-                });
-            result.map_err(|e| e.to_string())?;
-            event.timestamp = cloudtrail::ecs::dates::millis(event.time);
-            event.source = source;
-            event.outline = Vec::new();
-        } else if let Some(geoip) = &self.geoip {
+            self.ecs_document(event, ecs)?;
+        } else if let (Some(geoip), true) = (&self.geoip, trail) {
             if let Some(members) = raw_source(event, geoip) {
                 let (source, ()) = super::document::chunks::write(
                     event.source.len() + members.len() + 16,
@@ -102,6 +95,58 @@ impl Shape for Shaper {
         Ok(())
     }
 }
+
+impl Shaper {
+    /// `event` as its dataset's ECS document; events of other datasets pass unchanged.
+    fn ecs_document(&self, event: &mut Event, ecs: &Ecs) -> Result<(), String> {
+        let created = cloudtrail::ecs::dates::created_now();
+        let timestamp = cloudtrail::ecs::dates::millis(event.time);
+        let size = event.source.len() * 2 + 512;
+        let not_json = || format!("{} record is not one JSON object", event.dataset);
+        let core = |stream: &super::ecs::Stream, write: CoreWriter| {
+            let text = std::str::from_utf8(&event.source).map_err(|_| not_json())?;
+            let record = without_spliced_timestamp(text.as_bytes(), &event.timestamp);
+            let record = std::str::from_utf8(&record).map_err(|_| not_json())?;
+            let added = super::ecs::Added {
+                timestamp: &timestamp,
+                created: &created,
+                stream,
+                free_form: ecs.free_form,
+                geoip: ecs.geoip.as_ref(),
+            };
+            let (source, written) =
+                super::document::chunks::write(size, |out| write(record, &added, out));
+            written.ok_or_else(not_json).map(|()| source)
+        };
+        let source = if event.dataset == cloudtrail::DATASET {
+            let (source, written) = super::document::chunks::write(size, |out| {
+                cloudtrail::ecs::write(
+                    &event.source,
+                    &event.outline,
+                    event.time,
+                    &created,
+                    ecs,
+                    out,
+                )
+            });
+            written.map_err(|e| e.to_string())?;
+            source
+        } else if event.dataset == confluent::DATASET {
+            core(&self.streams[0], confluent::ecs::write)?
+        } else if event.dataset == konnect::DATASET {
+            core(&self.streams[1], konnect::ecs::write)?
+        } else {
+            return Ok(());
+        };
+        event.timestamp = timestamp;
+        event.source = source;
+        event.outline = Vec::new();
+        Ok(())
+    }
+}
+
+/// How a vendor's ECS core document is written (see [`confluent::ecs::write`]).
+type CoreWriter = fn(&str, &super::ecs::Added<'_>, &mut Vec<u8>) -> Option<()>;
 
 /// The data stream of CloudTrail's ECS documents under `config`.
 fn stream(config: &SchemaConfig) -> super::ecs::Stream {
@@ -116,10 +161,19 @@ fn stream(config: &SchemaConfig) -> super::ecs::Stream {
 /// in), `@timestamp` (which the pipeline replaces with `eventTime`), `ecs.version`,
 /// `data_stream.*` and `event.dataset`.
 fn as_agent_sends(out: &mut Vec<u8>, event: &Event, stream: &super::ecs::Stream) {
+    use super::ecs::{Fields, Layout, Paths, Value};
+    const PATHS: Paths = &["message"];
+    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
     let record = without_spliced_timestamp(&event.source, &event.timestamp);
-    let mut fields = super::ecs::Fields::with_capacity(8);
-    fields.set("@timestamp", event.timestamp.as_str());
-    fields.set("message", super::ecs::Value::JsonText(record));
+    let mut fields = Fields::new(LAYOUT.get_or_init(|| Layout::new(PATHS)));
+    fields.set(
+        const { super::ecs::slot(PATHS, "@timestamp") },
+        event.timestamp.as_str(),
+    );
+    fields.set(
+        const { super::ecs::slot(PATHS, "message") },
+        Value::JsonText(record),
+    );
     stream.set(&mut fields);
     fields.write(out);
 }
@@ -141,10 +195,11 @@ fn without_spliced_timestamp<'a>(document: &'a [u8], timestamp: &str) -> Cow<'a,
 /// The GeoIP answer for a raw CloudTrail document's `sourceIPAddress`, when it has one and
 /// no `source` of its own.
 fn raw_source(event: &Event, geoip: &GeoIp) -> Option<Vec<u8>> {
+    let source = std::str::from_utf8(&event.source).ok()?;
     let document = if event.outline.is_empty() {
-        Object::parse(&event.source)
+        Object::parse(source)
     } else {
-        Object::outlined(&event.source, &event.outline)
+        Object::outlined(source, &event.outline)
     }?;
     if document.get("source").is_some() {
         return None;
@@ -203,7 +258,11 @@ pub fn destinations(config: &SchemaConfig, destinations: Vec<Destination>) -> Ve
     destinations
         .into_iter()
         .map(|mut destination| {
-            if destination.dataset == cloudtrail::DATASET {
+            if destination.dataset == confluent::DATASET {
+                destination.mappings = confluent::ecs::mappings;
+            } else if destination.dataset == konnect::DATASET {
+                destination.mappings = konnect::ecs::mappings;
+            } else if destination.dataset == cloudtrail::DATASET {
                 destination.mappings = cloudtrail::ecs::mapping::mappings;
                 destination.stream = Some(Stream {
                     name: stream(config).name(),

@@ -16,6 +16,7 @@
 //!   object in organization events;
 //! - everything else is copied byte for byte; [`mapping`] types the well-known fields.
 
+pub mod ecs;
 pub mod mapping;
 
 pub use mapping::FREE_FORM_PATHS;

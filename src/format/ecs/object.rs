@@ -16,13 +16,14 @@ use std::borrow::Cow;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::Value;
 use crate::format::document::write_str;
 use crate::format::scan::{Members, Tokens};
 
 #[derive(Debug)]
 struct Entry<'a> {
     key: Cow<'a, str>,
-    value: &'a [u8],
+    value: &'a str,
     left: Left,
 }
 
@@ -42,8 +43,8 @@ pub struct Object<'a> {
 }
 
 impl<'a> Object<'a> {
-    /// The object `bytes`, checked whole by `serde_json`; `None` when it is not one object.
-    pub fn parse(bytes: &'a [u8]) -> Option<Object<'a>> {
+    /// The object `text`, checked whole by `serde_json`; `None` when it is not one object.
+    pub fn parse(text: &'a str) -> Option<Object<'a>> {
         struct Collect;
         impl<'de> Visitor<'de> for Collect {
             type Value = Vec<Entry<'de>>;
@@ -53,39 +54,40 @@ impl<'a> Object<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                    entries.push(Entry::new(key, value.get().as_bytes()));
+                    entries.push(Entry::new(key, value.get()));
                 }
                 Ok(entries)
             }
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let entries = deserializer.deserialize_map(Collect).ok()?;
         deserializer.end().ok()?;
         Some(Object { entries })
     }
 
-    /// The object `bytes` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
+    /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
     /// its members are read from them without a scan; their values are not checked.
-    pub fn outlined(bytes: &'a [u8], separators: &[u32]) -> Option<Object<'a>> {
+    pub fn outlined(text: &'a str, separators: &[u32]) -> Option<Object<'a>> {
         let mut entries = Vec::with_capacity(separators.len() / 2 + 1);
-        for member in Members::new(bytes, separators) {
+        for member in Members::new(text.as_bytes(), separators) {
             let member = member.ok()?;
-            let raw = &bytes[member.key.clone()];
+            let raw = text.get(member.key.clone())?;
             let inner = &raw[1..raw.len() - 1];
-            let key = if inner.contains(&b'\\') {
-                Cow::Owned(serde_json::from_slice::<String>(raw).ok()?)
+            let key = if inner.contains('\\') {
+                Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
             } else {
-                Cow::Borrowed(std::str::from_utf8(inner).ok()?)
+                Cow::Borrowed(inner)
             };
-            entries.push(Entry::new(key, &bytes[member.value]));
+            entries.push(Entry::new(key, text.get(member.value)?));
         }
         Some(Object { entries })
     }
 
-    /// The object `bytes` (from `{` to `}`), its members found with the structural scanner
+    /// The object `text` (from `{` to `}`), its members found with the structural scanner
     /// ([`Tokens`]); like [`Object::outlined`], values are not checked. `None` when its top
     /// level is not `{"key": value, ...}`.
-    pub fn scan(bytes: &'a [u8]) -> Option<Object<'a>> {
+    pub fn scan(text: &'a str) -> Option<Object<'a>> {
+        let bytes = text.as_bytes();
         if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
             return None;
         }
@@ -105,7 +107,7 @@ impl<'a> Object<'a> {
                 _ => return None,
             }
         }
-        Object::outlined(bytes, &separators)
+        Object::outlined(text, &separators)
     }
 
     /// The entry of `key`: the first one, its length and ends compared before its bytes.
@@ -118,19 +120,19 @@ impl<'a> Object<'a> {
     }
 
     /// The raw value of `key` (not `null`), marked as taken.
-    pub fn take(&mut self, key: &str) -> Option<&'a [u8]> {
+    pub fn take(&mut self, key: &str) -> Option<&'a str> {
         let at = self.position(key)?;
         let entry = &mut self.entries[at];
         if matches!(entry.left, Left::All) {
             entry.left = Left::Nothing;
         }
-        (entry.value != b"null").then_some(entry.value)
+        (entry.value != "null").then_some(entry.value)
     }
 
     /// The raw value of `key` (not `null`), left where it is.
-    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         let entry = &self.entries[self.position(key)?];
-        (entry.value != b"null").then_some(entry.value)
+        (entry.value != "null").then_some(entry.value)
     }
 
     /// The value of `key` as text (a string's text, a number's or a boolean's as written),
@@ -140,6 +142,26 @@ impl<'a> Object<'a> {
         let text = self.get(key).and_then(text)?;
         self.take(key);
         (!text.is_empty()).then_some(text)
+    }
+
+    /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
+    /// string without one, a number, a boolean).
+    pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
+        let raw = self.get(key)?;
+        let value = match raw.as_bytes().first()? {
+            b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+                Some(inner) if !inner.contains('\\') => Value::Clean(inner),
+                _ => Value::Text(Cow::Owned(serde_json::from_str::<String>(raw).ok()?)),
+            },
+            b'{' | b'[' | b'n' => return None,
+            _ => Value::Clean(raw),
+        };
+        self.take(key);
+        match value {
+            Value::Clean("") => None,
+            Value::Text(ref text) if text.is_empty() => None,
+            value => Some(value),
+        }
     }
 
     /// The object at `key`, marked as taken: give back what is left of it with
@@ -164,8 +186,8 @@ impl<'a> Object<'a> {
         for entry in &self.entries {
             let value = match &entry.left {
                 Left::Nothing => continue,
-                Left::All if entry.value == b"null" => continue,
-                Left::All => entry.value,
+                Left::All if entry.value == "null" => continue,
+                Left::All => entry.value.as_bytes(),
                 Left::Part(rest) => rest.as_slice(),
             };
             // A key is written once: the cluster refuses an object that repeats one.
@@ -192,7 +214,7 @@ impl<'a> Object<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn new(key: Cow<'a, str>, value: &'a [u8]) -> Self {
+    fn new(key: Cow<'a, str>, value: &'a str) -> Self {
         Entry {
             key,
             value,
@@ -203,16 +225,14 @@ impl<'a> Entry<'a> {
 
 /// A raw JSON value as text: a string's text (borrowed when it has no escape), a number's or
 /// a boolean's as written; `None` for `null`, objects and arrays.
-pub fn text(raw: &[u8]) -> Option<Cow<'_, str>> {
-    match raw.first()? {
-        b'"' => match raw {
-            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
-                std::str::from_utf8(inner).ok().map(Cow::Borrowed)
-            }
-            _ => serde_json::from_slice::<String>(raw).ok().map(Cow::Owned),
+pub fn text(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first()? {
+        b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+            _ => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
         },
         b'{' | b'[' | b'n' => None,
-        _ => std::str::from_utf8(raw).ok().map(Cow::Borrowed),
+        _ => Some(Cow::Borrowed(raw)),
     }
 }
 
@@ -228,7 +248,7 @@ mod tests {
 
     #[test]
     fn what_is_not_taken_is_the_rest() {
-        let bytes = br#"{"a":"x","b\u0041":{"c":1,"d":[2],"e":null},"n":null,"k":5,"a":"again"}"#;
+        let bytes = r#"{"a":"x","b\u0041":{"c":1,"d":[2],"e":null},"n":null,"k":5,"a":"again"}"#;
         let mut object = Object::parse(bytes).unwrap();
         assert_eq!(object.text("a").as_deref(), Some("x"));
         assert_eq!(object.text("k").as_deref(), Some("5"));
@@ -238,41 +258,41 @@ mod tests {
             "an object is not text, and is left"
         );
         let mut inner = object.object("bA").unwrap();
-        assert_eq!(inner.take("c"), Some(&b"1"[..]));
+        assert_eq!(inner.take("c"), Some("1"));
         assert_eq!(inner.take("e"), None, "null is absent");
         object.leave("bA", inner.rest());
         assert_eq!(
             rest(&object),
             Some(serde_json::json!({"bA": {"d": [2]}, "a": "again"}))
         );
-        let mut all = Object::parse(br#"{"x":{"y":1}}"#).unwrap();
+        let mut all = Object::parse(r#"{"x":{"y":1}}"#).unwrap();
         let mut x = all.object("x").unwrap();
         x.take("y");
         all.leave("x", x.rest());
         assert_eq!(all.rest(), None, "an emptied object leaves nothing");
-        assert!(Object::parse(b"[1]").is_none() && Object::parse(b"{\"a\":}").is_none());
+        assert!(Object::parse("[1]").is_none() && Object::parse("{\"a\":}").is_none());
     }
 
     #[test]
     fn an_outlined_object_reads_the_same() {
-        let bytes = br#"{"@timestamp":"t", "a\"b" : {"c":1} ,"n":null}"#;
-        let record = crate::format::cloudtrail::split::OwnedRecord::parse(bytes).unwrap();
+        let text = r#"{"@timestamp":"t", "a\"b" : {"c":1} ,"n":null}"#;
+        let record = crate::format::cloudtrail::split::OwnedRecord::parse(text.as_bytes()).unwrap();
         let separators = record.as_record().separators().to_vec();
-        let object = Object::outlined(bytes, &separators).unwrap();
+        let object = Object::outlined(text, &separators).unwrap();
         assert_eq!(
             object.keys().collect::<Vec<_>>(),
             ["@timestamp", "a\"b", "n"]
         );
-        assert_eq!(object.get("a\"b"), Some(&br#"{"c":1}"#[..]));
+        assert_eq!(object.get("a\"b"), Some(r#"{"c":1}"#));
         assert_eq!(object.get("n"), None);
     }
 
     #[test]
     fn a_scanned_object_reads_as_a_parsed_one() {
         for bytes in [
-            &br#"{"a":"x,y:z","b\"c":{"d":[1,{"e":"}"}]},"f":null, "g" : 2 }"#[..],
-            br#"{}"#,
-            br#"{"k":"\\"}"#,
+            r#"{"a":"x,y:z","b\"c":{"d":[1,{"e":"}"}]},"f":null, "g" : 2 }"#,
+            r#"{}"#,
+            r#"{"k":"\\"}"#,
         ] {
             let scanned = Object::scan(bytes).expect("scanned");
             let parsed = Object::parse(bytes).expect("parsed");
@@ -284,22 +304,18 @@ mod tests {
                 assert_eq!(scanned.get(key), parsed.get(key), "{key}");
             }
         }
-        for bad in [&b"[1]"[..], b"{\"a\" 1}", b"{\"a\":1", b"", b"{\"a\":1}}"] {
-            assert!(
-                Object::scan(bad).is_none(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in ["[1]", "{\"a\" 1}", "{\"a\":1", "", "{\"a\":1}}"] {
+            assert!(Object::scan(bad).is_none(), "{bad}");
         }
     }
 
     #[test]
     fn text_of_raw_values() {
-        assert_eq!(text(br#""plain""#).as_deref(), Some("plain"));
-        assert_eq!(text(br#""a\nb""#).as_deref(), Some("a\nb"));
-        assert_eq!(text(b"true").as_deref(), Some("true"));
-        assert_eq!(text(b"1.5").as_deref(), Some("1.5"));
-        for none in [&b"null"[..], b"{}", b"[1]", b""] {
+        assert_eq!(text(r#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(text(r#""a\nb""#).as_deref(), Some("a\nb"));
+        assert_eq!(text("true").as_deref(), Some("true"));
+        assert_eq!(text("1.5").as_deref(), Some("1.5"));
+        for none in ["null", "{}", "[1]", ""] {
             assert_eq!(text(none), None);
         }
     }

@@ -22,6 +22,7 @@
 //! body that is neither) is returned as [`Entry::Unreadable`] with the reason, for the
 //! dead-letter index; the other entries of the body are not affected.
 
+pub mod ecs;
 pub mod mapping;
 
 use serde_json::{Map, Value};

@@ -3,9 +3,9 @@
 //! type `info`. The match is exact (case included).
 
 /// `(category, types, event names)`, as the integration groups them.
-const TABLE: &[(&str, &[&str], &[&str])] = &[
+const TABLE: &[(&[&str], &[&str], &[&str])] = &[
     (
-        "iam",
+        &["iam"],
         &["group", "change"],
         &[
             "AddUserToGroup",
@@ -17,10 +17,10 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "UpdateGroup",
         ],
     ),
-    ("iam", &["group", "creation"], &["CreateGroup"]),
-    ("iam", &["group", "deletion"], &["DeleteGroup"]),
+    (&["iam"], &["group", "creation"], &["CreateGroup"]),
+    (&["iam"], &["group", "deletion"], &["DeleteGroup"]),
     (
-        "iam",
+        &["iam"],
         &["group", "info"],
         &[
             "GetGroup",
@@ -31,7 +31,7 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
-        "iam",
+        &["iam"],
         &["user", "change"],
         &[
             "AttachUserPolicy",
@@ -56,10 +56,10 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "UpdateUser",
         ],
     ),
-    ("iam", &["user", "creation"], &["CreateUser"]),
-    ("iam", &["user", "deletion"], &["DeleteUser"]),
+    (&["iam"], &["user", "creation"], &["CreateUser"]),
+    (&["iam"], &["user", "deletion"], &["DeleteUser"]),
     (
-        "iam",
+        &["iam"],
         &["user", "info"],
         &[
             "GetUser",
@@ -71,9 +71,9 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "ListUserTags",
         ],
     ),
-    ("iam", &["admin", "creation"], &["CreateKeyPair"]),
+    (&["iam"], &["admin", "creation"], &["CreateKeyPair"]),
     (
-        "iam",
+        &["iam"],
         &["admin", "change"],
         &[
             "SetDefaultPolicyVersion",
@@ -83,27 +83,31 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
-        "iam",
+        &["iam"],
         &["info"],
         &["ListRoles", "GetPolicy", "ListAttachedRolePolicies"],
     ),
-    ("iam", &["creation"], &["CreatePolicy"]),
-    ("iam", &["change"], &["AttachRolePolicy"]),
+    (&["iam"], &["creation"], &["CreatePolicy"]),
+    (&["iam"], &["change"], &["AttachRolePolicy"]),
     (
-        "authentication",
+        &["authentication"],
         &["info"],
         &["AssumeRole", "ConsoleLogin", "GetCallerIdentity"],
     ),
-    ("file", &["creation"], &["CreateBucket", "CreateDocument"]),
-    ("file", &["deletion"], &["DeleteBucket", "DeleteObject"]),
     (
-        "file",
+        &["file"],
+        &["creation"],
+        &["CreateBucket", "CreateDocument"],
+    ),
+    (&["file"], &["deletion"], &["DeleteBucket", "DeleteObject"]),
+    (
+        &["file"],
         &["info"],
         &["ListBuckets", "ListObjects", "HeadObject", "GetObject"],
     ),
-    ("file", &["change"], &["PutObject"]),
+    (&["file"], &["change"], &["PutObject"]),
     (
-        "host",
+        &["host"],
         &["info"],
         &[
             "DescribeInstances",
@@ -112,7 +116,7 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
         ],
     ),
     (
-        "network",
+        &["network"],
         &["info"],
         &[
             "DescribeSecurityGroups",
@@ -122,25 +126,29 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "DescribeLoadBalancers",
         ],
     ),
-    ("network", &["access"], &["AuthorizeSecurityGroupIngress"]),
     (
-        "api",
+        &["network"],
+        &["access"],
+        &["AuthorizeSecurityGroupIngress"],
+    ),
+    (
+        &["api"],
         &["info"],
         &["DescribeRegions", "Publish", "Converse"],
     ),
-    ("configuration", &["info"], &["DescribeTrails"]),
-    ("configuration", &["creation"], &["CreateTopic"]),
-    ("configuration", &["change"], &["Subscribe"]),
-    ("configuration", &["deletion"], &["DeleteTrail"]),
-    ("package", &["info"], &["ListFunctions"]),
+    (&["configuration"], &["info"], &["DescribeTrails"]),
+    (&["configuration"], &["creation"], &["CreateTopic"]),
+    (&["configuration"], &["change"], &["Subscribe"]),
+    (&["configuration"], &["deletion"], &["DeleteTrail"]),
+    (&["package"], &["info"], &["ListFunctions"]),
     (
-        "database",
+        &["database"],
         &["info"],
         &["ListTables", "DescribeDBInstances"],
     ),
-    ("process", &["start"], &["SendCommand"]),
+    (&["process"], &["start"], &["SendCommand"]),
     (
-        "session",
+        &["session"],
         &["start"],
         &[
             "StartSession",
@@ -150,11 +158,11 @@ const TABLE: &[(&str, &[&str], &[&str])] = &[
             "OpenDataChannel",
         ],
     ),
-    ("session", &["end"], &["TerminateSession"]),
+    (&["session"], &["end"], &["TerminateSession"]),
 ];
 
 /// The category and types of `event_name`, when the integration lists it.
-pub fn of(event_name: &str) -> Option<(&'static str, &'static [&'static str])> {
+pub fn of(event_name: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
     TABLE
         .iter()
         .find(|(_, _, names)| names.contains(&event_name))
@@ -176,8 +184,14 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), count, "a name in two rows");
         assert_eq!(count, 91);
-        assert_eq!(of("CreateGroup"), Some(("iam", &["group", "creation"][..])));
-        assert_eq!(of("ConsoleLogin").map(|c| c.0), Some("authentication"));
+        assert_eq!(
+            of("CreateGroup"),
+            Some((&["iam"][..], &["group", "creation"][..]))
+        );
+        assert_eq!(
+            of("ConsoleLogin").map(|c| c.0),
+            Some(&["authentication"][..])
+        );
         assert_eq!(of("consolelogin"), None);
         assert_eq!(of("RunInstances"), None);
     }

@@ -8,7 +8,7 @@ use crate::format::ecs::text;
 
 /// A raw JSON string holding an ISO 8601 time -> UTC with milliseconds, as the
 /// integration writes dates (also the basic form `20131102T010628Z`).
-pub fn date(raw: &[u8]) -> Option<String> {
+pub fn date(raw: &str) -> Option<String> {
     let text = text(raw)?;
     let time = parse_time(&text).or_else(|| basic_time(&text))?;
     Some(millis(time))
@@ -104,23 +104,18 @@ mod tests {
     #[test]
     fn dates_are_utc_milliseconds() {
         assert_eq!(
-            date(br#""2019-10-02T21:50:54Z""#).as_deref(),
+            date(r#""2019-10-02T21:50:54Z""#).as_deref(),
             Some("2019-10-02T21:50:54.000Z")
         );
         assert_eq!(
-            date(br#""2019-10-02T23:50:54.123456+02:00""#).as_deref(),
+            date(r#""2019-10-02T23:50:54.123456+02:00""#).as_deref(),
             Some("2019-10-02T21:50:54.123Z")
         );
         assert_eq!(
-            date(br#""20131102T010628Z""#).as_deref(),
+            date(r#""20131102T010628Z""#).as_deref(),
             Some("2013-11-02T01:06:28.000Z")
         );
-        for bad in [
-            &br#""yesterday""#[..],
-            b"7",
-            b"null",
-            br#""20131102T0106Z""#,
-        ] {
+        for bad in [r#""yesterday""#, "7", "null", r#""20131102T0106Z""#] {
             assert_eq!(date(bad), None);
         }
         assert_eq!(

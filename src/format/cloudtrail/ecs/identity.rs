@@ -48,17 +48,26 @@ pub fn map<'a>(identity: &mut Object<'a>, fields: &mut Fields<'a>, related: &mut
     let mut name = identity.text("userName");
     let mut id = identity.text("principalId");
     let arn = identity.text("arn");
-    fields.set_some("cloud.account.id", identity.text("accountId"));
+    fields.set_some(slot!("cloud.account.id"), identity.value("accountId"));
     for (key, path) in [
-        ("accessKeyId", "aws.cloudtrail.user_identity.access_key_id"),
-        ("invokedBy", "aws.cloudtrail.user_identity.invoked_by"),
-        ("credentialId", "aws.cloudtrail.user_identity.credential_id"),
+        (
+            "accessKeyId",
+            slot!("aws.cloudtrail.user_identity.access_key_id"),
+        ),
+        (
+            "invokedBy",
+            slot!("aws.cloudtrail.user_identity.invoked_by"),
+        ),
+        (
+            "credentialId",
+            slot!("aws.cloudtrail.user_identity.credential_id"),
+        ),
         (
             "identityProvider",
-            "aws.cloudtrail.user_identity.identity_provider",
+            slot!("aws.cloudtrail.user_identity.identity_provider"),
         ),
     ] {
-        fields.set_some(path, identity.text(key));
+        fields.set_some(path, identity.value(key));
     }
     if let Some(mut session) = identity.object("sessionContext") {
         if let Some(issuer_name) = session_context(&mut session, fields, assumed) {
@@ -70,14 +79,14 @@ pub fn map<'a>(identity: &mut Object<'a>, fields: &mut Fields<'a>, related: &mut
     if let Some(mut on_behalf_of) = identity.object("onBehalfOf") {
         let user_id = on_behalf_of.text("userId");
         fields.set_some(
-            "aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn",
-            on_behalf_of.text("identityStoreArn"),
+            slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
+            on_behalf_of.value("identityStoreArn"),
         );
         if kind.as_deref() == Some("IdentityCenterUser") && id.is_none() {
             id = user_id.clone();
         }
         fields.set_some(
-            "aws.cloudtrail.user_identity.on_behalf_of.user_id",
+            slot!("aws.cloudtrail.user_identity.on_behalf_of.user_id"),
             user_id.clone(),
         );
         related.on_behalf_of = user_id;
@@ -88,17 +97,17 @@ pub fn map<'a>(identity: &mut Object<'a>, fields: &mut Fields<'a>, related: &mut
         "invokedByDelegate",
         &[(
             "accountId",
-            "aws.cloudtrail.user_identity.invoked_by_delegate.account_id",
+            slot!("aws.cloudtrail.user_identity.invoked_by_delegate.account_id"),
         )],
     );
     fields.texts_of(identity, "inScopeOf", IN_SCOPE_OF);
-    fields.set_some("aws.cloudtrail.user_identity.type", kind);
-    fields.set_some("aws.cloudtrail.user_identity.arn", arn);
+    fields.set_some(slot!("aws.cloudtrail.user_identity.type"), kind);
+    fields.set_some(slot!("aws.cloudtrail.user_identity.arn"), arn);
     if let Some(session) = session_name {
         related.user(session.clone());
         if let Some(at) = session.find('@').filter(|&at| at > 0) {
             related.user(Cow::Owned(session[..at].to_string()));
-            fields.set("user.email", session);
+            fields.set(slot!("user.email"), session);
         }
     }
     related.id = id;
@@ -117,13 +126,13 @@ fn session_context<'a>(
             &mut attributes,
             &[(
                 "mfaAuthenticated",
-                "aws.cloudtrail.user_identity.session_context.mfa_authenticated",
+                slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
             )],
         );
         if let Some(created) = attributes.get("creationDate").and_then(date) {
             attributes.take("creationDate");
             fields.set(
-                "aws.cloudtrail.user_identity.session_context.creation_date",
+                slot!("aws.cloudtrail.user_identity.session_context.creation_date"),
                 created,
             );
         }
@@ -143,69 +152,69 @@ fn session_context<'a>(
         "webIdFederationData",
         &[(
             "federatedProvider",
-            "aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider",
+            slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
         )],
     );
     issuer_name
 }
 
 /// The session issuer's members and their names.
-const ISSUER: &[(&str, &str)] = &[
+const ISSUER: &[(&str, usize)] = &[
     (
         "type",
-        "aws.cloudtrail.user_identity.session_context.session_issuer.type",
+        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.type"),
     ),
     (
         "principalId",
-        "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
+        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id"),
     ),
     (
         "arn",
-        "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
+        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.arn"),
     ),
     (
         "accountId",
-        "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
+        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.account_id"),
     ),
 ];
 
 /// The session context's own members and their names.
-const SESSION: &[(&str, &str)] = &[
+const SESSION: &[(&str, usize)] = &[
     (
         "ec2RoleDelivery",
-        "aws.cloudtrail.user_identity.session_context.ec2_role_delivery",
+        slot!("aws.cloudtrail.user_identity.session_context.ec2_role_delivery"),
     ),
     (
         "sourceIdentity",
-        "aws.cloudtrail.user_identity.session_context.source_identity",
+        slot!("aws.cloudtrail.user_identity.session_context.source_identity"),
     ),
     (
         "assumedRoot",
-        "aws.cloudtrail.user_identity.session_context.assumed_root",
+        slot!("aws.cloudtrail.user_identity.session_context.assumed_root"),
     ),
     (
         "signInSessionArn",
-        "aws.cloudtrail.user_identity.session_context.sign_in_session_arn",
+        slot!("aws.cloudtrail.user_identity.session_context.sign_in_session_arn"),
     ),
 ];
 
 /// `inScopeOf` (root sessions that a service assumed).
-const IN_SCOPE_OF: &[(&str, &str)] = &[
+const IN_SCOPE_OF: &[(&str, usize)] = &[
     (
         "issuerType",
-        "aws.cloudtrail.user_identity.in_scope_of.issuer_type",
+        slot!("aws.cloudtrail.user_identity.in_scope_of.issuer_type"),
     ),
     (
         "credentialsIssuedTo",
-        "aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to",
+        slot!("aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to"),
     ),
     (
         "sourceArn",
-        "aws.cloudtrail.user_identity.in_scope_of.source_arn",
+        slot!("aws.cloudtrail.user_identity.in_scope_of.source_arn"),
     ),
     (
         "sourceAccount",
-        "aws.cloudtrail.user_identity.in_scope_of.source_account",
+        slot!("aws.cloudtrail.user_identity.in_scope_of.source_account"),
     ),
 ];
 

@@ -5,9 +5,9 @@
 //! Only types every supported cluster has are used (`data_stream.*` are keywords, not
 //! `constant_keyword`, which OpenSearch lacks).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::format::mapping::{dynamic, keyword, object, FreeFormMapping};
+use crate::format::mapping::{dynamic, insert, keyword, object, FreeFormMapping};
 
 /// A keyword with a `text` subfield, as ECS maps its long free texts (`text` rather than
 /// ECS's `match_only_text`, which Elasticsearch before 7.14 and OpenSearch before 2.12 lack).
@@ -17,42 +17,14 @@ fn keyword_and_text() -> Value {
     mapping
 }
 
-/// Nested objects from dotted paths: `("source.ip", {...})` -> `{"source": {"properties":
-/// {"ip": {...}}}}`.
-fn insert(properties: &mut Map<String, Value>, path: &str, mapping: Value) {
-    match path.split_once('.') {
-        None => {
-            properties.insert(path.to_string(), mapping);
-        }
-        Some((head, rest)) => {
-            let entry = properties
-                .entry(head.to_string())
-                .or_insert_with(|| object(Map::new()));
-            if let Some(inner) = entry.get_mut("properties").and_then(Value::as_object_mut) {
-                insert(inner, rest, mapping);
-            }
-        }
-    }
-}
-
 /// The mappings of the CloudTrail ECS documents.
 pub fn mappings(free_form: FreeFormMapping) -> Value {
-    let mut properties = Map::new();
-    for date in [
-        "@timestamp",
-        "event.created",
-        "aws.cloudtrail.user_identity.session_context.creation_date",
-    ] {
-        insert(&mut properties, date, json!({"type": "date"}));
-    }
-    insert(&mut properties, "source.ip", json!({"type": "ip"}));
-    insert(&mut properties, "related.ip", json!({"type": "ip"}));
+    let mut properties = crate::format::ecs::core_properties();
     insert(
         &mut properties,
-        "source.geo.location",
-        json!({"type": "geo_point"}),
+        "aws.cloudtrail.user_identity.session_context.creation_date",
+        json!({"type": "date"}),
     );
-    insert(&mut properties, "source.as.number", json!({"type": "long"}));
     insert(
         &mut properties,
         "aws.cloudtrail.read_only",

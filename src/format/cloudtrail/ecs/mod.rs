@@ -23,17 +23,105 @@
 //! into are not valid JSON, is an [`EcsError`] (permanent): the sink dead-letters its raw
 //! document with the reason.
 
+/// The slot of a path of [`PATHS`], at compile time: `slot!("event.action")`.
+macro_rules! slot {
+    ($path:literal) => {
+        const { $crate::format::ecs::slot($crate::format::cloudtrail::ecs::PATHS, $path) }
+    };
+}
+
 pub mod category;
 pub mod dates;
 pub mod identity;
 pub mod mapping;
+
+/// Every field of CloudTrail's ECS documents.
+pub const PATHS: Paths = &[
+    "aws.cloudtrail.addendum.original_event_id",
+    "aws.cloudtrail.addendum.original_request_id",
+    "aws.cloudtrail.addendum.reason",
+    "aws.cloudtrail.addendum.updated_fields",
+    "aws.cloudtrail.additional_eventdata",
+    "aws.cloudtrail.api_version",
+    "aws.cloudtrail.console_login.additional_eventdata.login_to",
+    "aws.cloudtrail.console_login.additional_eventdata.mfa_used",
+    "aws.cloudtrail.console_login.additional_eventdata.mobile_version",
+    "aws.cloudtrail.error_code",
+    "aws.cloudtrail.error_message",
+    "aws.cloudtrail.event_category",
+    "aws.cloudtrail.event_type",
+    "aws.cloudtrail.event_version",
+    "aws.cloudtrail.flattened.additional_eventdata",
+    "aws.cloudtrail.flattened.insight_details",
+    "aws.cloudtrail.flattened.request_parameters",
+    "aws.cloudtrail.flattened.response_elements",
+    "aws.cloudtrail.flattened.service_event_details",
+    "aws.cloudtrail.management_event",
+    "aws.cloudtrail.read_only",
+    "aws.cloudtrail.recipient_account_id",
+    "aws.cloudtrail.request_id",
+    "aws.cloudtrail.request_parameters",
+    "aws.cloudtrail.resources",
+    "aws.cloudtrail.response_elements",
+    "aws.cloudtrail.service_event_details",
+    "aws.cloudtrail.session_credential_from_console",
+    "aws.cloudtrail.shared_event_id",
+    "aws.cloudtrail.tls_details.key_exchange",
+    "aws.cloudtrail.unmapped",
+    "aws.cloudtrail.user_identity.access_key_id",
+    "aws.cloudtrail.user_identity.arn",
+    "aws.cloudtrail.user_identity.credential_id",
+    "aws.cloudtrail.user_identity.identity_provider",
+    "aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to",
+    "aws.cloudtrail.user_identity.in_scope_of.issuer_type",
+    "aws.cloudtrail.user_identity.in_scope_of.source_account",
+    "aws.cloudtrail.user_identity.in_scope_of.source_arn",
+    "aws.cloudtrail.user_identity.invoked_by",
+    "aws.cloudtrail.user_identity.invoked_by_delegate.account_id",
+    "aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn",
+    "aws.cloudtrail.user_identity.on_behalf_of.user_id",
+    "aws.cloudtrail.user_identity.session_context.assumed_root",
+    "aws.cloudtrail.user_identity.session_context.creation_date",
+    "aws.cloudtrail.user_identity.session_context.ec2_role_delivery",
+    "aws.cloudtrail.user_identity.session_context.mfa_authenticated",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
+    "aws.cloudtrail.user_identity.session_context.session_issuer.type",
+    "aws.cloudtrail.user_identity.session_context.sign_in_session_arn",
+    "aws.cloudtrail.user_identity.session_context.source_identity",
+    "aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider",
+    "aws.cloudtrail.user_identity.type",
+    "aws.cloudtrail.vpc_endpoint_account_id",
+    "aws.cloudtrail.vpc_endpoint_id",
+    "cloud.account.id",
+    "cloud.provider",
+    "cloud.region",
+    "cloud.service.name",
+    "group.id",
+    "group.name",
+    "related.hosts",
+    "tls.cipher",
+    "tls.client.server_name",
+    "tls.version",
+    "tls.version_protocol",
+    "user.changes.name",
+    "user.target.id",
+    "user.target.name",
+];
+
+/// The layout of [`PATHS`], made once.
+fn layout() -> &'static Layout {
+    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| Layout::new(PATHS))
+}
 
 use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
 use crate::enrich::GeoIp;
-use crate::format::ecs::{self, text, Fields, Object, Stream, Value};
+use crate::format::ecs::{self, text, Fields, Layout, Object, Paths, Stream, Value};
 use crate::format::FreeForm;
 use dates::millis;
 use identity::Related;
@@ -42,45 +130,45 @@ use identity::Related;
 pub const STREAM_DATASET: &str = "aws.cloudtrail";
 
 /// The record's free-form members and their names under `aws.cloudtrail`.
-const FREE_FORM: [(&str, &str, &str); 4] = [
+const FREE_FORM: [(&str, usize, usize); 4] = [
     (
         "requestParameters",
-        "aws.cloudtrail.request_parameters",
-        "aws.cloudtrail.flattened.request_parameters",
+        slot!("aws.cloudtrail.request_parameters"),
+        slot!("aws.cloudtrail.flattened.request_parameters"),
     ),
     (
         "responseElements",
-        "aws.cloudtrail.response_elements",
-        "aws.cloudtrail.flattened.response_elements",
+        slot!("aws.cloudtrail.response_elements"),
+        slot!("aws.cloudtrail.flattened.response_elements"),
     ),
     (
         "additionalEventData",
-        "aws.cloudtrail.additional_eventdata",
-        "aws.cloudtrail.flattened.additional_eventdata",
+        slot!("aws.cloudtrail.additional_eventdata"),
+        slot!("aws.cloudtrail.flattened.additional_eventdata"),
     ),
     (
         "serviceEventDetails",
-        "aws.cloudtrail.service_event_details",
-        "aws.cloudtrail.flattened.service_event_details",
+        slot!("aws.cloudtrail.service_event_details"),
+        slot!("aws.cloudtrail.flattened.service_event_details"),
     ),
 ];
 
 /// Top-level members copied as text to their `aws.cloudtrail` names.
-const TEXT: [(&str, &str); 9] = [
-    ("eventVersion", "aws.cloudtrail.event_version"),
-    ("requestID", "aws.cloudtrail.request_id"),
-    ("eventType", "aws.cloudtrail.event_type"),
-    ("apiVersion", "aws.cloudtrail.api_version"),
-    ("managementEvent", "aws.cloudtrail.management_event"),
-    ("eventCategory", "aws.cloudtrail.event_category"),
-    ("vpcEndpointId", "aws.cloudtrail.vpc_endpoint_id"),
+const TEXT: [(&str, usize); 9] = [
+    ("eventVersion", slot!("aws.cloudtrail.event_version")),
+    ("requestID", slot!("aws.cloudtrail.request_id")),
+    ("eventType", slot!("aws.cloudtrail.event_type")),
+    ("apiVersion", slot!("aws.cloudtrail.api_version")),
+    ("managementEvent", slot!("aws.cloudtrail.management_event")),
+    ("eventCategory", slot!("aws.cloudtrail.event_category")),
+    ("vpcEndpointId", slot!("aws.cloudtrail.vpc_endpoint_id")),
     (
         "vpcEndpointAccountId",
-        "aws.cloudtrail.vpc_endpoint_account_id",
+        slot!("aws.cloudtrail.vpc_endpoint_account_id"),
     ),
     (
         "sessionCredentialFromConsole",
-        "aws.cloudtrail.session_credential_from_console",
+        slot!("aws.cloudtrail.session_credential_from_console"),
     ),
 ];
 
@@ -129,21 +217,21 @@ pub fn write(
     ecs: &Ecs,
     out: &mut Vec<u8>,
 ) -> Result<(), EcsError> {
+    // The format checked the record's UTF-8 (this is one fast pass); its slices are text.
+    let document = std::str::from_utf8(document).map_err(|_| EcsError::Malformed)?;
     let mut record = if outline.is_empty() {
         Object::parse(document)
     } else {
         Object::outlined(document, outline)
     }
     .ok_or(EcsError::Malformed)?;
-    let mut fields = Fields::with_capacity(64);
+    let timestamp = millis(time);
+    let mut fields = Fields::new(layout());
     let mut related = Related::default();
     record.take("@timestamp");
     record.take("eventTime");
-    fields.set("@timestamp", millis(time));
-    fields.set("event.created", created);
-    fields.set("event.kind", "event");
-    fields.set("cloud.provider", "aws");
-    ecs.stream.set(&mut fields);
+    ecs.stream.common(&mut fields, &timestamp, created);
+    fields.set(slot!("cloud.provider"), "aws");
     if let Some(mut identity) = record.object("userIdentity") {
         identity::map(&mut identity, &mut fields, &mut related);
         record.leave("userIdentity", identity.rest());
@@ -151,26 +239,26 @@ pub fn write(
     event(&mut record, &mut fields);
     source(&mut record, &mut fields, ecs.geoip.as_ref());
     for (key, path) in TEXT {
-        fields.set_some(path, record.text(key));
+        fields.set_some(path, record.value(key));
     }
     if let Some(read_only) = record
         .get("readOnly")
-        .filter(|v| *v == b"true" || *v == b"false")
+        .filter(|v| *v == "true" || *v == "false")
     {
         record.take("readOnly");
         fields.set(
-            "aws.cloudtrail.read_only",
-            Value::Bool(read_only == b"true"),
+            slot!("aws.cloudtrail.read_only"),
+            Value::Bool(read_only == "true"),
         );
     }
     let recipient = record.text("recipientAccountId");
-    if !fields.has("cloud.account.id") {
-        fields.set_some("cloud.account.id", recipient.clone());
+    if !fields.has(slot!("cloud.account.id")) {
+        fields.set_some(slot!("cloud.account.id"), recipient.clone());
     }
-    fields.set_some("aws.cloudtrail.recipient_account_id", recipient);
+    fields.set_some(slot!("aws.cloudtrail.recipient_account_id"), recipient);
     let shared = record.text("sharedEventID");
     fields.set_some(
-        "aws.cloudtrail.shared_event_id",
+        slot!("aws.cloudtrail.shared_event_id"),
         shared.or_else(|| record.text("sharedEventId")),
     );
     resources(&mut record, &mut fields);
@@ -179,7 +267,7 @@ pub fn write(
     users(&record, &mut fields, related);
     if let Some(rest) = record.rest() {
         fields.set(
-            "aws.cloudtrail.unmapped",
+            slot!("aws.cloudtrail.unmapped"),
             match ecs.free_form {
                 FreeForm::Strings => Value::JsonText(rest.into()),
                 FreeForm::Objects | FreeForm::AsWritten => Value::Json(rest.into()),
@@ -198,11 +286,11 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
         .as_deref()
         .and_then(|p| p.strip_suffix(".amazonaws.com"))
     {
-        fields.set("cloud.service.name", service.to_string());
+        fields.set(slot!("cloud.service.name"), service.to_string());
     }
-    fields.set_some("event.provider", provider);
-    fields.set_some("cloud.region", record.text("awsRegion"));
-    fields.set_some("event.id", record.text("eventID"));
+    fields.set_some(slot!("event.provider"), provider);
+    fields.set_some(slot!("cloud.region"), record.value("awsRegion"));
+    fields.set_some(slot!("event.id"), record.value("eventID"));
     let error_code = record.text("errorCode");
     let error_message = record.text("errorMessage");
     let mut outcome = if error_code.is_some() || error_message.is_some() {
@@ -210,8 +298,8 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     } else {
         "success"
     };
-    fields.set_some("aws.cloudtrail.error_code", error_code);
-    fields.set_some("aws.cloudtrail.error_message", error_message);
+    fields.set_some(slot!("aws.cloudtrail.error_code"), error_code);
+    fields.set_some(slot!("aws.cloudtrail.error_message"), error_message);
     if let Some(action) = action {
         if action == "ConsoleLogin" {
             if let Some(answer) = console_login(record, fields) {
@@ -220,19 +308,16 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
         }
         match category::of(&action) {
             Some((category, types)) => {
-                fields.set("event.category", Value::List(vec![category.into()]));
-                fields.set(
-                    "event.type",
-                    Value::List(types.iter().map(|&t| t.into()).collect()),
-                );
+                fields.set(slot!("event.category"), Value::Names(category));
+                fields.set(slot!("event.type"), Value::Names(types));
             }
-            None => fields.set("event.type", Value::List(vec!["info".into()])),
+            None => fields.set(slot!("event.type"), Value::Names(&["info"])),
         }
-        fields.set("event.action", action);
+        fields.set(slot!("event.action"), action);
     } else {
-        fields.set("event.type", Value::List(vec!["info".into()]));
+        fields.set(slot!("event.type"), Value::Names(&["info"]));
     }
-    fields.set("event.outcome", outcome);
+    fields.set(slot!("event.outcome"), outcome);
 }
 
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
@@ -242,18 +327,18 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
         let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
         if let Some(used) = flag("MFAUsed") {
             fields.set(
-                "aws.cloudtrail.console_login.additional_eventdata.mfa_used",
+                slot!("aws.cloudtrail.console_login.additional_eventdata.mfa_used"),
                 Value::Bool(used),
             );
         }
         if let Some(mobile) = flag("MobileVersion") {
             fields.set(
-                "aws.cloudtrail.console_login.additional_eventdata.mobile_version",
+                slot!("aws.cloudtrail.console_login.additional_eventdata.mobile_version"),
                 Value::Bool(mobile),
             );
         }
         fields.set_some(
-            "aws.cloudtrail.console_login.additional_eventdata.login_to",
+            slot!("aws.cloudtrail.console_login.additional_eventdata.login_to"),
             data.get("LoginTo").and_then(text),
         );
     }
@@ -272,19 +357,9 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
 /// `source.*` and `user_agent.original`.
 fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
     if let Some(address) = record.text("sourceIPAddress") {
-        if let Some(ip) = ecs::ip(&address) {
-            if let Some(answer) = geoip.and_then(|g| g.lookup(ip)) {
-                fields.set(
-                    "source.geo",
-                    Value::Members(answer.members().to_vec().into()),
-                );
-            }
-            fields.set("source.ip", address.clone());
-            fields.set("related.ip", Value::List(vec![address.clone()]));
-        }
-        fields.set("source.address", address);
+        ecs::source(address, geoip, fields);
     }
-    fields.set_some("user_agent.original", record.text("userAgent"));
+    fields.set_some(slot!("user_agent.original"), record.value("userAgent"));
 }
 
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
@@ -293,13 +368,13 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     let Some(raw) = record.get("resources") else {
         return;
     };
-    let Ok(list) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(raw) else {
+    let Ok(list) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(raw) else {
         return;
     };
     let mut out = Vec::with_capacity(raw.len());
     let mut seen: Vec<Vec<u8>> = Vec::new();
     for item in list {
-        let Some(mut resource) = Object::scan(item.get().as_bytes()) else {
+        let Some(mut resource) = Object::scan(item.get()) else {
             return;
         };
         let mut written = Vec::new();
@@ -312,7 +387,7 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
                 written.push(if written.is_empty() { b'{' } else { b',' });
                 crate::format::document::write_str(&mut written, name);
                 written.push(b':');
-                written.extend_from_slice(value);
+                written.extend_from_slice(value.as_bytes());
             }
         }
         if let Some(rest) = resource.rest() {
@@ -335,7 +410,7 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     record.take("resources");
     if !out.is_empty() {
         out.push(b']');
-        fields.set("aws.cloudtrail.resources", Value::Json(out.into()));
+        fields.set(slot!("aws.cloudtrail.resources"), Value::Json(out.into()));
     }
 }
 
@@ -350,14 +425,11 @@ fn free_form<'a>(
     // Read only when they may hold what is looked for: most are large and hold none of it.
     let request = record
         .get("requestParameters")
-        .filter(|raw| memchr::memmem::find(raw, b"Name\"").is_some())
+        .filter(|raw| raw.contains("Name\""))
         .and_then(Object::scan);
     let response = record
         .get("responseElements")
-        .filter(|raw| {
-            memchr::memmem::find(raw, b"\"user\"").is_some()
-                || memchr::memmem::find(raw, b"\"group\"").is_some()
-        })
+        .filter(|raw| raw.contains("\"user\"") || raw.contains("\"group\""))
         .and_then(Object::scan);
     let named = |object: &Option<Object<'a>>, key: &str| {
         object.as_ref().and_then(|o| o.get(key)).and_then(text)
@@ -379,21 +451,21 @@ fn free_form<'a>(
     {
         related.user(name.clone());
     }
-    fields.set_some("group.id", nested(&response, "group", "groupId"));
-    fields.set_some("group.name", named(&request, "groupName"));
-    fields.set_some("user.target.id", target_id);
-    fields.set_some("user.target.name", user_name);
-    fields.set_some("user.changes.name", new_user_name);
+    fields.set_some(slot!("group.id"), nested(&response, "group", "groupId"));
+    fields.set_some(slot!("group.name"), named(&request, "groupName"));
+    fields.set_some(slot!("user.target.id"), target_id);
+    fields.set_some(slot!("user.target.name"), user_name);
+    fields.set_some(slot!("user.changes.name"), new_user_name);
     for (key, text_path, object_path) in FREE_FORM {
         let Some(raw) = record.take(key) else {
             continue;
         };
-        fields.set(text_path, Value::JsonText(raw.into()));
+        fields.set(text_path, Value::JsonText(raw.as_bytes().into()));
         if kind != FreeForm::Strings {
-            let value = if raw.first() == Some(&b'{') {
-                Cow::Borrowed(raw)
+            let value = if raw.starts_with('{') {
+                Cow::Borrowed(raw.as_bytes())
             } else {
-                Cow::Owned([&b"{\"value\":"[..], raw, b"}"].concat())
+                Cow::Owned([&b"{\"value\":"[..], raw.as_bytes(), b"}"].concat())
             };
             fields.set(object_path, Value::Json(value));
         }
@@ -407,22 +479,25 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
             Some(version) if version == "tlsVersion" => {}
             Some(version) => match version.find('v') {
                 Some(v) => {
-                    fields.set("tls.version_protocol", version[..v].to_ascii_lowercase());
-                    fields.set("tls.version", version[v + 1..].to_string());
+                    fields.set(
+                        slot!("tls.version_protocol"),
+                        version[..v].to_ascii_lowercase(),
+                    );
+                    fields.set(slot!("tls.version"), version[v + 1..].to_string());
                 }
-                None => fields.set("tls.version", version),
+                None => fields.set(slot!("tls.version"), version),
             },
             None => {}
         }
-        fields.set_some("tls.cipher", tls.text("cipherSuite"));
+        fields.set_some(slot!("tls.cipher"), tls.value("cipherSuite"));
         let host = tls.text("clientProvidedHostHeader");
         if let Some(host) = host.as_ref().filter(|h| !h.ends_with(".amazonaws.com")) {
-            fields.set("related.hosts", Value::List(vec![host.clone()]));
+            fields.set(slot!("related.hosts"), Value::List(vec![host.clone()]));
         }
-        fields.set_some("tls.client.server_name", host);
+        fields.set_some(slot!("tls.client.server_name"), host);
         fields.set_some(
-            "aws.cloudtrail.tls_details.key_exchange",
-            tls.text("keyExchange"),
+            slot!("aws.cloudtrail.tls_details.key_exchange"),
+            tls.value("keyExchange"),
         );
         record.leave("tlsDetails", tls.rest());
     }
@@ -430,24 +505,27 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
         record,
         "addendum",
         &[
-            ("reason", "aws.cloudtrail.addendum.reason"),
-            ("updatedFields", "aws.cloudtrail.addendum.updated_fields"),
+            ("reason", slot!("aws.cloudtrail.addendum.reason")),
+            (
+                "updatedFields",
+                slot!("aws.cloudtrail.addendum.updated_fields"),
+            ),
             (
                 "originalRequestID",
-                "aws.cloudtrail.addendum.original_request_id",
+                slot!("aws.cloudtrail.addendum.original_request_id"),
             ),
             (
                 "originalEventID",
-                "aws.cloudtrail.addendum.original_event_id",
+                slot!("aws.cloudtrail.addendum.original_event_id"),
             ),
         ],
     );
     if let Some(insight) = record.take("insightDetails") {
         let value = match kind {
-            FreeForm::Strings => Value::JsonText(insight.into()),
-            FreeForm::Objects | FreeForm::AsWritten => Value::Json(insight.into()),
+            FreeForm::Strings => Value::JsonText(insight.as_bytes().into()),
+            FreeForm::Objects | FreeForm::AsWritten => Value::Json(insight.as_bytes().into()),
         };
-        fields.set("aws.cloudtrail.flattened.insight_details", value);
+        fields.set(slot!("aws.cloudtrail.flattened.insight_details"), value);
     }
 }
 
@@ -455,8 +533,7 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
 /// `related.user`: the names of the request, then the user's.
 fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<'a>) {
     let (id, mut name) = (related.id.take(), related.name.take());
-    if name.is_none()
-        && fields_text(fields, "event.action").as_deref() == Some("UserAuthentication")
+    if name.is_none() && fields.text(slot!("event.action")).as_deref() == Some("UserAuthentication")
     {
         // An Identity Center sign-in names its user only here.
         name = record
@@ -467,29 +544,21 @@ fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<
             .filter(|n| !n.is_empty());
     }
     if let Some(name) = &name {
-        if !fields.has("user.email") && name.find('@').is_some_and(|at| at > 0) {
-            fields.set("user.email", name.clone());
+        if !fields.has(slot!("user.email")) && name.find('@').is_some_and(|at| at > 0) {
+            fields.set(slot!("user.email"), name.clone());
         }
     }
-    fields.set_some("user.id", id.clone());
-    fields.set_some("user.name", name.clone());
+    fields.set_some(slot!("user.id"), id.clone());
+    fields.set_some(slot!("user.name"), name.clone());
     for user in [name, related.on_behalf_of.take()].into_iter().flatten() {
         related.user(user);
     }
-    if let Some(changed) = fields_text(fields, "user.changes.name") {
+    if let Some(changed) = fields.text(slot!("user.changes.name")) {
         related.user(changed);
     }
     let users = related.users();
     if !users.is_empty() {
-        fields.set("related.user", Value::List(users));
-    }
-}
-
-/// The text set at `path`, if any.
-fn fields_text<'a>(fields: &Fields<'a>, path: &str) -> Option<Cow<'a, str>> {
-    match fields.get(path)? {
-        Value::Text(text) => Some(text.clone()),
-        _ => None,
+        fields.set(slot!("related.user"), Value::List(users));
     }
 }
 
