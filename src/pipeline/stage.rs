@@ -5,8 +5,8 @@
 //! widely as the sources do, and may add events of the same payload (the alerts it raised),
 //! which go to the sink right after it, each with a claim on the payload's ticket: the
 //! payload settles only once they settled too. A stage may also drop an event (drop rules):
-//! it settles at once, as if written, and is not indexed. After every stage, a [`Shape`] may rewrite
-//! each document into the schema it is stored in (Elastic Common Schema), so that the
+//! it settles at once, as if written, and is not indexed. After every stage, a [`Shape`] may
+//! rewrite each document into the schema it is stored in (Elastic Common Schema), so that the
 //! stages see records as their producers wrote them. The runtime places the stages and the
 //! shape; a source only sends.
 
