@@ -21,11 +21,12 @@ use std::sync::Arc;
 use super::cloudtrail::{self, ecs::Ecs};
 use super::document::write_str;
 use super::ecs::{ip, text, Object};
+use super::mapping::Mappings;
 use super::{confluent, konnect};
 use super::{Destination, FreeForm};
 use crate::config::{Schema, SchemaConfig};
 use crate::enrich::GeoIp;
-use crate::pipeline::{Event, EventSender, Shape, Stream};
+use crate::pipeline::{Dataset, Event, EventSender, Shape, Stream};
 
 /// Rewrites documents into the configured schema.
 #[derive(Debug)]
@@ -37,21 +38,46 @@ pub struct Shaper {
     /// With `--ingest-pipeline`: CloudTrail records go as Elastic Agent sends them, for the
     /// pipeline to map (the data stream they name).
     agent: Option<super::ecs::Stream>,
-    /// What Confluent Cloud's and Konnect's ECS documents name as their dataset.
-    streams: [super::ecs::Stream; 2],
+    /// What each of [`CORES`]' documents name as their dataset, in its order.
+    streams: Vec<super::ecs::Stream>,
 }
+
+/// A format whose records get an ECS core (no Elastic integration to follow): its dataset,
+/// the dataset its documents name, their mappings and how they are written.
+struct Core {
+    dataset: Dataset,
+    names: &'static str,
+    mappings: Mappings,
+    write: CoreWriter,
+}
+
+/// Every format with an ECS core.
+const CORES: [Core; 2] = [
+    Core {
+        dataset: confluent::DATASET,
+        names: confluent::ecs::STREAM_DATASET,
+        mappings: confluent::ecs::mappings,
+        write: confluent::ecs::write,
+    },
+    Core {
+        dataset: konnect::DATASET,
+        names: konnect::ecs::STREAM_DATASET,
+        mappings: konnect::ecs::mappings,
+        write: konnect::ecs::write,
+    },
+];
 
 impl Shaper {
     /// The shape `config` asks for (`free_form`: how the cluster stores free-form objects),
     /// or `None` when documents stay as their formats made them.
     pub fn new(config: &SchemaConfig, free_form: FreeForm, geoip: Option<GeoIp>) -> Option<Self> {
-        let streams =
-            [confluent::ecs::STREAM_DATASET, konnect::ecs::STREAM_DATASET].map(|dataset| {
-                super::ecs::Stream {
-                    dataset,
-                    namespace: config.data_stream_namespace.clone(),
-                }
-            });
+        let streams = CORES
+            .iter()
+            .map(|core| super::ecs::Stream {
+                dataset: core.names,
+                namespace: config.data_stream_namespace.clone(),
+            })
+            .collect();
         let ecs = Ecs::new(&config.data_stream_namespace, free_form, geoip.clone());
         match config.schema {
             Schema::Ecs => Some(Shaper {
@@ -131,10 +157,8 @@ impl Shaper {
             });
             written.map_err(|e| e.to_string())?;
             source
-        } else if event.dataset == confluent::DATASET {
-            core(&self.streams[0], confluent::ecs::write)?
-        } else if event.dataset == konnect::DATASET {
-            core(&self.streams[1], konnect::ecs::write)?
+        } else if let Some(n) = CORES.iter().position(|c| c.dataset == event.dataset) {
+            core(&self.streams[n], CORES[n].write)?
         } else {
             return Ok(());
         };
@@ -258,10 +282,8 @@ pub fn destinations(config: &SchemaConfig, destinations: Vec<Destination>) -> Ve
     destinations
         .into_iter()
         .map(|mut destination| {
-            if destination.dataset == confluent::DATASET {
-                destination.mappings = confluent::ecs::mappings;
-            } else if destination.dataset == konnect::DATASET {
-                destination.mappings = konnect::ecs::mappings;
+            if let Some(core) = CORES.iter().find(|c| c.dataset == destination.dataset) {
+                destination.mappings = core.mappings;
             } else if destination.dataset == cloudtrail::DATASET {
                 destination.mappings = cloudtrail::ecs::mapping::mappings;
                 destination.stream = Some(Stream {

@@ -143,11 +143,6 @@ impl Layout {
             keys,
         }
     }
-
-    /// The slot of `path`, looked up (for the few paths not known at compile time).
-    pub fn slot(&self, path: &str) -> Option<usize> {
-        self.paths.iter().position(|p| *p == path)
-    }
 }
 
 /// The values of one document, by slot of its layout.
@@ -318,7 +313,7 @@ fn needs_escape(word: u64) -> bool {
 /// Appends the UTF-8 bytes `text` as a JSON string: `"` and `\` escaped, control bytes (JSON's
 /// whitespace between tokens among them) as their short escapes or `\u00XX`. Eight bytes at a
 /// time where none needs an escape.
-pub fn write_json_text(out: &mut Vec<u8>, text: &[u8]) {
+fn write_json_text(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + text.len() / 8 + 2);
     out.push(b'"');
     let mut at = 0;

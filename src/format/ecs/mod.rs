@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use super::FreeForm;
 use crate::enrich::GeoIp;
-pub use fields::{slot, write_json_text, Fields, Layout, Paths, COMMON};
+pub use fields::{slot, Fields, Layout, Paths};
 pub use object::{text, Object};
 pub use value::Value;
 

@@ -208,6 +208,7 @@ impl<'a> Object<'a> {
     }
 
     /// The keys of the members, in order.
+    #[cfg(test)]
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.key.as_ref())
     }

@@ -1,6 +1,5 @@
 //! Dates as Elastic's AWS integration writes them: UTC, to the millisecond.
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::format::document::parse_time;
@@ -70,13 +69,6 @@ pub fn millis(time: OffsetDateTime) -> String {
     out
 }
 
-/// `time` as `event.created` is written: RFC 3339 in UTC, to the nanosecond.
-pub fn created(time: OffsetDateTime) -> String {
-    time.to_offset(time::UtcOffset::UTC)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| millis(time))
-}
-
 /// The time now, as `event.created` is written for the events read now: to the millisecond,
 /// formatted once per millisecond and thread (the events of one parcel share it).
 pub fn created_now() -> std::rc::Rc<str> {
@@ -118,10 +110,6 @@ mod tests {
         for bad in [r#""yesterday""#, "7", "null", r#""20131102T0106Z""#] {
             assert_eq!(date(bad), None);
         }
-        assert_eq!(
-            created(datetime!(2021-11-11 01:02:03.123456789 UTC)),
-            "2021-11-11T01:02:03.123456789Z"
-        );
         for (time, text) in [
             (
                 datetime!(2024-02-29 23:59:59.999 UTC),
