@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::escape;
 use crate::pipeline::{Dataset, Event};
 
 /// How free-form values are written, so that one mapping accepts every event:
@@ -164,28 +165,15 @@ fn moved<'a>(
     })
 }
 
-/// Appends `text` as a JSON string. Most texts written per event (times, ids, index names)
-/// need no escape and are copied between quotes; the others are escaped by `serde_json`.
+/// Appends `text` as a JSON string (see [`escape`]).
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    if !text.bytes().any(needs_escape) {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
-    }
-}
-
-/// Whether `b` cannot stand as it is inside a JSON string.
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+    escape::write_str(out, text.as_bytes());
 }
 
 /// The text of a raw JSON string value; `None` for any other value.
 pub fn raw_str(raw: &[u8]) -> Option<String> {
     match raw {
-        [b'"', inner @ .., b'"'] if !inner.iter().copied().any(needs_escape) => {
+        [b'"', inner @ .., b'"'] if !escape::needs_escape(inner) => {
             std::str::from_utf8(inner).ok().map(str::to_owned)
         }
         _ => serde_json::from_slice::<String>(raw).ok(),

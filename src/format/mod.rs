@@ -20,6 +20,7 @@ pub mod cloudtrail;
 pub mod confluent;
 pub mod document;
 pub mod ecs;
+pub mod escape;
 pub mod json;
 pub mod json_lines;
 pub mod konnect;

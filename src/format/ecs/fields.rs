@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use super::object::Object;
 use super::value::Value;
 use crate::format::document::write_str;
+use crate::format::escape;
 
 /// Every dotted path a format's documents may have.
 pub type Paths = &'static [&'static str];
@@ -83,11 +84,15 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
+/// The most paths a layout may have (a document's set fields are one bit each of a `u128`).
+const MOST: usize = 128;
+
 /// What writing a document of a list of paths needs, computed once.
 #[derive(Debug)]
 pub struct Layout {
-    paths: Vec<&'static str>,
-    /// The slots in path order.
+    /// Per slot, its rank: its place in path order.
+    ranks: Vec<u8>,
+    /// Per rank, its slot.
     order: Vec<usize>,
     /// Per slot, the objects that hold it, outermost first (ids into `objects`).
     chains: Vec<Vec<usize>>,
@@ -99,12 +104,17 @@ pub struct Layout {
 
 impl Layout {
     /// The layout of [`COMMON`] and a format's `own` paths. Panics when a path is listed
-    /// twice, or is both a field and an object holding others: a bug of the format, which
-    /// its tests catch.
+    /// twice, is both a field and an object holding others, or when there are more than 128:
+    /// a bug of the format, which its tests catch.
     pub fn new(own: Paths) -> Layout {
         let paths: Vec<&'static str> = COMMON.iter().chain(own).copied().collect();
+        assert!(paths.len() <= MOST, "more than {MOST} paths");
         let mut order: Vec<usize> = (0..paths.len()).collect();
         order.sort_by_key(|&n| paths[n]);
+        let mut ranks = vec![0; paths.len()];
+        for (rank, &slot) in order.iter().enumerate() {
+            ranks[slot] = u8::try_from(rank).expect("at most 128 paths");
+        }
         let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
         let mut chains = vec![Vec::new(); paths.len()];
         let mut keys = vec![Vec::new(); paths.len()];
@@ -136,7 +146,7 @@ impl Layout {
             );
         }
         Layout {
-            paths,
+            ranks,
             order,
             chains,
             objects: objects.into_iter().map(|(_, key)| key).collect(),
@@ -149,24 +159,32 @@ impl Layout {
 #[derive(Debug)]
 pub struct Fields<'a> {
     layout: &'static Layout,
-    values: Vec<Option<Value<'a>>>,
+    /// Bit `rank` is set when the path of that rank has a value.
+    set: u128,
+    /// Per rank, where its value is in `values` (when set).
+    places: [u8; MOST],
+    /// The values, in the order they were set.
+    values: Vec<Value<'a>>,
 }
 
 impl<'a> Fields<'a> {
     pub fn new(layout: &'static Layout) -> Self {
         Fields {
             layout,
-            values: std::iter::repeat_with(|| None)
-                .take(layout.paths.len())
-                .collect(),
+            set: 0,
+            places: [0; MOST],
+            values: Vec::with_capacity(48),
         }
     }
 
     /// Sets the path at `slot` to `value`, unless it is set already.
     pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
-        let place = &mut self.values[slot];
-        if place.is_none() {
-            *place = Some(value.into());
+        let rank = self.layout.ranks[slot];
+        let bit = 1u128 << rank;
+        if self.set & bit == 0 {
+            self.set |= bit;
+            self.places[usize::from(rank)] = self.values.len() as u8;
+            self.values.push(value.into());
         }
     }
 
@@ -196,12 +214,13 @@ impl<'a> Fields<'a> {
 
     /// Whether the path at `slot` is set.
     pub fn has(&self, slot: usize) -> bool {
-        self.values[slot].is_some()
+        self.set & (1u128 << self.layout.ranks[slot]) != 0
     }
 
     /// The value set at `slot`.
     pub fn get(&self, slot: usize) -> Option<&Value<'a>> {
-        self.values[slot].as_ref()
+        let rank = usize::from(self.layout.ranks[slot]);
+        (self.set & (1u128 << rank) != 0).then(|| &self.values[usize::from(self.places[rank])])
     }
 
     /// The text set at `slot`, if any.
@@ -219,10 +238,12 @@ impl<'a> Fields<'a> {
         out.push(b'{');
         let mut open: &[usize] = &[];
         let mut first = true;
-        for &slot in &layout.order {
-            let Some(value) = &self.values[slot] else {
-                continue;
-            };
+        let mut set = self.set;
+        while set != 0 {
+            let rank = set.trailing_zeros() as usize;
+            set &= set - 1;
+            let slot = layout.order[rank];
+            let value = &self.values[usize::from(self.places[rank])];
             let chain = &layout.chains[slot][..];
             let common = open.iter().zip(chain).take_while(|(a, b)| a == b).count();
             for _ in common..open.len() {
@@ -292,55 +313,10 @@ fn write_value(out: &mut Vec<u8>, value: &Value<'_>) {
             out.push(b']');
         }
         Value::Json(raw) => one_line(out, raw),
-        Value::JsonText(raw) => write_json_text(out, raw),
+        Value::JsonText(raw) => escape::write_str(out, raw),
         // Written by [`Fields::write`] into their object, never as a member's value.
         Value::Members(_) => out.extend_from_slice(b"null"),
     }
-}
-
-/// Whether any byte of `word` is `"`, `\` or below 0x20 (a byte that a JSON string must
-/// escape), eight at a time.
-fn needs_escape(word: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    zero_byte(word ^ (ONES * u64::from(b'"'))) != 0
-        || zero_byte(word ^ (ONES * u64::from(b'\\'))) != 0
-        || below_space != 0
-}
-
-/// Appends the UTF-8 bytes `text` as a JSON string: `"` and `\` escaped, control bytes (JSON's
-/// whitespace between tokens among them) as their short escapes or `\u00XX`. Eight bytes at a
-/// time where none needs an escape.
-fn write_json_text(out: &mut Vec<u8>, text: &[u8]) {
-    out.reserve(text.len() + text.len() / 8 + 2);
-    out.push(b'"');
-    let mut at = 0;
-    while at < text.len() {
-        if let Some(chunk) = text.get(at..at + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                out.extend_from_slice(chunk);
-                at += 8;
-                continue;
-            }
-        }
-        let end = (at + 8).min(text.len());
-        for &b in &text[at..end] {
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0..=0x1f => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
-                _ => out.push(b),
-            }
-        }
-        at = end;
-    }
-    out.push(b'"');
 }
 
 /// Appends `raw` JSON without raw line breaks (only whitespace between tokens can hold them).
@@ -438,33 +414,5 @@ mod tests {
     #[should_panic(expected = "is a field and holds")]
     fn a_path_cannot_be_a_field_and_an_object() {
         Layout::new(&["a.b", "a.b.c"]);
-    }
-
-    #[test]
-    fn json_text_is_a_json_string_of_the_bytes() {
-        for text in [
-            "",
-            "{\"a\":\n [1, \"b\\\\c\"]}",
-            "tab\there\u{1}\u{7f}\r",
-            "\u{e9}t\u{e9} and a longer run of plain text past eight bytes \"q\"",
-        ] {
-            let mut out = Vec::new();
-            write_json_text(&mut out, text.as_bytes());
-            assert_eq!(
-                serde_json::from_slice::<String>(&out).unwrap(),
-                text,
-                "{}",
-                String::from_utf8_lossy(&out)
-            );
-            assert!(!out.contains(&b'\n'));
-        }
-        for b in 0..=255u8 {
-            let word = u64::from_le_bytes([b'a', b'a', b'a', b, b'a', b'a', b'a', b'a']);
-            assert_eq!(
-                needs_escape(word),
-                b == b'"' || b == b'\\' || b < 0x20,
-                "{b:#x}"
-            );
-        }
     }
 }

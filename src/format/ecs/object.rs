@@ -92,7 +92,10 @@ impl<'a> Object<'a> {
             return None;
         }
         let mut tokens = Tokens::new(bytes);
-        let mut separators = Vec::with_capacity(16);
+        // The separators of an object of up to 32 members stay on the stack.
+        let mut few = [0u32; 64];
+        let mut count = 0;
+        let mut many = Vec::new();
         tokens.next_token()?;
         loop {
             match tokens.next_token()? {
@@ -102,12 +105,28 @@ impl<'a> Object<'a> {
                 (_, b'{' | b'[') => {
                     tokens.close(1)?;
                 }
-                (at, b':' | b',') => separators.push(u32::try_from(at).ok()?),
+                (at, b':' | b',') => {
+                    let at = u32::try_from(at).ok()?;
+                    if count < few.len() {
+                        few[count] = at;
+                    } else {
+                        if many.is_empty() {
+                            many.extend_from_slice(&few);
+                        }
+                        many.push(at);
+                    }
+                    count += 1;
+                }
                 (at, b'}') if at == bytes.len() - 1 => break,
                 _ => return None,
             }
         }
-        Object::outlined(text, &separators)
+        let separators = if many.is_empty() {
+            &few[..count]
+        } else {
+            &many[..]
+        };
+        Object::outlined(text, separators)
     }
 
     /// The entry of `key`: the first one, its length and ends compared before its bytes.
@@ -122,6 +141,11 @@ impl<'a> Object<'a> {
     /// The raw value of `key` (not `null`), marked as taken.
     pub fn take(&mut self, key: &str) -> Option<&'a str> {
         let at = self.position(key)?;
+        self.taken(at)
+    }
+
+    /// The raw value of the entry at `at` (not `null`), marked as taken.
+    fn taken(&mut self, at: usize) -> Option<&'a str> {
         let entry = &mut self.entries[at];
         if matches!(entry.left, Left::All) {
             entry.left = Left::Nothing;
@@ -139,15 +163,17 @@ impl<'a> Object<'a> {
     /// marked as taken; an empty string counts as absent (and taken); an object or an array
     /// is not text, and is left.
     pub fn text(&mut self, key: &str) -> Option<Cow<'a, str>> {
-        let text = self.get(key).and_then(text)?;
-        self.take(key);
+        let at = self.position(key)?;
+        let text = text(self.entries[at].value)?;
+        self.taken(at);
         (!text.is_empty()).then_some(text)
     }
 
     /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
     /// string without one, a number, a boolean).
     pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
-        let raw = self.get(key)?;
+        let at = self.position(key)?;
+        let raw = self.entries[at].value;
         let value = match raw.as_bytes().first()? {
             b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
                 Some(inner) if !inner.contains('\\') => Value::Clean(inner),
@@ -156,7 +182,7 @@ impl<'a> Object<'a> {
             b'{' | b'[' | b'n' => return None,
             _ => Value::Clean(raw),
         };
-        self.take(key);
+        self.taken(at);
         match value {
             Value::Clean("") => None,
             Value::Text(ref text) if text.is_empty() => None,
@@ -167,8 +193,9 @@ impl<'a> Object<'a> {
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
     pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
-        let object = Object::scan(self.get(key)?)?;
-        self.take(key);
+        let at = self.position(key)?;
+        let object = Object::scan(self.entries[at].value)?;
+        self.taken(at);
         Some(object)
     }
 
@@ -290,10 +317,19 @@ mod tests {
 
     #[test]
     fn a_scanned_object_reads_as_a_parsed_one() {
+        // Past 32 members, the separators no longer fit on the stack.
+        let wide = format!(
+            "{{{}}}",
+            (0..40)
+                .map(|n| format!("\"k{n}\":{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         for bytes in [
             r#"{"a":"x,y:z","b\"c":{"d":[1,{"e":"}"}]},"f":null, "g" : 2 }"#,
             r#"{}"#,
             r#"{"k":"\\"}"#,
+            &wide,
         ] {
             let scanned = Object::scan(bytes).expect("scanned");
             let parsed = Object::parse(bytes).expect("parsed");

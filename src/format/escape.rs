@@ -1,0 +1,261 @@
+//! Escape: text -> a JSON string, a block of bytes at a time.
+//!
+//! Input: UTF-8 bytes. Output: the bytes of one JSON string (`"` and `\` escaped, control
+//! bytes as their short escapes or `\u00XX`, as `serde_json` writes them), with no raw line
+//! break. Each block (16 bytes with SSE2 on x86-64, else 8 in a `u64`) is tested at once for
+//! the bytes that need an escape and stored whole: plain text costs a store per block, a
+//! JSON object's text a store and a test per quote.
+//!
+//! Pure: no I/O, no allocation beyond `out`'s growth.
+
+use std::mem::MaybeUninit;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `word` that is zero, exactly (no borrow between bytes).
+fn zeros(word: u64) -> u64 {
+    !(((word & LOWS) + LOWS) | word | LOWS)
+}
+
+/// The high bit of each byte of `word` that is `"` or `\\`.
+fn quotes(word: u64) -> u64 {
+    zeros(word ^ (ONES * u64::from(b'"'))) | zeros(word ^ (ONES * u64::from(b'\\')))
+}
+
+/// The high bit of each byte of `word` below 0x20 (a control byte).
+fn controls(word: u64) -> u64 {
+    !(((word & LOWS) + ONES * (0x80 - 0x20)) | word) & HIGHS
+}
+
+/// The high bit of each byte of `word` that a JSON string must escape.
+fn specials(word: u64) -> u64 {
+    quotes(word) | controls(word)
+}
+
+/// Whether any byte of `bytes` needs an escape inside a JSON string.
+pub fn needs_escape(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        if specials(u64::from_le_bytes(chunk.try_into().expect("eight bytes"))) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| special(b))
+}
+
+fn special(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Appends `text` as a JSON string, quotes included.
+pub fn write_str(out: &mut Vec<u8>, text: &[u8]) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    write_inner(out, text);
+    out.push(b'"');
+}
+
+/// Appends the escaped inside of the JSON string of `text` (no quotes).
+pub fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    write_blocks::<Sse2>(out, text);
+    #[cfg(not(target_arch = "x86_64"))]
+    write_blocks::<Swar>(out, text);
+}
+
+/// A way to copy a block of bytes and find its first byte that needs an escape.
+trait Block {
+    const WIDTH: usize;
+
+    /// Stores the `WIDTH` bytes of `from` into `to` (both `WIDTH` long); returns how many come
+    /// before the first one that needs an escape (`WIDTH` when none does).
+    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize;
+}
+
+/// [`write_inner`] a block at a time: the block is stored whole, and the output moves on to
+/// its first byte that needs an escape (or past it, when none does); the escape is written and
+/// the next block starts after the escaped byte. The last bytes, fewer than a block, are
+/// copied into a block of spaces (which need no escape) first.
+#[inline(always)]
+fn write_blocks<B: Block>(out: &mut Vec<u8>, text: &[u8]) {
+    let room = B::WIDTH + 6;
+    let mut at = 0;
+    while at < text.len() {
+        if out.capacity() - out.len() < room {
+            out.reserve((text.len() - at).max(room));
+        }
+        let rest = &text[at..];
+        let spare = &mut out.spare_capacity_mut()[..B::WIDTH];
+        let plain = if let Some(whole) = rest.get(..B::WIDTH) {
+            B::copy(whole, spare)
+        } else {
+            B::copy(&padded(rest)[..B::WIDTH], spare).min(rest.len())
+        };
+        let len = out.len();
+        // SAFETY: `B::copy` wrote the whole block, of which these are the first bytes.
+        unsafe { out.set_len(len + plain) };
+        at += plain;
+        if plain < rest.len().min(B::WIDTH) {
+            escape(out, text[at]);
+            at += 1;
+        }
+    }
+}
+
+/// `rest` (shorter than 16 bytes) followed by spaces, which need no escape: copied in at most
+/// two overlapping pieces of 8, 4, 2 or 1 bytes, as `memcpy` copies short runs.
+#[inline(always)]
+fn padded(rest: &[u8]) -> [u8; 16] {
+    fn pieces<const N: usize>(rest: &[u8], to: &mut [u8]) {
+        let n = rest.len();
+        to[..N].copy_from_slice(&rest[..N]);
+        to[n - N..n].copy_from_slice(&rest[n - N..]);
+    }
+    let mut block = [b' '; 16];
+    match rest.len() {
+        8.. => pieces::<8>(rest, &mut block),
+        4..=7 => pieces::<4>(rest, &mut block),
+        2..=3 => pieces::<2>(rest, &mut block),
+        1 => block[0] = rest[0],
+        _ => {}
+    }
+    block
+}
+
+/// 16 bytes at a time with SSE2, which every x86-64 processor has.
+#[cfg(target_arch = "x86_64")]
+struct Sse2;
+
+#[cfg(target_arch = "x86_64")]
+impl Block for Sse2 {
+    const WIDTH: usize = 16;
+
+    #[inline(always)]
+    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+        };
+        assert!(from.len() == Self::WIDTH && to.len() == Self::WIDTH);
+        // SAFETY: SSE2 is part of x86-64; both slices hold 16 bytes (checked above), and the
+        // loads and stores are unaligned ones.
+        unsafe {
+            let block = _mm_loadu_si128(from.as_ptr().cast::<__m128i>());
+            _mm_storeu_si128(to.as_mut_ptr().cast::<__m128i>(), block);
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            let below = _mm_set1_epi8(0x1f);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, below), below);
+            let specials = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+            (_mm_movemask_epi8(specials) as u32 | 1 << Self::WIDTH).trailing_zeros() as usize
+        }
+    }
+}
+
+/// Eight bytes at a time in a `u64`: every other processor.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+struct Swar;
+
+impl Block for Swar {
+    const WIDTH: usize = 8;
+
+    #[inline(always)]
+    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize {
+        for (place, &byte) in to.iter_mut().zip(from) {
+            place.write(byte);
+        }
+        let word = u64::from_le_bytes(from.try_into().expect("eight bytes"));
+        specials(word).trailing_zeros() as usize / 8
+    }
+}
+
+/// Appends the escape of the byte `b`, which needs one.
+fn escape(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 => out.extend_from_slice(b"\\b"),
+        0x0c => out.extend_from_slice(b"\\f"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_is_told_apart_in_every_place_of_a_word() {
+        for b in 0..=255u8 {
+            for place in 0..8 {
+                let mut bytes = [b'a'; 8];
+                bytes[place] = b;
+                let mask = specials(u64::from_le_bytes(bytes));
+                let expected = if special(b) {
+                    0x80u64 << (place * 8)
+                } else {
+                    0
+                };
+                assert_eq!(mask, expected, "{b:#x} at {place}");
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = [
+            "",
+            "plain",
+            "{\"a\":\n [1, \"b\\\\c\"]}",
+            "tab\there\u{1}\u{7f}\r\u{8}\u{c}",
+            "\u{e9}t\u{e9} and a longer run of plain text past eight bytes \"q\"",
+            "\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"",
+        ]
+        .map(String::from)
+        .into();
+        texts.push((0..=0x7fu8).map(char::from).collect());
+        for len in 1..26 {
+            for at in 0..len {
+                let mut text = vec![b'a'; len];
+                text[at] = b'"';
+                text[len - 1 - at] = b'\\';
+                texts.push(String::from_utf8(text).unwrap());
+            }
+        }
+        texts.push(
+            (0..=0x7fu8)
+                .rev()
+                .map(char::from)
+                .collect::<String>()
+                .repeat(3),
+        );
+        for text in texts {
+            let expected = serde_json::to_string(&text).unwrap();
+            let mut out = Vec::new();
+            write_str(&mut out, text.as_bytes());
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+            let mut out = b"\"".to_vec();
+            write_blocks::<Swar>(&mut out, text.as_bytes());
+            out.push(b'"');
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "eight at a time");
+            assert_eq!(
+                needs_escape(text.as_bytes()),
+                text.bytes().any(special),
+                "{text:?}"
+            );
+        }
+    }
+}
