@@ -182,7 +182,7 @@ fn every_elastic_case_agrees_field_by_field_but_for_the_readme_list() {
             ecs::write(
                 &event.source,
                 &event.outline,
-                event.time,
+                &ecs::dates::millis(event.time),
                 CREATED,
                 &ecs,
                 &mut out,

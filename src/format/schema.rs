@@ -149,7 +149,7 @@ impl Shaper {
                 cloudtrail::ecs::write(
                     &event.source,
                     &event.outline,
-                    event.time,
+                    &timestamp,
                     &created,
                     ecs,
                     out,

@@ -25,6 +25,8 @@ struct Entry<'a> {
     key: Cow<'a, str>,
     value: &'a str,
     left: Left,
+    /// The value's members, when it is an object read with this one ([`Object::nested`]).
+    inner: Option<Object<'a>>,
 }
 
 /// What is left of a member.
@@ -73,7 +75,8 @@ impl<'a> Object<'a> {
             let member = member.ok()?;
             let raw = text.get(member.key.clone())?;
             let inner = &raw[1..raw.len() - 1];
-            let key = if inner.contains('\\') {
+            // Keys are short: a loop over their bytes beats a call to `memchr`.
+            let key = if inner.bytes().any(|b| b == b'\\') {
                 Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
             } else {
                 Cow::Borrowed(inner)
@@ -87,26 +90,50 @@ impl<'a> Object<'a> {
     /// ([`Tokens`]); like [`Object::outlined`], values are not checked. `None` when its top
     /// level is not `{"key": value, ...}`.
     pub fn scan(text: &'a str) -> Option<Object<'a>> {
+        Object::nested(text, 0)
+    }
+
+    /// [`Object::scan`], with the objects nested in its members down to `depth` levels read
+    /// in the same pass: [`Object::object`] then finds them read, and no byte is scanned
+    /// twice.
+    pub fn nested(text: &'a str, depth: u8) -> Option<Object<'a>> {
         let bytes = text.as_bytes();
         if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
             return None;
         }
         let mut tokens = Tokens::new(bytes);
+        tokens.next_token()?;
+        let (object, end) = Object::read(text, &mut tokens, 0, depth)?;
+        (end == bytes.len() - 1).then_some(object)
+    }
+
+    /// The object of `text` whose `{` is at `start`, the tokens after it next in `tokens`;
+    /// returns it and where its `}` is.
+    fn read(
+        text: &'a str,
+        tokens: &mut Tokens<'_>,
+        start: usize,
+        depth: u8,
+    ) -> Option<(Object<'a>, usize)> {
         // The separators of an object of up to 32 members stay on the stack.
         let mut few = [0u32; 64];
         let mut count = 0;
         let mut many = Vec::new();
-        tokens.next_token()?;
-        loop {
+        let mut inner = Vec::new();
+        let end = loop {
             match tokens.next_token()? {
                 (_, b'"') => {
                     tokens.next_token()?;
+                }
+                (at, b'{') if depth > 0 => {
+                    let (object, end) = Object::read(text, tokens, at, depth - 1)?;
+                    inner.push((end, object));
                 }
                 (_, b'{' | b'[') => {
                     tokens.close(1)?;
                 }
                 (at, b':' | b',') => {
-                    let at = u32::try_from(at).ok()?;
+                    let at = u32::try_from(at - start).ok()?;
                     if count < few.len() {
                         few[count] = at;
                     } else {
@@ -117,16 +144,27 @@ impl<'a> Object<'a> {
                     }
                     count += 1;
                 }
-                (at, b'}') if at == bytes.len() - 1 => break,
+                (at, b'}') => break at,
                 _ => return None,
             }
-        }
+        };
         let separators = if many.is_empty() {
             &few[..count]
         } else {
             &many[..]
         };
-        Object::outlined(text, separators)
+        let mut object = Object::outlined(text.get(start..=end)?, separators)?;
+        for (end, found) in inner {
+            // The member whose value ends where the nested object does.
+            let owner = object.entries.iter_mut().find(|e| {
+                e.value.as_bytes().as_ptr_range().end == text[end + 1..].as_ptr()
+                    && e.value.starts_with('{')
+            });
+            if let Some(entry) = owner {
+                entry.inner = Some(found);
+            }
+        }
+        Some((object, end))
     }
 
     /// The entry of `key`: the first one, its length and ends compared before its bytes.
@@ -193,8 +231,18 @@ impl<'a> Object<'a> {
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
     pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
+        self.object_nested(key, 0)
+    }
+
+    /// [`Object::object`], read with the objects nested in it down to `depth` levels (see
+    /// [`Object::nested`]) unless it was read already.
+    pub fn object_nested(&mut self, key: &str, depth: u8) -> Option<Object<'a>> {
         let at = self.position(key)?;
-        let object = Object::scan(self.entries[at].value)?;
+        let entry = &mut self.entries[at];
+        let object = match entry.inner.take() {
+            Some(object) => object,
+            None => Object::nested(entry.value, depth)?,
+        };
         self.taken(at);
         Some(object)
     }
@@ -247,6 +295,7 @@ impl<'a> Entry<'a> {
             key,
             value,
             left: Left::All,
+            inner: None,
         }
     }
 }
@@ -343,6 +392,29 @@ mod tests {
         }
         for bad in ["[1]", "{\"a\" 1}", "{\"a\":1", "", "{\"a\":1}}"] {
             assert!(Object::scan(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nested_objects_read_in_one_pass_read_as_scanned_ones() {
+        let text =
+            r#"{"id":{"s":{"a":{"x":1,"y":"}"},"b":[{"c":2}],"d":{"e":{"f":3}}},"t":"u"},"z":{}}"#;
+        let mut once = Object::nested(text, 2).expect("read");
+        let mut twice = Object::scan(text).expect("scanned");
+        let mut a = once.object("id").expect("id");
+        let mut b = twice.object("id").expect("id");
+        assert_eq!(a.text("t"), b.text("t"));
+        let mut a_s = a.object("s").expect("s");
+        let mut b_s = b.object("s").expect("s");
+        for key in ["a", "d"] {
+            let (x, y) = (a_s.object(key).expect(key), b_s.object(key).expect(key));
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+            assert_eq!(x.rest(), y.rest());
+        }
+        assert_eq!(a_s.rest(), b_s.rest());
+        assert_eq!(once.object("z").map(|z| z.rest()), Some(None));
+        for bad in [r#"{"a":{"b":1}"#, r#"{"a":{"b" 1}}"#, r#"{"a":{"b":1}}}"#] {
+            assert!(Object::nested(bad, 2).is_none(), "{bad}");
         }
     }
 

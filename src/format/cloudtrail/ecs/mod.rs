@@ -118,12 +118,9 @@ fn layout() -> &'static Layout {
 
 use std::borrow::Cow;
 
-use time::OffsetDateTime;
-
 use crate::enrich::GeoIp;
 use crate::format::ecs::{self, text, Fields, Layout, Object, Paths, Stream, Value};
 use crate::format::FreeForm;
-use dates::millis;
 use identity::Related;
 
 /// The dataset Elastic's integration writes CloudTrail to.
@@ -208,11 +205,12 @@ impl EcsError {
 }
 
 /// Appends the ECS document of the event whose raw document is `document` (`outline`: its
-/// top-level separators, when known), placed at `time`, read at `created`.
+/// top-level separators, when known), placed at `timestamp` (its time in UTC to the
+/// millisecond, as [`dates::millis`] writes it), read at `created`.
 pub fn write(
     document: &[u8],
     outline: &[u32],
-    time: OffsetDateTime,
+    timestamp: &str,
     created: &str,
     ecs: &Ecs,
     out: &mut Vec<u8>,
@@ -225,14 +223,14 @@ pub fn write(
         Object::outlined(document, outline)
     }
     .ok_or(EcsError::Malformed)?;
-    let timestamp = millis(time);
     let mut fields = Fields::new(layout());
     let mut related = Related::default();
     record.take("@timestamp");
     record.take("eventTime");
-    ecs.stream.common(&mut fields, &timestamp, created);
+    ecs.stream.common(&mut fields, timestamp, created);
     fields.set(slot!("cloud.provider"), "aws");
-    if let Some(mut identity) = record.object("userIdentity") {
+    // Its session context, and the objects in that, are read in the same pass.
+    if let Some(mut identity) = record.object_nested("userIdentity", 2) {
         identity::map(&mut identity, &mut fields, &mut related);
         record.leave("userIdentity", identity.rest());
     }
@@ -566,6 +564,7 @@ fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<
 mod tests {
     use super::*;
     use crate::format::cloudtrail::{record_event, Options};
+    use dates::millis;
     use serde_json::{json, Value as Json};
     use time::macros::datetime;
 
@@ -584,7 +583,7 @@ mod tests {
         write(
             &event.source,
             &event.outline,
-            event.time,
+            &millis(event.time),
             "2024-06-01T00:00:00Z",
             &ecs,
             &mut out,
@@ -672,7 +671,7 @@ mod tests {
         let result = write(
             b"{\"a\" 1}",
             &[],
-            datetime!(2024-01-01 00:00:00 UTC),
+            "2024-01-01T00:00:00.000Z",
             "t",
             &ecs,
             &mut out,
