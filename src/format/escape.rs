@@ -45,6 +45,23 @@ pub fn needs_escape(bytes: &[u8]) -> bool {
     words.remainder().iter().any(|&b| special(b))
 }
 
+/// Whether `bytes` holds a backslash (a JSON string's escape), eight bytes at a time: for the
+/// short values of a record, quicker than a call to `memchr`.
+pub fn has_backslash(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        if zeros(word ^ (ONES * u64::from(b'\\'))) != 0 {
+            return true;
+        }
+    }
+    // Fewer than eight bytes: a plain loop (`contains` would call `memchr`).
+    words
+        .remainder()
+        .iter()
+        .fold(false, |found, &b| found | (b == b'\\'))
+}
+
 fn special(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
@@ -251,6 +268,7 @@ mod tests {
             write_blocks::<Swar>(&mut out, text.as_bytes());
             out.push(b'"');
             assert_eq!(String::from_utf8(out).unwrap(), expected, "eight at a time");
+            assert_eq!(has_backslash(text.as_bytes()), text.contains('\\'));
             assert_eq!(
                 needs_escape(text.as_bytes()),
                 text.bytes().any(special),

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 use super::Value;
 use crate::format::document::write_str;
+use crate::format::escape::has_backslash;
 use crate::format::scan::{Members, Tokens};
 
 #[derive(Debug)]
@@ -75,8 +76,7 @@ impl<'a> Object<'a> {
             let member = member.ok()?;
             let raw = text.get(member.key.clone())?;
             let inner = &raw[1..raw.len() - 1];
-            // Keys are short: a loop over their bytes beats a call to `memchr`.
-            let key = if inner.bytes().any(|b| b == b'\\') {
+            let key = if has_backslash(inner.as_bytes()) {
                 Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
             } else {
                 Cow::Borrowed(inner)
@@ -214,7 +214,7 @@ impl<'a> Object<'a> {
         let raw = self.entries[at].value;
         let value = match raw.as_bytes().first()? {
             b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-                Some(inner) if !inner.contains('\\') => Value::Clean(inner),
+                Some(inner) if !has_backslash(inner.as_bytes()) => Value::Clean(inner),
                 _ => Value::Text(Cow::Owned(serde_json::from_str::<String>(raw).ok()?)),
             },
             b'{' | b'[' | b'n' => return None,
@@ -305,7 +305,7 @@ impl<'a> Entry<'a> {
 pub fn text(raw: &str) -> Option<Cow<'_, str>> {
     match raw.as_bytes().first()? {
         b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+            Some(inner) if !has_backslash(inner.as_bytes()) => Some(Cow::Borrowed(inner)),
             _ => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
         },
         b'{' | b'[' | b'n' => None,
