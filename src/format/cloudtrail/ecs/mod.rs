@@ -412,6 +412,18 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     }
 }
 
+/// Whether the text of `requestParameters` holds a key that the mapping reads from it: one
+/// search for `Name"`, each find checked against the keys.
+fn names_a_user_or_group(raw: &[u8]) -> bool {
+    const KEYS: [&[u8]; 3] = [b"\"userName\"", b"\"newUserName\"", b"\"groupName\""];
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    let finder = FINDER.get_or_init(|| memchr::memmem::Finder::new("Name\""));
+    finder
+        .find_iter(raw)
+        .any(|at| KEYS.iter().any(|key| raw[..at + 5].ends_with(key)))
+}
+
 /// The free-form objects, as text and as objects, and what the integration reads from them
 /// (`group.*`, `user.target.*`, `user.changes.name`, the names `related.user` gets).
 fn free_form<'a>(
@@ -423,7 +435,7 @@ fn free_form<'a>(
     // Read only when they may hold what is looked for: most are large and hold none of it.
     let request = record
         .get("requestParameters")
-        .filter(|raw| raw.contains("Name\""))
+        .filter(|raw| names_a_user_or_group(raw.as_bytes()))
         .and_then(Object::scan);
     let response = record
         .get("responseElements")
@@ -662,6 +674,20 @@ mod tests {
             doc["aws"]["cloudtrail"]["console_login"]["additional_eventdata"],
             json!({"mfa_used": true, "mobile_version": false})
         );
+    }
+
+    #[test]
+    fn only_requests_that_name_a_user_or_a_group_are_read() {
+        for raw in [
+            r#"{"userName":"a"}"#,
+            r#"{"bucketName":"b","newUserName":"c"}"#,
+            r#"{"x":{"groupName":"g"}}"#,
+        ] {
+            assert!(names_a_user_or_group(raw.as_bytes()), "{raw}");
+        }
+        for raw in [r#"{"bucketName":"b"}"#, r#"{"roleName":"r"}"#, "Name\"", ""] {
+            assert!(!names_a_user_or_group(raw.as_bytes()), "{raw}");
+        }
     }
 
     #[test]
