@@ -92,20 +92,31 @@ const MOST: usize = 128;
 pub struct Layout {
     /// Per slot, its rank: its place in path order.
     ranks: Vec<u8>,
-    /// Per rank, its slot.
-    order: Vec<usize>,
-    /// Per slot, the objects that hold it, outermost first (ids into `objects`).
-    chains: Vec<Vec<usize>>,
-    /// Per object, `"name":{`.
+    /// Per rank, how to write its path.
+    steps: Vec<Step>,
+    /// Per object (by id, from 1), `"name":{`.
     objects: Vec<Vec<u8>>,
-    /// Per slot, `"leaf":`.
-    keys: Vec<Vec<u8>>,
 }
+
+/// How one path is written.
+#[derive(Debug)]
+struct Step {
+    /// The ids of the objects that hold the path, outermost in the lowest byte (ids start at
+    /// 1, so a zero byte is no object): two paths share the objects of their equal low bytes.
+    chain: u64,
+    /// How many objects hold it.
+    depth: u8,
+    /// `"leaf":`.
+    key: Vec<u8>,
+}
+
+/// The deepest a path may be nested (its objects' ids are the bytes of a `u64`).
+const DEEPEST: usize = 8;
 
 impl Layout {
     /// The layout of [`COMMON`] and a format's `own` paths. Panics when a path is listed
-    /// twice, is both a field and an object holding others, or when there are more than 128:
-    /// a bug of the format, which its tests catch.
+    /// twice, is both a field and an object holding others, when there are more than 128,
+    /// or one is nested more than 8 deep: a bug of the format, which its tests catch.
     pub fn new(own: Paths) -> Layout {
         let paths: Vec<&'static str> = COMMON.iter().chain(own).copied().collect();
         assert!(paths.len() <= MOST, "more than {MOST} paths");
@@ -115,15 +126,17 @@ impl Layout {
         for (rank, &slot) in order.iter().enumerate() {
             ranks[slot] = u8::try_from(rank).expect("at most 128 paths");
         }
-        let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut chains = vec![Vec::new(); paths.len()];
-        let mut keys = vec![Vec::new(); paths.len()];
+        // Object 0 is none: ids start at 1.
+        let mut objects: Vec<(String, Vec<u8>)> = vec![(String::new(), Vec::new())];
+        let mut steps = Vec::with_capacity(paths.len());
         for &n in &order {
             let path = paths[n];
             let mut prefix = String::new();
-            let steps: Vec<&str> = path.split('.').collect();
-            let (leaf, parents) = steps.split_last().expect("a path has a step");
-            for step in parents {
+            let parts: Vec<&str> = path.split('.').collect();
+            let (leaf, parents) = parts.split_last().expect("a path has a step");
+            assert!(parents.len() <= DEEPEST, "{path} is nested too deep");
+            let mut chain = 0u64;
+            for (level, step) in parents.iter().enumerate() {
                 prefix.push_str(step);
                 prefix.push('.');
                 let id = match objects.iter().position(|(p, _)| *p == prefix) {
@@ -133,9 +146,14 @@ impl Layout {
                         objects.len() - 1
                     }
                 };
-                chains[n].push(id);
+                let id = u8::try_from(id).expect("at most 255 objects");
+                chain |= u64::from(id) << (8 * level);
             }
-            keys[n] = format!("\"{leaf}\":").into_bytes();
+            steps.push(Step {
+                chain,
+                depth: parents.len() as u8,
+                key: format!("\"{leaf}\":").into_bytes(),
+            });
         }
         for pair in order.windows(2) {
             let (a, b) = (paths[pair[0]], paths[pair[1]]);
@@ -147,10 +165,8 @@ impl Layout {
         }
         Layout {
             ranks,
-            order,
-            chains,
+            steps,
             objects: objects.into_iter().map(|(_, key)| key).collect(),
-            keys,
         }
     }
 }
@@ -234,30 +250,35 @@ impl<'a> Fields<'a> {
 
     /// Appends the document: one JSON object, the paths nested, keys in order.
     pub fn write(self, out: &mut Vec<u8>) {
+        const CLOSES: &[u8; DEEPEST] = b"}}}}}}}}";
         let layout = self.layout;
         out.push(b'{');
-        let mut open: &[usize] = &[];
+        // The objects open, as a chain, and how many.
+        let (mut open, mut depth) = (0u64, 0usize);
         let mut first = true;
         let mut set = self.set;
         while set != 0 {
             let rank = set.trailing_zeros() as usize;
             set &= set - 1;
-            let slot = layout.order[rank];
+            let step = &layout.steps[rank];
             let value = &self.values[usize::from(self.places[rank])];
-            let chain = &layout.chains[slot][..];
-            let common = open.iter().zip(chain).take_while(|(a, b)| a == b).count();
-            for _ in common..open.len() {
-                out.push(b'}');
+            // The objects both chains share: their equal low bytes.
+            let common = ((open ^ step.chain).trailing_zeros() as usize / 8)
+                .min(depth)
+                .min(usize::from(step.depth));
+            if common < depth {
+                out.extend_from_slice(&CLOSES[..depth - common]);
                 first = false;
             }
-            for &object in &chain[common..] {
+            for level in common..usize::from(step.depth) {
                 if !std::mem::take(&mut first) {
                     out.push(b',');
                 }
-                out.extend_from_slice(&layout.objects[object]);
+                let id = (step.chain >> (8 * level)) as u8;
+                out.extend_from_slice(&layout.objects[usize::from(id)]);
                 first = true;
             }
-            open = chain;
+            (open, depth) = (step.chain, usize::from(step.depth));
             if let Value::Members(members) = value {
                 if !members.is_empty() {
                     if !std::mem::take(&mut first) {
@@ -270,12 +291,10 @@ impl<'a> Fields<'a> {
             if !std::mem::take(&mut first) {
                 out.push(b',');
             }
-            out.extend_from_slice(&layout.keys[slot]);
+            out.extend_from_slice(&step.key);
             write_value(out, value);
         }
-        for _ in open {
-            out.push(b'}');
-        }
+        out.extend_from_slice(&CLOSES[..depth]);
         out.push(b'}');
     }
 }
