@@ -430,6 +430,35 @@ mod tests {
     }
 
     #[test]
+    fn deep_and_shallow_paths_open_and_close_their_objects() {
+        const DEEP: Paths = &[
+            "a.b.c.d.e.f.g.h.leaf",
+            "a.b.c.d.e.f.g.other",
+            "a.b.x",
+            "a.y",
+            "z",
+        ];
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        let layout = LAYOUT.get_or_init(|| Layout::new(DEEP));
+        let mut fields = Fields::new(layout);
+        for (n, path) in DEEP.iter().enumerate().rev() {
+            fields.set(slot(DEEP, path), Value::Integer(n as i64));
+        }
+        fields.set(slot(DEEP, "event.id"), "e");
+        assert_eq!(
+            written(fields),
+            json!({
+                "a": {
+                    "b": {"c": {"d": {"e": {"f": {"g": {"h": {"leaf": 0}, "other": 1}}}}}, "x": 2},
+                    "y": 3,
+                },
+                "event": {"id": "e"},
+                "z": 4,
+            })
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "is a field and holds")]
     fn a_path_cannot_be_a_field_and_an_object() {
         Layout::new(&["a.b", "a.b.c"]);

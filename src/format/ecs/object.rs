@@ -3,8 +3,9 @@
 //!
 //! Input: the bytes of one JSON object. Its members are found without building a tree (the
 //! top level of a record from the outline its format noted, [`Object::outlined`]; an object
-//! inside it by `serde_json`, which checks it, [`Object::parse`]); keys are decoded, values
-//! stay raw bytes until asked for. Output: what the mapping asks for, and at the end what it
+//! inside it by the structural scanner, [`Object::scan`], with the objects nested in that read
+//! in the same pass when asked, [`Object::nested`]; a whole object checked by `serde_json`,
+//! [`Object::parse`]); keys are decoded, values stay raw bytes until asked for. Output: what the mapping asks for, and at the end what it
 //! did not take ([`Object::rest`]): one JSON object of the members left, nested objects
 //! reduced to what was left of them, so that no part of a record is lost.
 //!
