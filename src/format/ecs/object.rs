@@ -27,8 +27,6 @@ struct Entry<'a> {
     key: Cow<'a, str>,
     value: &'a str,
     left: Left,
-    /// The value's members, when it is an object read with this one ([`Object::nested`]).
-    inner: Option<Object<'a>>,
 }
 
 /// What is left of a member.
@@ -44,6 +42,9 @@ enum Left {
 #[derive(Debug)]
 pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
+    /// The objects nested in its members that were read with it ([`Object::nested`]), by
+    /// the place of their member.
+    inner: Vec<(usize, Object<'a>)>,
 }
 
 impl<'a> Object<'a> {
@@ -66,7 +67,10 @@ impl<'a> Object<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let entries = deserializer.deserialize_map(Collect).ok()?;
         deserializer.end().ok()?;
-        Some(Object { entries })
+        Some(Object {
+            entries,
+            inner: Vec::new(),
+        })
     }
 
     /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
@@ -84,7 +88,10 @@ impl<'a> Object<'a> {
             };
             entries.push(Entry::new(key, text.get(member.value)?));
         }
-        Some(Object { entries })
+        Some(Object {
+            entries,
+            inner: Vec::new(),
+        })
     }
 
     /// The object `text` (from `{` to `}`), its members found with the structural scanner
@@ -157,12 +164,12 @@ impl<'a> Object<'a> {
         let mut object = Object::outlined(text.get(start..=end)?, separators)?;
         for (end, found) in inner {
             // The member whose value ends where the nested object does.
-            let owner = object.entries.iter_mut().find(|e| {
+            let owner = object.entries.iter().position(|e| {
                 e.value.as_bytes().as_ptr_range().end == text[end + 1..].as_ptr()
                     && e.value.starts_with('{')
             });
-            if let Some(entry) = owner {
-                entry.inner = Some(found);
+            if let Some(at) = owner {
+                object.inner.push((at, found));
             }
         }
         Some((object, end))
@@ -239,10 +246,9 @@ impl<'a> Object<'a> {
     /// [`Object::nested`]) unless it was read already.
     pub fn object_nested(&mut self, key: &str, depth: u8) -> Option<Object<'a>> {
         let at = self.position(key)?;
-        let entry = &mut self.entries[at];
-        let object = match entry.inner.take() {
-            Some(object) => object,
-            None => Object::nested(entry.value, depth)?,
+        let object = match self.inner.iter().position(|(owner, _)| *owner == at) {
+            Some(n) => self.inner.swap_remove(n).1,
+            None => Object::nested(self.entries[at].value, depth)?,
         };
         self.taken(at);
         Some(object)
@@ -296,7 +302,6 @@ impl<'a> Entry<'a> {
             key,
             value,
             left: Left::All,
-            inner: None,
         }
     }
 }
