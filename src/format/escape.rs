@@ -232,6 +232,19 @@ mod tests {
     }
 
     #[test]
+    fn random_json_text_is_written_as_serde_json_writes_it() {
+        use crate::format::scan::samples::{json_value, Random};
+        let mut random = Random(0x5eed_e5ca);
+        for _ in 0..500 {
+            // The JSON text of a value (quotes and escapes in every place), as a string.
+            let text = json_value(&mut random, 0).to_string();
+            let mut out = Vec::new();
+            write_str(&mut out, text.as_bytes());
+            assert_eq!(out, serde_json::to_string(&text).unwrap().into_bytes());
+        }
+    }
+
+    #[test]
     fn strings_are_written_as_serde_json_writes_them() {
         let mut texts: Vec<String> = [
             "",

@@ -424,6 +424,44 @@ mod tests {
         }
     }
 
+    /// `a` and `b` have the same keys, the same raw values, and read the same two levels
+    /// down.
+    fn same(mut a: Object<'_>, mut b: Object<'_>, depth: u8) {
+        let keys: Vec<String> = b.keys().map(str::to_string).collect();
+        assert_eq!(a.keys().collect::<Vec<_>>(), keys);
+        for key in &keys {
+            assert_eq!(a.get(key), b.get(key), "{key}");
+            if depth > 0 {
+                match (a.object(key), b.object(key)) {
+                    (Some(x), Some(y)) => same(x, y, depth - 1),
+                    (x, y) => assert_eq!(x.is_some(), y.is_some(), "{key}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_objects_read_in_one_pass_read_as_parsed_ones() {
+        use crate::format::scan::samples::{json_value, Random};
+        let mut random = Random(0x0b_1ec7);
+        let mut compared = 0;
+        for _ in 0..400 {
+            let value = json_value(&mut random, 0);
+            if !value.is_object() {
+                continue;
+            }
+            let text = value.to_string();
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            for text in [&text, &pretty] {
+                let parsed = Object::parse(text).expect("parsed");
+                let read = Object::nested(text, 2).expect("read");
+                same(read, parsed, 2);
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "{compared}");
+    }
+
     #[test]
     fn text_of_raw_values() {
         assert_eq!(text(r#""plain""#).as_deref(), Some("plain"));
