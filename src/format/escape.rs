@@ -19,7 +19,7 @@ fn zeros(word: u64) -> u64 {
     !(((word & LOWS) + LOWS) | word | LOWS)
 }
 
-/// The high bit of each byte of `word` that is `"` or `\\`.
+/// The high bit of each byte of `word` that is `"` or `\`.
 fn quotes(word: u64) -> u64 {
     zeros(word ^ (ONES * u64::from(b'"'))) | zeros(word ^ (ONES * u64::from(b'\\')))
 }
@@ -75,7 +75,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Appends the escaped inside of the JSON string of `text` (no quotes).
-pub fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
+fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     write_blocks::<Sse2>(out, text);
     #[cfg(not(target_arch = "x86_64"))]
