@@ -67,6 +67,7 @@ fn special(b: u8) -> bool {
 }
 
 /// Appends `text` as a JSON string, quotes included.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, text: &[u8]) {
     out.reserve(text.len() + 2);
     out.push(b'"');
@@ -75,6 +76,7 @@ pub fn write_str(out: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Appends the escaped inside of the JSON string of `text` (no quotes).
+#[inline(never)]
 fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     write_blocks::<Sse2>(out, text);
