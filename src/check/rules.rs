@@ -12,11 +12,10 @@
 //! Rules that cannot be used are reported on standard error (as `rules check` words them)
 //! and make the exit code 1, as does a file that cannot be read; the rest still runs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flate2::read::MultiGzDecoder;
 use serde_json::json;
 
 use crate::config::RulesTest;
@@ -170,16 +169,7 @@ fn read(
     } else {
         Box::new(std::fs::File::open(path).map_err(|e| e.to_string())?)
     };
-    let mut raw = BufReader::new(body);
-    let gzipped = raw
-        .fill_buf()
-        .map_err(|e| e.to_string())?
-        .starts_with(&s3::GZIP_MAGIC);
-    let mut input: Box<dyn BufRead> = if gzipped {
-        Box::new(BufReader::new(MultiGzDecoder::new(raw)))
-    } else {
-        Box::new(raw)
-    };
+    let mut input = s3::decoded(BufReader::new(body)).map_err(|e| e.to_string())?;
     let name = path.display().to_string();
     let context = PayloadContext {
         name: &name,

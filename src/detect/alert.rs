@@ -20,9 +20,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -222,21 +220,19 @@ pub struct RuleMatches(pub Arc<Alerter>);
 
 impl Collector for RuleMatches {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let detector = &self.0.detector;
-        let mut family = encoder.encode_descriptor(
-            "rule_matches",
-            "events a detection rule matched (one alert each, redeliveries included)",
-            None,
-            MetricType::Counter,
-        )?;
-        for (n, rule) in detector.rules().iter().enumerate() {
-            let labels = [
-                ("rule_id", rule.id.clone()),
-                ("level", rule.level.to_string()),
-            ];
-            ConstCounter::new(detector.matches_of(n)).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.0.detector.encode_matches(
+            &mut encoder,
+            (
+                "rule_matches",
+                "events a detection rule matched (one alert each, redeliveries included)",
+            ),
+            |rule| {
+                vec![
+                    ("rule_id", rule.id.clone()),
+                    ("level", rule.level.to_string()),
+                ]
+            },
+        )
     }
 }
 

@@ -101,6 +101,22 @@ impl Detector {
         self.matches[n].load(Ordering::Relaxed)
     }
 
+    /// Encodes the counter family `name` (`help`): each rule's matches, labelled by `labels`.
+    pub fn encode_matches(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+        (name, help): (&str, &str),
+        labels: impl Fn(&Rule) -> Vec<(&'static str, String)>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::{counter::ConstCounter, MetricType};
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (n, rule) in self.rules().iter().enumerate() {
+            ConstCounter::new(self.matches_of(n)).encode(family.encode_family(&labels(rule))?)?;
+        }
+        Ok(())
+    }
+
     pub fn index(&self, dataset: Dataset) -> Option<&RuleIndex> {
         self.indices
             .iter()

@@ -12,9 +12,7 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::detector::Detector;
 use crate::pipeline::{Pending, Stage};
@@ -53,18 +51,14 @@ pub struct RuleDrops(pub Arc<Dropper>);
 
 impl Collector for RuleDrops {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let detector = &self.0.detector;
-        let mut family = encoder.encode_descriptor(
-            "rule_drops",
-            "events a drop rule matched, not indexed (redeliveries included)",
-            None,
-            MetricType::Counter,
-        )?;
-        for (n, rule) in detector.rules().iter().enumerate() {
-            let labels = [("rule_id", rule.id.clone())];
-            ConstCounter::new(detector.matches_of(n)).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
+        self.0.detector.encode_matches(
+            &mut encoder,
+            (
+                "rule_drops",
+                "events a drop rule matched, not indexed (redeliveries included)",
+            ),
+            |rule| vec![("rule_id", rule.id.clone())],
+        )
     }
 }
 

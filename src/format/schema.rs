@@ -130,8 +130,7 @@ impl Shaper {
         let size = event.source.len() * 2 + 512;
         let not_json = || format!("{} record is not one JSON object", event.dataset);
         let core = |stream: &super::ecs::Stream, write: CoreWriter| {
-            let text = std::str::from_utf8(&event.source).map_err(|_| not_json())?;
-            let record = without_spliced_timestamp(text.as_bytes(), &event.timestamp);
+            let record = without_spliced_timestamp(&event.source, &event.timestamp);
             let record = std::str::from_utf8(&record).map_err(|_| not_json())?;
             let added = super::ecs::Added {
                 timestamp: &timestamp,

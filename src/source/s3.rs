@@ -305,6 +305,19 @@ pub async fn fetch(
     .expect("the read task does not panic")
 }
 
+/// `raw`, decompressed when it starts as gzip does.
+pub fn decoded<'a, R: Read + 'a>(mut raw: BufReader<R>) -> std::io::Result<Box<dyn BufRead + 'a>> {
+    let gzipped = raw.fill_buf()?.starts_with(&GZIP_MAGIC);
+    Ok(if gzipped {
+        Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            MultiGzDecoder::new(raw),
+        ))
+    } else {
+        Box::new(raw)
+    })
+}
+
 /// Reads a whole stream as an object: decompresses it when gzipped, reads the format and
 /// sends the events. Synchronous: run it on a blocking thread. An error of `body` itself is
 /// [`FetchError::Read`] (transient); one of its bytes is a gzip or format error (permanent).
@@ -318,16 +331,8 @@ pub fn read_stream<R: Read>(
         count: 0,
     };
     let read = {
-        let mut raw = BufReader::with_capacity(READ_BUFFER, &mut stored);
-        let gzipped = raw.fill_buf().map_err(read_error)?.starts_with(&GZIP_MAGIC);
-        let mut decoded: Box<dyn BufRead> = if gzipped {
-            Box::new(BufReader::with_capacity(
-                READ_BUFFER,
-                MultiGzDecoder::new(raw),
-            ))
-        } else {
-            Box::new(raw)
-        };
+        let raw = BufReader::with_capacity(READ_BUFFER, &mut stored);
+        let mut decoded = decoded(raw).map_err(read_error)?;
         let mut outbox = sink.events.outbox();
         let mut emit = |item| {
             let pending = match item {

@@ -37,7 +37,7 @@ pub const STREAM_DATASET: &str = "confluent.audit";
 
 /// The mappings of Confluent Cloud's ECS documents.
 pub fn mappings(free_form: crate::format::mapping::FreeFormMapping) -> serde_json::Value {
-    ecs::core_mappings("confluent.audit", free_form)
+    ecs::core_mappings(STREAM_DATASET, free_form)
 }
 
 fn layout() -> &'static Layout {
@@ -65,7 +65,7 @@ pub fn write(document: &str, added: &ecs::Added<'_>, out: &mut Vec<u8>) -> Optio
     }
     fields.set(
         slot!("confluent.audit"),
-        ecs::kept(document, added.free_form),
+        ecs::kept(document.as_bytes(), added.free_form),
     );
     fields.write(out);
     Some(())

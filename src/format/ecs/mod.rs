@@ -63,12 +63,12 @@ pub struct Added<'a> {
     pub geoip: Option<&'a GeoIp>,
 }
 
-/// A record's own JSON kept whole in its document (its `<vendor>.<product>` object): as it
-/// is where the cluster stores free-form objects, as JSON text elsewhere.
-pub fn kept(record: &str, free_form: FreeForm) -> Value<'_> {
+/// JSON kept whole in a document (a record's own object, what a mapping left): as it is
+/// where the cluster stores free-form objects, as JSON text elsewhere.
+pub fn kept<'a>(json: impl Into<Cow<'a, [u8]>>, free_form: FreeForm) -> Value<'a> {
     match free_form {
-        FreeForm::Strings => Value::JsonText(record.as_bytes().into()),
-        FreeForm::Objects | FreeForm::AsWritten => Value::Json(record.as_bytes().into()),
+        FreeForm::Strings => Value::JsonText(json.into()),
+        FreeForm::Objects | FreeForm::AsWritten => Value::Json(json.into()),
     }
 }
 

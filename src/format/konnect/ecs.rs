@@ -41,7 +41,7 @@ pub const STREAM_DATASET: &str = "kong.konnect";
 
 /// The mappings of Konnect's ECS documents.
 pub fn mappings(free_form: crate::format::mapping::FreeFormMapping) -> serde_json::Value {
-    ecs::core_mappings("kong.konnect", free_form)
+    ecs::core_mappings(STREAM_DATASET, free_form)
 }
 
 fn layout() -> &'static Layout {
@@ -89,7 +89,10 @@ pub fn write(document: &str, added: &ecs::Added<'_>, out: &mut Vec<u8>) -> Optio
     if let Some(address) = entry.get("src").and_then(text) {
         ecs::source(address, added.geoip, &mut fields);
     }
-    fields.set(slot!("kong.konnect"), ecs::kept(document, added.free_form));
+    fields.set(
+        slot!("kong.konnect"),
+        ecs::kept(document.as_bytes(), added.free_form),
+    );
     fields.write(out);
     Some(())
 }

@@ -266,10 +266,7 @@ pub fn write(
     if let Some(rest) = record.rest() {
         fields.set(
             slot!("aws.cloudtrail.unmapped"),
-            match ecs.free_form {
-                FreeForm::Strings => Value::JsonText(rest.into()),
-                FreeForm::Objects | FreeForm::AsWritten => Value::Json(rest.into()),
-            },
+            ecs::kept(rest, ecs.free_form),
         );
     }
     fields.write(out);
@@ -531,11 +528,10 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
         ],
     );
     if let Some(insight) = record.take("insightDetails") {
-        let value = match kind {
-            FreeForm::Strings => Value::JsonText(insight.as_bytes().into()),
-            FreeForm::Objects | FreeForm::AsWritten => Value::Json(insight.as_bytes().into()),
-        };
-        fields.set(slot!("aws.cloudtrail.flattened.insight_details"), value);
+        fields.set(
+            slot!("aws.cloudtrail.flattened.insight_details"),
+            ecs::kept(insight.as_bytes(), kind),
+        );
     }
 }
 
