@@ -62,6 +62,40 @@ pub fn has_backslash(bytes: &[u8]) -> bool {
         .fold(false, |found, &b| found | (b == b'\\'))
 }
 
+/// Where the string whose text starts at `from` of `bytes` ends: the place of its closing
+/// quote, and whether it holds a backslash (an escape); `None` when it does not end. Eight
+/// bytes at a time: a record's strings are short, and most hold no escape.
+pub fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut at = from;
+    let mut escaped = false;
+    loop {
+        let found = match bytes.get(at..at + 8) {
+            Some(chunk) => {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                match quotes(word) {
+                    0 => {
+                        at += 8;
+                        continue;
+                    }
+                    bits => at + bits.trailing_zeros() as usize / 8,
+                }
+            }
+            None => {
+                at + bytes
+                    .get(at..)?
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\')?
+            }
+        };
+        if bytes[found] == b'"' {
+            return Some((found, escaped));
+        }
+        // A backslash: the byte after it is escaped, whatever it is.
+        escaped = true;
+        at = found + 2;
+    }
+}
+
 fn special(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
@@ -215,6 +249,26 @@ fn escape(out: &mut Vec<u8>, b: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_end_at_their_first_unescaped_quote() {
+        for (text, end, escaped) in [
+            (r#""plain" x"#, 6, false),
+            (r#""a long string past eight bytes","#, 31, false),
+            (r#""\\" x"#, 3, true),
+            (r#""an escaped \" quote, then the end" x"#, 34, true),
+            (r#""""#, 1, false),
+        ] {
+            assert_eq!(
+                string_end(text.as_bytes(), 1),
+                Some((end, escaped)),
+                "{text}"
+            );
+        }
+        for open in [r#""no end"#, r#""ends in a backslash\"#, r#""\""#] {
+            assert_eq!(string_end(open.as_bytes(), 1), None, "{open}");
+        }
+    }
 
     #[test]
     fn every_byte_is_told_apart_in_every_place_of_a_word() {

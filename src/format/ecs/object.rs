@@ -3,11 +3,12 @@
 //!
 //! Input: the bytes of one JSON object. Its members are found without building a tree (the
 //! top level of a record from the outline its format noted, [`Object::outlined`]; an object
-//! inside it by the structural scanner, [`Object::scan`], with the objects nested in that read
-//! in the same pass when asked, [`Object::nested`]; a whole object checked by `serde_json`,
-//! [`Object::parse`]); keys are decoded, values stay raw bytes until asked for. Output: what the mapping asks for, and at the end what it
-//! did not take ([`Object::rest`]): one JSON object of the members left, nested objects
-//! reduced to what was left of them, so that no part of a record is lost.
+//! inside it in one pass over its bytes, [`Object::scan`], with the objects nested in that
+//! read in the same pass when asked, [`Object::nested`]; a whole object checked by
+//! `serde_json`, [`Object::parse`]); keys are decoded, values stay raw bytes until asked for.
+//! Output: what the mapping asks for, and at the end what it did not take
+//! ([`Object::rest`]): one JSON object of the members left, nested objects reduced to what was
+//! left of them, so that no part of a record is lost.
 //!
 //! Pure: no I/O. A member whose value is `null` counts as absent and as taken (there is
 //! nothing to keep). Of a repeated key, the first is read and the others are left.
@@ -19,12 +20,13 @@ use serde_json::value::RawValue;
 
 use super::Value;
 use crate::format::document::write_str;
-use crate::format::escape::has_backslash;
-use crate::format::scan::{Members, Tokens};
+use crate::format::escape::{has_backslash, string_end};
 
 #[derive(Debug)]
 struct Entry<'a> {
     key: Cow<'a, str>,
+    /// The key's [`tag`], compared before its bytes.
+    tag: u32,
     value: &'a str,
     left: Left,
 }
@@ -36,6 +38,16 @@ enum Left {
     Nothing,
     /// What was left of a nested object (a JSON object).
     Part(Vec<u8>),
+}
+
+/// A key's length and its first and last bytes: keys that differ mostly differ here.
+#[inline]
+fn tag(key: &[u8]) -> u32 {
+    match key {
+        [first, .., last] => key.len() as u32 | u32::from(*first) << 8 | u32::from(*last) << 16,
+        [only] => 1 | u32::from(*only) << 8,
+        [] => 0,
+    }
 }
 
 /// The members of one JSON object.
@@ -74,114 +86,111 @@ impl<'a> Object<'a> {
     }
 
     /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
-    /// its members are read from them without a scan; their values are not checked.
+    /// its members are read from them without a scan; their values are not checked. `None`
+    /// when its top level is not `{"key": value, ...}`.
     pub fn outlined(text: &'a str, separators: &[u32]) -> Option<Object<'a>> {
+        let bytes = text.as_bytes();
+        let close = bytes.len().checked_sub(1)?;
         let mut entries = Vec::with_capacity(separators.len() / 2 + 1);
-        for member in Members::new(text.as_bytes(), separators) {
-            let member = member.ok()?;
-            let raw = text.get(member.key.clone())?;
-            let inner = &raw[1..raw.len() - 1];
+        let mut start = 1;
+        let mut pairs = separators.chunks(2);
+        for pair in &mut pairs {
+            let colon = pair[0] as usize;
+            let end = match pair.get(1) {
+                Some(&comma) => comma as usize,
+                None => close,
+            };
+            let comma = end == close || bytes.get(end) == Some(&b',');
+            if bytes.get(colon) != Some(&b':') || !comma || colon < start || end <= colon {
+                return None;
+            }
+            let key = trim(bytes, start, colon);
+            let value = trim(bytes, colon + 1, end);
+            if key.len() < 2 || key[0] != b'"' || key[key.len() - 1] != b'"' || value.is_empty() {
+                return None;
+            }
+            let key = &text[start + offset(key, &bytes[start..])..][..key.len()];
+            let value = &text[colon + 1 + offset(value, &bytes[colon + 1..])..][..value.len()];
+            let inner = &key[1..key.len() - 1];
             let key = if has_backslash(inner.as_bytes()) {
-                Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
+                Cow::Owned(serde_json::from_str::<String>(key).ok()?)
             } else {
                 Cow::Borrowed(inner)
             };
-            entries.push(Entry::new(key, text.get(member.value)?));
+            entries.push(Entry::new(key, value));
+            start = end + 1;
         }
-        Some(Object {
+        // After the last member its `}`: no `,` with nothing after it, no member without `:`.
+        let ended = match separators.len() {
+            0 => trim(bytes, 1, close).is_empty(),
+            n => n % 2 == 1,
+        };
+        ended.then_some(Object {
             entries,
             inner: Vec::new(),
         })
     }
 
-    /// The object `text` (from `{` to `}`), its members found with the structural scanner
-    /// ([`Tokens`]); like [`Object::outlined`], values are not checked. `None` when its top
-    /// level is not `{"key": value, ...}`.
+    /// The object `text` (from `{` to `}`), its members found in one pass over its bytes;
+    /// like [`Object::outlined`], values are not checked. `None` when its top level is not
+    /// `{"key": value, ...}`.
     pub fn scan(text: &'a str) -> Option<Object<'a>> {
         Object::nested(text, 0)
     }
 
     /// [`Object::scan`], with the objects nested in its members down to `depth` levels read
-    /// in the same pass: [`Object::object`] then finds them read, and no byte is scanned
+    /// in the same pass: [`Object::object`] then finds them read, and no byte is read
     /// twice.
     pub fn nested(text: &'a str, depth: u8) -> Option<Object<'a>> {
-        let bytes = text.as_bytes();
-        if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+        let mut reader = Reader { text, at: 0 };
+        reader.space();
+        let object = reader.object(depth)?;
+        reader.space();
+        (reader.at == text.len()).then_some(object)
+    }
+
+    /// The objects of the JSON array `text` (`[{...}, ...]`), read in one pass; `None` when
+    /// it is not an array of objects only.
+    pub fn array(text: &'a str) -> Option<Vec<Object<'a>>> {
+        let mut reader = Reader { text, at: 0 };
+        reader.space();
+        if reader.byte()? != b'[' {
             return None;
         }
-        let mut tokens = Tokens::new(bytes);
-        tokens.next_token()?;
-        let (object, end) = Object::read(text, &mut tokens, 0, depth)?;
-        (end == bytes.len() - 1).then_some(object)
-    }
-
-    /// The object of `text` whose `{` is at `start`, the tokens after it next in `tokens`;
-    /// returns it and where its `}` is.
-    fn read(
-        text: &'a str,
-        tokens: &mut Tokens<'_>,
-        start: usize,
-        depth: u8,
-    ) -> Option<(Object<'a>, usize)> {
-        // The separators of an object of up to 32 members stay on the stack.
-        let mut few = [0u32; 64];
-        let mut count = 0;
-        let mut many = Vec::new();
-        let mut inner = Vec::new();
-        let end = loop {
-            match tokens.next_token()? {
-                (_, b'"') => {
-                    tokens.next_token()?;
-                }
-                (at, b'{') if depth > 0 => {
-                    let (object, end) = Object::read(text, tokens, at, depth - 1)?;
-                    inner.push((end, object));
-                }
-                (_, b'{' | b'[') => {
-                    tokens.close(1)?;
-                }
-                (at, b':' | b',') => {
-                    let at = u32::try_from(at - start).ok()?;
-                    if count < few.len() {
-                        few[count] = at;
-                    } else {
-                        if many.is_empty() {
-                            many.extend_from_slice(&few);
-                        }
-                        many.push(at);
-                    }
-                    count += 1;
-                }
-                (at, b'}') => break at,
-                _ => return None,
-            }
-        };
-        let separators = if many.is_empty() {
-            &few[..count]
+        reader.at += 1;
+        reader.space();
+        let mut objects = Vec::new();
+        if reader.byte()? == b']' {
+            reader.at += 1;
         } else {
-            &many[..]
-        };
-        let mut object = Object::outlined(text.get(start..=end)?, separators)?;
-        for (end, found) in inner {
-            // The member whose value ends where the nested object does.
-            let owner = object.entries.iter().position(|e| {
-                e.value.as_bytes().as_ptr_range().end == text[end + 1..].as_ptr()
-                    && e.value.starts_with('{')
-            });
-            if let Some(at) = owner {
-                object.inner.push((at, found));
+            loop {
+                objects.push(reader.object(0)?);
+                reader.space();
+                match reader.byte()? {
+                    b',' => {
+                        reader.at += 1;
+                        reader.space();
+                    }
+                    b']' => {
+                        reader.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
             }
         }
-        Some((object, end))
+        reader.space();
+        (reader.at == text.len()).then_some(objects)
     }
 
-    /// The entry of `key`: the first one, its length and ends compared before its bytes.
+    /// The entry of `key`: the first one, its tag compared before its bytes.
+    #[inline]
     fn position(&self, key: &str) -> Option<usize> {
         let k = key.as_bytes();
-        self.entries.iter().position(|e| {
-            let e = e.key.as_bytes();
-            e.len() == k.len() && e.first() == k.first() && e.last() == k.last() && e == k
-        })
+        let t = tag(k);
+        self.entries
+            .iter()
+            .position(|e| e.tag == t && e.key.as_bytes() == k)
     }
 
     /// The raw value of `key` (not `null`), marked as taken.
@@ -264,23 +273,27 @@ impl<'a> Object<'a> {
     /// Every member not taken, as one JSON object; `None` when nothing is left.
     pub fn rest(&self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        let mut seen: Vec<&str> = Vec::new();
-        for entry in &self.entries {
-            let value = match &entry.left {
-                Left::Nothing => continue,
-                Left::All if entry.value == "null" => continue,
-                Left::All => entry.value.as_bytes(),
-                Left::Part(rest) => rest.as_slice(),
+        for (n, entry) in self.entries.iter().enumerate() {
+            let Some(value) = entry.kept() else {
+                continue;
             };
             // A key is written once: the cluster refuses an object that repeats one.
-            if seen.contains(&entry.key.as_ref()) {
+            let before = &self.entries[..n];
+            if before
+                .iter()
+                .any(|e| e.tag == entry.tag && e.key == entry.key && e.kept().is_some())
+            {
                 continue;
             }
-            out.push(if out.is_empty() { b'{' } else { b',' });
+            if out.is_empty() {
+                out.reserve(value.len() + entry.key.len() + 8);
+                out.push(b'{');
+            } else {
+                out.push(b',');
+            }
             write_str(&mut out, &entry.key);
             out.push(b':');
             out.extend_from_slice(value);
-            seen.push(&entry.key);
         }
         if out.is_empty() {
             return None;
@@ -299,10 +312,169 @@ impl<'a> Object<'a> {
 impl<'a> Entry<'a> {
     fn new(key: Cow<'a, str>, value: &'a str) -> Self {
         Entry {
+            tag: tag(key.as_bytes()),
             key,
             value,
             left: Left::All,
         }
+    }
+
+    /// What is left of its value, when anything is.
+    fn kept(&self) -> Option<&[u8]> {
+        match &self.left {
+            Left::Nothing => None,
+            Left::All if self.value == "null" => None,
+            Left::All => Some(self.value.as_bytes()),
+            Left::Part(rest) => Some(rest),
+        }
+    }
+}
+
+/// `bytes[from..to]` without leading and trailing JSON whitespace.
+#[inline]
+fn trim(bytes: &[u8], from: usize, to: usize) -> &[u8] {
+    let mut part = &bytes[from..to];
+    while let [first, rest @ ..] = part {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        part = rest;
+    }
+    while let [rest @ .., last] = part {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        part = rest;
+    }
+    part
+}
+
+/// Where `part` (a slice of `whole`) starts in it.
+#[inline]
+fn offset(part: &[u8], whole: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
+}
+
+/// A pass over JSON text, byte by byte between strings, which it passes eight bytes at a
+/// time ([`string_end`]): for the small objects of a record, quicker than classifying their
+/// blocks.
+struct Reader<'a> {
+    text: &'a str,
+    /// The next byte to read.
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    /// Passes JSON whitespace.
+    fn space(&mut self) {
+        while self.byte().is_some_and(|b| b.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    /// The object at `at` (its `{`), with the objects in its members read `depth` levels
+    /// down; passes it.
+    fn object(&mut self, depth: u8) -> Option<Object<'a>> {
+        if self.byte()? != b'{' {
+            return None;
+        }
+        self.at += 1;
+        self.space();
+        let mut object = Object {
+            entries: Vec::with_capacity(8),
+            inner: Vec::new(),
+        };
+        if self.byte()? == b'}' {
+            self.at += 1;
+            return Some(object);
+        }
+        loop {
+            if self.byte()? != b'"' {
+                return None;
+            }
+            let (end, escaped) = string_end(self.text.as_bytes(), self.at + 1)?;
+            let raw = self.text.get(self.at..=end)?;
+            let key = if escaped {
+                Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
+            } else {
+                Cow::Borrowed(&raw[1..raw.len() - 1])
+            };
+            self.at = end + 1;
+            self.space();
+            if self.byte()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            self.space();
+            let start = self.at;
+            if depth > 0 && self.byte()? == b'{' {
+                let found = self.object(depth - 1)?;
+                object.inner.push((object.entries.len(), found));
+            } else {
+                self.value()?;
+            }
+            object
+                .entries
+                .push(Entry::new(key, self.text.get(start..self.at)?));
+            self.space();
+            match self.byte()? {
+                b',' => {
+                    self.at += 1;
+                    self.space();
+                }
+                b'}' => {
+                    self.at += 1;
+                    return Some(object);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Passes one value: a string, a container (its strings passed whole, its brackets
+    /// counted), or a number or literal (up to the byte that ends it).
+    fn value(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        match self.byte()? {
+            b'"' => self.at = string_end(bytes, self.at + 1)?.0 + 1,
+            b'{' | b'[' => {
+                let mut open = 0usize;
+                loop {
+                    match self.byte()? {
+                        b'"' => {
+                            self.at = string_end(bytes, self.at + 1)?.0;
+                        }
+                        b'{' | b'[' => open += 1,
+                        b'}' | b']' => {
+                            open -= 1;
+                            if open == 0 {
+                                self.at += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            b'}' | b']' | b',' | b':' => return None,
+            _ => {
+                let start = self.at;
+                while self.byte().is_some_and(|b| {
+                    !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
+                    self.at += 1;
+                }
+                if self.at == start {
+                    return None;
+                }
+            }
+        }
+        Some(())
     }
 }
 
@@ -460,6 +632,20 @@ mod tests {
             }
         }
         assert!(compared > 50, "{compared}");
+    }
+
+    #[test]
+    fn an_array_of_objects_reads_each_object() {
+        let objects = Object::array(r#" [ {"a":"]","b":[1,{"c":2}]} , {} ,{"d":null}] "#).unwrap();
+        assert_eq!(objects.len(), 3);
+        assert_eq!(objects[0].get("a"), Some(r#""]""#));
+        assert_eq!(objects[0].get("b"), Some(r#"[1,{"c":2}]"#));
+        assert_eq!(objects[1].keys().count(), 0);
+        assert_eq!(objects[2].get("d"), None);
+        assert!(Object::array("[]").unwrap().is_empty());
+        for bad in ["[1]", "[{}", "[{},]", "{}", r#"[{"a":1}] x"#, ""] {
+            assert!(Object::array(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -277,12 +277,14 @@ pub fn write(
 fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     let action = record.text("eventName");
     let provider = record.text("eventSource");
-    if let Some(service) = provider
-        .as_deref()
-        .and_then(|p| p.strip_suffix(".amazonaws.com"))
-    {
-        fields.set(slot!("cloud.service.name"), service.to_string());
-    }
+    let service = match &provider {
+        Some(Cow::Borrowed(p)) => p.strip_suffix(".amazonaws.com").map(Cow::Borrowed),
+        Some(Cow::Owned(p)) => p
+            .strip_suffix(".amazonaws.com")
+            .map(|s| Cow::Owned(s.to_string())),
+        None => None,
+    };
+    fields.set_some(slot!("cloud.service.name"), service);
     fields.set_some(slot!("event.provider"), provider);
     fields.set_some(slot!("cloud.region"), record.value("awsRegion"));
     fields.set_some(slot!("event.id"), record.value("eventID"));
@@ -360,47 +362,44 @@ fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&G
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
 /// `account_id` and `type`, each resource once.
 fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
-    let Some(raw) = record.get("resources") else {
+    let Some(list) = record.get("resources").and_then(Object::array) else {
         return;
     };
-    let Ok(list) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(raw) else {
-        return;
-    };
-    let mut out = Vec::with_capacity(raw.len());
-    let mut seen: Vec<Vec<u8>> = Vec::new();
-    for item in list {
-        let Some(mut resource) = Object::scan(item.get()) else {
-            return;
-        };
-        let mut written = Vec::new();
+    let mut out = Vec::with_capacity(record.get("resources").map_or(0, str::len) + 2);
+    // Where each resource written starts and ends in `out`.
+    let mut written: Vec<(usize, usize)> = Vec::with_capacity(list.len());
+    for mut resource in list {
+        let start = out.len();
+        out.push(if out.is_empty() { b'[' } else { b',' });
+        let open = out.len();
         for (key, name) in [
-            ("ARN", "arn"),
-            ("accountId", "account_id"),
-            ("type", "type"),
+            ("ARN", "\"arn\":"),
+            ("accountId", "\"account_id\":"),
+            ("type", "\"type\":"),
         ] {
             if let Some(value) = resource.take(key) {
-                written.push(if written.is_empty() { b'{' } else { b',' });
-                crate::format::document::write_str(&mut written, name);
-                written.push(b':');
-                written.extend_from_slice(value.as_bytes());
+                out.push(if out.len() == open { b'{' } else { b',' });
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(value.as_bytes());
             }
         }
         if let Some(rest) = resource.rest() {
             // Other keys (a lower-case `accountid`) keep their names.
             let inner = &rest[1..rest.len() - 1];
-            written.push(if written.is_empty() { b'{' } else { b',' });
-            written.extend_from_slice(inner);
+            out.push(if out.len() == open { b'{' } else { b',' });
+            out.extend_from_slice(inner);
         }
-        if written.is_empty() {
+        if out.len() == open {
+            out.truncate(start);
             continue;
         }
-        written.push(b'}');
-        if seen.contains(&written) {
+        out.push(b'}');
+        let this = &out[open..];
+        if written.iter().any(|&(from, to)| out[from..to] == *this) {
+            out.truncate(start);
             continue;
         }
-        out.push(if out.is_empty() { b'[' } else { b',' });
-        out.extend_from_slice(&written);
-        seen.push(written);
+        written.push((open, out.len()));
     }
     record.take("resources");
     if !out.is_empty() {
