@@ -181,6 +181,8 @@ pub struct Fields<'a> {
     places: [u8; MOST],
     /// The values, in the order they were set.
     values: Vec<Value<'a>>,
+    /// The addresses of the record whose borrowed text needs no escape ([`Fields::read_from`]).
+    clean: std::ops::Range<usize>,
 }
 
 impl<'a> Fields<'a> {
@@ -190,6 +192,18 @@ impl<'a> Fields<'a> {
             set: 0,
             places: [0; MOST],
             values: Vec::with_capacity(48),
+            clean: 0..0,
+        }
+    }
+
+    /// Fields whose text borrowed from `record` was read from its strings without an escape
+    /// (as [`Object::text`] reads them, or a number or literal): written as they are, with no
+    /// escape to look for. Text with an escape is decoded, so owned, and escaped again.
+    pub fn read_from(layout: &'static Layout, record: &'a str) -> Self {
+        let range = record.as_bytes().as_ptr_range();
+        Fields {
+            clean: range.start as usize..range.end as usize,
+            ..Fields::new(layout)
         }
     }
 
@@ -292,16 +306,24 @@ impl<'a> Fields<'a> {
                 out.push(b',');
             }
             out.extend_from_slice(&step.key);
-            write_value(out, value);
+            write_value(out, value, &self.clean);
         }
         out.extend_from_slice(&CLOSES[..depth]);
         out.push(b'}');
     }
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value<'_>) {
+fn write_value(out: &mut Vec<u8>, value: &Value<'_>, clean: &std::ops::Range<usize>) {
+    let text = |out: &mut Vec<u8>, text: &Cow<'_, str>| match text {
+        Cow::Borrowed(text) if clean.contains(&(text.as_ptr() as usize)) => {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        text => write_str(out, text),
+    };
     match value {
-        Value::Text(text) => write_str(out, text),
+        Value::Text(t) => text(out, t),
         Value::Clean(text) => {
             out.push(b'"');
             out.extend_from_slice(text.as_bytes());
@@ -315,7 +337,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value<'_>) {
                 if n > 0 {
                     out.push(b',');
                 }
-                write_str(out, item);
+                text(out, item);
             }
             out.push(b']');
         }

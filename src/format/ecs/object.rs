@@ -104,25 +104,26 @@ impl<'a> Object<'a> {
             if bytes.get(colon) != Some(&b':') || !comma || colon < start || end <= colon {
                 return None;
             }
-            let key = trim(bytes, start, colon);
-            let value = trim(bytes, colon + 1, end);
-            if key.len() < 2 || key[0] != b'"' || key[key.len() - 1] != b'"' || value.is_empty() {
+            let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
+            if key.len() < 2
+                || bytes[key.start] != b'"'
+                || bytes[key.end - 1] != b'"'
+                || value.is_empty()
+            {
                 return None;
             }
-            let key = &text[start + offset(key, &bytes[start..])..][..key.len()];
-            let value = &text[colon + 1 + offset(value, &bytes[colon + 1..])..][..value.len()];
-            let inner = &key[1..key.len() - 1];
+            let inner = text.get(key.start + 1..key.end - 1)?;
             let key = if has_backslash(inner.as_bytes()) {
-                Cow::Owned(serde_json::from_str::<String>(key).ok()?)
+                Cow::Owned(serde_json::from_str::<String>(text.get(key)?).ok()?)
             } else {
                 Cow::Borrowed(inner)
             };
-            entries.push(Entry::new(key, value));
+            entries.push(Entry::new(key, text.get(value)?));
             start = end + 1;
         }
         // After the last member its `}`: no `,` with nothing after it, no member without `:`.
         let ended = match separators.len() {
-            0 => trim(bytes, 1, close).is_empty(),
+            0 => span(bytes, 1, close).is_empty(),
             n => n % 2 == 1,
         };
         ended.then_some(Object {
@@ -330,29 +331,17 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// `bytes[from..to]` without leading and trailing JSON whitespace.
+/// `from..to` of `bytes` without leading and trailing JSON whitespace (most records have
+/// none: one look at each end).
 #[inline]
-fn trim(bytes: &[u8], from: usize, to: usize) -> &[u8] {
-    let mut part = &bytes[from..to];
-    while let [first, rest @ ..] = part {
-        if !first.is_ascii_whitespace() {
-            break;
-        }
-        part = rest;
+fn span(bytes: &[u8], mut from: usize, mut to: usize) -> std::ops::Range<usize> {
+    while from < to && bytes[from].is_ascii_whitespace() {
+        from += 1;
     }
-    while let [rest @ .., last] = part {
-        if !last.is_ascii_whitespace() {
-            break;
-        }
-        part = rest;
+    while to > from && bytes[to - 1].is_ascii_whitespace() {
+        to -= 1;
     }
-    part
-}
-
-/// Where `part` (a slice of `whole`) starts in it.
-#[inline]
-fn offset(part: &[u8], whole: &[u8]) -> usize {
-    part.as_ptr() as usize - whole.as_ptr() as usize
+    from..to
 }
 
 /// A pass over JSON text, byte by byte between strings, which it passes eight bytes at a

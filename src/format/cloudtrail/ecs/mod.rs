@@ -223,7 +223,7 @@ pub fn write(
         Object::outlined(document, outline)
     }
     .ok_or(EcsError::Malformed)?;
-    let mut fields = Fields::new(layout());
+    let mut fields = Fields::read_from(layout(), document);
     let mut related = Related::default();
     record.take("@timestamp");
     record.take("eventTime");
@@ -641,6 +641,24 @@ mod tests {
             json!({"value": "p"})
         );
         assert_eq!(doc["aws"]["cloudtrail"]["request_parameters"], "\"p\"");
+    }
+
+    #[test]
+    fn escaped_text_is_written_escaped_and_plain_text_as_it_is() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","eventName":"Put\"Thing",
+                "errorMessage":"line\nbreak \\ \u00e9","userAgent":"plain agent",
+                "userIdentity":{"type":"IAMUser","userName":"a\"nn","arn":"arn:aws:iam::1:user/a\"nn"}}"#,
+            FreeForm::Objects,
+        );
+        assert_eq!(doc["event"]["action"], "Put\"Thing");
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["error_message"],
+            "line\nbreak \\ \u{e9}"
+        );
+        assert_eq!(doc["user_agent"]["original"], "plain agent");
+        assert_eq!(doc["user"]["name"], "a\"nn");
+        assert_eq!(doc["related"]["user"], json!(["a\"nn"]));
     }
 
     #[test]
