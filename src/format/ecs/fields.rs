@@ -2,16 +2,19 @@
 //!
 //! Each format declares every dotted path its documents may have, once, as its [`Paths`]; code
 //! names a path by its place in that list, found at compile time (`const { slot(PATHS,
-//! "event.action") }`, which each format wraps in a small macro), so setting a field is one
-//! store. A [`Layout`], made once per
-//! list, knows the paths' order and nesting, and [`Fields::write`] walks it: one JSON object
-//! with the paths as nested objects and keys in order (`{"event":{"action":...}}`), as
-//! Elastic's own ingest pipelines leave their documents, with no sort and no path parsed per
-//! document.
+//! "event.action") }`, which each format wraps in a small macro). A [`Layout`], made once per
+//! list, knows which object holds each path. Setting a field writes it at once, key and value,
+//! into the buffer of the object that holds it ([`Fields::set`]); [`Fields::write`] then joins
+//! the objects that have something, each written once, into one JSON object with the paths as
+//! nested objects (`{"event":{"action":...}}`): no value is kept to be written later, no
+//! path is parsed per document, and the buffers are the thread's, reused from one document
+//! to the next. Keys come in the order they were set.
 //!
 //! Pure: no I/O. Setting a path twice keeps the first value, so the document stays valid JSON.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ops::Range;
 
 use super::object::Object;
 use super::value::Value;
@@ -87,112 +90,125 @@ const fn same(a: &[u8], b: &[u8]) -> bool {
 /// The most paths a layout may have (a document's set fields are one bit each of a `u128`).
 const MOST: usize = 128;
 
-/// What writing a document of a list of paths needs, computed once.
+/// The most objects a layout may have (those with something are one bit each of a `u64`).
+const MOST_OBJECTS: usize = 64;
+
+/// Where each path of a list goes, computed once.
 #[derive(Debug)]
 pub struct Layout {
-    /// Per slot, its rank: its place in path order.
-    ranks: Vec<u8>,
-    /// Per rank, how to write its path.
-    steps: Vec<Step>,
-    /// Per object (by id, from 1), `"name":{`.
-    objects: Vec<Vec<u8>>,
+    /// Per slot, the object that holds it and `,"leaf":`.
+    places: Vec<(u8, Vec<u8>)>,
+    /// The objects, the document itself first.
+    objects: Vec<Node>,
 }
 
-/// How one path is written.
+/// One object of a layout.
 #[derive(Debug)]
-struct Step {
-    /// The ids of the objects that hold the path, outermost in the lowest byte (ids start at
-    /// 1, so a zero byte is no object): two paths share the objects of their equal low bytes.
-    chain: u64,
-    /// How many objects hold it.
-    depth: u8,
-    /// `"leaf":`.
+struct Node {
+    /// `,"name":` (empty for the document).
     key: Vec<u8>,
+    /// The objects it holds, by index.
+    children: Vec<u8>,
+    /// Its bit and those of the objects that hold it.
+    lineage: u64,
 }
-
-/// The deepest a path may be nested (its objects' ids are the bytes of a `u64`).
-const DEEPEST: usize = 8;
 
 impl Layout {
     /// The layout of [`COMMON`] and a format's `own` paths. Panics when a path is listed
-    /// twice, is both a field and an object holding others, when there are more than 128,
-    /// or one is nested more than 8 deep: a bug of the format, which its tests catch.
+    /// twice, is both a field and an object holding others, or when there are more than 128
+    /// paths or 64 objects: a bug of the format, which its tests catch.
     pub fn new(own: Paths) -> Layout {
         let paths: Vec<&'static str> = COMMON.iter().chain(own).copied().collect();
         assert!(paths.len() <= MOST, "more than {MOST} paths");
-        let mut order: Vec<usize> = (0..paths.len()).collect();
-        order.sort_by_key(|&n| paths[n]);
-        let mut ranks = vec![0; paths.len()];
-        for (rank, &slot) in order.iter().enumerate() {
-            ranks[slot] = u8::try_from(rank).expect("at most 128 paths");
-        }
-        // Object 0 is none: ids start at 1.
-        let mut objects: Vec<(String, Vec<u8>)> = vec![(String::new(), Vec::new())];
-        let mut steps = Vec::with_capacity(paths.len());
-        for &n in &order {
-            let path = paths[n];
-            let mut prefix = String::new();
-            let parts: Vec<&str> = path.split('.').collect();
-            let (leaf, parents) = parts.split_last().expect("a path has a step");
-            assert!(parents.len() <= DEEPEST, "{path} is nested too deep");
-            let mut chain = 0u64;
-            for (level, step) in parents.iter().enumerate() {
-                prefix.push_str(step);
-                prefix.push('.');
-                let id = match objects.iter().position(|(p, _)| *p == prefix) {
-                    Some(id) => id,
-                    None => {
-                        objects.push((prefix.clone(), format!("\"{step}\":{{").into_bytes()));
-                        objects.len() - 1
-                    }
-                };
-                let id = u8::try_from(id).expect("at most 255 objects");
-                chain |= u64::from(id) << (8 * level);
-            }
-            steps.push(Step {
-                chain,
-                depth: parents.len() as u8,
-                key: format!("\"{leaf}\":").into_bytes(),
-            });
-        }
-        for pair in order.windows(2) {
-            let (a, b) = (paths[pair[0]], paths[pair[1]]);
+        let mut sorted = paths.clone();
+        sorted.sort_unstable();
+        for pair in sorted.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
             assert!(a != b, "{a} is listed twice");
             assert!(
                 !b.strip_prefix(a).is_some_and(|rest| rest.starts_with('.')),
                 "{a} is a field and holds {b}"
             );
         }
-        Layout {
-            ranks,
-            steps,
-            objects: objects.into_iter().map(|(_, key)| key).collect(),
+        // The document is object 0, its prefix empty.
+        let mut prefixes = vec![String::new()];
+        let mut objects = vec![Node {
+            key: Vec::new(),
+            children: Vec::new(),
+            lineage: 1,
+        }];
+        let mut places = Vec::with_capacity(paths.len());
+        for path in paths {
+            let (parents, leaf) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
+            let mut node = 0;
+            let mut prefix = String::new();
+            for step in parents.split('.').filter(|s| !s.is_empty()) {
+                prefix.push_str(step);
+                prefix.push('.');
+                node = match prefixes.iter().position(|p| *p == prefix) {
+                    Some(found) => found,
+                    None => {
+                        assert!(
+                            objects.len() < MOST_OBJECTS,
+                            "more than {MOST_OBJECTS} objects"
+                        );
+                        let id = objects.len();
+                        objects.push(Node {
+                            key: format!(",\"{step}\":").into_bytes(),
+                            children: Vec::new(),
+                            lineage: objects[node].lineage | 1 << id,
+                        });
+                        objects[node].children.push(id as u8);
+                        prefixes.push(prefix.clone());
+                        id
+                    }
+                };
+            }
+            places.push((node as u8, format!(",\"{leaf}\":").into_bytes()));
         }
+        Layout { places, objects }
     }
 }
 
-/// The values of one document, by slot of its layout.
+thread_local! {
+    /// Each thread's object buffers, kept between documents.
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer grown past this by one large document is not kept for the next.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
+/// One document's fields, each written into the object that holds it as it is set.
 #[derive(Debug)]
 pub struct Fields<'a> {
     layout: &'static Layout,
-    /// Bit `rank` is set when the path of that rank has a value.
+    /// Bit `slot` is set when the path of that slot has a value.
     set: u128,
-    /// Per rank, where its value is in `values` (when set).
-    places: [u8; MOST],
-    /// The values, in the order they were set.
-    values: Vec<Value<'a>>,
+    /// Bit `object` is set when that object has something.
+    used: u64,
+    /// Per object, its members so far, each after a `,`.
+    buffers: Vec<Vec<u8>>,
     /// The addresses of the record whose borrowed text needs no escape ([`Fields::read_from`]).
-    clean: std::ops::Range<usize>,
+    clean: Range<usize>,
+    text: std::marker::PhantomData<&'a str>,
 }
 
 impl<'a> Fields<'a> {
     pub fn new(layout: &'static Layout) -> Self {
+        let mut buffers = BUFFERS
+            .try_with(|kept| std::mem::take(&mut *kept.borrow_mut()))
+            .unwrap_or_default();
+        buffers.resize_with(layout.objects.len().max(buffers.len()), Vec::new);
+        for buffer in &mut buffers {
+            buffer.clear();
+        }
         Fields {
             layout,
             set: 0,
-            places: [0; MOST],
-            values: Vec::with_capacity(48),
+            used: 0,
+            buffers,
             clean: 0..0,
+            text: std::marker::PhantomData,
         }
     }
 
@@ -201,21 +217,35 @@ impl<'a> Fields<'a> {
     /// escape to look for. Text with an escape is decoded, so owned, and escaped again.
     pub fn read_from(layout: &'static Layout, record: &'a str) -> Self {
         let range = record.as_bytes().as_ptr_range();
-        Fields {
-            clean: range.start as usize..range.end as usize,
-            ..Fields::new(layout)
-        }
+        let mut fields = Fields::new(layout);
+        fields.clean = range.start as usize..range.end as usize;
+        fields
     }
 
     /// Sets the path at `slot` to `value`, unless it is set already.
     pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
-        let rank = self.layout.ranks[slot];
-        let bit = 1u128 << rank;
-        if self.set & bit == 0 {
-            self.set |= bit;
-            self.places[usize::from(rank)] = self.values.len() as u8;
-            self.values.push(value.into());
+        let bit = 1u128 << slot;
+        if self.set & bit != 0 {
+            return;
         }
+        self.set |= bit;
+        let (object, key) = &self.layout.places[slot];
+        let object = usize::from(*object);
+        let buffer = &mut self.buffers[object];
+        match value.into() {
+            Value::Members(members) => {
+                if members.is_empty() {
+                    return;
+                }
+                buffer.push(b',');
+                buffer.extend_from_slice(&members);
+            }
+            value => {
+                buffer.extend_from_slice(key);
+                write_value(buffer, value, &self.clean);
+            }
+        }
+        self.used |= self.layout.objects[object].lineage;
     }
 
     /// Sets the path at `slot` to `value` when there is one.
@@ -244,76 +274,51 @@ impl<'a> Fields<'a> {
 
     /// Whether the path at `slot` is set.
     pub fn has(&self, slot: usize) -> bool {
-        self.set & (1u128 << self.layout.ranks[slot]) != 0
+        self.set & (1u128 << slot) != 0
     }
 
-    /// The value set at `slot`.
-    pub fn get(&self, slot: usize) -> Option<&Value<'a>> {
-        let rank = usize::from(self.layout.ranks[slot]);
-        (self.set & (1u128 << rank) != 0).then(|| &self.values[usize::from(self.places[rank])])
-    }
-
-    /// The text set at `slot`, if any.
-    pub fn text(&self, slot: usize) -> Option<Cow<'a, str>> {
-        match self.get(slot)? {
-            Value::Text(text) => Some(text.clone()),
-            Value::Clean(text) => Some(Cow::Borrowed(text)),
-            _ => None,
-        }
-    }
-
-    /// Appends the document: one JSON object, the paths nested, keys in order.
+    /// Appends the document: one JSON object, the paths nested.
     pub fn write(self, out: &mut Vec<u8>) {
-        const CLOSES: &[u8; DEEPEST] = b"}}}}}}}}";
-        let layout = self.layout;
-        out.push(b'{');
-        // The objects open, as a chain, and how many.
-        let (mut open, mut depth) = (0u64, 0usize);
-        let mut first = true;
-        let mut set = self.set;
-        while set != 0 {
-            let rank = set.trailing_zeros() as usize;
-            set &= set - 1;
-            let step = &layout.steps[rank];
-            let value = &self.values[usize::from(self.places[rank])];
-            // The objects both chains share: their equal low bytes.
-            let common = ((open ^ step.chain).trailing_zeros() as usize / 8)
-                .min(depth)
-                .min(usize::from(step.depth));
-            if common < depth {
-                out.extend_from_slice(&CLOSES[..depth - common]);
-                first = false;
-            }
-            for level in common..usize::from(step.depth) {
-                if !std::mem::take(&mut first) {
-                    out.push(b',');
-                }
-                let id = (step.chain >> (8 * level)) as u8;
-                out.extend_from_slice(&layout.objects[usize::from(id)]);
-                first = true;
-            }
-            (open, depth) = (step.chain, usize::from(step.depth));
-            if let Value::Members(members) = value {
-                if !members.is_empty() {
-                    if !std::mem::take(&mut first) {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(members);
-                }
+        let at = out.len();
+        self.object(0, out);
+        if out.len() == at {
+            out.push(b'{');
+        } else {
+            // The first member's `,` opens the document.
+            out[at] = b'{';
+        }
+        out.push(b'}');
+    }
+
+    /// Appends the members of `object` then its objects that have something, each after a
+    /// `,`.
+    fn object(&self, object: usize, out: &mut Vec<u8>) {
+        let node = &self.layout.objects[object];
+        out.extend_from_slice(&self.buffers[object]);
+        for &child in &node.children {
+            let child = usize::from(child);
+            if self.used & 1 << child == 0 {
                 continue;
             }
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            out.extend_from_slice(&step.key);
-            write_value(out, value, &self.clean);
+            out.extend_from_slice(&self.layout.objects[child].key);
+            let at = out.len();
+            self.object(child, out);
+            out[at] = b'{';
+            out.push(b'}');
         }
-        out.extend_from_slice(&CLOSES[..depth]);
-        out.push(b'}');
     }
 }
 
-fn write_value(out: &mut Vec<u8>, value: &Value<'_>, clean: &std::ops::Range<usize>) {
+impl Drop for Fields<'_> {
+    fn drop(&mut self) {
+        let mut buffers = std::mem::take(&mut self.buffers);
+        buffers.retain(|buffer| buffer.capacity() <= KEPT_CAPACITY);
+        let _ = BUFFERS.try_with(|kept| *kept.borrow_mut() = buffers);
+    }
+}
+
+/// Appends `value` as JSON: text borrowed from `clean` as it is, other text escaped.
+fn write_value(out: &mut Vec<u8>, value: Value<'_>, clean: &Range<usize>) {
     let text = |out: &mut Vec<u8>, text: &Cow<'_, str>| match text {
         Cow::Borrowed(text) if clean.contains(&(text.as_ptr() as usize)) => {
             out.push(b'"');
@@ -323,14 +328,14 @@ fn write_value(out: &mut Vec<u8>, value: &Value<'_>, clean: &std::ops::Range<usi
         text => write_str(out, text),
     };
     match value {
-        Value::Text(t) => text(out, t),
+        Value::Text(t) => text(out, &t),
         Value::Clean(text) => {
             out.push(b'"');
             out.extend_from_slice(text.as_bytes());
             out.push(b'"');
         }
         Value::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
         Value::List(items) => {
             out.push(b'[');
             for (n, item) in items.iter().enumerate() {
@@ -353,9 +358,9 @@ fn write_value(out: &mut Vec<u8>, value: &Value<'_>, clean: &std::ops::Range<usi
             }
             out.push(b']');
         }
-        Value::Json(raw) => one_line(out, raw),
-        Value::JsonText(raw) => escape::write_str(out, raw),
-        // Written by [`Fields::write`] into their object, never as a member's value.
+        Value::Json(raw) => one_line(out, &raw),
+        Value::JsonText(raw) => escape::write_str(out, &raw),
+        // Written by [`Fields::set`] into their object, never as a member's value.
         Value::Members(_) => out.extend_from_slice(b"null"),
     }
 }
@@ -397,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_become_nested_objects_in_key_order() {
+    fn slots_become_nested_objects() {
         let mut fields = Fields::new(layout());
         fields.set(
             const { slot(PATHS, "event.type") },
@@ -477,6 +482,25 @@ mod tests {
                 "event": {"id": "e"},
                 "z": 4,
             })
+        );
+    }
+
+    #[test]
+    fn each_document_starts_with_empty_objects() {
+        let mut unwritten = Fields::new(layout());
+        unwritten.set(const { slot(PATHS, "source.ip") }, "1.2.3.4");
+        drop(unwritten);
+        let mut first = Fields::new(layout());
+        first.set(const { slot(PATHS, "event.action") }, "A");
+        assert_eq!(written(first), json!({"event": {"action": "A"}}));
+        let mut second = Fields::new(layout());
+        second.set(
+            const { slot(PATHS, "aws.cloudtrail.read_only") },
+            Value::Bool(false),
+        );
+        assert_eq!(
+            written(second),
+            json!({"aws": {"cloudtrail": {"read_only": false}}})
         );
     }
 

@@ -234,7 +234,7 @@ pub fn write(
         identity::map(&mut identity, &mut fields, &mut related);
         record.leave("userIdentity", identity.rest());
     }
-    event(&mut record, &mut fields);
+    let signs_in = event(&mut record, &mut fields);
     source(&mut record, &mut fields, ecs.geoip.as_ref());
     for (key, path) in TEXT {
         fields.set_some(path, record.value(key));
@@ -262,7 +262,7 @@ pub fn write(
     resources(&mut record, &mut fields);
     free_form(&mut record, &mut fields, &mut related, ecs.free_form);
     details(&mut record, &mut fields, ecs.free_form);
-    users(&record, &mut fields, related);
+    users(&record, &mut fields, related, signs_in);
     if let Some(rest) = record.rest() {
         fields.set(
             slot!("aws.cloudtrail.unmapped"),
@@ -274,7 +274,8 @@ pub fn write(
 }
 
 /// `event.*` and `cloud.*` of the record's own fields.
-fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
+/// Returns whether the event is an Identity Center sign-in (`UserAuthentication`).
+fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
     let action = record.text("eventName");
     let provider = record.text("eventSource");
     let service = match &provider {
@@ -310,11 +311,15 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
             }
             None => fields.set(slot!("event.type"), Value::Names(&["info"])),
         }
+        fields.set(slot!("event.outcome"), outcome);
+        let signs_in = action == "UserAuthentication";
         fields.set(slot!("event.action"), action);
+        signs_in
     } else {
         fields.set(slot!("event.type"), Value::Names(&["info"]));
+        fields.set(slot!("event.outcome"), outcome);
+        false
     }
-    fields.set(slot!("event.outcome"), outcome);
 }
 
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
@@ -535,11 +540,16 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
 }
 
 /// `user.id`, `user.name` (and `user.email` when it is an e-mail address), and
-/// `related.user`: the names of the request, then the user's.
-fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<'a>) {
+/// `related.user`: the names of the request (the new name of a renamed user among them), then
+/// the user's; an Identity Center sign-in (`signs_in`) names its user in its own data.
+fn users<'a>(
+    record: &Object<'a>,
+    fields: &mut Fields<'a>,
+    mut related: Related<'a>,
+    signs_in: bool,
+) {
     let (id, mut name) = (related.id.take(), related.name.take());
-    if name.is_none() && fields.text(slot!("event.action")).as_deref() == Some("UserAuthentication")
-    {
+    if name.is_none() && signs_in {
         // An Identity Center sign-in names its user only here.
         name = record
             .get("additionalEventData")
@@ -557,9 +567,6 @@ fn users<'a>(record: &Object<'a>, fields: &mut Fields<'a>, mut related: Related<
     fields.set_some(slot!("user.name"), name.clone());
     for user in [name, related.on_behalf_of.take()].into_iter().flatten() {
         related.user(user);
-    }
-    if let Some(changed) = fields.text(slot!("user.changes.name")) {
-        related.user(changed);
     }
     let users = related.users();
     if !users.is_empty() {
