@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 
+use super::cursor::Cursor;
 use super::object::Object;
 use super::value::Value;
 use crate::format::document::write_str;
@@ -270,6 +271,38 @@ impl<'a> Fields<'a> {
             self.texts(&mut inner, pairs);
             object.leave(key, inner.rest());
         }
+    }
+
+    /// Sets each slot to the text of its key among the members of `cursor`'s object (see
+    /// [`Cursor::value`]), where it has one, and leaves the other members; `None` when the
+    /// object cannot be read.
+    pub fn read_texts(&mut self, cursor: &mut Cursor<'a>, pairs: &[(&str, usize)]) -> Option<()> {
+        // The pairs taken, one bit each (a mapping reads a few keys of an object).
+        let mut taken = 0u64;
+        while let Some(key) = cursor.key().ok()? {
+            match pairs.iter().position(|(own, _)| *own == key.as_ref()) {
+                Some(n) if taken & 1 << n == 0 => {
+                    taken |= 1 << n;
+                    self.set_some(pairs[n].1, cursor.value());
+                }
+                _ => cursor.leave(),
+            }
+        }
+        Some(())
+    }
+
+    /// [`Fields::read_texts`] of the object that is `cursor`'s current member's value (left
+    /// when it is not an object).
+    pub fn read_texts_of(
+        &mut self,
+        cursor: &mut Cursor<'a>,
+        pairs: &[(&str, usize)],
+    ) -> Option<()> {
+        if let Some(mut inner) = cursor.object() {
+            self.read_texts(&mut inner, pairs)?;
+            cursor.close(inner)?;
+        }
+        Some(())
     }
 
     /// Whether the path at `slot` is set.

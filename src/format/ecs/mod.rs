@@ -10,6 +10,7 @@
 //!
 //! Pure: no I/O.
 
+pub mod cursor;
 pub mod fields;
 pub mod object;
 pub mod value;
@@ -19,6 +20,7 @@ use std::net::IpAddr;
 
 use super::FreeForm;
 use crate::enrich::GeoIp;
+pub use cursor::Cursor;
 pub use fields::{slot, Fields, Layout, Paths};
 pub use object::{text, Object};
 pub use value::Value;

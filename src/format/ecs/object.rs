@@ -424,46 +424,47 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Passes one value: a string, a container (its strings passed whole, its brackets
-    /// counted), or a number or literal (up to the byte that ends it).
+    /// Passes one value ([`value_end`]).
     fn value(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
-        match self.byte()? {
-            b'"' => self.at = string_end(bytes, self.at + 1)?.0 + 1,
-            b'{' | b'[' => {
-                let mut open = 0usize;
-                loop {
-                    match self.byte()? {
-                        b'"' => {
-                            self.at = string_end(bytes, self.at + 1)?.0;
+        self.at = value_end(self.text.as_bytes(), self.at)?;
+        Some(())
+    }
+}
+
+/// Where the JSON value at `at` of `bytes` ends (the place after it): a string, a container
+/// (its strings passed whole, its brackets counted), or a number or literal (up to the byte
+/// that ends it); `None` when there is none.
+pub(super) fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => Some(string_end(bytes, at + 1)?.0 + 1),
+        b'{' | b'[' => {
+            let mut open = 0usize;
+            loop {
+                match bytes.get(at)? {
+                    b'"' => at = string_end(bytes, at + 1)?.0,
+                    b'{' | b'[' => open += 1,
+                    b'}' | b']' => {
+                        open -= 1;
+                        if open == 0 {
+                            return Some(at + 1);
                         }
-                        b'{' | b'[' => open += 1,
-                        b'}' | b']' => {
-                            open -= 1;
-                            if open == 0 {
-                                self.at += 1;
-                                return Some(());
-                            }
-                        }
-                        _ => {}
                     }
-                    self.at += 1;
+                    _ => {}
                 }
-            }
-            b'}' | b']' | b',' | b':' => return None,
-            _ => {
-                let start = self.at;
-                while self.byte().is_some_and(|b| {
-                    !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-                }) {
-                    self.at += 1;
-                }
-                if self.at == start {
-                    return None;
-                }
+                at += 1;
             }
         }
-        Some(())
+        b'}' | b']' | b',' | b':' => None,
+        _ => {
+            let start = at;
+            while bytes
+                .get(at)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                at += 1;
+            }
+            (at > start).then_some(at)
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::dates::date;
-use crate::format::ecs::{Fields, Object};
+use crate::format::ecs::{Cursor, Fields};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
@@ -41,66 +41,64 @@ impl<'a> Related<'a> {
     }
 }
 
-/// Maps `identity` (the `userIdentity` object) into `fields`.
-pub fn map<'a>(identity: &mut Object<'a>, fields: &mut Fields<'a>, related: &mut Related<'a>) {
-    let kind = identity.text("type");
-    let assumed = matches!(kind.as_deref(), Some("AssumedRole" | "FederatedUser"));
-    let mut name = identity.text("userName");
-    let mut id = identity.text("principalId");
-    let arn = identity.text("arn");
-    fields.set_some(slot!("cloud.account.id"), identity.value("accountId"));
-    for (key, path) in [
-        (
-            "accessKeyId",
-            slot!("aws.cloudtrail.user_identity.access_key_id"),
-        ),
-        (
-            "invokedBy",
-            slot!("aws.cloudtrail.user_identity.invoked_by"),
-        ),
-        (
-            "credentialId",
-            slot!("aws.cloudtrail.user_identity.credential_id"),
-        ),
-        (
-            "identityProvider",
-            slot!("aws.cloudtrail.user_identity.identity_provider"),
-        ),
-    ] {
-        fields.set_some(path, identity.value(key));
-    }
-    if let Some(mut session) = identity.object("sessionContext") {
-        if let Some(issuer_name) = session_context(&mut session, fields, assumed) {
-            name = Some(issuer_name);
+/// Maps `identity` (the raw `userIdentity` object) into `fields`, reading it once; returns
+/// what it did not map (`None` inside: nothing), or `None` when it is not a JSON object of
+/// members (the caller then keeps it whole).
+pub fn map<'a>(
+    identity: &'a str,
+    fields: &mut Fields<'a>,
+    related: &mut Related<'a>,
+) -> Option<Option<Vec<u8>>> {
+    let mut cursor = Cursor::new(identity)?;
+    let (mut kind, mut name, mut id, mut arn) = (None, None, None, None);
+    let (mut issuer_name, mut on_behalf_of) = (None, None);
+    let mut seen = Seen::default();
+    while let Some(key) = cursor.key().ok()? {
+        match key.as_ref() {
+            "type" if seen.first("type") => kind = cursor.text(),
+            "userName" if seen.first("userName") => name = cursor.text(),
+            "principalId" if seen.first("principalId") => id = cursor.text(),
+            "arn" if seen.first("arn") => arn = cursor.text(),
+            "sessionContext" if seen.first("sessionContext") => {
+                // The issuer names the user of an assumed role or a federated user. CloudTrail
+                // writes `type` first; read ahead for it when it does not.
+                let kind = match &kind {
+                    Some(kind) => Some(kind.clone()),
+                    None if !seen.has("type") => kind_ahead(identity),
+                    None => None,
+                };
+                let assumed = matches!(kind.as_deref(), Some("AssumedRole" | "FederatedUser"));
+                if let Some(mut session) = cursor.object() {
+                    issuer_name = session_context(&mut session, fields, assumed)?;
+                    cursor.close(session)?;
+                }
+            }
+            "onBehalfOf" if seen.first("onBehalfOf") => {
+                if let Some(mut inner) = cursor.object() {
+                    on_behalf_of = self::on_behalf_of(&mut inner, fields)?;
+                    cursor.close(inner)?;
+                }
+            }
+            "invokedByDelegate" if seen.first("invokedByDelegate") => {
+                fields.read_texts_of(&mut cursor, INVOKED_BY_DELEGATE)?;
+            }
+            "inScopeOf" if seen.first("inScopeOf") => {
+                fields.read_texts_of(&mut cursor, IN_SCOPE_OF)?;
+            }
+            key => match OWN.iter().find(|(own, _)| *own == key) {
+                Some(&(own, slot)) if seen.first(own) => fields.set_some(slot, cursor.value()),
+                _ => cursor.leave(),
+            },
         }
-        identity.leave("sessionContext", session.rest());
+    }
+    let (_, rest) = cursor.finish()?;
+    if issuer_name.is_some() {
+        name = issuer_name;
+    }
+    if kind.as_deref() == Some("IdentityCenterUser") && id.is_none() {
+        id = on_behalf_of.clone();
     }
     let session_name = session_name(kind.as_deref(), arn.as_deref());
-    if let Some(mut on_behalf_of) = identity.object("onBehalfOf") {
-        let user_id = on_behalf_of.text("userId");
-        fields.set_some(
-            slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
-            on_behalf_of.value("identityStoreArn"),
-        );
-        if kind.as_deref() == Some("IdentityCenterUser") && id.is_none() {
-            id = user_id.clone();
-        }
-        fields.set_some(
-            slot!("aws.cloudtrail.user_identity.on_behalf_of.user_id"),
-            user_id.clone(),
-        );
-        related.on_behalf_of = user_id;
-        identity.leave("onBehalfOf", on_behalf_of.rest());
-    }
-    fields.texts_of(
-        identity,
-        "invokedByDelegate",
-        &[(
-            "accountId",
-            slot!("aws.cloudtrail.user_identity.invoked_by_delegate.account_id"),
-        )],
-    );
-    fields.texts_of(identity, "inScopeOf", IN_SCOPE_OF);
     fields.set_some(slot!("aws.cloudtrail.user_identity.type"), kind);
     fields.set_some(slot!("aws.cloudtrail.user_identity.arn"), arn);
     if let Some(session) = session_name {
@@ -112,50 +110,175 @@ pub fn map<'a>(identity: &mut Object<'a>, fields: &mut Fields<'a>, related: &mut
     }
     related.id = id;
     related.name = name;
+    related.on_behalf_of = on_behalf_of;
+    Some(rest)
+}
+
+/// The keys of one object a mapping took, so that a repeated one is left (each object here
+/// has at most 16 keys to take).
+#[derive(Default)]
+struct Seen {
+    keys: [&'static str; 16],
+    count: usize,
+}
+
+impl Seen {
+    /// Whether `key` is met for the first time (and notes it).
+    fn first(&mut self, key: &'static str) -> bool {
+        if self.has(key) {
+            return false;
+        }
+        self.keys[self.count] = key;
+        self.count += 1;
+        true
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.keys[..self.count].contains(&key)
+    }
+}
+
+/// The `type` of `identity`, read ahead of the member being read.
+fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
+    let mut cursor = Cursor::new(identity)?;
+    while let Some(key) = cursor.key().ok()? {
+        if key == "type" {
+            return cursor.text();
+        }
+        cursor.take();
+    }
+    None
+}
+
+/// The identity's own members copied as text.
+const OWN: &[(&str, usize)] = &[
+    ("accountId", slot!("cloud.account.id")),
+    (
+        "accessKeyId",
+        slot!("aws.cloudtrail.user_identity.access_key_id"),
+    ),
+    (
+        "invokedBy",
+        slot!("aws.cloudtrail.user_identity.invoked_by"),
+    ),
+    (
+        "credentialId",
+        slot!("aws.cloudtrail.user_identity.credential_id"),
+    ),
+    (
+        "identityProvider",
+        slot!("aws.cloudtrail.user_identity.identity_provider"),
+    ),
+];
+
+/// `invokedByDelegate`.
+const INVOKED_BY_DELEGATE: &[(&str, usize)] = &[(
+    "accountId",
+    slot!("aws.cloudtrail.user_identity.invoked_by_delegate.account_id"),
+)];
+
+/// Maps `onBehalfOf`; returns its `userId`.
+fn on_behalf_of<'a>(
+    cursor: &mut Cursor<'a>,
+    fields: &mut Fields<'a>,
+) -> Option<Option<Cow<'a, str>>> {
+    let mut user_id = None;
+    let mut seen = Seen::default();
+    while let Some(key) = cursor.key().ok()? {
+        match key.as_ref() {
+            "userId" if seen.first("userId") => {
+                user_id = cursor.text();
+                fields.set_some(
+                    slot!("aws.cloudtrail.user_identity.on_behalf_of.user_id"),
+                    user_id.clone(),
+                );
+            }
+            "identityStoreArn" if seen.first("identityStoreArn") => fields.set_some(
+                slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
+                cursor.value(),
+            ),
+            _ => cursor.leave(),
+        }
+    }
+    Some(user_id)
 }
 
 /// Maps `sessionContext`; returns the session issuer's name when it names the user (an
 /// assumed role, a federated user).
 fn session_context<'a>(
-    session: &mut Object<'a>,
+    session: &mut Cursor<'a>,
     fields: &mut Fields<'a>,
     assumed: bool,
-) -> Option<Cow<'a, str>> {
-    if let Some(mut attributes) = session.object("attributes") {
-        fields.texts(
-            &mut attributes,
-            &[(
-                "mfaAuthenticated",
-                slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
-            )],
-        );
-        if let Some(created) = attributes.get("creationDate").and_then(date) {
-            attributes.take("creationDate");
-            fields.set(
-                slot!("aws.cloudtrail.user_identity.session_context.creation_date"),
-                created,
-            );
-        }
-        session.leave("attributes", attributes.rest());
-    }
+) -> Option<Option<Cow<'a, str>>> {
     let mut issuer_name = None;
-    if let Some(mut issuer) = session.object("sessionIssuer") {
-        fields.texts(&mut issuer, ISSUER);
-        if assumed {
-            issuer_name = issuer.text("userName");
+    let mut seen = Seen::default();
+    while let Some(key) = session.key().ok()? {
+        match key.as_ref() {
+            "attributes" if seen.first("attributes") => {
+                if let Some(mut attributes) = session.object() {
+                    self::attributes(&mut attributes, fields)?;
+                    session.close(attributes)?;
+                }
+            }
+            "sessionIssuer" if seen.first("sessionIssuer") => {
+                if let Some(mut issuer) = session.object() {
+                    let mut seen = Seen::default();
+                    while let Some(key) = issuer.key().ok()? {
+                        let key = key.as_ref();
+                        match ISSUER.iter().find(|(own, _)| *own == key) {
+                            Some(&(own, slot)) if seen.first(own) => {
+                                fields.set_some(slot, issuer.value());
+                            }
+                            None if key == "userName" && assumed && seen.first("userName") => {
+                                issuer_name = issuer.text();
+                            }
+                            _ => issuer.leave(),
+                        }
+                    }
+                    session.close(issuer)?;
+                }
+            }
+            "webIdFederationData" if seen.first("webIdFederationData") => fields.read_texts_of(
+                session,
+                &[(
+                    "federatedProvider",
+                    slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
+                )],
+            )?,
+            key => match SESSION.iter().find(|(own, _)| *own == key) {
+                Some(&(own, slot)) if seen.first(own) => fields.set_some(slot, session.value()),
+                _ => session.leave(),
+            },
         }
-        session.leave("sessionIssuer", issuer.rest());
     }
-    fields.texts(session, SESSION);
-    fields.texts_of(
-        session,
-        "webIdFederationData",
-        &[(
-            "federatedProvider",
-            slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
-        )],
-    );
-    issuer_name
+    Some(issuer_name)
+}
+
+/// Maps the session's `attributes`: `mfaAuthenticated`, and `creationDate` when it is a date
+/// (left otherwise).
+fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Option<()> {
+    let mut seen = Seen::default();
+    while let Some(key) = attributes.key().ok()? {
+        match key.as_ref() {
+            "mfaAuthenticated" if seen.first("mfaAuthenticated") => fields.set_some(
+                slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
+                attributes.value(),
+            ),
+            "creationDate" if seen.first("creationDate") => {
+                if let Some(raw) = attributes.take() {
+                    match date(raw) {
+                        Some(created) => fields.set(
+                            slot!("aws.cloudtrail.user_identity.session_context.creation_date"),
+                            created,
+                        ),
+                        None => attributes.put_back(raw),
+                    }
+                }
+            }
+            _ => attributes.leave(),
+        }
+    }
+    Some(())
 }
 
 /// The session issuer's members and their names.

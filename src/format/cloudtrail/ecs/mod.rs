@@ -229,10 +229,15 @@ pub fn write(
     record.take("eventTime");
     ecs.stream.common(&mut fields, timestamp, created);
     fields.set(slot!("cloud.provider"), "aws");
-    // Its session context, and the objects in that, are read in the same pass.
-    if let Some(mut identity) = record.object_nested("userIdentity", 2) {
-        identity::map(&mut identity, &mut fields, &mut related);
-        record.leave("userIdentity", identity.rest());
+    // Read once, its session context and the objects in that with it.
+    if let Some(raw) = record
+        .get("userIdentity")
+        .filter(|raw| raw.starts_with('{'))
+    {
+        if let Some(rest) = identity::map(raw, &mut fields, &mut related) {
+            record.take("userIdentity");
+            record.leave("userIdentity", rest);
+        }
     }
     let signs_in = event(&mut record, &mut fields);
     source(&mut record, &mut fields, ecs.geoip.as_ref());
@@ -666,6 +671,50 @@ mod tests {
         assert_eq!(doc["user_agent"]["original"], "plain agent");
         assert_eq!(doc["user"]["name"], "a\"nn");
         assert_eq!(doc["related"]["user"], json!(["a\"nn"]));
+    }
+
+    #[test]
+    fn an_identity_is_read_whatever_the_order_of_its_members() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","userIdentity":{
+                "sessionContext":{"sessionIssuer":{"userName":"Role","type":"Role","type":"again"},
+                                  "attributes":{"creationDate":"not a date","mfaAuthenticated":"false"}},
+                "arn":"arn:aws:sts::1:assumed-role/Role/jane","type":"AssumedRole","arn":"second",
+                "principalId":"P:jane","sessionContext":{"x":1}}}"#,
+            FreeForm::Objects,
+        );
+        assert_eq!(
+            doc["user"]["name"], "Role",
+            "the issuer names an assumed role"
+        );
+        assert_eq!(doc["user"]["id"], "P:jane");
+        assert_eq!(doc["related"]["user"], json!(["jane", "Role"]));
+        let identity = &doc["aws"]["cloudtrail"]["user_identity"];
+        assert_eq!(identity["arn"], "arn:aws:sts::1:assumed-role/Role/jane");
+        assert_eq!(
+            identity["session_context"]["session_issuer"]["type"],
+            "Role"
+        );
+        assert_eq!(identity["session_context"]["mfa_authenticated"], "false");
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["unmapped"]["userIdentity"],
+            json!({
+                "sessionContext": {"sessionIssuer": {"type": "again"},
+                                   "attributes": {"creationDate": "not a date"}},
+                "arn": "second",
+            }),
+            "a repeated key is left, the first one's value read; a repeated object too"
+        );
+    }
+
+    #[test]
+    fn an_identity_that_is_no_object_is_kept_whole() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","userIdentity":"text"}"#,
+            FreeForm::Objects,
+        );
+        assert_eq!(doc["aws"]["cloudtrail"]["unmapped"]["userIdentity"], "text");
+        assert!(doc.get("user").is_none());
     }
 
     #[test]

@@ -1,0 +1,344 @@
+//! Cursor: a record's JSON object read member by member in one pass, the mapping deciding at
+//! each member what to take, and what it leaves kept as it came.
+//!
+//! Input: the text of one JSON object. The caller asks for the next member's key
+//! ([`Cursor::key`]), then takes its value as text ([`Cursor::text`], [`Cursor::value`]),
+//! reads into it when it is an object ([`Cursor::object`], the inner object read by a cursor
+//! of its own at the same place, so no byte is read twice), or leaves it
+//! ([`Cursor::leave`]). Output: what it took, and at the end ([`Cursor::finish`]) what it left:
+//! one JSON object of the members left, an inner object reduced to what was left of it, each
+//! key once, so that no part of a record is lost.
+//!
+//! Taking follows [`super::Object`]: `null` is absent and taken, an empty string is absent
+//! and taken, an object or an array is not text and is left. A mapping that meets a key it
+//! already took leaves the repeated one.
+//!
+//! Pure: no I/O. Strings are passed eight bytes at a time ([`string_end`]); everything else
+//! a byte at a time, which for a record's small objects is quicker than classifying blocks.
+
+use std::borrow::Cow;
+
+use super::object::{text, value_end};
+use super::value::Value;
+use crate::format::escape::string_end;
+
+/// An object that is not `{"key": value, ...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broken;
+
+/// One JSON object being read.
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    text: &'a str,
+    /// The next byte to read.
+    at: usize,
+    /// The current member's key as written, quotes included.
+    key: &'a str,
+    /// The members left so far, each after a `,`.
+    rest: Vec<u8>,
+    /// The keys of the members left so far (as written), so that each is left once.
+    left: Vec<&'a str>,
+    /// Whether a value could not be read: the object is then refused.
+    broken: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the `{` that `text` starts with (after whitespace); `None` when it does
+    /// not start with one.
+    pub fn new(text: &'a str) -> Option<Cursor<'a>> {
+        let mut cursor = Cursor::at(text, 0);
+        cursor.space();
+        cursor.open()?;
+        Some(cursor)
+    }
+
+    fn at(text: &'a str, at: usize) -> Cursor<'a> {
+        Cursor {
+            text,
+            at,
+            key: "",
+            rest: Vec::new(),
+            left: Vec::new(),
+            broken: false,
+        }
+    }
+
+    fn byte(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while self.byte().is_some_and(|b| b.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    /// Passes the `{` at the cursor and the whitespace after it.
+    fn open(&mut self) -> Option<()> {
+        (self.byte()? == b'{').then_some(())?;
+        self.at += 1;
+        self.space();
+        Some(())
+    }
+
+    /// The next member's key (decoded when it has an escape), the cursor then at its value;
+    /// `Ok(None)` after the last member; `Err` where the object is not
+    /// `{"key": value, ...}`. Call [`Cursor::text`], [`Cursor::value`], [`Cursor::object`] or
+    /// [`Cursor::leave`] before the next one.
+    pub fn key(&mut self) -> Result<Option<Cow<'a, str>>, Broken> {
+        let at_end = |cursor: &mut Cursor<'a>| -> Option<bool> {
+            match cursor.byte()? {
+                b'}' => Some(true),
+                b',' if !cursor.key.is_empty() => {
+                    cursor.at += 1;
+                    cursor.space();
+                    Some(false)
+                }
+                b'"' if cursor.key.is_empty() => Some(false),
+                _ => None,
+            }
+        };
+        if self.broken {
+            return Err(Broken);
+        }
+        match at_end(self) {
+            Some(true) => return Ok(None),
+            Some(false) => {}
+            None => return Err(Broken),
+        }
+        self.member().map(Some).ok_or(Broken)
+    }
+
+    /// Reads the key at the cursor and the `:` after it.
+    fn member(&mut self) -> Option<Cow<'a, str>> {
+        (self.byte()? == b'"').then_some(())?;
+        let (end, escaped) = string_end(self.text.as_bytes(), self.at + 1)?;
+        self.key = self.text.get(self.at..=end)?;
+        self.at = end + 1;
+        self.space();
+        (self.byte()? == b':').then_some(())?;
+        self.at += 1;
+        self.space();
+        let inner = &self.key[1..self.key.len() - 1];
+        Some(if escaped {
+            Cow::Owned(serde_json::from_str(self.key).ok()?)
+        } else {
+            Cow::Borrowed(inner)
+        })
+    }
+
+    /// Passes the current member's value; returns it raw. When it cannot be read, the
+    /// object is refused.
+    fn raw(&mut self) -> Option<&'a str> {
+        let raw = self.pass();
+        self.broken |= raw.is_none();
+        raw
+    }
+
+    fn pass(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        self.at = value_end(self.text.as_bytes(), start)?;
+        let raw = self.text.get(start..self.at)?;
+        self.space();
+        Some(raw)
+    }
+
+    /// The current member's value raw (not `null`), taken.
+    pub fn take(&mut self) -> Option<&'a str> {
+        self.raw().filter(|raw| *raw != "null")
+    }
+
+    /// The current member's value as text (see [`text`]), taken; an empty string is absent
+    /// and taken; an object or an array is left. `None` also when the value cannot be read
+    /// (the object then fails at [`Cursor::key`] or [`Cursor::finish`]).
+    pub fn text(&mut self) -> Option<Cow<'a, str>> {
+        let raw = self.raw()?;
+        if raw.starts_with(['{', '[']) {
+            self.keep(raw.as_bytes());
+            return None;
+        }
+        text(raw).filter(|t| !t.is_empty())
+    }
+
+    /// [`Cursor::text`] as a document value: as written when it needs no escape.
+    pub fn value(&mut self) -> Option<Value<'a>> {
+        self.text().map(|text| match text {
+            Cow::Borrowed(text) => Value::Clean(text),
+            owned => Value::Text(owned),
+        })
+    }
+
+    /// A cursor inside the current member's value when it is an object (give it back with
+    /// [`Cursor::close`]); `None`, and the value left, when it is not.
+    pub fn object(&mut self) -> Option<Cursor<'a>> {
+        if self.byte() != Some(b'{') {
+            self.leave();
+            return None;
+        }
+        let mut inner = Cursor::at(self.text, self.at);
+        if inner.open().is_none() {
+            self.broken = true;
+            return None;
+        }
+        Some(inner)
+    }
+
+    /// Takes back a cursor of [`Cursor::object`] after its last member: the current
+    /// member keeps what was left of it; `None` when it did not end there.
+    pub fn close(&mut self, inner: Cursor<'a>) -> Option<()> {
+        let Some((end, rest)) = inner.finish() else {
+            self.broken = true;
+            return None;
+        };
+        self.at = end;
+        self.space();
+        if let Some(rest) = rest {
+            self.keep(&rest);
+        }
+        Some(())
+    }
+
+    /// Leaves the current member's value as it is.
+    pub fn leave(&mut self) {
+        if let Some(raw) = self.raw() {
+            if raw != "null" {
+                self.keep(raw.as_bytes());
+            }
+        }
+    }
+
+    /// Leaves `raw`, the current member's value that [`Cursor::take`] gave, after all.
+    pub fn put_back(&mut self, raw: &str) {
+        self.keep(raw.as_bytes());
+    }
+
+    /// Keeps `value` under the current key in what is left, unless a member of that key
+    /// was left already.
+    fn keep(&mut self, value: &[u8]) {
+        if self.left.contains(&self.key) {
+            return;
+        }
+        self.left.push(self.key);
+        self.rest.push(b',');
+        self.rest.extend_from_slice(self.key.as_bytes());
+        self.rest.push(b':');
+        self.rest.extend_from_slice(value);
+    }
+
+    /// After the last member: where the object ends (past its `}`), and what was left of it
+    /// as one JSON object (`None`: nothing).
+    pub fn finish(mut self) -> Option<(usize, Option<Vec<u8>>)> {
+        (!self.broken && self.byte()? == b'}').then_some(())?;
+        self.at += 1;
+        if self.rest.is_empty() {
+            return Some((self.at, None));
+        }
+        self.rest[0] = b'{';
+        self.rest.push(b'}');
+        Some((self.at, Some(self.rest)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `text` taking the keys of `take` as text, reading into `into` as an object
+    /// (taking its `x`), leaving the rest; returns what was taken and what was left.
+    fn read(text: &str, take: &[&str], into: &str) -> Option<(Vec<String>, Option<String>)> {
+        let mut cursor = Cursor::new(text)?;
+        let mut taken = Vec::new();
+        while let Some(key) = cursor.key().ok()? {
+            if take.contains(&key.as_ref()) {
+                taken.push(format!("{key}={:?}", cursor.text()));
+            } else if key == into {
+                if let Some(mut inner) = cursor.object() {
+                    while let Some(inner_key) = inner.key().ok()? {
+                        if inner_key == "x" {
+                            taken.push(format!("{key}.x={:?}", inner.text()));
+                        } else {
+                            inner.leave();
+                        }
+                    }
+                    cursor.close(inner)?;
+                }
+            } else {
+                cursor.leave();
+            }
+        }
+        let (end, rest) = cursor.finish()?;
+        assert_eq!(end, text.trim_end().len());
+        Some((taken, rest.map(|r| String::from_utf8(r).unwrap())))
+    }
+
+    #[test]
+    fn what_is_not_taken_is_left_once_and_whole() {
+        let (taken, rest) = read(
+            r#" { "a" : "x" , "n":null, "e":"", "o":{"x":1,"y":[2,"]"]}, "k\u0041":{"z":"}"},
+                 "l":[1,{"x":2}], "k\u0041":3, "t":true, "o2":{"x":"only"} } "#,
+            &["a", "n", "e", "l", "t"],
+            "o",
+        )
+        .expect("read");
+        assert_eq!(
+            taken,
+            [
+                "a=Some(\"x\")",
+                "n=None",
+                "e=None",
+                "o.x=Some(\"1\")",
+                "l=None",
+                "t=Some(\"true\")"
+            ]
+        );
+        let rest: serde_json::Value = serde_json::from_str(&rest.unwrap()).unwrap();
+        assert_eq!(
+            rest,
+            serde_json::json!({
+                "o": {"y": [2, "]"]},
+                "kA": {"z": "}"},
+                "l": [1, {"x": 2}],
+                "o2": {"x": "only"},
+            }),
+            "an array is not text and is left; a key left twice is left once"
+        );
+    }
+
+    #[test]
+    fn an_object_all_taken_leaves_nothing_and_values_stay_as_written() {
+        let (_, rest) = read(r#"{"o":{"x":"a\"b"},"a":1}"#, &["a"], "o").unwrap();
+        assert_eq!(rest, None);
+        let mut cursor = Cursor::new(r#"{"s":"plain","e":"a\nb","n":-1.5e3}"#).unwrap();
+        let mut values = Vec::new();
+        while cursor.key().unwrap().is_some() {
+            values.push(cursor.value());
+        }
+        assert_eq!(
+            values,
+            [
+                Some(Value::Clean("plain")),
+                Some(Value::Text("a\nb".into())),
+                Some(Value::Clean("-1.5e3"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_object_is_refused() {
+        for bad in [
+            "",
+            "[1]",
+            r#"{"a" 1}"#,
+            r#"{"a":1"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{,"a":1}"#,
+            r#"{"a":}"#,
+            r#"{"a":"open}"#,
+            r#"{"o":{"x":1}"#,
+        ] {
+            assert!(read(bad, &["a"], "o").is_none(), "{bad}");
+        }
+        assert_eq!(read("{}", &[], "o"), Some((Vec::new(), None)));
+    }
+}
