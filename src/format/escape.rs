@@ -63,23 +63,28 @@ pub fn has_backslash(bytes: &[u8]) -> bool {
 }
 
 /// Where the string whose text starts at `from` of `bytes` ends: the place of its closing
-/// quote, and whether it holds a backslash (an escape); `None` when it does not end. Eight
-/// bytes at a time: a record's strings are short, and most hold no escape.
+/// quote, and whether it holds a backslash (an escape); `None` when it does not end. A block
+/// at a time ([`Block::find`]): a record's strings are short, and most hold no escape.
 pub fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    #[cfg(target_arch = "x86_64")]
+    return string_end_by::<Sse2>(bytes, from);
+    #[cfg(not(target_arch = "x86_64"))]
+    return string_end_by::<Swar>(bytes, from);
+}
+
+#[inline(always)]
+fn string_end_by<B: Block>(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     let mut at = from;
     let mut escaped = false;
     loop {
-        let found = match bytes.get(at..at + 8) {
-            Some(chunk) => {
-                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-                match quotes(word) {
-                    0 => {
-                        at += 8;
-                        continue;
-                    }
-                    bits => at + bits.trailing_zeros() as usize / 8,
+        let found = match bytes.get(at..at + B::WIDTH) {
+            Some(block) => match B::find(block) {
+                n if n == B::WIDTH => {
+                    at += B::WIDTH;
+                    continue;
                 }
-            }
+                n => at + n,
+            },
             None => {
                 at + bytes
                     .get(at..)?
@@ -125,6 +130,10 @@ trait Block {
     /// Stores the `WIDTH` bytes of `from` into `to` (both `WIDTH` long); returns how many come
     /// before the first one that needs an escape (`WIDTH` when none does).
     fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize;
+
+    /// How many of the `WIDTH` bytes of `block` come before its first quote or backslash
+    /// (`WIDTH` when it has none).
+    fn find(block: &[u8]) -> usize;
 }
 
 /// [`write_inner`] a block at a time: the block is stored whole, and the output moves on to
@@ -216,6 +225,24 @@ impl Block for Sse2 {
             (_mm_movemask_epi8(specials) as u32 | 1 << Self::WIDTH).trailing_zeros() as usize
         }
     }
+
+    #[inline(always)]
+    fn find(block: &[u8]) -> usize {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        assert!(block.len() == Self::WIDTH);
+        // SAFETY: SSE2 is part of x86-64; the slice holds 16 bytes (checked above), and the
+        // load is an unaligned one.
+        unsafe {
+            let block = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            (_mm_movemask_epi8(_mm_or_si128(quote, backslash)) as u32 | 1 << Self::WIDTH)
+                .trailing_zeros() as usize
+        }
+    }
 }
 
 /// Eight bytes at a time in a `u64`: every other processor.
@@ -232,6 +259,12 @@ impl Block for Swar {
         }
         let word = u64::from_le_bytes(from.try_into().expect("eight bytes"));
         specials(word).trailing_zeros() as usize / 8
+    }
+
+    #[inline(always)]
+    fn find(block: &[u8]) -> usize {
+        let word = u64::from_le_bytes(block.try_into().expect("eight bytes"));
+        quotes(word).trailing_zeros() as usize / 8
     }
 }
 
@@ -269,15 +302,27 @@ mod tests {
             (r#""\\" x"#, 3, true),
             (r#""an escaped \" quote, then the end" x"#, 34, true),
             (r#""""#, 1, false),
+            (
+                r#""sixteen bytes..\" and then a quote past the block" x"#,
+                50,
+                true,
+            ),
         ] {
-            assert_eq!(
+            for found in [
                 string_end(text.as_bytes(), 1),
-                Some((end, escaped)),
-                "{text}"
-            );
+                string_end_by::<Swar>(text.as_bytes(), 1),
+            ] {
+                assert_eq!(found, Some((end, escaped)), "{text}");
+            }
         }
-        for open in [r#""no end"#, r#""ends in a backslash\"#, r#""\""#] {
+        for open in [
+            r#""no end"#,
+            r#""ends in a backslash\"#,
+            r#""\""#,
+            r#""a longer string past sixteen bytes, then no end"#,
+        ] {
             assert_eq!(string_end(open.as_bytes(), 1), None, "{open}");
+            assert_eq!(string_end_by::<Swar>(open.as_bytes(), 1), None, "{open}");
         }
     }
 

@@ -40,6 +40,8 @@ pub struct Cursor<'a> {
     left: Vec<&'a str>,
     /// Whether a value could not be read: the object is then refused.
     broken: bool,
+    /// Whether the last value passed was a string with an escape.
+    escaped: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -60,6 +62,7 @@ impl<'a> Cursor<'a> {
             rest: Vec::new(),
             left: Vec::new(),
             broken: false,
+            escaped: false,
         }
     }
 
@@ -137,7 +140,15 @@ impl<'a> Cursor<'a> {
 
     fn pass(&mut self) -> Option<&'a str> {
         let start = self.at;
-        self.at = value_end(self.text.as_bytes(), start)?;
+        self.escaped = false;
+        self.at = match self.byte()? {
+            b'"' => {
+                let (end, escaped) = string_end(self.text.as_bytes(), start + 1)?;
+                self.escaped = escaped;
+                end + 1
+            }
+            _ => value_end(self.text.as_bytes(), start)?,
+        };
         let raw = self.text.get(start..self.at)?;
         self.space();
         Some(raw)
@@ -153,11 +164,15 @@ impl<'a> Cursor<'a> {
     /// (the object then fails at [`Cursor::key`] or [`Cursor::finish`]).
     pub fn text(&mut self) -> Option<Cow<'a, str>> {
         let raw = self.raw()?;
-        if raw.starts_with(['{', '[']) {
-            self.keep(raw.as_bytes());
-            return None;
-        }
-        text(raw).filter(|t| !t.is_empty())
+        let text = match raw.as_bytes()[0] {
+            b'"' if !self.escaped => Cow::Borrowed(&raw[1..raw.len() - 1]),
+            b'{' | b'[' => {
+                self.keep(raw.as_bytes());
+                return None;
+            }
+            _ => text(raw)?,
+        };
+        (!text.is_empty()).then_some(text)
     }
 
     /// [`Cursor::text`] as a document value: as written when it needs no escape.
