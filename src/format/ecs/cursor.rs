@@ -54,6 +54,43 @@ impl<'a> Cursor<'a> {
         Some(cursor)
     }
 
+    /// Reads `text`, a JSON array of objects, handing a cursor in each object to `each`,
+    /// which reads its members and gives back where it ends ([`Cursor::finish`]); `None` when
+    /// `text` is not an array of objects only.
+    pub fn each_object(
+        text: &'a str,
+        mut each: impl FnMut(Cursor<'a>) -> Option<usize>,
+    ) -> Option<()> {
+        let mut list = Cursor::at(text, 0);
+        list.space();
+        (list.byte()? == b'[').then_some(())?;
+        list.at += 1;
+        list.space();
+        if list.byte()? == b']' {
+            list.at += 1;
+        } else {
+            loop {
+                let mut item = Cursor::at(text, list.at);
+                item.open()?;
+                list.at = each(item)?;
+                list.space();
+                match list.byte()? {
+                    b',' => {
+                        list.at += 1;
+                        list.space();
+                    }
+                    b']' => {
+                        list.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        list.space();
+        (list.at == text.len()).then_some(())
+    }
+
     fn at(text: &'a str, at: usize) -> Cursor<'a> {
         Cursor {
             text,
@@ -336,6 +373,37 @@ mod tests {
                 Some(Value::Clean("-1.5e3"))
             ]
         );
+    }
+
+    #[test]
+    fn each_object_of_an_array_is_read() {
+        fn objects(text: &str) -> Option<Vec<String>> {
+            let mut read = Vec::new();
+            Cursor::each_object(text, |mut cursor| {
+                while let Some(key) = cursor.key().ok()? {
+                    let value = cursor.take();
+                    read.push(format!("{key}={value:?}"));
+                }
+                Some(cursor.finish()?.0)
+            })?;
+            Some(read)
+        }
+        assert_eq!(
+            objects(r#" [ {"a":"]","b":[1,{"c":2}]} , {} ,{"d":null}] "#).unwrap(),
+            [r#"a=Some("\"]\"")"#, r#"b=Some("[1,{\"c\":2}]")"#, "d=None"]
+        );
+        assert_eq!(objects("[]"), Some(Vec::new()));
+        for bad in [
+            "[1]",
+            "[{}",
+            "[{},]",
+            "{}",
+            r#"[{"a":1}] x"#,
+            "",
+            r#"[{"a":}]"#,
+        ] {
+            assert!(objects(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

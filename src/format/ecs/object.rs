@@ -150,40 +150,6 @@ impl<'a> Object<'a> {
         (reader.at == text.len()).then_some(object)
     }
 
-    /// The objects of the JSON array `text` (`[{...}, ...]`), read in one pass; `None` when
-    /// it is not an array of objects only.
-    pub fn array(text: &'a str) -> Option<Vec<Object<'a>>> {
-        let mut reader = Reader { text, at: 0 };
-        reader.space();
-        if reader.byte()? != b'[' {
-            return None;
-        }
-        reader.at += 1;
-        reader.space();
-        let mut objects = Vec::new();
-        if reader.byte()? == b']' {
-            reader.at += 1;
-        } else {
-            loop {
-                objects.push(reader.object(0)?);
-                reader.space();
-                match reader.byte()? {
-                    b',' => {
-                        reader.at += 1;
-                        reader.space();
-                    }
-                    b']' => {
-                        reader.at += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        reader.space();
-        (reader.at == text.len()).then_some(objects)
-    }
-
     /// The entry of `key`: the first one, its tag compared before its bytes.
     #[inline]
     fn position(&self, key: &str) -> Option<usize> {
@@ -622,20 +588,6 @@ mod tests {
             }
         }
         assert!(compared > 50, "{compared}");
-    }
-
-    #[test]
-    fn an_array_of_objects_reads_each_object() {
-        let objects = Object::array(r#" [ {"a":"]","b":[1,{"c":2}]} , {} ,{"d":null}] "#).unwrap();
-        assert_eq!(objects.len(), 3);
-        assert_eq!(objects[0].get("a"), Some(r#""]""#));
-        assert_eq!(objects[0].get("b"), Some(r#"[1,{"c":2}]"#));
-        assert_eq!(objects[1].keys().count(), 0);
-        assert_eq!(objects[2].get("d"), None);
-        assert!(Object::array("[]").unwrap().is_empty());
-        for bad in ["[1]", "[{}", "[{},]", "{}", r#"[{"a":1}] x"#, ""] {
-            assert!(Object::array(bad).is_none(), "{bad}");
-        }
     }
 
     #[test]

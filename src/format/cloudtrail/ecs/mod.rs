@@ -119,7 +119,7 @@ fn layout() -> &'static Layout {
 use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
-use crate::format::ecs::{self, text, Fields, Layout, Object, Paths, Stream, Value};
+use crate::format::ecs::{self, text, Cursor, Fields, Layout, Object, Paths, Stream, Value};
 use crate::format::FreeForm;
 use identity::Related;
 
@@ -372,44 +372,63 @@ fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&G
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
 /// `account_id` and `type`, each resource once.
 fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
-    let Some(list) = record.get("resources").and_then(Object::array) else {
+    let Some(raw) = record.get("resources") else {
         return;
     };
-    let mut out = Vec::with_capacity(record.get("resources").map_or(0, str::len) + 2);
+    let mut out = Vec::with_capacity(raw.len() + 2);
     // Where each resource written starts and ends in `out`.
-    let mut written: Vec<(usize, usize)> = Vec::with_capacity(list.len());
-    for mut resource in list {
+    let mut written: Vec<(usize, usize)> = Vec::new();
+    let read = Cursor::each_object(raw, |mut resource| {
         let start = out.len();
         out.push(if out.is_empty() { b'[' } else { b',' });
         let open = out.len();
-        for (key, name) in [
-            ("ARN", "\"arn\":"),
-            ("accountId", "\"account_id\":"),
-            ("type", "\"type\":"),
-        ] {
-            if let Some(value) = resource.take(key) {
+        let mut taken = [None; 3];
+        while let Some(key) = resource.key().ok()? {
+            let n = match key.as_ref() {
+                "ARN" => 0,
+                "accountId" => 1,
+                "type" => 2,
+                _ => 3,
+            };
+            match taken.get_mut(n) {
+                Some(place @ None) => *place = Some(resource.take()),
+                _ => resource.leave(),
+            }
+        }
+        let (end, rest) = resource.finish()?;
+        for (value, name) in
+            taken
+                .into_iter()
+                .zip([&b"\"arn\":"[..], b"\"account_id\":", b"\"type\":"])
+        {
+            if let Some(Some(value)) = value {
                 out.push(if out.len() == open { b'{' } else { b',' });
-                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(name);
                 out.extend_from_slice(value.as_bytes());
             }
         }
-        if let Some(rest) = resource.rest() {
+        if let Some(rest) = rest {
             // Other keys (a lower-case `accountid`) keep their names.
-            let inner = &rest[1..rest.len() - 1];
             out.push(if out.len() == open { b'{' } else { b',' });
-            out.extend_from_slice(inner);
+            out.extend_from_slice(&rest[1..rest.len() - 1]);
         }
         if out.len() == open {
             out.truncate(start);
-            continue;
+            return Some(end);
         }
         out.push(b'}');
-        let this = &out[open..];
-        if written.iter().any(|&(from, to)| out[from..to] == *this) {
+        if written
+            .iter()
+            .any(|&(from, to)| out[from..to] == out[open..])
+        {
             out.truncate(start);
-            continue;
+        } else {
+            written.push((open, out.len()));
         }
-        written.push((open, out.len()));
+        Some(end)
+    });
+    if read.is_none() {
+        return;
     }
     record.take("resources");
     if !out.is_empty() {
