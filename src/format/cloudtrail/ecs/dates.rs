@@ -71,38 +71,29 @@ fn basic_time(text: &str) -> Option<OffsetDateTime> {
 /// event, and `format!` with padding costs several times more.
 pub fn millis(time: OffsetDateTime) -> String {
     let t = time.to_offset(time::UtcOffset::UTC);
-    let year = t.year();
+    let (year, month, day) = t.to_calendar_date();
+    let (hour, minute, second, milli) = t.to_hms_milli();
     if !(0..=9999).contains(&year) {
         return format!(
-            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
+            "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z",
+            u8::from(month),
         );
     }
-    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
-    let two = |n: u8| [digit(u32::from(n) / 10), digit(u32::from(n))];
-    let year = year as u32;
-    let millis = u32::from(t.millisecond());
-    let mut out = String::with_capacity(24);
-    out.extend([year / 1000, year / 100, year / 10, year].map(digit));
-    out.push('-');
-    out.extend(two(u8::from(t.month())));
-    out.push('-');
-    out.extend(two(t.day()));
-    out.push('T');
-    out.extend(two(t.hour()));
-    out.push(':');
-    out.extend(two(t.minute()));
-    out.push(':');
-    out.extend(two(t.second()));
-    out.push('.');
-    out.extend([millis / 100, millis / 10, millis].map(digit));
-    out.push('Z');
-    out
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for place in out[at..at + width].iter_mut().rev() {
+            *place = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, u32::from(u8::from(month)));
+    put(8, 2, u32::from(day));
+    put(11, 2, u32::from(hour));
+    put(14, 2, u32::from(minute));
+    put(17, 2, u32::from(second));
+    put(20, 3, u32::from(milli));
+    String::from_utf8(out.to_vec()).expect("ASCII digits")
 }
 
 /// The time now, as `event.created` is written for the events read now: to the millisecond,
