@@ -2,8 +2,10 @@
 //!
 //! A format that writes ECS documents gathers its fields as [`Fields`] ([`fields`]: the dotted
 //! paths its documents may have, each named by its slot, written as nested JSON) from the
-//! record's objects as [`Object`]s ([`object`]: members found without a tree, and what the
-//! mapping leaves, so nothing is lost). Values are text, numbers, booleans, lists of text, or
+//! record's objects, read as [`Object`]s ([`object`]: members found without a tree, looked up
+//! by key) or member by member with a [`Cursor`] ([`cursor`]: one pass, each member handed to
+//! the mapping as it comes), both keeping what the mapping leaves, so nothing is lost. Values
+//! are text, numbers, booleans, lists of text, or
 //! JSON written as it came (a record's own object). Also here: what makes an address an IP
 //! the cluster accepts ([`ip`]), and the `ecs`, `data_stream` and `event.dataset` fields every
 //! document carries ([`Stream`]).

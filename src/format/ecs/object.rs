@@ -3,9 +3,9 @@
 //!
 //! Input: the bytes of one JSON object. Its members are found without building a tree (the
 //! top level of a record from the outline its format noted, [`Object::outlined`]; an object
-//! inside it in one pass over its bytes, [`Object::scan`], with the objects nested in that
-//! read in the same pass when asked, [`Object::nested`]; a whole object checked by
+//! inside it in one pass over its bytes, [`Object::scan`]; a whole object checked by
 //! `serde_json`, [`Object::parse`]); keys are decoded, values stay raw bytes until asked for.
+//! (A mapping that reads every member of an object reads it with [`super::Cursor`] instead.)
 //! Output: what the mapping asks for, and at the end what it did not take
 //! ([`Object::rest`]): one JSON object of the members left, nested objects reduced to what was
 //! left of them, so that no part of a record is lost.
@@ -54,9 +54,6 @@ fn tag(key: &[u8]) -> u32 {
 #[derive(Debug)]
 pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
-    /// The objects nested in its members that were read with it ([`Object::nested`]), by
-    /// the place of their member.
-    inner: Vec<(usize, Object<'a>)>,
 }
 
 impl<'a> Object<'a> {
@@ -79,10 +76,7 @@ impl<'a> Object<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let entries = deserializer.deserialize_map(Collect).ok()?;
         deserializer.end().ok()?;
-        Some(Object {
-            entries,
-            inner: Vec::new(),
-        })
+        Some(Object { entries })
     }
 
     /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
@@ -126,26 +120,16 @@ impl<'a> Object<'a> {
             0 => span(bytes, 1, close).is_empty(),
             n => n % 2 == 1,
         };
-        ended.then_some(Object {
-            entries,
-            inner: Vec::new(),
-        })
+        ended.then_some(Object { entries })
     }
 
     /// The object `text` (from `{` to `}`), its members found in one pass over its bytes;
     /// like [`Object::outlined`], values are not checked. `None` when its top level is not
     /// `{"key": value, ...}`.
     pub fn scan(text: &'a str) -> Option<Object<'a>> {
-        Object::nested(text, 0)
-    }
-
-    /// [`Object::scan`], with the objects nested in its members down to `depth` levels read
-    /// in the same pass: [`Object::object`] then finds them read, and no byte is read
-    /// twice.
-    pub fn nested(text: &'a str, depth: u8) -> Option<Object<'a>> {
         let mut reader = Reader { text, at: 0 };
         reader.space();
-        let object = reader.object(depth)?;
+        let object = reader.object()?;
         reader.space();
         (reader.at == text.len()).then_some(object)
     }
@@ -215,17 +199,8 @@ impl<'a> Object<'a> {
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
     pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
-        self.object_nested(key, 0)
-    }
-
-    /// [`Object::object`], read with the objects nested in it down to `depth` levels (see
-    /// [`Object::nested`]) unless it was read already.
-    pub fn object_nested(&mut self, key: &str, depth: u8) -> Option<Object<'a>> {
         let at = self.position(key)?;
-        let object = match self.inner.iter().position(|(owner, _)| *owner == at) {
-            Some(n) => self.inner.swap_remove(n).1,
-            None => Object::nested(self.entries[at].value, depth)?,
-        };
+        let object = Object::scan(self.entries[at].value)?;
         self.taken(at);
         Some(object)
     }
@@ -331,9 +306,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The object at `at` (its `{`), with the objects in its members read `depth` levels
-    /// down; passes it.
-    fn object(&mut self, depth: u8) -> Option<Object<'a>> {
+    /// The object at `at` (its `{`); passes it.
+    fn object(&mut self) -> Option<Object<'a>> {
         if self.byte()? != b'{' {
             return None;
         }
@@ -341,7 +315,6 @@ impl<'a> Reader<'a> {
         self.space();
         let mut object = Object {
             entries: Vec::with_capacity(8),
-            inner: Vec::new(),
         };
         if self.byte()? == b'}' {
             self.at += 1;
@@ -366,12 +339,7 @@ impl<'a> Reader<'a> {
             self.at += 1;
             self.space();
             let start = self.at;
-            if depth > 0 && self.byte()? == b'{' {
-                let found = self.object(depth - 1)?;
-                object.inner.push((object.entries.len(), found));
-            } else {
-                self.value()?;
-            }
+            self.value()?;
             object
                 .entries
                 .push(Entry::new(key, self.text.get(start..self.at)?));
@@ -529,29 +497,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nested_objects_read_in_one_pass_read_as_scanned_ones() {
-        let text =
-            r#"{"id":{"s":{"a":{"x":1,"y":"}"},"b":[{"c":2}],"d":{"e":{"f":3}}},"t":"u"},"z":{}}"#;
-        let mut once = Object::nested(text, 2).expect("read");
-        let mut twice = Object::scan(text).expect("scanned");
-        let mut a = once.object("id").expect("id");
-        let mut b = twice.object("id").expect("id");
-        assert_eq!(a.text("t"), b.text("t"));
-        let mut a_s = a.object("s").expect("s");
-        let mut b_s = b.object("s").expect("s");
-        for key in ["a", "d"] {
-            let (x, y) = (a_s.object(key).expect(key), b_s.object(key).expect(key));
-            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
-            assert_eq!(x.rest(), y.rest());
-        }
-        assert_eq!(a_s.rest(), b_s.rest());
-        assert_eq!(once.object("z").map(|z| z.rest()), Some(None));
-        for bad in [r#"{"a":{"b":1}"#, r#"{"a":{"b" 1}}"#, r#"{"a":{"b":1}}}"#] {
-            assert!(Object::nested(bad, 2).is_none(), "{bad}");
-        }
-    }
-
     /// `a` and `b` have the same keys, the same raw values, and read the same two levels
     /// down.
     fn same(mut a: Object<'_>, mut b: Object<'_>, depth: u8) {
@@ -569,7 +514,7 @@ mod tests {
     }
 
     #[test]
-    fn random_objects_read_in_one_pass_read_as_parsed_ones() {
+    fn random_objects_scanned_read_as_parsed_ones() {
         use crate::format::scan::samples::{json_value, Random};
         let mut random = Random(0x0b_1ec7);
         let mut compared = 0;
@@ -582,7 +527,7 @@ mod tests {
             let pretty = serde_json::to_string_pretty(&value).unwrap();
             for text in [&text, &pretty] {
                 let parsed = Object::parse(text).expect("parsed");
-                let read = Object::nested(text, 2).expect("read");
+                let read = Object::scan(text).expect("read");
                 same(read, parsed, 2);
                 compared += 1;
             }
