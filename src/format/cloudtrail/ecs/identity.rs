@@ -128,8 +128,10 @@ impl Seen {
         if self.has(key) {
             return false;
         }
-        self.keys[self.count] = key;
-        self.count += 1;
+        if let Some(place) = self.keys.get_mut(self.count) {
+            *place = key;
+            self.count += 1;
+        }
         true
     }
 
