@@ -13,8 +13,8 @@
 //! and taken, an object or an array is not text and is left. A mapping that meets a key it
 //! already took leaves the repeated one.
 //!
-//! Pure: no I/O. Strings are passed eight bytes at a time ([`string_end`]); everything else
-//! a byte at a time, which for a record's small objects is quicker than classifying blocks.
+//! Pure: no I/O. Strings are passed a block at a time ([`string_end`]); everything else a
+//! byte at a time, which for a record's small objects is quicker than classifying blocks.
 
 use std::borrow::Cow;
 
@@ -123,8 +123,8 @@ impl<'a> Cursor<'a> {
 
     /// The next member's key (decoded when it has an escape), the cursor then at its value;
     /// `Ok(None)` after the last member; `Err` where the object is not
-    /// `{"key": value, ...}`. Call [`Cursor::text`], [`Cursor::value`], [`Cursor::object`] or
-    /// [`Cursor::leave`] before the next one.
+    /// `{"key": value, ...}`. Call [`Cursor::text`], [`Cursor::value`], [`Cursor::take`],
+    /// [`Cursor::object`] or [`Cursor::leave`] before the next one.
     pub fn key(&mut self) -> Result<Option<Cow<'a, str>>, Broken> {
         let at_end = |cursor: &mut Cursor<'a>| -> Option<bool> {
             match cursor.byte()? {
