@@ -6,6 +6,8 @@
 //! the bytes that need an escape and stored whole: plain text costs a store per block, a
 //! JSON object's text a store and a test per quote.
 //!
+//! The same blocks find where a JSON string ends ([`string_end`]) for the readers of records.
+//!
 //! Pure: no I/O, no allocation beyond `out`'s growth.
 
 use std::mem::MaybeUninit;
