@@ -406,6 +406,85 @@ mod tests {
         }
     }
 
+    /// Reads `text` with a cursor, taking the text of every member whose value is text and
+    /// reading into every object the same way; returns the texts taken (`key=text`, nested
+    /// keys joined by `.`) and what was left.
+    fn take_texts(text: &str) -> (Vec<String>, Option<serde_json::Value>) {
+        fn read(cursor: &mut Cursor<'_>, prefix: &str, taken: &mut Vec<String>) {
+            while let Some(key) = cursor.key().expect("a JSON object") {
+                if cursor.byte() == Some(b'{') {
+                    let mut inner = cursor.object().expect("an object");
+                    read(&mut inner, &format!("{prefix}{key}."), taken);
+                    cursor.close(inner).expect("read to its end");
+                } else if let Some(text) = cursor.text() {
+                    taken.push(format!("{prefix}{key}={text}"));
+                }
+            }
+        }
+        let mut cursor = Cursor::new(text).expect("an object");
+        let mut taken = Vec::new();
+        read(&mut cursor, "", &mut taken);
+        let (end, rest) = cursor.finish().expect("read to its end");
+        assert_eq!(end, text.len());
+        let rest = rest.map(|r| serde_json::from_slice(&r).expect("what is left is JSON"));
+        (taken, rest)
+    }
+
+    /// What [`take_texts`] should give for `value`.
+    fn expected(
+        value: &serde_json::Map<String, serde_json::Value>,
+        prefix: &str,
+        taken: &mut Vec<String>,
+    ) -> Option<serde_json::Value> {
+        use serde_json::Value as Json;
+        let mut left = serde_json::Map::new();
+        let mut seen = std::collections::HashSet::new();
+        for (key, member) in value {
+            // serde_json keeps the last of a repeated key; the generator makes none.
+            assert!(seen.insert(key.clone()));
+            match member {
+                Json::Object(inner) => {
+                    if let Some(rest) = expected(inner, &format!("{prefix}{key}."), taken) {
+                        left.insert(key.clone(), rest);
+                    }
+                }
+                Json::Array(_) => {
+                    left.insert(key.clone(), member.clone());
+                }
+                Json::Null => {}
+                Json::String(text) if text.is_empty() => {}
+                Json::String(text) => taken.push(format!("{prefix}{key}={text}")),
+                other => taken.push(format!("{prefix}{key}={other}")),
+            }
+        }
+        (!left.is_empty()).then_some(Json::Object(left))
+    }
+
+    #[test]
+    fn random_objects_read_by_the_cursor_read_as_parsed_ones() {
+        use crate::format::scan::samples::{json_value, Random};
+        let mut random = Random(0xc0_7507);
+        let mut compared = 0;
+        for _ in 0..400 {
+            let value = json_value(&mut random, 0);
+            let Some(object) = value.as_object() else {
+                continue;
+            };
+            let mut want = Vec::new();
+            // Through text, as what is left is: numbers parse back as `serde_json` reads them.
+            let rest = expected(object, "", &mut want)
+                .map(|rest| serde_json::from_str(&rest.to_string()).expect("JSON"));
+            for text in [
+                value.to_string(),
+                serde_json::to_string_pretty(&value).unwrap(),
+            ] {
+                assert_eq!(take_texts(&text), (want.clone(), rest.clone()), "{text}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "{compared}");
+    }
+
     #[test]
     fn a_broken_object_is_refused() {
         for bad in [
