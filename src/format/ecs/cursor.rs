@@ -18,9 +18,8 @@
 
 use std::borrow::Cow;
 
-use super::object::{text, value_end};
 use super::value::Value;
-use crate::format::escape::string_end;
+use crate::format::escape::{has_backslash, string_end};
 
 /// An object that is not `{"key": value, ...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +168,7 @@ impl<'a> Cursor<'a> {
 
     /// Passes the current member's value; returns it raw. When it cannot be read, the
     /// object is refused.
-    fn raw(&mut self) -> Option<&'a str> {
+    pub(super) fn raw(&mut self) -> Option<&'a str> {
         let raw = self.pass();
         self.broken |= raw.is_none();
         raw
@@ -214,10 +213,7 @@ impl<'a> Cursor<'a> {
 
     /// [`Cursor::text`] as a document value: as written when it needs no escape.
     pub fn value(&mut self) -> Option<Value<'a>> {
-        self.text().map(|text| match text {
-            Cow::Borrowed(text) => Value::Clean(text),
-            owned => Value::Text(owned),
-        })
+        self.text().map(Value::read)
     }
 
     /// A cursor inside the current member's value when it is an object (give it back with
@@ -291,9 +287,70 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// A raw JSON value as text: a string's text (borrowed when it has no escape), a number's or
+/// a boolean's as written; `None` for `null`, objects and arrays.
+pub fn text(raw: &str) -> Option<Cow<'_, str>> {
+    match raw.as_bytes().first()? {
+        b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+            Some(inner) if !has_backslash(inner.as_bytes()) => Some(Cow::Borrowed(inner)),
+            _ => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        },
+        b'{' | b'[' | b'n' => None,
+        _ => Some(Cow::Borrowed(raw)),
+    }
+}
+
+/// Where the JSON value at `at` of `bytes` ends (the place after it): a string, a container
+/// (its strings passed whole, its brackets counted), or a number or literal (up to the byte
+/// that ends it); `None` when there is none.
+fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => Some(string_end(bytes, at + 1)?.0 + 1),
+        b'{' | b'[' => {
+            let mut open = 0usize;
+            loop {
+                match bytes.get(at)? {
+                    b'"' => at = string_end(bytes, at + 1)?.0,
+                    b'{' | b'[' => open += 1,
+                    b'}' | b']' => {
+                        open -= 1;
+                        if open == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+        }
+        b'}' | b']' | b',' | b':' => None,
+        _ => {
+            let start = at;
+            while bytes
+                .get(at)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                at += 1;
+            }
+            (at > start).then_some(at)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_of_raw_values() {
+        assert_eq!(text(r#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(text(r#""a\nb""#).as_deref(), Some("a\nb"));
+        assert_eq!(text("true").as_deref(), Some("true"));
+        assert_eq!(text("1.5").as_deref(), Some("1.5"));
+        for none in ["null", "{}", "[1]", ""] {
+            assert_eq!(text(none), None);
+        }
+    }
 
     /// Reads `text` taking the keys of `take` as text, reading into `into` as an object
     /// (taking its `x`), leaving the rest; returns what was taken and what was left.

@@ -22,9 +22,9 @@ use std::net::IpAddr;
 
 use super::FreeForm;
 use crate::enrich::GeoIp;
-pub use cursor::Cursor;
+pub use cursor::{text, Cursor};
 pub use fields::{slot, Fields, Layout, Paths};
-pub use object::{text, Object};
+pub use object::Object;
 pub use value::Value;
 
 /// The ECS version the documents follow (that of Elastic's AWS integration).

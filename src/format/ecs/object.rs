@@ -18,9 +18,10 @@ use std::borrow::Cow;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::cursor::{text, Cursor};
 use super::Value;
 use crate::format::document::write_str;
-use crate::format::escape::{has_backslash, string_end};
+use crate::format::escape::has_backslash;
 
 #[derive(Debug)]
 struct Entry<'a> {
@@ -127,11 +128,16 @@ impl<'a> Object<'a> {
     /// like [`Object::outlined`], values are not checked. `None` when its top level is not
     /// `{"key": value, ...}`.
     pub fn scan(text: &'a str) -> Option<Object<'a>> {
-        let mut reader = Reader { text, at: 0 };
-        reader.space();
-        let object = reader.object()?;
-        reader.space();
-        (reader.at == text.len()).then_some(object)
+        let mut cursor = Cursor::new(text)?;
+        let mut entries = Vec::with_capacity(8);
+        while let Some(key) = cursor.key().ok()? {
+            entries.push(Entry::new(key, cursor.raw()?));
+        }
+        let (end, _) = cursor.finish()?;
+        text[end..]
+            .trim_ascii_start()
+            .is_empty()
+            .then_some(Object { entries })
     }
 
     /// The entry of `key`: the first one, its tag compared before its bytes.
@@ -178,22 +184,7 @@ impl<'a> Object<'a> {
     /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
     /// string without one, a number, a boolean).
     pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
-        let at = self.position(key)?;
-        let raw = self.entries[at].value;
-        let value = match raw.as_bytes().first()? {
-            b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-                Some(inner) if !has_backslash(inner.as_bytes()) => Value::Clean(inner),
-                _ => Value::Text(Cow::Owned(serde_json::from_str::<String>(raw).ok()?)),
-            },
-            b'{' | b'[' | b'n' => return None,
-            _ => Value::Clean(raw),
-        };
-        self.taken(at);
-        match value {
-            Value::Clean("") => None,
-            Value::Text(ref text) if text.is_empty() => None,
-            value => Some(value),
-        }
+        self.text(key).map(Value::read)
     }
 
     /// The object at `key`, marked as taken: give back what is left of it with
@@ -283,136 +274,6 @@ fn span(bytes: &[u8], mut from: usize, mut to: usize) -> std::ops::Range<usize> 
         to -= 1;
     }
     from..to
-}
-
-/// A pass over JSON text, byte by byte between strings, which it passes eight bytes at a
-/// time ([`string_end`]): for the small objects of a record, quicker than classifying their
-/// blocks.
-struct Reader<'a> {
-    text: &'a str,
-    /// The next byte to read.
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn byte(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
-    }
-
-    /// Passes JSON whitespace.
-    fn space(&mut self) {
-        while self.byte().is_some_and(|b| b.is_ascii_whitespace()) {
-            self.at += 1;
-        }
-    }
-
-    /// The object at `at` (its `{`); passes it.
-    fn object(&mut self) -> Option<Object<'a>> {
-        if self.byte()? != b'{' {
-            return None;
-        }
-        self.at += 1;
-        self.space();
-        let mut object = Object {
-            entries: Vec::with_capacity(8),
-        };
-        if self.byte()? == b'}' {
-            self.at += 1;
-            return Some(object);
-        }
-        loop {
-            if self.byte()? != b'"' {
-                return None;
-            }
-            let (end, escaped) = string_end(self.text.as_bytes(), self.at + 1)?;
-            let raw = self.text.get(self.at..=end)?;
-            let key = if escaped {
-                Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
-            } else {
-                Cow::Borrowed(&raw[1..raw.len() - 1])
-            };
-            self.at = end + 1;
-            self.space();
-            if self.byte()? != b':' {
-                return None;
-            }
-            self.at += 1;
-            self.space();
-            let start = self.at;
-            self.value()?;
-            object
-                .entries
-                .push(Entry::new(key, self.text.get(start..self.at)?));
-            self.space();
-            match self.byte()? {
-                b',' => {
-                    self.at += 1;
-                    self.space();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return Some(object);
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// Passes one value ([`value_end`]).
-    fn value(&mut self) -> Option<()> {
-        self.at = value_end(self.text.as_bytes(), self.at)?;
-        Some(())
-    }
-}
-
-/// Where the JSON value at `at` of `bytes` ends (the place after it): a string, a container
-/// (its strings passed whole, its brackets counted), or a number or literal (up to the byte
-/// that ends it); `None` when there is none.
-pub(super) fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
-    match bytes.get(at)? {
-        b'"' => Some(string_end(bytes, at + 1)?.0 + 1),
-        b'{' | b'[' => {
-            let mut open = 0usize;
-            loop {
-                match bytes.get(at)? {
-                    b'"' => at = string_end(bytes, at + 1)?.0,
-                    b'{' | b'[' => open += 1,
-                    b'}' | b']' => {
-                        open -= 1;
-                        if open == 0 {
-                            return Some(at + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                at += 1;
-            }
-        }
-        b'}' | b']' | b',' | b':' => None,
-        _ => {
-            let start = at;
-            while bytes
-                .get(at)
-                .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
-                at += 1;
-            }
-            (at > start).then_some(at)
-        }
-    }
-}
-
-/// A raw JSON value as text: a string's text (borrowed when it has no escape), a number's or
-/// a boolean's as written; `None` for `null`, objects and arrays.
-pub fn text(raw: &str) -> Option<Cow<'_, str>> {
-    match raw.as_bytes().first()? {
-        b'"' => match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-            Some(inner) if !has_backslash(inner.as_bytes()) => Some(Cow::Borrowed(inner)),
-            _ => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
-        },
-        b'{' | b'[' | b'n' => None,
-        _ => Some(Cow::Borrowed(raw)),
-    }
 }
 
 #[cfg(test)]
@@ -533,16 +394,5 @@ mod tests {
             }
         }
         assert!(compared > 50, "{compared}");
-    }
-
-    #[test]
-    fn text_of_raw_values() {
-        assert_eq!(text(r#""plain""#).as_deref(), Some("plain"));
-        assert_eq!(text(r#""a\nb""#).as_deref(), Some("a\nb"));
-        assert_eq!(text("true").as_deref(), Some("true"));
-        assert_eq!(text("1.5").as_deref(), Some("1.5"));
-        for none in ["null", "{}", "[1]", ""] {
-            assert_eq!(text(none), None);
-        }
     }
 }

@@ -23,6 +23,17 @@ pub enum Value<'a> {
     Members(Cow<'a, [u8]>),
 }
 
+impl<'a> Value<'a> {
+    /// Text read from a record ([`super::text`]): borrowed, it held no escape and is
+    /// written as it is; decoded, it is escaped again when written.
+    pub fn read(text: Cow<'a, str>) -> Self {
+        match text {
+            Cow::Borrowed(text) => Value::Clean(text),
+            owned => Value::Text(owned),
+        }
+    }
+}
+
 impl<'a> From<&'a str> for Value<'a> {
     fn from(text: &'a str) -> Self {
         Value::Text(Cow::Borrowed(text))
