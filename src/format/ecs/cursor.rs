@@ -18,6 +18,7 @@
 
 use std::borrow::Cow;
 
+use super::known::{tag, Known};
 use super::value::Value;
 use crate::format::escape::{has_backslash, string_end};
 
@@ -41,6 +42,8 @@ pub struct Cursor<'a> {
     broken: bool,
     /// Whether the last value passed was a string with an escape.
     escaped: bool,
+    /// The places of the known keys handed out ([`Cursor::next`]), one bit each.
+    taken: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -99,6 +102,7 @@ impl<'a> Cursor<'a> {
             left: Vec::new(),
             broken: false,
             escaped: false,
+            taken: 0,
         }
     }
 
@@ -125,44 +129,79 @@ impl<'a> Cursor<'a> {
     /// `{"key": value, ...}`. Call [`Cursor::text`], [`Cursor::value`], [`Cursor::take`],
     /// [`Cursor::object`] or [`Cursor::leave`] before the next one.
     pub fn key(&mut self) -> Result<Option<Cow<'a, str>>, Broken> {
-        let at_end = |cursor: &mut Cursor<'a>| -> Option<bool> {
-            match cursor.byte()? {
-                b'}' => Some(true),
-                b',' if !cursor.key.is_empty() => {
-                    cursor.at += 1;
-                    cursor.space();
-                    Some(false)
-                }
-                b'"' if cursor.key.is_empty() => Some(false),
-                _ => None,
-            }
+        match self.next_key()? {
+            None => Ok(None),
+            Some(escaped) => self.decoded(escaped).map(Some).ok_or(Broken),
+        }
+    }
+
+    /// The next member's key looked up in `known`: `Ok(Some(Some(meaning)))` for a key of
+    /// the list met for the first time in this object, `Ok(Some(None))` for any other key (a
+    /// repeated one among them, which the mapping then leaves), `Ok(None)` after the last
+    /// member, `Err` as [`Cursor::key`].
+    pub fn next<T: Copy>(&mut self, known: &Known<T>) -> Result<Option<Option<T>>, Broken> {
+        let Some(escaped) = self.next_key()? else {
+            return Ok(None);
         };
+        let place = if escaped {
+            let key = self.decoded(true).ok_or(Broken)?;
+            known.find(key.as_bytes(), tag(key.as_bytes()))
+        } else {
+            let key = &self.key.as_bytes()[1..self.key.len() - 1];
+            known.find(key, tag(key))
+        };
+        let fresh = place.filter(|&place| self.taken & 1 << place == 0);
+        Ok(Some(fresh.map(|place| {
+            self.taken |= 1 << place;
+            known.meaning(place)
+        })))
+    }
+
+    /// Passes the `,` before the next member and reads its key ([`Cursor::key`] has it as
+    /// written): whether it has an escape; `Ok(None)` at the `}`.
+    #[inline]
+    fn next_key(&mut self) -> Result<Option<bool>, Broken> {
         if self.broken {
             return Err(Broken);
         }
-        match at_end(self) {
-            Some(true) => return Ok(None),
-            Some(false) => {}
-            None => return Err(Broken),
+        match self.byte() {
+            Some(b'}') => return Ok(None),
+            Some(b',') if !self.key.is_empty() => {
+                self.at += 1;
+                self.space();
+            }
+            Some(b'"') if self.key.is_empty() => {}
+            _ => return Err(Broken),
         }
-        self.member().map(Some).ok_or(Broken)
+        self.member().ok_or(Broken).map(Some)
     }
 
-    /// Reads the key at the cursor and the `:` after it.
-    fn member(&mut self) -> Option<Cow<'a, str>> {
-        (self.byte()? == b'"').then_some(())?;
-        let (end, escaped) = string_end(self.text.as_bytes(), self.at + 1)?;
+    /// Reads the key at the cursor and the `:` after it; returns whether the key has an
+    /// escape.
+    #[inline]
+    fn member(&mut self) -> Option<bool> {
+        let bytes = self.text.as_bytes();
+        (bytes.get(self.at) == Some(&b'"')).then_some(())?;
+        let (end, escaped) = string_end(bytes, self.at + 1)?;
         self.key = self.text.get(self.at..=end)?;
         self.at = end + 1;
-        self.space();
-        (self.byte()? == b':').then_some(())?;
+        if bytes.get(self.at) != Some(&b':') {
+            self.space();
+            (self.byte()? == b':').then_some(())?;
+        }
         self.at += 1;
-        self.space();
-        let inner = &self.key[1..self.key.len() - 1];
+        if bytes.get(self.at).is_some_and(|b| b.is_ascii_whitespace()) {
+            self.space();
+        }
+        Some(escaped)
+    }
+
+    /// The current key's text (decoded when it has an escape).
+    fn decoded(&self, escaped: bool) -> Option<Cow<'a, str>> {
         Some(if escaped {
             Cow::Owned(serde_json::from_str(self.key).ok()?)
         } else {
-            Cow::Borrowed(inner)
+            Cow::Borrowed(&self.key[1..self.key.len() - 1])
         })
     }
 
@@ -411,6 +450,36 @@ mod tests {
             }),
             "an array is not text and is left; a key left twice is left once"
         );
+    }
+
+    #[test]
+    fn known_keys_are_handed_out_once_escaped_or_not() {
+        static KNOWN: Known<char> = Known::new(&[("type", 't'), ("arn", 'a'), ("userName", 'u')]);
+        let mut cursor = Cursor::new(
+            r#"{"type":"A","x":1,"t\u0079pe":"B","arn" : "c","userName":{"o":1},"arn":"d"}"#,
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        while let Some(member) = cursor.next(&KNOWN).unwrap() {
+            match member {
+                Some('u') => {
+                    seen.push("u".to_string());
+                    cursor.leave();
+                }
+                Some(m) => seen.push(format!("{m}={}", cursor.text().unwrap())),
+                None => cursor.leave(),
+            }
+        }
+        assert_eq!(seen, ["t=A", "a=c", "u"]);
+        let (_, rest) = cursor.finish().unwrap();
+        let rest: serde_json::Value = serde_json::from_slice(&rest.unwrap()).unwrap();
+        assert_eq!(
+            rest,
+            serde_json::json!({"x": 1, "type": "B", "userName": {"o": 1}, "arn": "d"}),
+            "a repeated key, escaped or not, is left; so is what the mapping leaves"
+        );
+        let mut broken = Cursor::new(r#"{"type" "A"}"#).unwrap();
+        assert_eq!(broken.next(&KNOWN), Err(Broken));
     }
 
     #[test]

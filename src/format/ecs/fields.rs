@@ -17,7 +17,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::cursor::Cursor;
-use super::object::Object;
+use super::known::{same, Known};
+use super::object::{Key, Object};
 use super::value::Value;
 use crate::format::document::write_str;
 use crate::format::escape;
@@ -72,20 +73,6 @@ pub const fn slot(paths: &[&str], path: &str) -> usize {
         n += 1;
     }
     panic!("an ECS path that the layout does not list");
-}
-
-const fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut n = 0;
-    while n < a.len() {
-        if a[n] != b[n] {
-            return false;
-        }
-        n += 1;
-    }
-    true
 }
 
 /// The most paths a layout may have (a document's set fields are one bit each of a `u128`).
@@ -224,6 +211,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Sets the path at `slot` to `value`, unless it is set already.
+    #[inline]
     pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
         let bit = 1u128 << slot;
         if self.set & bit != 0 {
@@ -234,6 +222,14 @@ impl<'a> Fields<'a> {
         let object = usize::from(*object);
         let buffer = &mut self.buffers[object];
         match value.into() {
+            // The most common value, a record's text as it was written: in one go.
+            Value::Clean(text) => {
+                buffer.reserve(key.len() + text.len() + 2);
+                buffer.extend_from_slice(key);
+                buffer.push(b'"');
+                buffer.extend_from_slice(text.as_bytes());
+                buffer.push(b'"');
+            }
             Value::Members(members) => {
                 if members.is_empty() {
                     return;
@@ -266,26 +262,21 @@ impl<'a> Fields<'a> {
 
     /// [`Fields::texts`] of the object at `key` of `object`, whose members not in `pairs`
     /// stay in `object`'s rest.
-    pub fn texts_of(&mut self, object: &mut Object<'a>, key: &str, pairs: &[(&str, usize)]) {
+    pub fn texts_of(&mut self, object: &mut Object<'a>, key: impl Key, pairs: &[(&str, usize)]) {
         if let Some(mut inner) = object.object(key) {
             self.texts(&mut inner, pairs);
             object.leave(key, inner.rest());
         }
     }
 
-    /// Sets each slot to the text of its key among the members of `cursor`'s object (see
-    /// [`Cursor::value`]), where it has one, and leaves the other members; `None` when the
-    /// object cannot be read.
-    pub fn read_texts(&mut self, cursor: &mut Cursor<'a>, pairs: &[(&str, usize)]) -> Option<()> {
-        // The pairs taken, one bit each (a mapping reads a few keys of an object).
-        let mut taken = 0u64;
-        while let Some(key) = cursor.key().ok()? {
-            match pairs.iter().position(|(own, _)| *own == key.as_ref()) {
-                Some(n) if taken & 1 << n == 0 => {
-                    taken |= 1 << n;
-                    self.set_some(pairs[n].1, cursor.value());
-                }
-                _ => cursor.leave(),
+    /// Sets each slot of `known` to the text of its key among the members of `cursor`'s
+    /// object (see [`Cursor::value`]), where it has one, and leaves the other members; `None`
+    /// when the object cannot be read.
+    pub fn read_texts(&mut self, cursor: &mut Cursor<'a>, known: &Known<usize>) -> Option<()> {
+        while let Some(member) = cursor.next(known).ok()? {
+            match member {
+                Some(slot) => self.set_some(slot, cursor.value()),
+                None => cursor.leave(),
             }
         }
         Some(())
@@ -293,13 +284,9 @@ impl<'a> Fields<'a> {
 
     /// [`Fields::read_texts`] of the object that is `cursor`'s current member's value (left
     /// when it is not an object).
-    pub fn read_texts_of(
-        &mut self,
-        cursor: &mut Cursor<'a>,
-        pairs: &[(&str, usize)],
-    ) -> Option<()> {
+    pub fn read_texts_of(&mut self, cursor: &mut Cursor<'a>, known: &Known<usize>) -> Option<()> {
         if let Some(mut inner) = cursor.object() {
-            self.read_texts(&mut inner, pairs)?;
+            self.read_texts(&mut inner, known)?;
             cursor.close(inner)?;
         }
         Some(())

@@ -4,7 +4,9 @@
 //! paths its documents may have, each named by its slot, written as nested JSON) from the
 //! record's objects, read as [`Object`]s ([`object`]: members found without a tree, looked up
 //! by key) or member by member with a [`Cursor`] ([`cursor`]: one pass, each member handed to
-//! the mapping as it comes), both keeping what the mapping leaves, so nothing is lost. Values
+//! the mapping as it comes), both keeping what the mapping leaves, so nothing is lost. The
+//! keys a mapping reads are listed once as [`Known`] ([`known`]): a lookup is then an index,
+//! and a key repeated in an object is left by the cursor itself. Values
 //! are text, numbers, booleans, lists of text, or
 //! JSON written as it came (a record's own object). Also here: what makes an address an IP
 //! the cluster accepts ([`ip`]), and the `ecs`, `data_stream` and `event.dataset` fields every
@@ -14,6 +16,7 @@
 
 pub mod cursor;
 pub mod fields;
+pub mod known;
 pub mod object;
 pub mod value;
 
@@ -24,7 +27,8 @@ use super::FreeForm;
 use crate::enrich::GeoIp;
 pub use cursor::{text, Cursor};
 pub use fields::{slot, Fields, Layout, Paths};
-pub use object::Object;
+pub use known::{Known, Member};
+pub use object::{Key, Object};
 pub use value::Value;
 
 /// The ECS version the documents follow (that of Elastic's AWS integration).
@@ -125,24 +129,40 @@ impl Stream {
 
     /// Sets the fields every document carries: `@timestamp`, `event.created`, `event.kind`
     /// (`event`), and this stream's `ecs.version`, `data_stream.*` and `event.dataset`.
+    /// `timestamp` and `created` are times this worker wrote (digits, `-`, `:`, `.`, `T`,
+    /// `Z`): they are copied with no escape.
     pub fn common<'a>(&'a self, fields: &mut Fields<'a>, timestamp: &'a str, created: &'a str) {
-        fields.set(const { slot(&[], "@timestamp") }, timestamp);
-        fields.set(const { slot(&[], "event.created") }, created);
-        fields.set(const { slot(&[], "event.kind") }, "event");
+        // Written here, with no character that needs an escape.
+        fields.set(const { slot(&[], "@timestamp") }, Value::Clean(timestamp));
+        fields.set(const { slot(&[], "event.created") }, Value::Clean(created));
+        fields.set(const { slot(&[], "event.kind") }, Value::Clean("event"));
         self.set(fields);
     }
 
     /// Sets `ecs.version`, `data_stream.*` and `event.dataset` (in every layout's
     /// [`fields::COMMON`]).
     pub fn set<'a>(&'a self, fields: &mut Fields<'a>) {
-        fields.set(const { slot(&[], "ecs.version") }, ECS_VERSION);
-        fields.set(const { slot(&[], "data_stream.type") }, "logs");
-        fields.set(const { slot(&[], "data_stream.dataset") }, self.dataset);
+        // Constants without a character that needs an escape; the namespace may have one.
+        fields.set(
+            const { slot(&[], "ecs.version") },
+            Value::Clean(ECS_VERSION),
+        );
+        fields.set(
+            const { slot(&[], "data_stream.type") },
+            Value::Clean("logs"),
+        );
+        fields.set(
+            const { slot(&[], "data_stream.dataset") },
+            Value::Clean(self.dataset),
+        );
         fields.set(
             const { slot(&[], "data_stream.namespace") },
             self.namespace.as_str(),
         );
-        fields.set(const { slot(&[], "event.dataset") }, self.dataset);
+        fields.set(
+            const { slot(&[], "event.dataset") },
+            Value::Clean(self.dataset),
+        );
     }
 }
 

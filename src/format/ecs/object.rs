@@ -19,6 +19,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::cursor::{text, Cursor};
+use super::known::{tag, Known, Member, MOST};
 use super::Value;
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
@@ -41,20 +42,43 @@ enum Left {
     Part(Vec<u8>),
 }
 
-/// A key's length and its first and last bytes: keys that differ mostly differ here.
-#[inline]
-fn tag(key: &[u8]) -> u32 {
-    match key {
-        [first, .., last] => key.len() as u32 | u32::from(*first) << 8 | u32::from(*last) << 16,
-        [only] => 1 | u32::from(*only) << 8,
-        [] => 0,
-    }
-}
-
 /// The members of one JSON object.
 #[derive(Debug)]
 pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
+    /// With [`Object::index`]: per key of the list, its first entry (`NONE`: none).
+    index: Option<[u8; MOST]>,
+}
+
+/// No entry, in [`Object::index`]'s table.
+const NONE: u8 = u8::MAX;
+
+/// A key to look up in an [`Object`]: its text, or a [`Member`] of the list the object was
+/// indexed with (an index, no search).
+pub trait Key: Copy {
+    /// The entry of the key in `object`: the first one.
+    fn find(self, object: &Object<'_>) -> Option<usize>;
+}
+
+impl Key for &str {
+    #[inline]
+    fn find(self, object: &Object<'_>) -> Option<usize> {
+        object.position(self)
+    }
+}
+
+impl Key for Member {
+    #[inline]
+    fn find(self, object: &Object<'_>) -> Option<usize> {
+        match &object.index {
+            Some(index) => {
+                let at = index[usize::from(self.id)];
+                debug_assert!(at == NONE || object.entries[usize::from(at)].key == self.name);
+                (at != NONE).then_some(usize::from(at))
+            }
+            None => object.position(self.name),
+        }
+    }
 }
 
 impl<'a> Object<'a> {
@@ -77,7 +101,10 @@ impl<'a> Object<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let entries = deserializer.deserialize_map(Collect).ok()?;
         deserializer.end().ok()?;
-        Some(Object { entries })
+        Some(Object {
+            entries,
+            index: None,
+        })
     }
 
     /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
@@ -121,7 +148,10 @@ impl<'a> Object<'a> {
             0 => span(bytes, 1, close).is_empty(),
             n => n % 2 == 1,
         };
-        ended.then_some(Object { entries })
+        ended.then_some(Object {
+            entries,
+            index: None,
+        })
     }
 
     /// The object `text` (from `{` to `}`), its members found in one pass over its bytes;
@@ -134,10 +164,29 @@ impl<'a> Object<'a> {
             entries.push(Entry::new(key, cursor.raw()?));
         }
         let (end, _) = cursor.finish()?;
-        text[end..]
-            .trim_ascii_start()
-            .is_empty()
-            .then_some(Object { entries })
+        text[end..].trim_ascii_start().is_empty().then_some(Object {
+            entries,
+            index: None,
+        })
+    }
+
+    /// The object with the place of each of `known`'s keys noted, so that looking up a
+    /// [`Member`] of it is an index (a search still, past 254 members).
+    pub fn index<T>(mut self, known: &Known<T>) -> Self {
+        debug_assert!(known.len() <= MOST);
+        if self.entries.len() >= usize::from(NONE) {
+            return self;
+        }
+        let mut index = [NONE; MOST];
+        for (n, entry) in self.entries.iter().enumerate() {
+            if let Some(id) = known.find(entry.key.as_bytes(), entry.tag) {
+                if index[id] == NONE {
+                    index[id] = n as u8;
+                }
+            }
+        }
+        self.index = Some(index);
+        self
     }
 
     /// The entry of `key`: the first one, its tag compared before its bytes.
@@ -151,8 +200,8 @@ impl<'a> Object<'a> {
     }
 
     /// The raw value of `key` (not `null`), marked as taken.
-    pub fn take(&mut self, key: &str) -> Option<&'a str> {
-        let at = self.position(key)?;
+    pub fn take(&mut self, key: impl Key) -> Option<&'a str> {
+        let at = key.find(self)?;
         self.taken(at)
     }
 
@@ -166,16 +215,16 @@ impl<'a> Object<'a> {
     }
 
     /// The raw value of `key` (not `null`), left where it is.
-    pub fn get(&self, key: &str) -> Option<&'a str> {
-        let entry = &self.entries[self.position(key)?];
+    pub fn get(&self, key: impl Key) -> Option<&'a str> {
+        let entry = &self.entries[key.find(self)?];
         (entry.value != "null").then_some(entry.value)
     }
 
     /// The value of `key` as text (a string's text, a number's or a boolean's as written),
     /// marked as taken; an empty string counts as absent (and taken); an object or an array
     /// is not text, and is left.
-    pub fn text(&mut self, key: &str) -> Option<Cow<'a, str>> {
-        let at = self.position(key)?;
+    pub fn text(&mut self, key: impl Key) -> Option<Cow<'a, str>> {
+        let at = key.find(self)?;
         let text = text(self.entries[at].value)?;
         self.taken(at);
         (!text.is_empty()).then_some(text)
@@ -183,22 +232,22 @@ impl<'a> Object<'a> {
 
     /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
     /// string without one, a number, a boolean).
-    pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
+    pub fn value(&mut self, key: impl Key) -> Option<Value<'a>> {
         self.text(key).map(Value::read)
     }
 
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
-    pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
-        let at = self.position(key)?;
+    pub fn object(&mut self, key: impl Key) -> Option<Object<'a>> {
+        let at = key.find(self)?;
         let object = Object::scan(self.entries[at].value)?;
         self.taken(at);
         Some(object)
     }
 
     /// Records what is left of the nested object at `key` (its [`Object::rest`]).
-    pub fn leave(&mut self, key: &str, rest: Option<Vec<u8>>) {
-        if let Some(at) = self.position(key) {
+    pub fn leave(&mut self, key: impl Key, rest: Option<Vec<u8>>) {
+        if let Some(at) = key.find(self) {
             self.entries[at].left = rest.map_or(Left::Nothing, Left::Part);
         }
     }
@@ -328,6 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn members_of_an_indexed_object_read_as_their_keys() {
+        use crate::format::ecs::known::plain;
+        static KNOWN: Known = Known::new(&plain(["a", "bA", "absent", "n"]));
+        let text = r#"{"a":"x","b\u0041":{"c":1},"n":null,"k":5,"a":"again"}"#;
+        let mut indexed = Object::parse(text).unwrap().index(&KNOWN);
+        let mut plain_object = Object::parse(text).unwrap();
+        for key in ["a", "bA", "absent", "n"] {
+            let member = KNOWN.member(key);
+            assert_eq!(indexed.get(member), plain_object.get(key), "{key}");
+        }
+        assert_eq!(indexed.text(KNOWN.member("a")).as_deref(), Some("x"));
+        plain_object.text("a");
+        assert_eq!(indexed.rest(), plain_object.rest(), "the first is taken");
+        // Past 254 members, no index: a search still finds them.
+        let wide = format!(
+            "{{{},\"a\":1}}",
+            (0..300)
+                .map(|n| format!("\"k{n}\":{n}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let wide = Object::parse(&wide).unwrap().index(&KNOWN);
+        assert_eq!(wide.get(KNOWN.member("a")), Some("1"));
+    }
+
+    #[test]
     fn a_scanned_object_reads_as_a_parsed_one() {
         // Past 32 members, the separators no longer fit on the stack.
         let wide = format!(
@@ -363,7 +438,7 @@ mod tests {
     fn same(mut a: Object<'_>, mut b: Object<'_>, depth: u8) {
         let keys: Vec<String> = b.keys().map(str::to_string).collect();
         assert_eq!(a.keys().collect::<Vec<_>>(), keys);
-        for key in &keys {
+        for key in keys.iter().map(String::as_str) {
             assert_eq!(a.get(key), b.get(key), "{key}");
             if depth > 0 {
                 match (a.object(key), b.object(key)) {

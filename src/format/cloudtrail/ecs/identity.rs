@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::dates::date;
-use crate::format::ecs::{Cursor, Fields};
+use crate::format::ecs::{Cursor, Fields, Known};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
@@ -41,6 +41,50 @@ impl<'a> Related<'a> {
     }
 }
 
+/// What a member of `userIdentity` is to the mapping.
+#[derive(Debug, Clone, Copy)]
+enum Identity {
+    Type,
+    UserName,
+    PrincipalId,
+    Arn,
+    SessionContext,
+    OnBehalfOf,
+    /// An object whose members are copied as text ([`Fields::read_texts_of`]).
+    Texts(&'static Known<usize>),
+    /// Copied as text to this slot.
+    Text(usize),
+}
+
+/// The members of `userIdentity` the mapping reads.
+static IDENTITY: Known<Identity> = Known::new(&[
+    ("type", Identity::Type),
+    ("userName", Identity::UserName),
+    ("principalId", Identity::PrincipalId),
+    ("arn", Identity::Arn),
+    ("sessionContext", Identity::SessionContext),
+    ("onBehalfOf", Identity::OnBehalfOf),
+    ("invokedByDelegate", Identity::Texts(&INVOKED_BY_DELEGATE)),
+    ("inScopeOf", Identity::Texts(&IN_SCOPE_OF)),
+    ("accountId", Identity::Text(slot!("cloud.account.id"))),
+    (
+        "accessKeyId",
+        Identity::Text(slot!("aws.cloudtrail.user_identity.access_key_id")),
+    ),
+    (
+        "invokedBy",
+        Identity::Text(slot!("aws.cloudtrail.user_identity.invoked_by")),
+    ),
+    (
+        "credentialId",
+        Identity::Text(slot!("aws.cloudtrail.user_identity.credential_id")),
+    ),
+    (
+        "identityProvider",
+        Identity::Text(slot!("aws.cloudtrail.user_identity.identity_provider")),
+    ),
+]);
+
 /// Maps `identity` (the raw `userIdentity` object) into `fields`, reading it once; returns
 /// what it did not map (`None` inside: nothing), or `None` when it is not a JSON object of
 /// members (the caller then keeps it whole).
@@ -52,19 +96,22 @@ pub fn map<'a>(
     let mut cursor = Cursor::new(identity)?;
     let (mut kind, mut name, mut id, mut arn) = (None, None, None, None);
     let (mut issuer_name, mut on_behalf_of) = (None, None);
-    let mut seen = Seen::default();
-    while let Some(key) = cursor.key().ok()? {
-        match key.as_ref() {
-            "type" if seen.first("type") => kind = cursor.text(),
-            "userName" if seen.first("userName") => name = cursor.text(),
-            "principalId" if seen.first("principalId") => id = cursor.text(),
-            "arn" if seen.first("arn") => arn = cursor.text(),
-            "sessionContext" if seen.first("sessionContext") => {
+    let mut typed = false;
+    while let Some(member) = cursor.next(&IDENTITY).ok()? {
+        match member {
+            Some(Identity::Type) => {
+                typed = true;
+                kind = cursor.text();
+            }
+            Some(Identity::UserName) => name = cursor.text(),
+            Some(Identity::PrincipalId) => id = cursor.text(),
+            Some(Identity::Arn) => arn = cursor.text(),
+            Some(Identity::SessionContext) => {
                 // The issuer names the user of an assumed role or a federated user. CloudTrail
                 // writes `type` first; read ahead for it when it does not.
                 let kind = match &kind {
                     Some(kind) => Some(kind.clone()),
-                    None if !seen.has("type") => kind_ahead(identity),
+                    None if !typed => kind_ahead(identity),
                     None => None,
                 };
                 let assumed = matches!(kind.as_deref(), Some("AssumedRole" | "FederatedUser"));
@@ -73,22 +120,15 @@ pub fn map<'a>(
                     cursor.close(session)?;
                 }
             }
-            "onBehalfOf" if seen.first("onBehalfOf") => {
+            Some(Identity::OnBehalfOf) => {
                 if let Some(mut inner) = cursor.object() {
                     on_behalf_of = self::on_behalf_of(&mut inner, fields)?;
                     cursor.close(inner)?;
                 }
             }
-            "invokedByDelegate" if seen.first("invokedByDelegate") => {
-                fields.read_texts_of(&mut cursor, INVOKED_BY_DELEGATE)?;
-            }
-            "inScopeOf" if seen.first("inScopeOf") => {
-                fields.read_texts_of(&mut cursor, IN_SCOPE_OF)?;
-            }
-            key => match OWN.iter().find(|(own, _)| *own == key) {
-                Some(&(own, slot)) if seen.first(own) => fields.set_some(slot, cursor.value()),
-                _ => cursor.leave(),
-            },
+            Some(Identity::Texts(known)) => fields.read_texts_of(&mut cursor, known)?,
+            Some(Identity::Text(slot)) => fields.set_some(slot, cursor.value()),
+            None => cursor.leave(),
         }
     }
     let (_, rest) = cursor.finish()?;
@@ -114,32 +154,6 @@ pub fn map<'a>(
     Some(rest)
 }
 
-/// The keys of one object a mapping took, so that a repeated one is left (each object here
-/// has at most 16 keys to take).
-#[derive(Default)]
-struct Seen {
-    keys: [&'static str; 16],
-    count: usize,
-}
-
-impl Seen {
-    /// Whether `key` is met for the first time (and notes it).
-    fn first(&mut self, key: &'static str) -> bool {
-        if self.has(key) {
-            return false;
-        }
-        if let Some(place) = self.keys.get_mut(self.count) {
-            *place = key;
-            self.count += 1;
-        }
-        true
-    }
-
-    fn has(&self, key: &str) -> bool {
-        self.keys[..self.count].contains(&key)
-    }
-}
-
 /// The `type` of `identity`, read ahead of the member being read.
 fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
     let mut cursor = Cursor::new(identity)?;
@@ -152,32 +166,23 @@ fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
     None
 }
 
-/// The identity's own members copied as text.
-const OWN: &[(&str, usize)] = &[
-    ("accountId", slot!("cloud.account.id")),
-    (
-        "accessKeyId",
-        slot!("aws.cloudtrail.user_identity.access_key_id"),
-    ),
-    (
-        "invokedBy",
-        slot!("aws.cloudtrail.user_identity.invoked_by"),
-    ),
-    (
-        "credentialId",
-        slot!("aws.cloudtrail.user_identity.credential_id"),
-    ),
-    (
-        "identityProvider",
-        slot!("aws.cloudtrail.user_identity.identity_provider"),
-    ),
-];
-
 /// `invokedByDelegate`.
-const INVOKED_BY_DELEGATE: &[(&str, usize)] = &[(
+static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&[(
     "accountId",
     slot!("aws.cloudtrail.user_identity.invoked_by_delegate.account_id"),
-)];
+)]);
+
+/// What a member of `onBehalfOf` is to the mapping.
+#[derive(Debug, Clone, Copy)]
+enum OnBehalfOf {
+    UserId,
+    IdentityStoreArn,
+}
+
+static ON_BEHALF_OF: Known<OnBehalfOf> = Known::new(&[
+    ("userId", OnBehalfOf::UserId),
+    ("identityStoreArn", OnBehalfOf::IdentityStoreArn),
+]);
 
 /// Maps `onBehalfOf`; returns its `userId`.
 fn on_behalf_of<'a>(
@@ -185,25 +190,71 @@ fn on_behalf_of<'a>(
     fields: &mut Fields<'a>,
 ) -> Option<Option<Cow<'a, str>>> {
     let mut user_id = None;
-    let mut seen = Seen::default();
-    while let Some(key) = cursor.key().ok()? {
-        match key.as_ref() {
-            "userId" if seen.first("userId") => {
+    while let Some(member) = cursor.next(&ON_BEHALF_OF).ok()? {
+        match member {
+            Some(OnBehalfOf::UserId) => {
                 user_id = cursor.text();
                 fields.set_some(
                     slot!("aws.cloudtrail.user_identity.on_behalf_of.user_id"),
                     user_id.clone(),
                 );
             }
-            "identityStoreArn" if seen.first("identityStoreArn") => fields.set_some(
+            Some(OnBehalfOf::IdentityStoreArn) => fields.set_some(
                 slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
                 cursor.value(),
             ),
-            _ => cursor.leave(),
+            None => cursor.leave(),
         }
     }
     Some(user_id)
 }
+
+/// What a member of `sessionContext` is to the mapping.
+#[derive(Debug, Clone, Copy)]
+enum Session {
+    Attributes,
+    Issuer,
+    Texts(&'static Known<usize>),
+    Text(usize),
+}
+
+static SESSION: Known<Session> = Known::new(&[
+    ("attributes", Session::Attributes),
+    ("sessionIssuer", Session::Issuer),
+    (
+        "webIdFederationData",
+        Session::Texts(&WEB_ID_FEDERATION_DATA),
+    ),
+    (
+        "ec2RoleDelivery",
+        Session::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.ec2_role_delivery"
+        )),
+    ),
+    (
+        "sourceIdentity",
+        Session::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.source_identity"
+        )),
+    ),
+    (
+        "assumedRoot",
+        Session::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.assumed_root"
+        )),
+    ),
+    (
+        "signInSessionArn",
+        Session::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.sign_in_session_arn"
+        )),
+    ),
+]);
+
+static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&[(
+    "federatedProvider",
+    slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
+)]);
 
 /// Maps `sessionContext`; returns the session issuer's name when it names the user (an
 /// assumed role, a federated user).
@@ -213,60 +264,56 @@ fn session_context<'a>(
     assumed: bool,
 ) -> Option<Option<Cow<'a, str>>> {
     let mut issuer_name = None;
-    let mut seen = Seen::default();
-    while let Some(key) = session.key().ok()? {
-        match key.as_ref() {
-            "attributes" if seen.first("attributes") => {
+    while let Some(member) = session.next(&SESSION).ok()? {
+        match member {
+            Some(Session::Attributes) => {
                 if let Some(mut attributes) = session.object() {
                     self::attributes(&mut attributes, fields)?;
                     session.close(attributes)?;
                 }
             }
-            "sessionIssuer" if seen.first("sessionIssuer") => {
+            Some(Session::Issuer) => {
                 if let Some(mut issuer) = session.object() {
-                    let mut seen = Seen::default();
-                    while let Some(key) = issuer.key().ok()? {
-                        let key = key.as_ref();
-                        match ISSUER.iter().find(|(own, _)| *own == key) {
-                            Some(&(own, slot)) if seen.first(own) => {
-                                fields.set_some(slot, issuer.value());
-                            }
-                            None if key == "userName" && assumed && seen.first("userName") => {
-                                issuer_name = issuer.text();
-                            }
+                    while let Some(member) = issuer.next(&ISSUER).ok()? {
+                        match member {
+                            Some(Issuer::Text(slot)) => fields.set_some(slot, issuer.value()),
+                            Some(Issuer::UserName) if assumed => issuer_name = issuer.text(),
                             _ => issuer.leave(),
                         }
                     }
                     session.close(issuer)?;
                 }
             }
-            "webIdFederationData" if seen.first("webIdFederationData") => fields.read_texts_of(
-                session,
-                &[(
-                    "federatedProvider",
-                    slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
-                )],
-            )?,
-            key => match SESSION.iter().find(|(own, _)| *own == key) {
-                Some(&(own, slot)) if seen.first(own) => fields.set_some(slot, session.value()),
-                _ => session.leave(),
-            },
+            Some(Session::Texts(known)) => fields.read_texts_of(session, known)?,
+            Some(Session::Text(slot)) => fields.set_some(slot, session.value()),
+            None => session.leave(),
         }
     }
     Some(issuer_name)
 }
 
+/// What a member of `attributes` is to the mapping.
+#[derive(Debug, Clone, Copy)]
+enum Attribute {
+    MfaAuthenticated,
+    CreationDate,
+}
+
+static ATTRIBUTES: Known<Attribute> = Known::new(&[
+    ("mfaAuthenticated", Attribute::MfaAuthenticated),
+    ("creationDate", Attribute::CreationDate),
+]);
+
 /// Maps the session's `attributes`: `mfaAuthenticated`, and `creationDate` when it is a date
 /// (left otherwise).
 fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Option<()> {
-    let mut seen = Seen::default();
-    while let Some(key) = attributes.key().ok()? {
-        match key.as_ref() {
-            "mfaAuthenticated" if seen.first("mfaAuthenticated") => fields.set_some(
+    while let Some(member) = attributes.next(&ATTRIBUTES).ok()? {
+        match member {
+            Some(Attribute::MfaAuthenticated) => fields.set_some(
                 slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
                 attributes.value(),
             ),
-            "creationDate" if seen.first("creationDate") => {
+            Some(Attribute::CreationDate) => {
                 if let Some(raw) = attributes.take() {
                     match date(raw) {
                         Some(created) => fields.set(
@@ -277,54 +324,50 @@ fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Optio
                     }
                 }
             }
-            _ => attributes.leave(),
+            None => attributes.leave(),
         }
     }
     Some(())
 }
 
-/// The session issuer's members and their names.
-const ISSUER: &[(&str, usize)] = &[
+/// What a member of `sessionIssuer` is to the mapping.
+#[derive(Debug, Clone, Copy)]
+enum Issuer {
+    /// The user's name, when the issuer names the user.
+    UserName,
+    Text(usize),
+}
+
+static ISSUER: Known<Issuer> = Known::new(&[
+    ("userName", Issuer::UserName),
     (
         "type",
-        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.type"),
+        Issuer::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.session_issuer.type"
+        )),
     ),
     (
         "principalId",
-        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.principal_id"),
+        Issuer::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id"
+        )),
     ),
     (
         "arn",
-        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.arn"),
+        Issuer::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.session_issuer.arn"
+        )),
     ),
     (
         "accountId",
-        slot!("aws.cloudtrail.user_identity.session_context.session_issuer.account_id"),
+        Issuer::Text(slot!(
+            "aws.cloudtrail.user_identity.session_context.session_issuer.account_id"
+        )),
     ),
-];
-
-/// The session context's own members and their names.
-const SESSION: &[(&str, usize)] = &[
-    (
-        "ec2RoleDelivery",
-        slot!("aws.cloudtrail.user_identity.session_context.ec2_role_delivery"),
-    ),
-    (
-        "sourceIdentity",
-        slot!("aws.cloudtrail.user_identity.session_context.source_identity"),
-    ),
-    (
-        "assumedRoot",
-        slot!("aws.cloudtrail.user_identity.session_context.assumed_root"),
-    ),
-    (
-        "signInSessionArn",
-        slot!("aws.cloudtrail.user_identity.session_context.sign_in_session_arn"),
-    ),
-];
+]);
 
 /// `inScopeOf` (root sessions that a service assumed).
-const IN_SCOPE_OF: &[(&str, usize)] = &[
+static IN_SCOPE_OF: Known<usize> = Known::new(&[
     (
         "issuerType",
         slot!("aws.cloudtrail.user_identity.in_scope_of.issuer_type"),
@@ -341,7 +384,7 @@ const IN_SCOPE_OF: &[(&str, usize)] = &[
         "sourceAccount",
         slot!("aws.cloudtrail.user_identity.in_scope_of.source_account"),
     ),
-];
+]);
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the
 /// part of its `sts` ARN after the last `/`.

@@ -30,6 +30,13 @@ macro_rules! slot {
     };
 }
 
+/// The [`Member`] of a top-level key of [`TOP`], at compile time: `top!("eventName")`.
+macro_rules! top {
+    ($key:literal) => {
+        const { $crate::format::cloudtrail::ecs::TOP.member($key) }
+    };
+}
+
 pub mod category;
 pub mod dates;
 pub mod identity;
@@ -110,6 +117,43 @@ pub const PATHS: Paths = &[
     "user.target.name",
 ];
 
+/// The top-level keys of a record the mapping reads: each is found once, as the record's
+/// members are read, and looked up by its place.
+pub static TOP: Known = Known::new(&known::plain([
+    "@timestamp",
+    "eventTime",
+    "userIdentity",
+    "eventName",
+    "eventSource",
+    "awsRegion",
+    "eventID",
+    "errorCode",
+    "errorMessage",
+    "sourceIPAddress",
+    "userAgent",
+    "readOnly",
+    "recipientAccountId",
+    "sharedEventID",
+    "sharedEventId",
+    "resources",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "serviceEventDetails",
+    "tlsDetails",
+    "addendum",
+    "insightDetails",
+    "eventVersion",
+    "requestID",
+    "eventType",
+    "apiVersion",
+    "managementEvent",
+    "eventCategory",
+    "vpcEndpointId",
+    "vpcEndpointAccountId",
+    "sessionCredentialFromConsole",
+]));
+
 /// The layout of [`PATHS`], made once.
 fn layout() -> &'static Layout {
     static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
@@ -119,7 +163,9 @@ fn layout() -> &'static Layout {
 use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
-use crate::format::ecs::{self, text, Cursor, Fields, Layout, Object, Paths, Stream, Value};
+use crate::format::ecs::{
+    self, known, text, Cursor, Fields, Known, Layout, Member, Object, Paths, Stream, Value,
+};
 use crate::format::FreeForm;
 use identity::Related;
 
@@ -127,44 +173,53 @@ use identity::Related;
 pub const STREAM_DATASET: &str = "aws.cloudtrail";
 
 /// The record's free-form members and their names under `aws.cloudtrail`.
-const FREE_FORM: [(&str, usize, usize); 4] = [
+const FREE_FORM: [(Member, usize, usize); 4] = [
     (
-        "requestParameters",
+        top!("requestParameters"),
         slot!("aws.cloudtrail.request_parameters"),
         slot!("aws.cloudtrail.flattened.request_parameters"),
     ),
     (
-        "responseElements",
+        top!("responseElements"),
         slot!("aws.cloudtrail.response_elements"),
         slot!("aws.cloudtrail.flattened.response_elements"),
     ),
     (
-        "additionalEventData",
+        top!("additionalEventData"),
         slot!("aws.cloudtrail.additional_eventdata"),
         slot!("aws.cloudtrail.flattened.additional_eventdata"),
     ),
     (
-        "serviceEventDetails",
+        top!("serviceEventDetails"),
         slot!("aws.cloudtrail.service_event_details"),
         slot!("aws.cloudtrail.flattened.service_event_details"),
     ),
 ];
 
 /// Top-level members copied as text to their `aws.cloudtrail` names.
-const TEXT: [(&str, usize); 9] = [
-    ("eventVersion", slot!("aws.cloudtrail.event_version")),
-    ("requestID", slot!("aws.cloudtrail.request_id")),
-    ("eventType", slot!("aws.cloudtrail.event_type")),
-    ("apiVersion", slot!("aws.cloudtrail.api_version")),
-    ("managementEvent", slot!("aws.cloudtrail.management_event")),
-    ("eventCategory", slot!("aws.cloudtrail.event_category")),
-    ("vpcEndpointId", slot!("aws.cloudtrail.vpc_endpoint_id")),
+const TEXT: [(Member, usize); 9] = [
+    (top!("eventVersion"), slot!("aws.cloudtrail.event_version")),
+    (top!("requestID"), slot!("aws.cloudtrail.request_id")),
+    (top!("eventType"), slot!("aws.cloudtrail.event_type")),
+    (top!("apiVersion"), slot!("aws.cloudtrail.api_version")),
     (
-        "vpcEndpointAccountId",
+        top!("managementEvent"),
+        slot!("aws.cloudtrail.management_event"),
+    ),
+    (
+        top!("eventCategory"),
+        slot!("aws.cloudtrail.event_category"),
+    ),
+    (
+        top!("vpcEndpointId"),
+        slot!("aws.cloudtrail.vpc_endpoint_id"),
+    ),
+    (
+        top!("vpcEndpointAccountId"),
         slot!("aws.cloudtrail.vpc_endpoint_account_id"),
     ),
     (
-        "sessionCredentialFromConsole",
+        top!("sessionCredentialFromConsole"),
         slot!("aws.cloudtrail.session_credential_from_console"),
     ),
 ];
@@ -222,21 +277,22 @@ pub fn write(
     } else {
         Object::outlined(document, outline)
     }
-    .ok_or(EcsError::Malformed)?;
+    .ok_or(EcsError::Malformed)?
+    .index(&TOP);
     let mut fields = Fields::read_from(layout(), document);
     let mut related = Related::default();
-    record.take("@timestamp");
-    record.take("eventTime");
+    record.take(top!("@timestamp"));
+    record.take(top!("eventTime"));
     ecs.stream.common(&mut fields, timestamp, created);
-    fields.set(slot!("cloud.provider"), "aws");
+    fields.set(slot!("cloud.provider"), Value::Clean("aws"));
     // Read once, its session context and the objects in that with it.
     if let Some(raw) = record
-        .get("userIdentity")
+        .get(top!("userIdentity"))
         .filter(|raw| raw.starts_with('{'))
     {
         if let Some(rest) = identity::map(raw, &mut fields, &mut related) {
-            record.take("userIdentity");
-            record.leave("userIdentity", rest);
+            record.take(top!("userIdentity"));
+            record.leave(top!("userIdentity"), rest);
         }
     }
     let signs_in = event(&mut record, &mut fields);
@@ -245,24 +301,24 @@ pub fn write(
         fields.set_some(path, record.value(key));
     }
     if let Some(read_only) = record
-        .get("readOnly")
+        .get(top!("readOnly"))
         .filter(|v| *v == "true" || *v == "false")
     {
-        record.take("readOnly");
+        record.take(top!("readOnly"));
         fields.set(
             slot!("aws.cloudtrail.read_only"),
             Value::Bool(read_only == "true"),
         );
     }
-    let recipient = record.text("recipientAccountId");
+    let recipient = record.text(top!("recipientAccountId"));
     if !fields.has(slot!("cloud.account.id")) {
         fields.set_some(slot!("cloud.account.id"), recipient.clone());
     }
     fields.set_some(slot!("aws.cloudtrail.recipient_account_id"), recipient);
-    let shared = record.text("sharedEventID");
+    let shared = record.text(top!("sharedEventID"));
     fields.set_some(
         slot!("aws.cloudtrail.shared_event_id"),
-        shared.or_else(|| record.text("sharedEventId")),
+        shared.or_else(|| record.text(top!("sharedEventId"))),
     );
     resources(&mut record, &mut fields);
     free_form(&mut record, &mut fields, &mut related, ecs.free_form);
@@ -281,8 +337,8 @@ pub fn write(
 /// `event.*` and `cloud.*` of the record's own fields.
 /// Returns whether the event is an Identity Center sign-in (`UserAuthentication`).
 fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
-    let action = record.text("eventName");
-    let provider = record.text("eventSource");
+    let action = record.text(top!("eventName"));
+    let provider = record.text(top!("eventSource"));
     let service = match &provider {
         Some(Cow::Borrowed(p)) => p.strip_suffix(".amazonaws.com").map(Cow::Borrowed),
         Some(Cow::Owned(p)) => p
@@ -292,10 +348,10 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
     };
     fields.set_some(slot!("cloud.service.name"), service);
     fields.set_some(slot!("event.provider"), provider);
-    fields.set_some(slot!("cloud.region"), record.value("awsRegion"));
-    fields.set_some(slot!("event.id"), record.value("eventID"));
-    let error_code = record.text("errorCode");
-    let error_message = record.text("errorMessage");
+    fields.set_some(slot!("cloud.region"), record.value(top!("awsRegion")));
+    fields.set_some(slot!("event.id"), record.value(top!("eventID")));
+    let error_code = record.text(top!("errorCode"));
+    let error_message = record.text(top!("errorMessage"));
     let mut outcome = if error_code.is_some() || error_message.is_some() {
         "failure"
     } else {
@@ -330,7 +386,10 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
 /// answer, `Success` or `Failure`, in lower case) when it has one.
 fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
-    if let Some(data) = record.get("additionalEventData").and_then(Object::scan) {
+    if let Some(data) = record
+        .get(top!("additionalEventData"))
+        .and_then(Object::scan)
+    {
         let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
         if let Some(used) = flag("MFAUsed") {
             fields.set(
@@ -350,7 +409,7 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
         );
     }
     let answer = record
-        .get("responseElements")
+        .get(top!("responseElements"))
         .and_then(Object::scan)?
         .get("ConsoleLogin")
         .and_then(text)?;
@@ -363,16 +422,22 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
 
 /// `source.*` and `user_agent.original`.
 fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
-    if let Some(address) = record.text("sourceIPAddress") {
+    if let Some(address) = record.text(top!("sourceIPAddress")) {
         ecs::source(address, geoip, fields);
     }
-    fields.set_some(slot!("user_agent.original"), record.value("userAgent"));
+    fields.set_some(
+        slot!("user_agent.original"),
+        record.value(top!("userAgent")),
+    );
 }
+
+/// The members of a resource the mapping reads, each with its place in what it writes.
+static RESOURCE: Known<usize> = Known::new(&[("ARN", 0), ("accountId", 1), ("type", 2)]);
 
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
 /// `account_id` and `type`, each resource once.
 fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
-    let Some(raw) = record.get("resources") else {
+    let Some(raw) = record.get(top!("resources")) else {
         return;
     };
     let mut out = Vec::with_capacity(raw.len() + 2);
@@ -383,16 +448,10 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
         out.push(if out.is_empty() { b'[' } else { b',' });
         let open = out.len();
         let mut taken = [None; 3];
-        while let Some(key) = resource.key().ok()? {
-            let n = match key.as_ref() {
-                "ARN" => 0,
-                "accountId" => 1,
-                "type" => 2,
-                _ => 3,
-            };
-            match taken.get_mut(n) {
-                Some(place @ None) => *place = Some(resource.take()),
-                _ => resource.leave(),
+        while let Some(member) = resource.next(&RESOURCE).ok()? {
+            match member {
+                Some(n) => taken[n] = Some(resource.take()),
+                None => resource.leave(),
             }
         }
         let (end, rest) = resource.finish()?;
@@ -430,7 +489,7 @@ fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     if read.is_none() {
         return;
     }
-    record.take("resources");
+    record.take(top!("resources"));
     if !out.is_empty() {
         out.push(b']');
         fields.set(slot!("aws.cloudtrail.resources"), Value::Json(out.into()));
@@ -459,11 +518,11 @@ fn free_form<'a>(
 ) {
     // Read only when they may hold what is looked for: most are large and hold none of it.
     let request = record
-        .get("requestParameters")
+        .get(top!("requestParameters"))
         .filter(|raw| names_a_user_or_group(raw.as_bytes()))
         .and_then(Object::scan);
     let response = record
-        .get("responseElements")
+        .get(top!("responseElements"))
         .filter(|raw| raw.contains("\"user\"") || raw.contains("\"group\""))
         .and_then(Object::scan);
     let named = |object: &Option<Object<'a>>, key: &str| {
@@ -509,7 +568,7 @@ fn free_form<'a>(
 
 /// `tls.*`, `addendum`, and the objects of Insights events and CloudTrail Lake.
 fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm) {
-    if let Some(mut tls) = record.object("tlsDetails") {
+    if let Some(mut tls) = record.object(top!("tlsDetails")) {
         match tls.text("tlsVersion") {
             Some(version) if version == "tlsVersion" => {}
             Some(version) => match version.find('v') {
@@ -534,11 +593,11 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
             slot!("aws.cloudtrail.tls_details.key_exchange"),
             tls.value("keyExchange"),
         );
-        record.leave("tlsDetails", tls.rest());
+        record.leave(top!("tlsDetails"), tls.rest());
     }
     fields.texts_of(
         record,
-        "addendum",
+        top!("addendum"),
         &[
             ("reason", slot!("aws.cloudtrail.addendum.reason")),
             (
@@ -555,7 +614,7 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
             ),
         ],
     );
-    if let Some(insight) = record.take("insightDetails") {
+    if let Some(insight) = record.take(top!("insightDetails")) {
         fields.set(
             slot!("aws.cloudtrail.flattened.insight_details"),
             ecs::kept(insight.as_bytes(), kind),
@@ -576,7 +635,7 @@ fn users<'a>(
     if name.is_none() && signs_in {
         // An Identity Center sign-in names its user only here.
         name = record
-            .get("additionalEventData")
+            .get(top!("additionalEventData"))
             .and_then(Object::scan)
             .and_then(|data| data.get("UserName"))
             .and_then(text)
