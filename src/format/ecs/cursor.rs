@@ -250,6 +250,23 @@ impl<'a> Cursor<'a> {
         (!text.is_empty()).then_some(text)
     }
 
+    /// The current member's value when it is a string with text and no escape, as written
+    /// (quotes included), taken; `None`, and the value not read yet, for any other value (read
+    /// it with [`Cursor::value`]).
+    #[inline]
+    pub fn plain(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        (bytes.get(self.at) == Some(&b'"')).then_some(())?;
+        let (end, escaped) = string_end(bytes, self.at + 1)?;
+        if escaped || end == self.at + 1 {
+            return None;
+        }
+        let string = self.text.get(self.at..=end)?;
+        self.at = end + 1;
+        self.space();
+        Some(string)
+    }
+
     /// [`Cursor::text`] as a document value: as written when it needs no escape.
     pub fn value(&mut self) -> Option<Value<'a>> {
         self.text().map(Value::read)
@@ -480,6 +497,31 @@ mod tests {
         );
         let mut broken = Cursor::new(r#"{"type" "A"}"#).unwrap();
         assert_eq!(broken.next(&KNOWN), Err(Broken));
+    }
+
+    #[test]
+    fn a_plain_string_is_handed_as_written_and_any_other_value_is_read_as_text() {
+        let mut cursor =
+            Cursor::new(r#"{"p":"plain" ,"e":"a\"b","z":"","n":1,"o":{"x":1}}"#).unwrap();
+        let mut read = Vec::new();
+        while cursor.key().unwrap().is_some() {
+            match cursor.plain() {
+                Some(string) => read.push(format!("plain {string}")),
+                None => read.push(format!("value {:?}", cursor.value())),
+            }
+        }
+        assert_eq!(
+            read,
+            [
+                r#"plain "plain""#,
+                r#"value Some(Text("a\"b"))"#,
+                "value None",
+                r#"value Some(Clean("1"))"#,
+                "value None",
+            ]
+        );
+        let (_, rest) = cursor.finish().unwrap();
+        assert_eq!(rest.as_deref(), Some(&br#"{"o":{"x":1}}"#[..]));
     }
 
     #[test]

@@ -245,6 +245,44 @@ impl<'a> Fields<'a> {
         self.used |= self.layout.objects[object].lineage;
     }
 
+    /// Sets the path at `slot` to the text of `cursor`'s current value ([`Cursor::value`]):
+    /// a string without an escape, the most common, is copied as written, quotes and all.
+    #[inline]
+    pub fn copy(&mut self, slot: usize, cursor: &mut Cursor<'a>) {
+        match cursor.plain() {
+            Some(string) => self.set_string(slot, string),
+            None => self.set_some(slot, cursor.value()),
+        }
+    }
+
+    /// Sets the path at `slot` to the text of `key` in `object` ([`Object::value`]), a string
+    /// without an escape copied as written.
+    #[inline]
+    pub fn copy_of(&mut self, slot: usize, object: &mut Object<'a>, key: impl Key) {
+        match object.plain(key) {
+            Some(string) => self.set_string(slot, string),
+            None => self.set_some(slot, object.value(key)),
+        }
+    }
+
+    /// Sets the path at `slot` to `string`, a JSON string that needs no escape, quotes
+    /// included.
+    #[inline]
+    fn set_string(&mut self, slot: usize, string: &str) {
+        let bit = 1u128 << slot;
+        if self.set & bit != 0 {
+            return;
+        }
+        self.set |= bit;
+        let (object, key) = &self.layout.places[slot];
+        let object = usize::from(*object);
+        let buffer = &mut self.buffers[object];
+        buffer.reserve(key.len() + string.len());
+        buffer.extend_from_slice(key);
+        buffer.extend_from_slice(string.as_bytes());
+        self.used |= self.layout.objects[object].lineage;
+    }
+
     /// Sets the path at `slot` to `value` when there is one.
     pub fn set_some(&mut self, slot: usize, value: Option<impl Into<Value<'a>>>) {
         if let Some(value) = value {
@@ -256,7 +294,7 @@ impl<'a> Fields<'a> {
     /// [`Object::text`]), where it has one.
     pub fn texts(&mut self, object: &mut Object<'a>, pairs: &[(&str, usize)]) {
         for &(key, slot) in pairs {
-            self.set_some(slot, object.value(key));
+            self.copy_of(slot, object, key);
         }
     }
 
@@ -275,7 +313,7 @@ impl<'a> Fields<'a> {
     pub fn read_texts(&mut self, cursor: &mut Cursor<'a>, known: &Known<usize>) -> Option<()> {
         while let Some(member) = cursor.next(known).ok()? {
             match member {
-                Some(slot) => self.set_some(slot, cursor.value()),
+                Some(slot) => self.copy(slot, cursor),
                 None => cursor.leave(),
             }
         }

@@ -230,6 +230,21 @@ impl<'a> Object<'a> {
         (!text.is_empty()).then_some(text)
     }
 
+    /// The value of `key` when it is a string with text and no escape, as written (quotes
+    /// included), marked as taken; `None`, and nothing taken, for any other value (read it
+    /// with [`Object::value`]).
+    #[inline]
+    pub fn plain(&mut self, key: impl Key) -> Option<&'a str> {
+        let at = key.find(self)?;
+        let value = self.entries[at].value;
+        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.is_empty() || has_backslash(inner.as_bytes()) {
+            return None;
+        }
+        self.taken(at);
+        Some(value)
+    }
+
     /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
     /// string without one, a number, a boolean).
     pub fn value(&mut self, key: impl Key) -> Option<Value<'a>> {

@@ -127,7 +127,7 @@ pub fn map<'a>(
                 }
             }
             Some(Identity::Texts(known)) => fields.read_texts_of(&mut cursor, known)?,
-            Some(Identity::Text(slot)) => fields.set_some(slot, cursor.value()),
+            Some(Identity::Text(slot)) => fields.copy(slot, &mut cursor),
             None => cursor.leave(),
         }
     }
@@ -199,9 +199,9 @@ fn on_behalf_of<'a>(
                     user_id.clone(),
                 );
             }
-            Some(OnBehalfOf::IdentityStoreArn) => fields.set_some(
+            Some(OnBehalfOf::IdentityStoreArn) => fields.copy(
                 slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
-                cursor.value(),
+                cursor,
             ),
             None => cursor.leave(),
         }
@@ -276,7 +276,7 @@ fn session_context<'a>(
                 if let Some(mut issuer) = session.object() {
                     while let Some(member) = issuer.next(&ISSUER).ok()? {
                         match member {
-                            Some(Issuer::Text(slot)) => fields.set_some(slot, issuer.value()),
+                            Some(Issuer::Text(slot)) => fields.copy(slot, &mut issuer),
                             Some(Issuer::UserName) if assumed => issuer_name = issuer.text(),
                             _ => issuer.leave(),
                         }
@@ -285,7 +285,7 @@ fn session_context<'a>(
                 }
             }
             Some(Session::Texts(known)) => fields.read_texts_of(session, known)?,
-            Some(Session::Text(slot)) => fields.set_some(slot, session.value()),
+            Some(Session::Text(slot)) => fields.copy(slot, session),
             None => session.leave(),
         }
     }
@@ -309,9 +309,9 @@ static ATTRIBUTES: Known<Attribute> = Known::new(&[
 fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Option<()> {
     while let Some(member) = attributes.next(&ATTRIBUTES).ok()? {
         match member {
-            Some(Attribute::MfaAuthenticated) => fields.set_some(
+            Some(Attribute::MfaAuthenticated) => fields.copy(
                 slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
-                attributes.value(),
+                attributes,
             ),
             Some(Attribute::CreationDate) => {
                 if let Some(raw) = attributes.take() {

@@ -298,7 +298,7 @@ pub fn write(
     let signs_in = event(&mut record, &mut fields);
     source(&mut record, &mut fields, ecs.geoip.as_ref());
     for (key, path) in TEXT {
-        fields.set_some(path, record.value(key));
+        fields.copy_of(path, &mut record, key);
     }
     if let Some(read_only) = record
         .get(top!("readOnly"))
@@ -348,8 +348,8 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
     };
     fields.set_some(slot!("cloud.service.name"), service);
     fields.set_some(slot!("event.provider"), provider);
-    fields.set_some(slot!("cloud.region"), record.value(top!("awsRegion")));
-    fields.set_some(slot!("event.id"), record.value(top!("eventID")));
+    fields.copy_of(slot!("cloud.region"), record, top!("awsRegion"));
+    fields.copy_of(slot!("event.id"), record, top!("eventID"));
     let error_code = record.text(top!("errorCode"));
     let error_message = record.text(top!("errorMessage"));
     let mut outcome = if error_code.is_some() || error_message.is_some() {
@@ -425,10 +425,7 @@ fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&G
     if let Some(address) = record.text(top!("sourceIPAddress")) {
         ecs::source(address, geoip, fields);
     }
-    fields.set_some(
-        slot!("user_agent.original"),
-        record.value(top!("userAgent")),
-    );
+    fields.copy_of(slot!("user_agent.original"), record, top!("userAgent"));
 }
 
 /// The members of a resource the mapping reads, each with its place in what it writes.
@@ -583,15 +580,16 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
             },
             None => {}
         }
-        fields.set_some(slot!("tls.cipher"), tls.value("cipherSuite"));
+        fields.copy_of(slot!("tls.cipher"), &mut tls, "cipherSuite");
         let host = tls.text("clientProvidedHostHeader");
         if let Some(host) = host.as_ref().filter(|h| !h.ends_with(".amazonaws.com")) {
             fields.set(slot!("related.hosts"), Value::List(vec![host.clone()]));
         }
         fields.set_some(slot!("tls.client.server_name"), host);
-        fields.set_some(
+        fields.copy_of(
             slot!("aws.cloudtrail.tls_details.key_exchange"),
-            tls.value("keyExchange"),
+            &mut tls,
+            "keyExchange",
         );
         record.leave(top!("tlsDetails"), tls.rest());
     }
