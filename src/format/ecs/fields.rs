@@ -210,16 +210,25 @@ impl<'a> Fields<'a> {
         fields
     }
 
-    /// Sets the path at `slot` to `value`, unless it is set already.
+    /// Marks the path at `slot` set; returns the object that holds it and its `,"leaf":`,
+    /// or `None` when it was set already.
     #[inline]
-    pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
+    fn claim(&mut self, slot: usize) -> Option<(usize, &'static [u8])> {
         let bit = 1u128 << slot;
         if self.set & bit != 0 {
-            return;
+            return None;
         }
         self.set |= bit;
         let (object, key) = &self.layout.places[slot];
-        let object = usize::from(*object);
+        Some((usize::from(*object), key))
+    }
+
+    /// Sets the path at `slot` to `value`, unless it is set already.
+    #[inline]
+    pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
+        let Some((object, key)) = self.claim(slot) else {
+            return;
+        };
         let buffer = &mut self.buffers[object];
         match value.into() {
             // The most common value, a record's text as it was written: in one go.
@@ -269,13 +278,9 @@ impl<'a> Fields<'a> {
     /// included.
     #[inline]
     fn set_string(&mut self, slot: usize, string: &str) {
-        let bit = 1u128 << slot;
-        if self.set & bit != 0 {
+        let Some((object, key)) = self.claim(slot) else {
             return;
-        }
-        self.set |= bit;
-        let (object, key) = &self.layout.places[slot];
-        let object = usize::from(*object);
+        };
         let buffer = &mut self.buffers[object];
         buffer.reserve(key.len() + string.len());
         buffer.extend_from_slice(key);
