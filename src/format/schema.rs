@@ -73,10 +73,7 @@ impl Shaper {
     pub fn new(config: &SchemaConfig, free_form: FreeForm, geoip: Option<GeoIp>) -> Option<Self> {
         let streams = CORES
             .iter()
-            .map(|core| super::ecs::Stream {
-                dataset: core.names,
-                namespace: config.data_stream_namespace.clone(),
-            })
+            .map(|core| super::ecs::Stream::new(core.names, &config.data_stream_namespace))
             .collect();
         let ecs = Ecs::new(&config.data_stream_namespace, free_form, geoip.clone());
         match config.schema {
@@ -173,10 +170,10 @@ type CoreWriter = fn(&str, &super::ecs::Added<'_>, &mut Vec<u8>) -> Option<()>;
 
 /// The data stream of CloudTrail's ECS documents under `config`.
 fn stream(config: &SchemaConfig) -> super::ecs::Stream {
-    super::ecs::Stream {
-        dataset: cloudtrail::ecs::STREAM_DATASET,
-        namespace: config.data_stream_namespace.clone(),
-    }
+    super::ecs::Stream::new(
+        cloudtrail::ecs::STREAM_DATASET,
+        &config.data_stream_namespace,
+    )
 }
 
 /// The document Elastic Agent's S3 input makes of a record, for its integration's ingest

@@ -134,7 +134,10 @@ fn user<'a>(data: &Object<'a>, fields: &mut Fields<'a>) {
     };
     let id = info.get("principalResourceId").and_then(text).or(id);
     if let Some(name) = &name {
-        fields.set(slot!("related.user"), Value::List(vec![name.clone()]));
+        fields.set(
+            slot!("related.user"),
+            Value::List(std::slice::from_ref(name).into()),
+        );
     }
     fields.set_some(slot!("user.name"), name);
     fields.set_some(slot!("user.id"), id);
@@ -183,10 +186,7 @@ mod tests {
         );
         let record: serde_json::Value =
             serde_json::from_slice(&std::fs::read(path).expect("the fixture")).unwrap();
-        let stream = Stream {
-            dataset: STREAM_DATASET,
-            namespace: "default".into(),
-        };
+        let stream = Stream::new(STREAM_DATASET, "default");
         let mut out = Vec::new();
         write(
             &record.to_string(),

@@ -225,7 +225,7 @@ impl<'a> Fields<'a> {
 
     /// Sets the path at `slot` to `value`, unless it is set already.
     #[inline]
-    pub fn set(&mut self, slot: usize, value: impl Into<Value<'a>>) {
+    pub fn set<'v>(&mut self, slot: usize, value: impl Into<Value<'v>>) {
         let Some((object, key)) = self.claim(slot) else {
             return;
         };
@@ -289,7 +289,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Sets the path at `slot` to `value` when there is one.
-    pub fn set_some(&mut self, slot: usize, value: Option<impl Into<Value<'a>>>) {
+    pub fn set_some<'v>(&mut self, slot: usize, value: Option<impl Into<Value<'v>>>) {
         if let Some(value) = value {
             self.set(slot, value);
         }
@@ -516,7 +516,7 @@ mod tests {
         let mut fields = Fields::new(layout());
         fields.set(
             const { slot(PATHS, "event.type") },
-            Value::List(vec!["info".into()]),
+            Value::List(vec!["info".into()].into()),
         );
         fields.set(const { slot(PATHS, "@timestamp") }, "t");
         fields.set(

@@ -23,6 +23,7 @@ pub mod value;
 use std::borrow::Cow;
 use std::net::IpAddr;
 
+use super::document::write_str;
 use super::FreeForm;
 use crate::enrich::GeoIp;
 pub use cursor::{text, Cursor};
@@ -47,13 +48,13 @@ pub fn source<'a>(address: Cow<'a, str>, geoip: Option<&GeoIp>, fields: &mut Fie
         if let Some(answer) = geoip.and_then(|g| g.lookup(found)) {
             fields.set(
                 const { slot(&[], "source.geo") },
-                Value::Members(answer.members().to_vec().into()),
+                Value::Members(answer.members().into()),
             );
         }
         fields.set(const { slot(&[], "source.ip") }, address.clone());
         fields.set(
             const { slot(&[], "related.ip") },
-            Value::List(vec![address.clone()]),
+            Value::List(std::slice::from_ref(&address).into()),
         );
     }
     fields.set(const { slot(&[], "source.address") }, address);
@@ -117,11 +118,37 @@ pub fn core_mappings(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stream {
     /// The dataset as Elastic names it (`aws.cloudtrail`).
-    pub dataset: &'static str,
-    pub namespace: String,
+    dataset: &'static str,
+    namespace: String,
+    /// What every document of the stream carries, written once: the members of
+    /// `data_stream`, of `ecs` and of `event`.
+    members: [Box<[u8]>; 3],
 }
 
 impl Stream {
+    pub fn new(dataset: &'static str, namespace: impl Into<String>) -> Stream {
+        let namespace = namespace.into();
+        let mut data_stream = Vec::new();
+        data_stream.extend_from_slice(b"\"dataset\":");
+        write_str(&mut data_stream, dataset);
+        data_stream.extend_from_slice(b",\"namespace\":");
+        write_str(&mut data_stream, &namespace);
+        data_stream.extend_from_slice(b",\"type\":\"logs\"");
+        let mut event = b"\"kind\":\"event\",\"dataset\":".to_vec();
+        write_str(&mut event, dataset);
+        let ecs = format!("\"version\":\"{ECS_VERSION}\"").into_bytes();
+        Stream {
+            dataset,
+            namespace,
+            members: [data_stream.into(), ecs.into(), event.into()],
+        }
+    }
+
+    /// The dataset as Elastic names it (`aws.cloudtrail`).
+    pub fn dataset(&self) -> &'static str {
+        self.dataset
+    }
+
     /// `logs-<dataset>-<namespace>`.
     pub fn name(&self) -> String {
         format!("logs-{}-{}", self.dataset, self.namespace)
@@ -132,37 +159,22 @@ impl Stream {
     /// `timestamp` and `created` are times this worker wrote (digits, `-`, `:`, `.`, `T`,
     /// `Z`): they are copied with no escape.
     pub fn common<'a>(&'a self, fields: &mut Fields<'a>, timestamp: &'a str, created: &'a str) {
-        // Written here, with no character that needs an escape.
         fields.set(const { slot(&[], "@timestamp") }, Value::Clean(timestamp));
         fields.set(const { slot(&[], "event.created") }, Value::Clean(created));
-        fields.set(const { slot(&[], "event.kind") }, Value::Clean("event"));
         self.set(fields);
     }
 
-    /// Sets `ecs.version`, `data_stream.*` and `event.dataset` (in every layout's
-    /// [`fields::COMMON`]).
+    /// Sets `ecs.version`, `data_stream.*`, `event.kind` and `event.dataset` (in every
+    /// layout's [`fields::COMMON`]), written once when the stream was made.
     pub fn set<'a>(&'a self, fields: &mut Fields<'a>) {
-        // Constants without a character that needs an escape; the namespace may have one.
-        fields.set(
-            const { slot(&[], "ecs.version") },
-            Value::Clean(ECS_VERSION),
-        );
-        fields.set(
-            const { slot(&[], "data_stream.type") },
-            Value::Clean("logs"),
-        );
-        fields.set(
-            const { slot(&[], "data_stream.dataset") },
-            Value::Clean(self.dataset),
-        );
-        fields.set(
-            const { slot(&[], "data_stream.namespace") },
-            self.namespace.as_str(),
-        );
-        fields.set(
-            const { slot(&[], "event.dataset") },
-            Value::Clean(self.dataset),
-        );
+        let [data_stream, ecs, event] = &self.members;
+        for (slot, members) in [
+            (const { slot(&[], "data_stream.dataset") }, data_stream),
+            (const { slot(&[], "ecs.version") }, ecs),
+            (const { slot(&[], "event.kind") }, event),
+        ] {
+            fields.set(slot, Value::Members(Cow::Borrowed(members)));
+        }
     }
 }
 
@@ -189,10 +201,7 @@ mod tests {
     #[test]
     fn a_stream_names_itself_in_every_document() {
         static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
-        let stream = Stream {
-            dataset: "aws.cloudtrail",
-            namespace: "prod".into(),
-        };
+        let stream = Stream::new("aws.cloudtrail", "prod");
         assert_eq!(stream.name(), "logs-aws.cloudtrail-prod");
         let mut fields = Fields::new(LAYOUT.get_or_init(|| Layout::new(&[])));
         stream.common(&mut fields, "t", "c");

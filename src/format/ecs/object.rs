@@ -113,17 +113,18 @@ impl<'a> Object<'a> {
     pub fn outlined(text: &'a str, separators: &[u32]) -> Option<Object<'a>> {
         let bytes = text.as_bytes();
         let close = bytes.len().checked_sub(1)?;
+        if bytes[0] != b'{' || bytes[close] != b'}' {
+            return None;
+        }
         let mut entries = Vec::with_capacity(separators.len() / 2 + 1);
         let mut start = 1;
-        let mut pairs = separators.chunks(2);
-        for pair in &mut pairs {
+        for pair in separators.chunks(2) {
             let colon = pair[0] as usize;
-            let end = match pair.get(1) {
-                Some(&comma) => comma as usize,
-                None => close,
-            };
-            let comma = end == close || bytes.get(end) == Some(&b',');
-            if bytes.get(colon) != Some(&b':') || !comma || colon < start || end <= colon {
+            let end = pair.get(1).map_or(close, |&comma| comma as usize);
+            if colon < start || end <= colon || end > close {
+                return None;
+            }
+            if bytes[colon] != b':' || (end != close && bytes[end] != b',') {
                 return None;
             }
             let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
@@ -134,13 +135,20 @@ impl<'a> Object<'a> {
             {
                 return None;
             }
-            let inner = text.get(key.start + 1..key.end - 1)?;
+            // SAFETY: each bound is at or after one of the ASCII bytes checked above (`{`,
+            // a quote, `:`, `,`, `}`) or JSON whitespace, so on a character boundary.
+            let (inner, value) = unsafe {
+                (
+                    text.get_unchecked(key.start + 1..key.end - 1),
+                    text.get_unchecked(value),
+                )
+            };
             let key = if has_backslash(inner.as_bytes()) {
                 Cow::Owned(serde_json::from_str::<String>(text.get(key)?).ok()?)
             } else {
                 Cow::Borrowed(inner)
             };
-            entries.push(Entry::new(key, text.get(value)?));
+            entries.push(Entry::new(key, value));
             start = end + 1;
         }
         // After the last member its `}`: no `,` with nothing after it, no member without `:`.

@@ -11,7 +11,7 @@ pub enum Value<'a> {
     Integer(i64),
     Bool(bool),
     /// A list of text (written even when it holds one item, as ECS arrays are).
-    List(Vec<Cow<'a, str>>),
+    List(Cow<'a, [Cow<'a, str>]>),
     /// A list of constant names that need no escape.
     Names(&'static [&'static str]),
     /// JSON bytes written as they are (a record's own object or array).

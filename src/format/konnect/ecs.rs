@@ -83,7 +83,10 @@ pub fn write(document: &str, added: &ecs::Added<'_>, out: &mut Vec<u8>) -> Optio
                 .filter(|u| !u.is_empty())
         });
     if let Some(user) = &user {
-        fields.set(slot!("related.user"), Value::List(vec![user.clone()]));
+        fields.set(
+            slot!("related.user"),
+            Value::List(std::slice::from_ref(user).into()),
+        );
     }
     fields.set_some(slot!("user.id"), user);
     if let Some(address) = entry.get("src").and_then(text) {
@@ -139,10 +142,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(path).expect("the fixture");
-        let stream = Stream {
-            dataset: STREAM_DATASET,
-            namespace: "default".into(),
-        };
+        let stream = Stream::new(STREAM_DATASET, "default");
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| {

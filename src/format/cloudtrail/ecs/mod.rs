@@ -237,10 +237,7 @@ pub struct Ecs {
 impl Ecs {
     pub fn new(namespace: &str, free_form: FreeForm, geoip: Option<GeoIp>) -> Self {
         Ecs {
-            stream: Stream {
-                dataset: STREAM_DATASET,
-                namespace: namespace.to_string(),
-            },
+            stream: Stream::new(STREAM_DATASET, namespace),
             free_form,
             geoip,
         }
@@ -583,7 +580,10 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
         fields.copy_of(slot!("tls.cipher"), &mut tls, "cipherSuite");
         let host = tls.text("clientProvidedHostHeader");
         if let Some(host) = host.as_ref().filter(|h| !h.ends_with(".amazonaws.com")) {
-            fields.set(slot!("related.hosts"), Value::List(vec![host.clone()]));
+            fields.set(
+                slot!("related.hosts"),
+                Value::List(std::slice::from_ref(host).into()),
+            );
         }
         fields.set_some(slot!("tls.client.server_name"), host);
         fields.copy_of(
@@ -651,7 +651,7 @@ fn users<'a>(
     }
     let users = related.users();
     if !users.is_empty() {
-        fields.set(slot!("related.user"), Value::List(users));
+        fields.set(slot!("related.user"), Value::List(users.into()));
     }
 }
 
