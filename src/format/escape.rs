@@ -68,6 +68,7 @@ pub fn has_backslash(bytes: &[u8]) -> bool {
 /// quote, and whether it holds a backslash (an escape); `None` when it does not end. A block
 /// at a time (16 bytes with SSE2 on x86-64, 8 in a `u64` elsewhere): a record's strings are
 /// short, and most hold no escape.
+#[inline]
 pub fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
     #[cfg(target_arch = "x86_64")]
     return string_end_by::<Sse2>(bytes, from);

@@ -138,13 +138,13 @@ pub fn map<'a>(
     if kind.as_deref() == Some("IdentityCenterUser") && id.is_none() {
         id = on_behalf_of.clone();
     }
-    let session_name = session_name(kind.as_deref(), arn.as_deref());
+    let session_name = session_name(kind.as_deref(), arn.as_ref());
     fields.set_some(slot!("aws.cloudtrail.user_identity.type"), kind);
     fields.set_some(slot!("aws.cloudtrail.user_identity.arn"), arn);
     if let Some(session) = session_name {
         related.user(session.clone());
         if let Some(at) = session.find('@').filter(|&at| at > 0) {
-            related.user(Cow::Owned(session[..at].to_string()));
+            related.user(part(&session, ..at));
             fields.set(slot!("user.email"), session);
         }
     }
@@ -388,7 +388,7 @@ static IN_SCOPE_OF: Known<usize> = Known::new(&[
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the
 /// part of its `sts` ARN after the last `/`.
-fn session_name<'a>(kind: Option<&str>, arn: Option<&str>) -> Option<Cow<'a, str>> {
+fn session_name<'a>(kind: Option<&str>, arn: Option<&Cow<'a, str>>) -> Option<Cow<'a, str>> {
     if !matches!(
         kind,
         Some("AssumedRole" | "FederatedUser" | "IdentityCenterUser")
@@ -399,8 +399,19 @@ fn session_name<'a>(kind: Option<&str>, arn: Option<&str>) -> Option<Cow<'a, str
     if !arn.starts_with("arn:") || !arn.contains(":sts:") {
         return None;
     }
-    let name = &arn[arn.rfind('/')? + 1..];
-    (!name.is_empty()).then(|| Cow::Owned(name.to_string()))
+    let after = arn.rfind('/')? + 1;
+    (after < arn.len()).then(|| part(arn, after..))
+}
+
+/// The part `range` of `text`, borrowed where `text` is.
+fn part<'a>(
+    text: &Cow<'a, str>,
+    range: impl std::slice::SliceIndex<str, Output = str>,
+) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[range]),
+        Cow::Owned(text) => Cow::Owned(text[range].to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -409,20 +420,26 @@ mod tests {
 
     #[test]
     fn session_names_come_from_sts_arns_only() {
-        let arn = "arn:aws:sts::1:assumed-role/Role/jane@example.com";
+        let arn = |text: &'static str| Cow::Borrowed(text);
+        let assumed = arn("arn:aws:sts::1:assumed-role/Role/jane@example.com");
         assert_eq!(
-            session_name(Some("AssumedRole"), Some(arn)).as_deref(),
+            session_name(Some("AssumedRole"), Some(&assumed)).as_deref(),
             Some("jane@example.com")
         );
-        assert_eq!(session_name(Some("IAMUser"), Some(arn)), None);
+        let owned = Cow::Owned(assumed.to_string());
         assert_eq!(
-            session_name(Some("AssumedRole"), Some("arn:aws:iam::1:role/R")),
+            session_name(Some("AssumedRole"), Some(&owned)).as_deref(),
+            Some("jane@example.com")
+        );
+        assert_eq!(session_name(Some("IAMUser"), Some(&assumed)), None);
+        assert_eq!(
+            session_name(Some("AssumedRole"), Some(&arn("arn:aws:iam::1:role/R"))),
             None
         );
         assert_eq!(
             session_name(
                 Some("FederatedUser"),
-                Some("arn:aws:sts::1:federated-user/")
+                Some(&arn("arn:aws:sts::1:federated-user/"))
             ),
             None
         );
