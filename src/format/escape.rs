@@ -2,15 +2,13 @@
 //!
 //! Input: UTF-8 bytes. Output: the bytes of one JSON string (`"` and `\` escaped, control
 //! bytes as their short escapes or `\u00XX`, as `serde_json` writes them), with no raw line
-//! break. Each block (16 bytes with SSE2 on x86-64, else 8 in a `u64`) is tested at once for
+//! break. Each block (16 bytes with SSE2 on x86-64, else 8 in a `u64`) is tested once for
 //! the bytes that need an escape and stored whole: plain text costs a store per block, a
-//! JSON object's text a store and a test per quote.
+//! JSON object's text a store per quote.
 //!
 //! The same blocks find where a JSON string ends ([`string_end`]) for the readers of records.
 //!
 //! Pure: no I/O, no allocation beyond `out`'s growth.
-
-use std::mem::MaybeUninit;
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -127,57 +125,72 @@ fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
     write_blocks::<Swar>(out, text);
 }
 
-/// A way to copy a block of bytes and find its first byte that needs an escape.
+/// A way to test a block of bytes for those that need an escape.
 trait Block {
     const WIDTH: usize;
+    /// How far a byte's mark is from the one before it in [`Block::specials`]: the mark of
+    /// byte `n` is bit `n << SHIFT`.
+    const SHIFT: u32;
 
-    /// Stores the `WIDTH` bytes of `from` into `to` (both `WIDTH` long); returns how many come
-    /// before the first one that needs an escape (`WIDTH` when none does).
-    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize;
+    /// The bytes of the `WIDTH` bytes of `block` that need an escape, one mark each.
+    fn specials(block: &[u8]) -> u64;
 
     /// How many of the `WIDTH` bytes of `block` come before its first quote or backslash
     /// (`WIDTH` when it has none).
     fn find(block: &[u8]) -> usize;
 }
 
-/// [`write_inner`] a block at a time: the block is stored whole, and the output moves on to
-/// its first byte that needs an escape (or past it, when none does); the escape is written and
-/// the next block starts after the escaped byte. The last bytes, fewer than a block, are
-/// copied into a block of spaces (which need no escape) first.
+/// [`write_inner`] a block at a time: the block is tested once for the bytes that need an
+/// escape; the plain run before each of them (and the last one) is stored as one piece of 16
+/// bytes, of which the output keeps the run. The last bytes, fewer than a block, are copied
+/// into a block of spaces (which need no escape) first.
 #[inline(always)]
 fn write_blocks<B: Block>(out: &mut Vec<u8>, text: &[u8]) {
-    let room = B::WIDTH + 6;
     let mut at = 0;
     while at < text.len() {
-        if out.capacity() - out.len() < room {
-            out.reserve((text.len() - at).max(room));
+        let n = (text.len() - at).min(B::WIDTH);
+        // The block, then spaces: a piece stored from any place of it is in bounds.
+        let mut block = [b' '; 32];
+        match text.get(at..at + 16) {
+            Some(whole) => block[..16].copy_from_slice(whole),
+            None => block[..16].copy_from_slice(&padded(&text[at..])),
         }
-        let rest = &text[at..];
-        let spare = &mut out.spare_capacity_mut()[..B::WIDTH];
-        let plain = if let Some(whole) = rest.get(..B::WIDTH) {
-            B::copy(whole, spare)
-        } else {
-            B::copy(&padded(rest)[..B::WIDTH], spare).min(rest.len())
-        };
-        let len = out.len();
-        // SAFETY: `B::copy` wrote the whole block, of which these are the first bytes.
-        unsafe { out.set_len(len + plain) };
-        at += plain;
-        if plain < rest.len().min(B::WIDTH) {
-            match text[at] {
-                // The common escapes (a JSON object's text is full of quotes), in place: the
-                // room checked above holds them.
-                b @ (b'"' | b'\\') => {
-                    let spare = &mut out.spare_capacity_mut()[..2];
-                    spare[0].write(b'\\');
-                    spare[1].write(b);
-                    // SAFETY: the two bytes after the length were just written.
-                    unsafe { out.set_len(out.len() + 2) };
+        let mut marks = B::specials(&block[..B::WIDTH]);
+        // Room for every byte of the block escaped as `\u00XX`, and a whole piece after.
+        out.reserve(B::WIDTH * 6 + 16);
+        let mut from = 0;
+        let mut len = out.len();
+        let source = block.as_ptr();
+        // SAFETY: the spare capacity holds the block's bytes escaped (6 each at most) and a
+        // piece of 16 after them (reserved above), so every store below is inside it; each
+        // piece starts at `from`, at most 16, of the 32 bytes of `block`; `special` is below
+        // `n`; `len` counts bytes written, and becomes the length once they are.
+        unsafe {
+            while marks != 0 {
+                let special = (marks.trailing_zeros() >> B::SHIFT) as usize;
+                marks &= marks - 1;
+                let to = out.as_mut_ptr();
+                std::ptr::copy_nonoverlapping(source.add(from), to.add(len), 16);
+                len += special - from;
+                match *source.add(special) {
+                    // The common escapes (a JSON object's text is full of quotes).
+                    b @ (b'"' | b'\\') => {
+                        *to.add(len) = b'\\';
+                        *to.add(len + 1) = b;
+                        len += 2;
+                    }
+                    b => {
+                        out.set_len(len);
+                        escape(out, b);
+                        len = out.len();
+                    }
                 }
-                b => escape(out, b),
+                from = special + 1;
             }
-            at += 1;
+            std::ptr::copy_nonoverlapping(source.add(from), out.as_mut_ptr().add(len), 16);
+            out.set_len(len + n - from);
         }
+        at += n;
     }
 }
 
@@ -208,25 +221,25 @@ struct Sse2;
 #[cfg(target_arch = "x86_64")]
 impl Block for Sse2 {
     const WIDTH: usize = 16;
+    const SHIFT: u32 = 0;
 
     #[inline(always)]
-    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize {
+    fn specials(block: &[u8]) -> u64 {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
-            _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+            _mm_or_si128, _mm_set1_epi8,
         };
-        assert!(from.len() == Self::WIDTH && to.len() == Self::WIDTH);
-        // SAFETY: SSE2 is part of x86-64; both slices hold 16 bytes (checked above), and the
-        // loads and stores are unaligned ones.
+        assert!(block.len() == Self::WIDTH);
+        // SAFETY: SSE2 is part of x86-64; the slice holds 16 bytes (checked above), and the
+        // load is an unaligned one.
         unsafe {
-            let block = _mm_loadu_si128(from.as_ptr().cast::<__m128i>());
-            _mm_storeu_si128(to.as_mut_ptr().cast::<__m128i>(), block);
+            let block = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
             let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
             let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
             let below = _mm_set1_epi8(0x1f);
             let control = _mm_cmpeq_epi8(_mm_max_epu8(block, below), below);
             let specials = _mm_or_si128(_mm_or_si128(quote, backslash), control);
-            (_mm_movemask_epi8(specials) as u32 | 1 << Self::WIDTH).trailing_zeros() as usize
+            u64::from(_mm_movemask_epi8(specials) as u16)
         }
     }
 
@@ -255,14 +268,11 @@ struct Swar;
 
 impl Block for Swar {
     const WIDTH: usize = 8;
+    const SHIFT: u32 = 3;
 
     #[inline(always)]
-    fn copy(from: &[u8], to: &mut [MaybeUninit<u8>]) -> usize {
-        for (place, &byte) in to.iter_mut().zip(from) {
-            place.write(byte);
-        }
-        let word = u64::from_le_bytes(from.try_into().expect("eight bytes"));
-        specials(word).trailing_zeros() as usize / 8
+    fn specials(block: &[u8]) -> u64 {
+        specials(u64::from_le_bytes(block.try_into().expect("eight bytes")))
     }
 
     #[inline(always)]

@@ -203,6 +203,8 @@ impl<'a> Fields<'a> {
     /// Fields whose text borrowed from `record` was read from its strings without an escape
     /// (as [`Object::text`] reads them, or a number or literal): written as they are, with no
     /// escape to look for. Text with an escape is decoded, so owned, and escaped again.
+    /// `record` is a document, on one line as every document is: its own JSON is written as
+    /// it is, with no line break to look for.
     pub fn read_from(layout: &'static Layout, record: &'a str) -> Self {
         let range = record.as_bytes().as_ptr_range();
         let mut fields = Fields::new(layout);
@@ -468,6 +470,8 @@ fn write_value(out: &mut Vec<u8>, value: Value<'_>, clean: &Range<usize>) {
             }
             out.push(b']');
         }
+        // A record is on one line (see [`Fields::read_from`]); other JSON may not be.
+        Value::Json(raw) if clean.contains(&(raw.as_ptr() as usize)) => out.extend_from_slice(&raw),
         Value::Json(raw) => one_line(out, &raw),
         Value::JsonText(raw) => escape::write_str(out, &raw),
         // Written by [`Fields::set`] into their object, never as a member's value.
