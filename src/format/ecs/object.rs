@@ -111,6 +111,25 @@ impl<'a> Object<'a> {
     /// its members are read from them without a scan; their values are not checked. `None`
     /// when its top level is not `{"key": value, ...}`.
     pub fn outlined(text: &'a str, separators: &[u32]) -> Option<Object<'a>> {
+        Self::outline::<()>(text, separators, None)
+    }
+
+    /// [`Object::outlined`] with the place of each of `known`'s keys noted as the members
+    /// are read, as [`Object::index`] notes them.
+    pub fn outlined_by<T>(
+        text: &'a str,
+        separators: &[u32],
+        known: &Known<T>,
+    ) -> Option<Object<'a>> {
+        Self::outline(text, separators, Some(known))
+    }
+
+    fn outline<T>(
+        text: &'a str,
+        separators: &[u32],
+        known: Option<&Known<T>>,
+    ) -> Option<Object<'a>> {
+        let mut index = [NONE; MOST];
         let bytes = text.as_bytes();
         let close = bytes.len().checked_sub(1)?;
         if bytes[0] != b'{' || bytes[close] != b'}' {
@@ -143,11 +162,22 @@ impl<'a> Object<'a> {
                     text.get_unchecked(value),
                 )
             };
-            let key = if has_backslash(inner.as_bytes()) {
-                Cow::Owned(serde_json::from_str::<String>(text.get(key)?).ok()?)
+            // A known key has no escape: looked up first, it needs no look for one.
+            let tag = tag(inner.as_bytes());
+            let mut place = known.and_then(|known| known.find(inner.as_bytes(), tag));
+            let key = if place.is_none() && has_backslash(inner.as_bytes()) {
+                let key: String = serde_json::from_str(text.get(key)?).ok()?;
+                place =
+                    known.and_then(|known| known.find(key.as_bytes(), self::tag(key.as_bytes())));
+                Cow::Owned(key)
             } else {
                 Cow::Borrowed(inner)
             };
+            if let Some(place) = place {
+                if index[place] == NONE && entries.len() < usize::from(NONE) {
+                    index[place] = entries.len() as u8;
+                }
+            }
             entries.push(Entry::new(key, value));
             start = end + 1;
         }
@@ -156,9 +186,10 @@ impl<'a> Object<'a> {
             0 => span(bytes, 1, close).is_empty(),
             n => n % 2 == 1,
         };
+        let indexed = known.is_some() && entries.len() < usize::from(NONE);
         ended.then_some(Object {
             entries,
-            index: None,
+            index: indexed.then_some(index),
         })
     }
 
@@ -397,6 +428,24 @@ mod tests {
         );
         assert_eq!(object.get("a\"b"), Some(r#"{"c":1}"#));
         assert_eq!(object.get("n"), None);
+    }
+
+    #[test]
+    fn an_outlined_object_indexed_as_it_is_read_finds_what_an_index_finds() {
+        use crate::format::cloudtrail::split::OwnedRecord;
+        use crate::format::ecs::known::plain;
+        static KNOWN: Known = Known::new(&plain(["eventName", "a\"b", "n", "absent"]));
+        let text = r#"{"even\u0074Name":"E", "a\"b":1,"eventName":"again","n":null,"x":2}"#;
+        let record = OwnedRecord::parse(text.as_bytes()).unwrap();
+        let separators = record.as_record().separators().to_vec();
+        let read = Object::outlined_by(text, &separators, &KNOWN).unwrap();
+        let indexed = Object::parse(text).unwrap().index(&KNOWN);
+        for key in ["eventName", "a\"b", "n", "absent"] {
+            let member = KNOWN.member(key);
+            assert_eq!(read.get(member), indexed.get(member), "{key}");
+        }
+        assert_eq!(read.get(KNOWN.member("eventName")), Some("\"E\""));
+        assert_eq!(read.rest(), indexed.rest());
     }
 
     #[test]

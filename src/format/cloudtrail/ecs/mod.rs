@@ -270,12 +270,11 @@ pub fn write(
     // The format checked the record's UTF-8 (this is one fast pass); its slices are text.
     let document = std::str::from_utf8(document).map_err(|_| EcsError::Malformed)?;
     let mut record = if outline.is_empty() {
-        Object::parse(document)
+        Object::parse(document).map(|record| record.index(&TOP))
     } else {
-        Object::outlined(document, outline)
+        Object::outlined_by(document, outline, &TOP)
     }
-    .ok_or(EcsError::Malformed)?
-    .index(&TOP);
+    .ok_or(EcsError::Malformed)?;
     let mut fields = Fields::read_from(layout(), document);
     let mut related = Related::default();
     record.take(top!("@timestamp"));
