@@ -135,7 +135,7 @@ impl<'a> Object<'a> {
         if bytes[0] != b'{' || bytes[close] != b'}' {
             return None;
         }
-        let mut entries = Vec::with_capacity(separators.len() / 2 + 1);
+        let mut entries = kept_entries(separators.len() / 2 + 1);
         let mut start = 1;
         for pair in separators.chunks(2) {
             let colon = pair[0] as usize;
@@ -198,7 +198,7 @@ impl<'a> Object<'a> {
     /// `{"key": value, ...}`.
     pub fn scan(text: &'a str) -> Option<Object<'a>> {
         let mut cursor = Cursor::new(text)?;
-        let mut entries = Vec::with_capacity(8);
+        let mut entries = kept_entries(8);
         while let Some(key) = cursor.key().ok()? {
             entries.push(Entry::new(key, cursor.raw()?));
         }
@@ -342,6 +342,35 @@ impl<'a> Object<'a> {
     #[cfg(test)]
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| e.key.as_ref())
+    }
+}
+
+thread_local! {
+    /// Each thread's list of entries, kept empty between objects.
+    static ENTRIES: std::cell::Cell<Vec<Entry<'static>>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A list of entries too many to keep for the next object.
+const KEPT_ENTRIES: usize = 256;
+
+/// An empty list of entries with room for `room`: the thread's kept one, where it has one.
+fn kept_entries<'a>(room: usize) -> Vec<Entry<'a>> {
+    let kept = ENTRIES.try_with(|kept| kept.take()).unwrap_or_default();
+    // Empty, so no entry changes its lifetime: the list keeps its room.
+    let mut entries: Vec<Entry<'a>> = kept.into_iter().map(|_| unreachable!()).collect();
+    entries.reserve(room);
+    entries
+}
+
+impl Drop for Object<'_> {
+    fn drop(&mut self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        if entries.capacity() > KEPT_ENTRIES {
+            return;
+        }
+        entries.clear();
+        let entries: Vec<Entry<'static>> = entries.into_iter().map(|_| unreachable!()).collect();
+        let _ = ENTRIES.try_with(|kept| kept.set(entries));
     }
 }
 
