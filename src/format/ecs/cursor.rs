@@ -10,8 +10,9 @@
 //! key once, so that no part of a record is lost.
 //!
 //! Taking follows [`super::Object`]: `null` is absent and taken, an empty string is absent
-//! and taken, an object or an array is not text and is left. A mapping that meets a key it
-//! already took leaves the repeated one.
+//! and taken, an object or an array is not text and is left. A mapping that reads keys with
+//! [`Cursor::next`] is handed each of its known keys once: a repeated one comes as unknown,
+//! and the mapping leaves it.
 //!
 //! Pure: no I/O. Strings are passed a block at a time ([`string_end`]); everything else a
 //! byte at a time, which for a record's small objects is quicker than classifying blocks.
