@@ -237,9 +237,7 @@ impl<'a> Fields<'a> {
             Value::Clean(text) => {
                 buffer.reserve(key.len() + text.len() + 2);
                 put(buffer, key);
-                buffer.push(b'"');
-                put(buffer, text.as_bytes());
-                buffer.push(b'"');
+                quoted(buffer, text);
             }
             Value::Members(members) => {
                 if members.is_empty() {
@@ -249,7 +247,7 @@ impl<'a> Fields<'a> {
                 buffer.extend_from_slice(&members);
             }
             value => {
-                buffer.extend_from_slice(key);
+                put(buffer, key);
                 write_value(buffer, value, &self.clean);
             }
         }
@@ -432,20 +430,12 @@ fn put(buffer: &mut Vec<u8>, bytes: &[u8]) {
 /// Appends `value` as JSON: text borrowed from `clean` as it is, other text escaped.
 fn write_value(out: &mut Vec<u8>, value: Value<'_>, clean: &Range<usize>) {
     let text = |out: &mut Vec<u8>, text: &Cow<'_, str>| match text {
-        Cow::Borrowed(text) if clean.contains(&(text.as_ptr() as usize)) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-        }
+        Cow::Borrowed(text) if clean.contains(&(text.as_ptr() as usize)) => quoted(out, text),
         text => write_str(out, text),
     };
     match value {
         Value::Text(t) => text(out, &t),
-        Value::Clean(text) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-        }
+        Value::Clean(text) => quoted(out, text),
         Value::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
         Value::List(items) => {
@@ -464,9 +454,7 @@ fn write_value(out: &mut Vec<u8>, value: Value<'_>, clean: &Range<usize>) {
                 if n > 0 {
                     out.push(b',');
                 }
-                out.push(b'"');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'"');
+                quoted(out, name);
             }
             out.push(b']');
         }
@@ -477,6 +465,15 @@ fn write_value(out: &mut Vec<u8>, value: Value<'_>, clean: &Range<usize>) {
         // Written by [`Fields::set`] into their object, never as a member's value.
         Value::Members(_) => out.extend_from_slice(b"null"),
     }
+}
+
+/// Appends `text`, which needs no escape, as a JSON string.
+#[inline]
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    put(out, text.as_bytes());
+    out.push(b'"');
 }
 
 /// Appends `raw` JSON without raw line breaks (only whitespace between tokens can hold them).

@@ -154,15 +154,6 @@ impl<T> Known<T> {
     {
         self.keys[place].1
     }
-
-    /// How many keys the list has.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
 #[cfg(test)]

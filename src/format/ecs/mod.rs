@@ -144,11 +144,6 @@ impl Stream {
         }
     }
 
-    /// The dataset as Elastic names it (`aws.cloudtrail`).
-    pub fn dataset(&self) -> &'static str {
-        self.dataset
-    }
-
     /// `logs-<dataset>-<namespace>`.
     pub fn name(&self) -> String {
         format!("logs-{}-{}", self.dataset, self.namespace)

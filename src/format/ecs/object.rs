@@ -5,6 +5,8 @@
 //! top level of a record from the outline its format noted, [`Object::outlined`]; an object
 //! inside it in one pass over its bytes, [`Object::scan`]; a whole object checked by
 //! `serde_json`, [`Object::parse`]); keys are decoded, values stay raw bytes until asked for.
+//! An object indexed by a [`Known`] list ([`Object::outlined_by`], [`Object::index`]) finds
+//! a [`Member`] of that list by its place, with no search.
 //! (A mapping that reads every member of an object reads it with [`super::Cursor`] instead.)
 //! Output: what the mapping asks for, and at the end what it did not take
 //! ([`Object::rest`]): one JSON object of the members left, nested objects reduced to what was
@@ -163,22 +165,23 @@ impl<'a> Object<'a> {
                 )
             };
             // A known key has no escape: looked up first, it needs no look for one.
-            let tag = tag(inner.as_bytes());
-            let mut place = known.and_then(|known| known.find(inner.as_bytes(), tag));
+            let mut key_tag = tag(inner.as_bytes());
+            let mut place = known.and_then(|known| known.find(inner.as_bytes(), key_tag));
             let key = if place.is_none() && has_backslash(inner.as_bytes()) {
                 let key: String = serde_json::from_str(text.get(key)?).ok()?;
-                place =
-                    known.and_then(|known| known.find(key.as_bytes(), self::tag(key.as_bytes())));
+                key_tag = tag(key.as_bytes());
+                place = known.and_then(|known| known.find(key.as_bytes(), key_tag));
                 Cow::Owned(key)
             } else {
                 Cow::Borrowed(inner)
             };
-            if let Some(place) = place {
-                if index[place] == NONE && entries.len() < usize::from(NONE) {
-                    index[place] = entries.len() as u8;
-                }
-            }
-            entries.push(Entry::new(key, value));
+            note(&mut index, place, entries.len());
+            entries.push(Entry {
+                key,
+                tag: key_tag,
+                value,
+                left: Left::All,
+            });
             start = end + 1;
         }
         // After the last member its `}`: no `,` with nothing after it, no member without `:`.
@@ -212,17 +215,12 @@ impl<'a> Object<'a> {
     /// The object with the place of each of `known`'s keys noted, so that looking up a
     /// [`Member`] of it is an index (a search still, past 254 members).
     pub fn index<T>(mut self, known: &Known<T>) -> Self {
-        debug_assert!(known.len() <= MOST);
         if self.entries.len() >= usize::from(NONE) {
             return self;
         }
         let mut index = [NONE; MOST];
         for (n, entry) in self.entries.iter().enumerate() {
-            if let Some(id) = known.find(entry.key.as_bytes(), entry.tag) {
-                if index[id] == NONE {
-                    index[id] = n as u8;
-                }
-            }
+            note(&mut index, known.find(entry.key.as_bytes(), entry.tag), n);
         }
         self.index = Some(index);
         self
@@ -345,6 +343,17 @@ impl<'a> Object<'a> {
     }
 }
 
+/// Notes in `index` that the known key at `place` (if any) is at entry `entry`, unless it was
+/// met before; entries past 254 are not noted (such an object is not indexed).
+#[inline]
+fn note(index: &mut [u8; MOST], place: Option<usize>, entry: usize) {
+    if let Some(place) = place {
+        if index[place] == NONE && entry < usize::from(NONE) {
+            index[place] = entry as u8;
+        }
+    }
+}
+
 thread_local! {
     /// Each thread's list of entries, kept empty between objects.
     static ENTRIES: std::cell::Cell<Vec<Entry<'static>>> = const { std::cell::Cell::new(Vec::new()) };
@@ -411,6 +420,14 @@ fn span(bytes: &[u8], mut from: usize, mut to: usize) -> std::ops::Range<usize> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` members `"k0":0,...`, without braces.
+    fn members(n: usize) -> String {
+        (0..n)
+            .map(|n| format!("\"k{n}\":{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 
     fn rest(object: &Object<'_>) -> Option<serde_json::Value> {
         object
@@ -492,27 +509,14 @@ mod tests {
         plain_object.text("a");
         assert_eq!(indexed.rest(), plain_object.rest(), "the first is taken");
         // Past 254 members, no index: a search still finds them.
-        let wide = format!(
-            "{{{},\"a\":1}}",
-            (0..300)
-                .map(|n| format!("\"k{n}\":{n}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let wide = format!("{{{},\"a\":1}}", members(300));
         let wide = Object::parse(&wide).unwrap().index(&KNOWN);
         assert_eq!(wide.get(KNOWN.member("a")), Some("1"));
     }
 
     #[test]
     fn a_scanned_object_reads_as_a_parsed_one() {
-        // Past 32 members, the separators no longer fit on the stack.
-        let wide = format!(
-            "{{{}}}",
-            (0..40)
-                .map(|n| format!("\"k{n}\":{n}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let wide = format!("{{{}}}", members(40));
         for bytes in [
             r#"{"a":"x,y:z","b\"c":{"d":[1,{"e":"}"}]},"f":null, "g" : 2 }"#,
             r#"{}"#,
