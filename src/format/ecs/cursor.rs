@@ -140,6 +140,7 @@ impl<'a> Cursor<'a> {
     /// the list met for the first time in this object, `Ok(Some(None))` for any other key (a
     /// repeated one among them, which the mapping then leaves), `Ok(None)` after the last
     /// member, `Err` as [`Cursor::key`].
+    #[inline]
     pub fn next<T: Copy>(&mut self, known: &Known<T>) -> Result<Option<Option<T>>, Broken> {
         let Some(escaped) = self.next_key()? else {
             return Ok(None);

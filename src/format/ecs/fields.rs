@@ -81,6 +81,9 @@ const MOST: usize = 128;
 /// The most objects a layout may have (those with something are one bit each of a `u64`).
 const MOST_OBJECTS: usize = 64;
 
+/// The most objects a path may be inside, the document among them.
+const DEEPEST: usize = 16;
+
 /// Where each path of a list goes, computed once.
 #[derive(Debug)]
 pub struct Layout {
@@ -90,13 +93,15 @@ pub struct Layout {
     objects: Vec<Node>,
 }
 
-/// One object of a layout.
+/// One object of a layout. Objects are numbered depth first, the document 0: each object's
+/// own objects come right after it, before its next sibling, so the objects a document uses,
+/// taken in the order of their numbers, open and close as they nest.
 #[derive(Debug)]
 struct Node {
     /// `,"name":` (empty for the document).
     key: Vec<u8>,
-    /// The objects it holds, by index.
-    children: Vec<u8>,
+    /// The object that holds it (the document holds itself).
+    parent: u8,
     /// Its bit and those of the objects that hold it.
     lineage: u64,
 }
@@ -118,42 +123,58 @@ impl Layout {
                 "{a} is a field and holds {b}"
             );
         }
-        // The document is object 0, its prefix empty.
+        // The objects as met, each with its key and the objects it holds; the document is
+        // object 0, its prefix empty.
         let mut prefixes = vec![String::new()];
-        let mut objects = vec![Node {
-            key: Vec::new(),
-            children: Vec::new(),
-            lineage: 1,
-        }];
+        let mut met: Vec<(Vec<u8>, Vec<usize>)> = vec![(Vec::new(), Vec::new())];
         let mut places = Vec::with_capacity(paths.len());
         for path in paths {
             let (parents, leaf) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
             let mut node = 0;
             let mut prefix = String::new();
+            assert!(
+                parents.split('.').count() < DEEPEST,
+                "{path} is inside more than {DEEPEST} objects"
+            );
             for step in parents.split('.').filter(|s| !s.is_empty()) {
                 prefix.push_str(step);
                 prefix.push('.');
                 node = match prefixes.iter().position(|p| *p == prefix) {
                     Some(found) => found,
                     None => {
-                        assert!(
-                            objects.len() < MOST_OBJECTS,
-                            "more than {MOST_OBJECTS} objects"
-                        );
-                        let id = objects.len();
-                        objects.push(Node {
-                            key: format!(",\"{step}\":").into_bytes(),
-                            children: Vec::new(),
-                            lineage: objects[node].lineage | 1 << id,
-                        });
-                        objects[node].children.push(id as u8);
+                        let id = met.len();
+                        met.push((format!(",\"{step}\":").into_bytes(), Vec::new()));
+                        met[node].1.push(id);
                         prefixes.push(prefix.clone());
                         id
                     }
                 };
             }
-            places.push((node as u8, format!(",\"{leaf}\":").into_bytes()));
+            places.push((node, format!(",\"{leaf}\":").into_bytes()));
         }
+        assert!(
+            met.len() <= MOST_OBJECTS,
+            "more than {MOST_OBJECTS} objects"
+        );
+        // Numbered depth first: `number[n]` is the number of the object met `n`th.
+        let mut number = vec![0u8; met.len()];
+        let mut objects: Vec<Node> = Vec::with_capacity(met.len());
+        let mut stack = vec![(0usize, 0u8)];
+        while let Some((n, parent)) = stack.pop() {
+            let id = objects.len() as u8;
+            number[n] = id;
+            let lineage = objects.get(usize::from(parent)).map_or(0, |p| p.lineage) | 1 << id;
+            objects.push(Node {
+                key: std::mem::take(&mut met[n].0),
+                parent,
+                lineage,
+            });
+            stack.extend(met[n].1.iter().rev().map(|&child| (child, id)));
+        }
+        let places = places
+            .into_iter()
+            .map(|(node, key)| (number[node], key))
+            .collect();
         Layout { places, objects }
     }
 }
@@ -340,36 +361,58 @@ impl<'a> Fields<'a> {
         self.set & (1u128 << slot) != 0
     }
 
-    /// Appends the document: one JSON object, the paths nested.
+    /// Appends the document: one JSON object, the paths nested. The objects that have
+    /// something are written in the order of their numbers, which is the order they nest in:
+    /// each opens after its key, its members and objects each after a `,`, the first of
+    /// which becomes its `{`.
     pub fn write(self, out: &mut Vec<u8>) {
-        let at = out.len();
-        self.object(0, out);
-        if out.len() == at {
+        let objects = &self.layout.objects;
+        let used = self.used | 1;
+        let mut size = 2;
+        let mut rest = used;
+        while rest != 0 {
+            let id = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            size += objects[id].key.len() + self.buffers[id].len() + 1;
+        }
+        out.reserve(size);
+        // The objects open, each with where its first `,` goes, the document first.
+        let mut open = [(0u8, 0usize); DEEPEST];
+        let mut depth = 0;
+        open[0] = (0, out.len());
+        put(out, &self.buffers[0]);
+        let mut rest = used & !1;
+        while rest != 0 {
+            let id = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let node = &objects[id];
+            while open[depth].0 != node.parent {
+                close(out, open[depth].1);
+                depth -= 1;
+            }
+            put(out, &node.key);
+            depth += 1;
+            open[depth] = (id as u8, out.len());
+            put(out, &self.buffers[id]);
+        }
+        while depth > 0 {
+            close(out, open[depth].1);
+            depth -= 1;
+        }
+        if out.len() == open[0].1 {
             out.push(b'{');
         } else {
-            // The first member's `,` opens the document.
-            out[at] = b'{';
+            out[open[0].1] = b'{';
         }
         out.push(b'}');
     }
+}
 
-    /// Appends the members of `object` then its objects that have something, each after a
-    /// `,`.
-    fn object(&self, object: usize, out: &mut Vec<u8>) {
-        let node = &self.layout.objects[object];
-        out.extend_from_slice(&self.buffers[object]);
-        for &child in &node.children {
-            let child = usize::from(child);
-            if self.used & 1 << child == 0 {
-                continue;
-            }
-            out.extend_from_slice(&self.layout.objects[child].key);
-            let at = out.len();
-            self.object(child, out);
-            out[at] = b'{';
-            out.push(b'}');
-        }
-    }
+/// Closes the object whose members start at `at` (after a `,`, which becomes its `{`).
+#[inline(always)]
+fn close(out: &mut Vec<u8>, at: usize) {
+    out[at] = b'{';
+    out.push(b'}');
 }
 
 impl Drop for Fields<'_> {
