@@ -185,7 +185,9 @@ impl<'a> Cursor<'a> {
         let bytes = self.text.as_bytes();
         (bytes.get(self.at) == Some(&b'"')).then_some(())?;
         let (end, escaped) = string_end(bytes, self.at + 1)?;
-        self.key = self.text.get(self.at..=end)?;
+        // SAFETY: `self.at` and `end` are at quotes (checked above, found by `string_end`),
+        // ASCII bytes, so the key's bounds are character boundaries within the text.
+        self.key = unsafe { self.text.get_unchecked(self.at..=end) };
         self.at = end + 1;
         if bytes.get(self.at) != Some(&b':') {
             self.space();
@@ -263,7 +265,8 @@ impl<'a> Cursor<'a> {
         if escaped || end == self.at + 1 {
             return None;
         }
-        let string = self.text.get(self.at..=end)?;
+        // SAFETY: as in `member`: both bounds are at quotes.
+        let string = unsafe { self.text.get_unchecked(self.at..=end) };
         self.at = end + 1;
         self.space();
         Some(string)
