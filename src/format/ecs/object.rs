@@ -142,13 +142,25 @@ impl<'a> Object<'a> {
         for pair in separators.chunks(2) {
             let colon = pair[0] as usize;
             let end = pair.get(1).map_or(close, |&comma| comma as usize);
-            if colon < start || end <= colon || end > close {
+            // In order, and at a `:` then a `,` (or the `}`).
+            if !(start < colon && colon < end && end <= close)
+                || bytes[colon] != b':'
+                || (end != close && bytes[end] != b',')
+            {
                 return None;
             }
-            if bytes[colon] != b':' || (end != close && bytes[end] != b',') {
-                return None;
-            }
-            let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
+            // Most members have no whitespace around their key and value: one look each.
+            let key = if bytes[start] == b'"' && bytes[colon - 1] == b'"' && colon - start >= 2 {
+                start..colon
+            } else {
+                span(bytes, start, colon)
+            };
+            let value =
+                if bytes[colon + 1].is_ascii_whitespace() || bytes[end - 1].is_ascii_whitespace() {
+                    span(bytes, colon + 1, end)
+                } else {
+                    colon + 1..end
+                };
             if key.len() < 2
                 || bytes[key.start] != b'"'
                 || bytes[key.end - 1] != b'"'
