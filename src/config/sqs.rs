@@ -29,8 +29,8 @@ pub struct Config {
     #[command(flatten)]
     pub shared: Shared,
 
-    /// Exit 0 once the queue is drained (no message visible, in flight or delayed) and
-    /// nothing is in flight here (backfills, batch jobs).
+    /// Exit 0 once the queue is drained (no message visible, in flight or delayed, at two
+    /// checks half a second apart) and nothing is in flight here (backfills, batch jobs).
     #[arg(long, env = "CLOUDTRAIL_INGEST_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
 }

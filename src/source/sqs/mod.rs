@@ -15,8 +15,9 @@
 //! finish within the grace period; abandon the rest (SQS redelivers them); close the
 //! disposer, which first carries out what it holds, so no finished work is lost. With
 //! `--exit-when-idle` the same path runs once the queue holds no message at all (none
-//! visible, in flight or delayed) and nothing is in flight here; its long polls are kept
-//! short (1 s at most), so the exit comes within a few seconds. If the sink stops early (a
+//! visible, in flight or delayed, at two checks half a second apart) and nothing is in
+//! flight here; its long polls are kept short (1 s at most), so the exit comes within a few
+//! seconds. If the sink stops early (a
 //! panic), the runtime halts the source: what is in flight is abandoned and stays in the
 //! queue, and the run ends with an error.
 
@@ -266,6 +267,9 @@ impl Worker {
             tokio::time::interval_at(Instant::now() + IDLE_CHECK_EVERY, IDLE_CHECK_EVERY);
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_received = Instant::now();
+        // The queue's counts are read apart, so a message whose visibility runs out as they
+        // are read can be in none of them: drained means drained at two checks in a row.
+        let mut drained_before = false;
         let exit_when_idle = self.config.exit_when_idle;
         loop {
             let idle = self.tasks.is_empty() && self.messages.is_empty();
@@ -274,6 +278,7 @@ impl Worker {
                     Some(Received { message, slot }) => {
                         self.context.counters.messages_received.add(1);
                         last_received = Instant::now();
+                        drained_before = false;
                         let context = self.context.clone();
                         self.tasks.spawn(async move {
                             let disposal = process(&context, message).await;
@@ -287,12 +292,13 @@ impl Worker {
                     forward(joined, &self.disposals).await;
                 }
                 _ = idle_check.tick(), if exit_when_idle && idle && !self.stop_receiving.is_cancelled() => {
-                    if last_received.elapsed() >= IDLE_CHECK_EVERY
-                        && queue_is_drained(&self.sqs, self.config.queue_url()).await
-                    {
+                    let drained = last_received.elapsed() >= IDLE_CHECK_EVERY
+                        && queue_is_drained(&self.sqs, self.config.queue_url()).await;
+                    if drained && drained_before {
                         info!("the queue is drained and nothing is in flight; stopping");
                         self.stop_receiving.cancel();
                     }
+                    drained_before = drained;
                 }
             }
         }
