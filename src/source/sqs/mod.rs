@@ -17,9 +17,8 @@
 //! `--exit-when-idle` the same path runs once the queue holds no message at all (none
 //! visible, in flight or delayed, at two checks half a second apart) and nothing is in
 //! flight here; its long polls are kept short (1 s at most), so the exit comes within a few
-//! seconds. If the sink stops early (a
-//! panic), the runtime halts the source: what is in flight is abandoned and stays in the
-//! queue, and the run ends with an error.
+//! seconds. If the sink stops early (a panic), the runtime halts the source: what is in
+//! flight is abandoned and stays in the queue, and the run ends with an error.
 
 pub mod ack;
 pub mod heartbeat;
