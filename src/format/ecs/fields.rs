@@ -309,6 +309,15 @@ impl<'a> Fields<'a> {
         self.used |= self.layout.objects[object].lineage;
     }
 
+    /// Marks the paths at `slots` set without writing them: [`Value::Members`] written under
+    /// another slot of their object hold them, and a later [`Fields::set`] must not write
+    /// them again.
+    pub fn held(&mut self, slots: &[usize]) {
+        for &slot in slots {
+            self.set |= 1u128 << slot;
+        }
+    }
+
     /// Sets the path at `slot` to `value` when there is one.
     pub fn set_some<'v>(&mut self, slot: usize, value: Option<impl Into<Value<'v>>>) {
         if let Some(value) = value {

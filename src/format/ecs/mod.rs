@@ -170,6 +170,11 @@ impl Stream {
         ] {
             fields.set(slot, Value::Members(Cow::Borrowed(members)));
         }
+        fields.held(&[
+            const { slot(&[], "data_stream.namespace") },
+            const { slot(&[], "data_stream.type") },
+            const { slot(&[], "event.dataset") },
+        ]);
     }
 }
 
@@ -208,5 +213,20 @@ mod tests {
         assert_eq!(doc["event"]["kind"], "event");
         assert_eq!(doc["ecs"]["version"], ECS_VERSION);
         assert_eq!(doc["@timestamp"], "t");
+    }
+
+    #[test]
+    fn a_stream_s_fields_are_written_once() {
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        let stream = Stream::new("aws.cloudtrail", "prod");
+        let mut fields = Fields::new(LAYOUT.get_or_init(|| Layout::new(&[])));
+        stream.common(&mut fields, "t", "c");
+        for path in ["data_stream.namespace", "data_stream.type", "event.dataset"] {
+            fields.set(slot(&[], path), "again");
+        }
+        let mut out = Vec::new();
+        fields.write(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("again"), "{text}");
     }
 }

@@ -149,7 +149,7 @@ impl<'a> Object<'a> {
             {
                 return None;
             }
-            let (key, value) = spans(bytes, start, colon, end);
+            let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
             if key.len() < 2
                 || bytes[key.start] != b'"'
                 || bytes[key.end - 1] != b'"'
@@ -405,32 +405,13 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// The key and the value of the member from `start` to `end` whose `:` is at `colon`, without
-/// the whitespace around them. Most members have none: one look at each end.
-#[inline]
-fn spans(
-    bytes: &[u8],
-    start: usize,
-    colon: usize,
-    end: usize,
-) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-    let key = if bytes[start] == b'"' && bytes[colon - 1] == b'"' && colon - start >= 2 {
-        start..colon
-    } else {
-        span(bytes, start, colon)
-    };
-    let value = if bytes[colon + 1].is_ascii_whitespace() || bytes[end - 1].is_ascii_whitespace() {
-        span(bytes, colon + 1, end)
-    } else {
-        colon + 1..end
-    };
-    (key, value)
-}
-
 /// `from..to` of `bytes` without leading and trailing JSON whitespace (most records have
 /// none: one look at each end).
 #[inline]
 fn span(bytes: &[u8], mut from: usize, mut to: usize) -> std::ops::Range<usize> {
+    if from < to && !bytes[from].is_ascii_whitespace() && !bytes[to - 1].is_ascii_whitespace() {
+        return from..to;
+    }
     while from < to && bytes[from].is_ascii_whitespace() {
         from += 1;
     }

@@ -273,15 +273,9 @@ fn session_context<'a>(
                 }
             }
             Some(Session::Issuer) => {
-                if let Some(mut issuer) = session.object() {
-                    while let Some(member) = issuer.next(&ISSUER).ok()? {
-                        match member {
-                            Some(Issuer::Text(slot)) => fields.copy(slot, &mut issuer),
-                            Some(Issuer::UserName) if assumed => issuer_name = issuer.text(),
-                            _ => issuer.leave(),
-                        }
-                    }
-                    session.close(issuer)?;
+                if let Some(mut inner) = session.object() {
+                    issuer_name = issuer(&mut inner, fields, assumed)?;
+                    session.close(inner)?;
                 }
             }
             Some(Session::Texts(known)) => fields.read_texts_of(session, known)?,
@@ -365,6 +359,23 @@ static ISSUER: Known<Issuer> = Known::new(&[
         )),
     ),
 ]);
+
+/// Maps `sessionIssuer`; returns its `userName` when it names the user (`assumed`).
+fn issuer<'a>(
+    issuer: &mut Cursor<'a>,
+    fields: &mut Fields<'a>,
+    assumed: bool,
+) -> Option<Option<Cow<'a, str>>> {
+    let mut name = None;
+    while let Some(member) = issuer.next(&ISSUER).ok()? {
+        match member {
+            Some(Issuer::Text(slot)) => fields.copy(slot, issuer),
+            Some(Issuer::UserName) if assumed => name = issuer.text(),
+            _ => issuer.leave(),
+        }
+    }
+    Some(name)
+}
 
 /// `inScopeOf` (root sessions that a service assumed).
 static IN_SCOPE_OF: Known<usize> = Known::new(&[
