@@ -309,6 +309,27 @@ impl<'a> Fields<'a> {
         self.used |= self.layout.objects[object].lineage;
     }
 
+    /// Sets the path at `slot` to the JSON value that `write` appends to the buffer it is
+    /// given (on one line), unless the path is set already. When `write` gives back `false`,
+    /// the path is not set and what it appended is dropped.
+    pub fn set_with(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let bit = 1u128 << slot;
+        if self.set & bit != 0 {
+            return;
+        }
+        let (object, key) = &self.layout.places[slot];
+        let object = usize::from(*object);
+        let buffer = &mut self.buffers[object];
+        let before = buffer.len();
+        put(buffer, key);
+        if write(buffer) {
+            self.set |= bit;
+            self.used |= self.layout.objects[object].lineage;
+        } else {
+            buffer.truncate(before);
+        }
+    }
+
     /// Marks the paths at `slots` set without writing them: [`Value::Members`] written under
     /// another slot of their object hold them, and a later [`Fields::set`] must not write
     /// them again.

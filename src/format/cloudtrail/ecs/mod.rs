@@ -429,64 +429,101 @@ fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&G
 static RESOURCE: Known<usize> = Known::new(&[("ARN", 0), ("accountId", 1), ("type", 2)]);
 
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
-/// `account_id` and `type`, each resource once.
+/// `account_id` and `type`, each resource once, written straight into the document.
 fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
     let Some(raw) = record.get(top!("resources")) else {
         return;
     };
-    let mut out = Vec::with_capacity(raw.len() + 2);
-    // Where each resource written starts and ends in `out`.
-    let mut written: Vec<(usize, usize)> = Vec::new();
-    let read = Cursor::each_object(raw, |mut resource| {
-        let start = out.len();
-        out.push(if out.is_empty() { b'[' } else { b',' });
-        let open = out.len();
-        let mut taken = [None; 3];
-        while let Some(member) = resource.next(&RESOURCE).ok()? {
-            match member {
-                Some(n) => taken[n] = Some(resource.take()),
-                None => resource.leave(),
-            }
+    let mut read = false;
+    fields.set_with(slot!("aws.cloudtrail.resources"), |out| {
+        let list = out.len();
+        // Where each resource written starts and ends in `out`.
+        let mut written = Spans::default();
+        read = Cursor::each_object(raw, |resource| {
+            resource_into(resource, list, &mut written, out)
+        })
+        .is_some();
+        if !read || out.len() == list {
+            out.truncate(list);
+            return false;
         }
-        let (end, rest) = resource.finish()?;
-        for (value, name) in
-            taken
-                .into_iter()
-                .zip([&b"\"arn\":"[..], b"\"account_id\":", b"\"type\":"])
-        {
-            if let Some(Some(value)) = value {
-                out.push(if out.len() == open { b'{' } else { b',' });
-                out.extend_from_slice(name);
-                out.extend_from_slice(value.as_bytes());
-            }
-        }
-        if let Some(rest) = rest {
-            // Other keys (a lower-case `accountid`) keep their names.
-            out.push(if out.len() == open { b'{' } else { b',' });
-            out.extend_from_slice(&rest[1..rest.len() - 1]);
-        }
-        if out.len() == open {
-            out.truncate(start);
-            return Some(end);
-        }
-        out.push(b'}');
-        if written
-            .iter()
-            .any(|&(from, to)| out[from..to] == out[open..])
-        {
-            out.truncate(start);
-        } else {
-            written.push((open, out.len()));
-        }
-        Some(end)
-    });
-    if read.is_none() {
-        return;
-    }
-    record.take(top!("resources"));
-    if !out.is_empty() {
         out.push(b']');
-        fields.set(slot!("aws.cloudtrail.resources"), Value::Json(out.into()));
+        true
+    });
+    if read {
+        record.take(top!("resources"));
+    }
+}
+
+/// Appends `resource` to the list that starts at `list` in `out` (`written`: where the
+/// resources written so far are), unless it is empty or written already; gives back where
+/// it ends in the record's text.
+fn resource_into(
+    mut resource: Cursor<'_>,
+    list: usize,
+    written: &mut Spans,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    let start = out.len();
+    out.push(if start == list { b'[' } else { b',' });
+    let open = out.len();
+    let mut taken = [None; 3];
+    while let Some(member) = resource.next(&RESOURCE).ok()? {
+        match member {
+            Some(n) => taken[n] = Some(resource.take()),
+            None => resource.leave(),
+        }
+    }
+    let (end, rest) = resource.finish()?;
+    for (value, name) in taken
+        .into_iter()
+        .zip([&b"\"arn\":"[..], b"\"account_id\":", b"\"type\":"])
+    {
+        if let Some(Some(value)) = value {
+            out.push(if out.len() == open { b'{' } else { b',' });
+            out.extend_from_slice(name);
+            out.extend_from_slice(value.as_bytes());
+        }
+    }
+    if let Some(rest) = rest {
+        // Other keys (a lower-case `accountid`) keep their names.
+        out.push(if out.len() == open { b'{' } else { b',' });
+        out.extend_from_slice(&rest[1..rest.len() - 1]);
+    }
+    if out.len() == open {
+        out.truncate(start);
+        return Some(end);
+    }
+    out.push(b'}');
+    if written.iter().any(|(from, to)| out[from..to] == out[open..]) {
+        out.truncate(start);
+    } else {
+        written.push((open, out.len()));
+    }
+    Some(end)
+}
+
+/// Spans of a buffer, the first sixteen kept without an allocation.
+#[derive(Default)]
+struct Spans {
+    first: [(usize, usize); 16],
+    count: usize,
+    more: Vec<(usize, usize)>,
+}
+
+impl Spans {
+    fn push(&mut self, span: (usize, usize)) {
+        match self.first.get_mut(self.count) {
+            Some(place) => {
+                *place = span;
+                self.count += 1;
+            }
+            None => self.more.push(span),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.first[..self.count].iter().chain(&self.more).copied()
     }
 }
 
@@ -651,7 +688,7 @@ fn users<'a>(
     }
     let users = related.users();
     if !users.is_empty() {
-        fields.set(slot!("related.user"), Value::List(users.into()));
+        fields.set(slot!("related.user"), Value::List(users));
     }
 }
 
