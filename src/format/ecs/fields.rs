@@ -75,7 +75,7 @@ pub const fn slot(paths: &[&str], path: &str) -> usize {
     panic!("an ECS path that the layout does not list");
 }
 
-/// The most paths a layout may have (a document's set fields are one bit each of a `u128`).
+/// The most paths a layout may have (a document's set fields are one bit each of two `u64`s).
 const MOST: usize = 128;
 
 /// The most objects a layout may have (those with something are one bit each of a `u64`).
@@ -191,8 +191,9 @@ const KEPT_CAPACITY: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Fields<'a> {
     layout: &'static Layout,
-    /// Bit `slot` is set when the path of that slot has a value.
-    set: u128,
+    /// Bit `slot % 64` of word `slot / 64` is set when the path of that slot has a value
+    /// (two words: a shift of a `u128` by a variable amount costs several instructions).
+    set: [u64; 2],
     /// Bit `object` is set when that object has something.
     used: u64,
     /// Per object, its members so far, each after a `,`.
@@ -213,7 +214,7 @@ impl<'a> Fields<'a> {
         }
         Fields {
             layout,
-            set: 0,
+            set: [0; 2],
             used: 0,
             buffers,
             clean: 0..0,
@@ -237,11 +238,11 @@ impl<'a> Fields<'a> {
     /// or `None` when it was set already.
     #[inline]
     fn claim(&mut self, slot: usize) -> Option<(usize, &'static [u8])> {
-        let bit = 1u128 << slot;
-        if self.set & bit != 0 {
+        let (word, bit) = (slot / 64 % 2, 1u64 << (slot % 64));
+        if self.set[word] & bit != 0 {
             return None;
         }
-        self.set |= bit;
+        self.set[word] |= bit;
         let (object, key) = &self.layout.places[slot];
         Some((usize::from(*object), key))
     }
@@ -313,8 +314,8 @@ impl<'a> Fields<'a> {
     /// given (on one line), unless the path is set already. When `write` gives back `false`,
     /// the path is not set and what it appended is dropped.
     pub fn set_with(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) {
-        let bit = 1u128 << slot;
-        if self.set & bit != 0 {
+        let (word, bit) = (slot / 64 % 2, 1u64 << (slot % 64));
+        if self.set[word] & bit != 0 {
             return;
         }
         let (object, key) = &self.layout.places[slot];
@@ -323,7 +324,7 @@ impl<'a> Fields<'a> {
         let before = buffer.len();
         put(buffer, key);
         if write(buffer) {
-            self.set |= bit;
+            self.set[word] |= bit;
             self.used |= self.layout.objects[object].lineage;
         } else {
             buffer.truncate(before);
@@ -335,7 +336,7 @@ impl<'a> Fields<'a> {
     /// them again.
     pub fn held(&mut self, slots: &[usize]) {
         for &slot in slots {
-            self.set |= 1u128 << slot;
+            self.set[slot / 64 % 2] |= 1u64 << (slot % 64);
         }
     }
 
@@ -388,7 +389,7 @@ impl<'a> Fields<'a> {
 
     /// Whether the path at `slot` is set.
     pub fn has(&self, slot: usize) -> bool {
-        self.set & (1u128 << slot) != 0
+        self.set[slot / 64 % 2] & 1u64 << (slot % 64) != 0
     }
 
     /// Appends the document: one JSON object, the paths nested. The objects that have
