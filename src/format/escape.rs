@@ -120,9 +120,128 @@ pub fn write_str(out: &mut Vec<u8>, text: &[u8]) {
 #[inline(never)]
 fn write_inner(out: &mut Vec<u8>, text: &[u8]) {
     #[cfg(target_arch = "x86_64")]
-    write_blocks::<Sse2>(out, text);
+    {
+        if std::arch::is_x86_feature_detected!("ssse3")
+            && std::arch::is_x86_feature_detected!("popcnt")
+        {
+            // SAFETY: the processor has SSSE3 and POPCNT (checked just above).
+            unsafe { shuffled::write(out, text) };
+        } else {
+            write_blocks::<Sse2>(out, text);
+        }
+    }
     #[cfg(not(target_arch = "x86_64"))]
     write_blocks::<Swar>(out, text);
+}
+
+/// [`write_inner`] with SSSE3, for text with many quotes (a JSON object's text has two per
+/// key and per string value): each half of a 16-byte block goes through one byte shuffle
+/// that puts a backslash before each of its quotes and backslashes, whatever their number,
+/// where the SSE2 way stores a piece per quote. A block with a control byte (rare) is
+/// written a byte at a time.
+#[cfg(target_arch = "x86_64")]
+mod shuffled {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_shuffle_epi8, _mm_storeu_si128, _mm_unpackhi_epi64,
+        _mm_unpacklo_epi64,
+    };
+
+    use super::{escape, padded, special};
+
+    /// Per mask of the quotes and backslashes among 8 bytes, the shuffle that writes them
+    /// escaped: lane `n` of the result takes byte `TABLE[mask][n]` of the 8 bytes followed by
+    /// 8 backslashes (index 8: a backslash). The lanes past `8 + ones(mask)` are not used.
+    static TABLE: [[u8; 16]; 256] = table();
+
+    const fn table() -> [[u8; 16]; 256] {
+        let mut table = [[0u8; 16]; 256];
+        let mut mask = 0;
+        while mask < 256 {
+            let (mut from, mut to) = (0, 0);
+            while from < 8 {
+                if mask & 1 << from != 0 {
+                    table[mask][to] = 8;
+                    to += 1;
+                }
+                table[mask][to] = from as u8;
+                to += 1;
+                from += 1;
+            }
+            mask += 1;
+        }
+        table
+    }
+
+    /// Appends the escaped inside of the JSON string of `text`.
+    ///
+    /// # Safety
+    /// The processor must have SSSE3 and POPCNT.
+    #[target_feature(enable = "ssse3,popcnt")]
+    pub(super) unsafe fn write(out: &mut Vec<u8>, text: &[u8]) {
+        // Quotes and backslashes double at most, and a block's stores reach at most 32 bytes
+        // past the length: this room stays reserved from block to block (a block written a
+        // byte at a time reserves it again).
+        out.reserve(text.len() * 2 + 32);
+        let mut at = 0;
+        while at < text.len() {
+            let n = (text.len() - at).min(16);
+            // The block, then spaces (which need no escape) past the end of the text.
+            let block = match text.get(at..at + 16) {
+                Some(whole) => load(whole),
+                None => load(&padded(&text[at..])),
+            };
+            let quote = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(block, _mm_set1_epi8(b'\\' as i8));
+            let below = _mm_set1_epi8(0x1f);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(block, below), below);
+            if _mm_movemask_epi8(control) != 0 {
+                for &b in &text[at..at + n] {
+                    if special(b) {
+                        escape(out, b);
+                    } else {
+                        out.push(b);
+                    }
+                }
+                at += n;
+                out.reserve((text.len() - at) * 2 + 32);
+                continue;
+            }
+            let marks = _mm_movemask_epi8(_mm_or_si128(quote, backslash)) as u32;
+            let len = out.len();
+            // SAFETY: the spare capacity holds 32 bytes past `len` (reserved above, and the
+            // block writes at most twice its `n` bytes), so both stores are inside it; the
+            // first `n + ones(marks)` bytes after `len` are then written.
+            unsafe {
+                let to = out.as_mut_ptr().add(len);
+                if marks == 0 {
+                    _mm_storeu_si128(to.cast::<__m128i>(), block);
+                } else {
+                    let fill = _mm_set1_epi8(b'\\' as i8);
+                    let (low, high) = (marks & 0xff, marks >> 8);
+                    let first = _mm_shuffle_epi8(_mm_unpacklo_epi64(block, fill), shuffle(low));
+                    _mm_storeu_si128(to.cast::<__m128i>(), first);
+                    let second = _mm_shuffle_epi8(_mm_unpackhi_epi64(block, fill), shuffle(high));
+                    let after = 8 + low.count_ones() as usize;
+                    _mm_storeu_si128(to.add(after).cast::<__m128i>(), second);
+                }
+                out.set_len(len + n + marks.count_ones() as usize);
+            }
+            at += n;
+        }
+    }
+
+    #[inline(always)]
+    fn load(block: &[u8]) -> __m128i {
+        assert!(block.len() == 16);
+        // SAFETY: the slice holds 16 bytes (checked above), and the load is an unaligned one.
+        unsafe { _mm_loadu_si128(block.as_ptr().cast::<__m128i>()) }
+    }
+
+    #[inline(always)]
+    fn shuffle(mask: u32) -> __m128i {
+        load(&TABLE[mask as usize & 0xff])
+    }
 }
 
 /// A way to test a block of bytes for those that need an escape.
@@ -407,6 +526,13 @@ mod tests {
             write_blocks::<Swar>(&mut out, text.as_bytes());
             out.push(b'"');
             assert_eq!(String::from_utf8(out).unwrap(), expected, "eight at a time");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut out = b"\"".to_vec();
+                write_blocks::<Sse2>(&mut out, text.as_bytes());
+                out.push(b'"');
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "without SSSE3");
+            }
             assert_eq!(has_backslash(text.as_bytes()), text.contains('\\'));
             assert_eq!(
                 needs_escape(text.as_bytes()),
