@@ -180,7 +180,11 @@ mod tests {
         ] {
             let full = parse_time(text).map(millis);
             let plain = plain_utc(text);
-            assert_eq!(plain.as_deref().or(full.as_deref()), full.as_deref(), "{text}");
+            assert_eq!(
+                plain.as_deref().or(full.as_deref()),
+                full.as_deref(),
+                "{text}"
+            );
             let written = date(&format!("\"{text}\""));
             assert_eq!(written.as_deref(), full.as_deref(), "{text}");
         }

@@ -495,7 +495,10 @@ fn resource_into(
         return Some(end);
     }
     out.push(b'}');
-    if written.iter().any(|(from, to)| out[from..to] == out[open..]) {
+    if written
+        .iter()
+        .any(|(from, to)| out[from..to] == out[open..])
+    {
         out.truncate(start);
     } else {
         written.push((open, out.len()));
