@@ -449,6 +449,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn related_names_are_kept_once_in_order_past_the_fixed_places() {
+        let mut related = Related::default();
+        let names: Vec<String> = (0..12).map(|n| format!("user{n}")).collect();
+        for name in names.iter().chain(&names) {
+            related.user(Cow::Borrowed(name));
+        }
+        related.user(Cow::Borrowed(""));
+        assert_eq!(*related.users(), names[..]);
+    }
+
+    #[test]
     fn session_names_come_from_sts_arns_only() {
         let arn = |text: &'static str| Cow::Borrowed(text);
         let assumed = arn("arn:aws:sts::1:assumed-role/Role/jane@example.com");

@@ -876,6 +876,51 @@ mod tests {
     }
 
     #[test]
+    fn resources_are_written_once_each_however_many() {
+        let resource =
+            |n: usize| format!(r#"{{"ARN":"arn:aws:s3:::b{n}","type":"AWS::S3::Bucket"}}"#);
+        let mut list: Vec<String> = (0..20).map(resource).collect();
+        list.extend([
+            resource(18),
+            resource(3),
+            r#"{"accountid":"1"}"#.into(),
+            "{}".into(),
+        ]);
+        let doc = ecs_of(
+            &format!(
+                r#"{{"eventTime":"2024-05-01T12:00:00Z","resources":[{}]}}"#,
+                list.join(",")
+            ),
+            FreeForm::Objects,
+        );
+        let mut expected: Vec<Json> = (0..20)
+            .map(|n| json!({"arn": format!("arn:aws:s3:::b{n}"), "type": "AWS::S3::Bucket"}))
+            .collect();
+        expected.push(json!({"accountid": "1"}));
+        assert_eq!(doc["aws"]["cloudtrail"]["resources"], Json::Array(expected));
+        assert!(doc["aws"]["cloudtrail"].get("unmapped").is_none());
+    }
+
+    #[test]
+    fn resources_with_nothing_write_nothing_and_unreadable_ones_are_kept() {
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","resources":[{},{}]}"#,
+            FreeForm::Objects,
+        );
+        assert!(doc["aws"]["cloudtrail"].get("resources").is_none());
+        assert!(doc["aws"]["cloudtrail"].get("unmapped").is_none());
+        let doc = ecs_of(
+            r#"{"eventTime":"2024-05-01T12:00:00Z","resources":[{"ARN":"a"},"text"]}"#,
+            FreeForm::Objects,
+        );
+        assert!(doc["aws"]["cloudtrail"].get("resources").is_none());
+        assert_eq!(
+            doc["aws"]["cloudtrail"]["unmapped"]["resources"],
+            json!([{"ARN": "a"}, "text"])
+        );
+    }
+
+    #[test]
     fn a_broken_top_level_is_an_error() {
         let ecs = Ecs::new("default", FreeForm::Objects, None);
         let mut out = Vec::new();
