@@ -506,10 +506,11 @@ fn resource_into(
     Some(end)
 }
 
-/// Spans of a buffer, the first sixteen kept without an allocation.
+/// Spans of a buffer, the first four (most records have one to three resources) kept without
+/// an allocation.
 #[derive(Default)]
 struct Spans {
-    first: [(usize, usize); 16],
+    first: [(usize, usize); 4],
     count: usize,
     more: Vec<(usize, usize)>,
 }
