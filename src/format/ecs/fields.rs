@@ -234,14 +234,20 @@ impl<'a> Fields<'a> {
         fields
     }
 
+    /// The word of [`Fields::set`] that holds the bit of `slot`, and that bit.
+    #[inline(always)]
+    fn bit(slot: usize) -> (usize, u64) {
+        (slot / 64 % 2, 1u64 << (slot % 64))
+    }
+
     /// Marks the path at `slot` set; returns the object that holds it and its `,"leaf":`,
     /// or `None` when it was set already.
     #[inline]
     fn claim(&mut self, slot: usize) -> Option<(usize, &'static [u8])> {
-        let (word, bit) = (slot / 64 % 2, 1u64 << (slot % 64));
-        if self.set[word] & bit != 0 {
+        if self.has(slot) {
             return None;
         }
+        let (word, bit) = Self::bit(slot);
         self.set[word] |= bit;
         let (object, key) = &self.layout.places[slot];
         Some((usize::from(*object), key))
@@ -314,8 +320,7 @@ impl<'a> Fields<'a> {
     /// given (on one line), unless the path is set already. When `write` gives back `false`,
     /// the path is not set and what it appended is dropped.
     pub fn set_with(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) {
-        let (word, bit) = (slot / 64 % 2, 1u64 << (slot % 64));
-        if self.set[word] & bit != 0 {
+        if self.has(slot) {
             return;
         }
         let (object, key) = &self.layout.places[slot];
@@ -324,6 +329,7 @@ impl<'a> Fields<'a> {
         let before = buffer.len();
         put(buffer, key);
         if write(buffer) {
+            let (word, bit) = Self::bit(slot);
             self.set[word] |= bit;
             self.used |= self.layout.objects[object].lineage;
         } else {
@@ -336,7 +342,8 @@ impl<'a> Fields<'a> {
     /// them again.
     pub fn held(&mut self, slots: &[usize]) {
         for &slot in slots {
-            self.set[slot / 64 % 2] |= 1u64 << (slot % 64);
+            let (word, bit) = Self::bit(slot);
+            self.set[word] |= bit;
         }
     }
 
@@ -388,8 +395,10 @@ impl<'a> Fields<'a> {
     }
 
     /// Whether the path at `slot` is set.
+    #[inline]
     pub fn has(&self, slot: usize) -> bool {
-        self.set[slot / 64 % 2] & 1u64 << (slot % 64) != 0
+        let (word, bit) = Self::bit(slot);
+        self.set[word] & bit != 0
     }
 
     /// Appends the document: one JSON object, the paths nested. The objects that have

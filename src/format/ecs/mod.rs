@@ -8,13 +8,15 @@
 //! keys a mapping reads are listed once as [`Known`] ([`known`]): a lookup is then an index,
 //! and a key repeated in an object is left by the cursor itself. Values
 //! are text, numbers, booleans, lists of text, or
-//! JSON written as it came (a record's own object). Also here: what makes an address an IP
+//! JSON written as it came (a record's own object). Short lists a mapping gathers per document
+//! are [`Few`] ([`few`]). Also here: what makes an address an IP
 //! the cluster accepts ([`ip`]), and the `ecs`, `data_stream` and `event.dataset` fields every
 //! document carries ([`Stream`]).
 //!
 //! Pure: no I/O.
 
 pub mod cursor;
+pub mod few;
 pub mod fields;
 pub mod known;
 pub mod object;
@@ -27,6 +29,7 @@ use super::document::write_str;
 use super::FreeForm;
 use crate::enrich::GeoIp;
 pub use cursor::{text, Cursor};
+pub use few::Few;
 pub use fields::{slot, Fields, Layout, Paths};
 pub use known::{Known, Member};
 pub use object::{Key, Object};

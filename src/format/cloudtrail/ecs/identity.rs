@@ -16,19 +16,15 @@
 use std::borrow::Cow;
 
 use super::dates::date;
-use crate::format::ecs::{Cursor, Fields, Known, Value};
+use crate::format::ecs::{Cursor, Few, Fields, Known, Value};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
 #[derive(Debug, Default)]
 pub struct Related<'a> {
-    /// The first names, kept without an allocation (a document has at most seven: the
-    /// session's name and its local part, three from the request, the user's own and the
-    /// one it acts for).
-    users: [Cow<'a, str>; 8],
-    count: usize,
-    /// Any more.
-    more: Vec<Cow<'a, str>>,
+    /// The names so far (a document has at most seven: the session's name and its local
+    /// part, three from the request, the user's own and the one it acts for).
+    users: Few<Cow<'a, str>, 8>,
     pub id: Option<Cow<'a, str>>,
     pub name: Option<Cow<'a, str>>,
     pub on_behalf_of: Option<Cow<'a, str>>,
@@ -36,27 +32,14 @@ pub struct Related<'a> {
 
 impl<'a> Related<'a> {
     pub fn user(&mut self, name: Cow<'a, str>) {
-        if name.is_empty() || self.users[..self.count].contains(&name) || self.more.contains(&name)
-        {
-            return;
-        }
-        match self.users.get_mut(self.count) {
-            Some(place) => {
-                *place = name;
-                self.count += 1;
-            }
-            None => self.more.push(name),
+        if !name.is_empty() && !self.users.iter().any(|user| *user == name) {
+            self.users.push(name);
         }
     }
 
     /// The names gathered, in order.
     pub fn users(&self) -> Cow<'_, [Cow<'a, str>]> {
-        let first = &self.users[..self.count];
-        if self.more.is_empty() {
-            Cow::Borrowed(first)
-        } else {
-            Cow::Owned(first.iter().chain(&self.more).cloned().collect())
-        }
+        self.users.as_slice()
     }
 }
 

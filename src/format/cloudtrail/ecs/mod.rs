@@ -164,7 +164,7 @@ use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
 use crate::format::ecs::{
-    self, known, text, Cursor, Fields, Known, Layout, Member, Object, Paths, Stream, Value,
+    self, known, text, Cursor, Few, Fields, Known, Layout, Member, Object, Paths, Stream, Value,
 };
 use crate::format::FreeForm;
 use identity::Related;
@@ -497,7 +497,7 @@ fn resource_into(
     out.push(b'}');
     if written
         .iter()
-        .any(|(from, to)| out[from..to] == out[open..])
+        .any(|&(from, to)| out[from..to] == out[open..])
     {
         out.truncate(start);
     } else {
@@ -506,30 +506,9 @@ fn resource_into(
     Some(end)
 }
 
-/// Spans of a buffer, the first four (most records have one to three resources) kept without
-/// an allocation.
-#[derive(Default)]
-struct Spans {
-    first: [(usize, usize); 4],
-    count: usize,
-    more: Vec<(usize, usize)>,
-}
-
-impl Spans {
-    fn push(&mut self, span: (usize, usize)) {
-        match self.first.get_mut(self.count) {
-            Some(place) => {
-                *place = span;
-                self.count += 1;
-            }
-            None => self.more.push(span),
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.first[..self.count].iter().chain(&self.more).copied()
-    }
-}
+/// Where each resource written starts and ends in the document: the first four in place
+/// (records have one to three resources).
+type Spans = Few<(usize, usize), 4>;
 
 /// Whether the text of `requestParameters` holds a key that the mapping reads from it: one
 /// search for `Name"`, each find checked against the keys.
