@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use super::cursor::Cursor;
 use super::known::{same, Known};
-use super::object::{Key, Object};
+use super::object::{Object, Take};
 use super::value::Value;
 use crate::format::document::write_str;
 use crate::format::escape;
@@ -295,7 +295,7 @@ impl<'a> Fields<'a> {
     /// Sets the path at `slot` to the text of `key` in `object` ([`Object::value`]), a string
     /// without an escape copied as written.
     #[inline]
-    pub fn copy_of(&mut self, slot: usize, object: &mut Object<'a>, key: impl Key) {
+    pub fn copy_of<K: Copy>(&mut self, slot: usize, object: &mut impl Take<'a, K>, key: K) {
         match object.plain(key) {
             Some(string) => self.set_string(slot, string),
             None => self.set_some(slot, object.value(key)),
@@ -364,7 +364,12 @@ impl<'a> Fields<'a> {
 
     /// [`Fields::texts`] of the object at `key` of `object`, whose members not in `pairs`
     /// stay in `object`'s rest.
-    pub fn texts_of(&mut self, object: &mut Object<'a>, key: impl Key, pairs: &[(&str, usize)]) {
+    pub fn texts_of<K: Copy>(
+        &mut self,
+        object: &mut impl Take<'a, K>,
+        key: K,
+        pairs: &[(&str, usize)],
+    ) {
         if let Some(mut inner) = object.object(key) {
             self.texts(&mut inner, pairs);
             object.leave(key, inner.rest());

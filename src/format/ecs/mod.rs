@@ -20,6 +20,7 @@ pub mod few;
 pub mod fields;
 pub mod known;
 pub mod object;
+pub mod top;
 pub mod value;
 
 use std::borrow::Cow;
@@ -32,7 +33,8 @@ pub use cursor::{text, Cursor};
 pub use few::Few;
 pub use fields::{slot, Fields, Layout, Paths};
 pub use known::{Known, Member};
-pub use object::{Key, Object};
+pub use object::{Key, Object, Take};
+pub use top::Top;
 pub use value::Value;
 
 /// The ECS version the documents follow (that of Elastic's AWS integration).

@@ -5,8 +5,8 @@
 //! top level of a record from the outline its format noted, [`Object::outlined`]; an object
 //! inside it in one pass over its bytes, [`Object::scan`]; a whole object checked by
 //! `serde_json`, [`Object::parse`]); keys are decoded, values stay raw bytes until asked for.
-//! An object indexed by a [`Known`] list ([`Object::outlined_by`], [`Object::index`]) finds
-//! a [`Member`] of that list by its place, with no search.
+//! (A record's top level, whose members a mapping names by their places in a [`Known`] list,
+//! is read with [`super::Top`] instead.)
 //! (A mapping that reads every member of an object reads it with [`super::Cursor`] instead.)
 //! Output: what the mapping asks for, and at the end what it did not take
 //! ([`Object::rest`]): one JSON object of the members left, nested objects reduced to what was
@@ -21,7 +21,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::cursor::{text, Cursor};
-use super::known::{tag, Known, Member, MOST};
+use super::known::tag;
 use super::Value;
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
@@ -48,15 +48,9 @@ enum Left {
 #[derive(Debug)]
 pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
-    /// With [`Object::index`]: per key of the list, its first entry (`NONE`: none).
-    index: Option<[u8; MOST]>,
 }
 
-/// No entry, in [`Object::index`]'s table.
-const NONE: u8 = u8::MAX;
-
-/// A key to look up in an [`Object`]: its text, or a [`Member`] of the list the object was
-/// indexed with (an index, no search).
+/// A key to look up in an [`Object`]: its text.
 pub trait Key: Copy {
     /// The entry of the key in `object`: the first one.
     fn find(self, object: &Object<'_>) -> Option<usize>;
@@ -69,21 +63,47 @@ impl Key for &str {
     }
 }
 
-impl Key for Member {
-    #[inline]
-    fn find(self, object: &Object<'_>) -> Option<usize> {
-        match &object.index {
-            Some(index) => {
-                let at = index[usize::from(self.id)];
-                debug_assert!(at == NONE || object.entries[usize::from(at)].key == self.name);
-                (at != NONE).then_some(usize::from(at))
-            }
-            None => object.position(self.name),
-        }
+/// A JSON object whose members a mapping takes by key `K` ([`Object`], [`super::Top`]).
+pub trait Take<'a, K> {
+    /// The value of `key` when it is a string with text and no escape, as written (quotes
+    /// included), marked as taken; `None`, and nothing taken, for any other value.
+    fn plain(&mut self, key: K) -> Option<&'a str>;
+    /// The value of `key` as text, taken, as a document value: as written when it needs no
+    /// escape.
+    fn value(&mut self, key: K) -> Option<Value<'a>>;
+    /// The object at `key`, marked as taken: give back what is left of it with
+    /// [`Take::leave`]. `None` (and left) when it is no JSON object.
+    fn object(&mut self, key: K) -> Option<Object<'a>>;
+    /// Records what is left of the nested object at `key` (its [`Object::rest`]).
+    fn leave(&mut self, key: K, rest: Option<Vec<u8>>);
+}
+
+impl<'a, K: Key> Take<'a, K> for Object<'a> {
+    fn plain(&mut self, key: K) -> Option<&'a str> {
+        Object::plain(self, key)
+    }
+
+    fn value(&mut self, key: K) -> Option<Value<'a>> {
+        Object::value(self, key)
+    }
+
+    fn object(&mut self, key: K) -> Option<Object<'a>> {
+        Object::object(self, key)
+    }
+
+    fn leave(&mut self, key: K, rest: Option<Vec<u8>>) {
+        Object::leave(self, key, rest)
     }
 }
 
 impl<'a> Object<'a> {
+    /// The members, keys and raw values, in order.
+    pub fn into_members(mut self) -> impl Iterator<Item = (Cow<'a, str>, &'a str)> {
+        std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|entry| (entry.key, entry.value))
+    }
+
     /// The object `text`, checked whole by `serde_json`; `None` when it is not one object.
     pub fn parse(text: &'a str) -> Option<Object<'a>> {
         struct Collect;
@@ -103,98 +123,24 @@ impl<'a> Object<'a> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let entries = deserializer.deserialize_map(Collect).ok()?;
         deserializer.end().ok()?;
-        Some(Object {
-            entries,
-            index: None,
-        })
+        Some(Object { entries })
     }
 
     /// The object `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`:
     /// its members are read from them without a scan; their values are not checked. `None`
     /// when its top level is not `{"key": value, ...}`.
     pub fn outlined(text: &'a str, separators: &[u32]) -> Option<Object<'a>> {
-        Self::outline::<()>(text, separators, None)
-    }
-
-    /// [`Object::outlined`] with the place of each of `known`'s keys noted as the members
-    /// are read, as [`Object::index`] notes them.
-    pub fn outlined_by<T>(
-        text: &'a str,
-        separators: &[u32],
-        known: &Known<T>,
-    ) -> Option<Object<'a>> {
-        Self::outline(text, separators, Some(known))
-    }
-
-    fn outline<T>(
-        text: &'a str,
-        separators: &[u32],
-        known: Option<&Known<T>>,
-    ) -> Option<Object<'a>> {
-        let mut index = [NONE; MOST];
-        let bytes = text.as_bytes();
-        let close = bytes.len().checked_sub(1)?;
-        if bytes[0] != b'{' || bytes[close] != b'}' {
-            return None;
-        }
         let mut entries = kept_entries(separators.len() / 2 + 1);
-        let mut start = 1;
-        for pair in separators.chunks(2) {
-            let colon = pair[0] as usize;
-            let end = pair.get(1).map_or(close, |&comma| comma as usize);
-            // In order, and at a `:` then a `,` (or the `}`).
-            if !(start < colon && colon < end && end <= close)
-                || bytes[colon] != b':'
-                || (end != close && bytes[end] != b',')
-            {
-                return None;
-            }
-            let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
-            if key.len() < 2
-                || bytes[key.start] != b'"'
-                || bytes[key.end - 1] != b'"'
-                || value.is_empty()
-            {
-                return None;
-            }
-            // SAFETY: each bound is at or after one of the ASCII bytes checked above (`{`,
-            // a quote, `:`, `,`, `}`) or JSON whitespace, so on a character boundary.
-            let (inner, value) = unsafe {
-                (
-                    text.get_unchecked(key.start + 1..key.end - 1),
-                    text.get_unchecked(value),
-                )
-            };
-            // A known key has no escape: looked up first, it needs no look for one.
-            let mut key_tag = tag(inner.as_bytes());
-            let mut place = known.and_then(|known| known.find(inner.as_bytes(), key_tag));
-            let key = if place.is_none() && has_backslash(inner.as_bytes()) {
-                let key: String = serde_json::from_str(text.get(key)?).ok()?;
-                key_tag = tag(key.as_bytes());
-                place = known.and_then(|known| known.find(key.as_bytes(), key_tag));
-                Cow::Owned(key)
+        outlined_members(text, separators, |inner, key, value| {
+            let key = if has_backslash(inner.as_bytes()) {
+                Cow::Owned(serde_json::from_str(key).ok()?)
             } else {
                 Cow::Borrowed(inner)
             };
-            note(&mut index, place, entries.len());
-            entries.push(Entry {
-                key,
-                tag: key_tag,
-                value,
-                left: Left::All,
-            });
-            start = end + 1;
-        }
-        // After the last member its `}`: no `,` with nothing after it, no member without `:`.
-        let ended = match separators.len() {
-            0 => span(bytes, 1, close).is_empty(),
-            n => n % 2 == 1,
-        };
-        let indexed = known.is_some() && entries.len() < usize::from(NONE);
-        ended.then_some(Object {
-            entries,
-            index: indexed.then_some(index),
-        })
+            entries.push(Entry::new(key, value));
+            Some(())
+        })?;
+        Some(Object { entries })
     }
 
     /// The object `text` (from `{` to `}`), its members found in one pass over its bytes;
@@ -207,24 +153,10 @@ impl<'a> Object<'a> {
             entries.push(Entry::new(key, cursor.raw()?));
         }
         let (end, _) = cursor.finish()?;
-        text[end..].trim_ascii_start().is_empty().then_some(Object {
-            entries,
-            index: None,
-        })
-    }
-
-    /// The object with the place of each of `known`'s keys noted, so that looking up a
-    /// [`Member`] of it is an index (a search still, past 254 members).
-    pub fn index<T>(mut self, known: &Known<T>) -> Self {
-        if self.entries.len() >= usize::from(NONE) {
-            return self;
-        }
-        let mut index = [NONE; MOST];
-        for (n, entry) in self.entries.iter().enumerate() {
-            note(&mut index, known.find(entry.key.as_bytes(), entry.tag), n);
-        }
-        self.index = Some(index);
-        self
+        text[end..]
+            .trim_ascii_start()
+            .is_empty()
+            .then_some(Object { entries })
     }
 
     /// The entry of `key`: the first one, its tag compared before its bytes.
@@ -344,14 +276,56 @@ impl<'a> Object<'a> {
     }
 }
 
-/// Notes in `index` that the known key at `place` (if any) is at entry `entry`, unless it was
-/// met before; entries past 254 are not noted (such an object is not indexed).
+/// Hands each member of the object `text` (from `{` to `}`) whose top-level `:` and `,` are
+/// at `separators` to `each`: its key's text as written (no quotes), the key with its quotes,
+/// and its raw value; values are not checked. `None` when the top level is not
+/// `{"key": value, ...}`, or when `each` gives `None`.
 #[inline]
-fn note(index: &mut [u8; MOST], place: Option<usize>, entry: usize) {
-    if let Some(place) = place {
-        if index[place] == NONE && entry < usize::from(NONE) {
-            index[place] = entry as u8;
+pub(super) fn outlined_members<'a>(
+    text: &'a str,
+    separators: &[u32],
+    mut each: impl FnMut(&'a str, &'a str, &'a str) -> Option<()>,
+) -> Option<()> {
+    let bytes = text.as_bytes();
+    let close = bytes.len().checked_sub(1)?;
+    if bytes[0] != b'{' || bytes[close] != b'}' {
+        return None;
+    }
+    let mut start = 1;
+    for pair in separators.chunks(2) {
+        let colon = pair[0] as usize;
+        let end = pair.get(1).map_or(close, |&comma| comma as usize);
+        // In order, and at a `:` then a `,` (or the `}`).
+        if !(start < colon && colon < end && end <= close)
+            || bytes[colon] != b':'
+            || (end != close && bytes[end] != b',')
+        {
+            return None;
         }
+        let (key, value) = (span(bytes, start, colon), span(bytes, colon + 1, end));
+        if key.len() < 2
+            || bytes[key.start] != b'"'
+            || bytes[key.end - 1] != b'"'
+            || value.is_empty()
+        {
+            return None;
+        }
+        // SAFETY: each bound is at or after one of the ASCII bytes checked above (`{`, a
+        // quote, `:`, `,`, `}`) or JSON whitespace, so on a character boundary.
+        let (inner, quoted, value) = unsafe {
+            (
+                text.get_unchecked(key.start + 1..key.end - 1),
+                text.get_unchecked(key),
+                text.get_unchecked(value),
+            )
+        };
+        each(inner, quoted, value)?;
+        start = end + 1;
+    }
+    // After the last member its `}`: no `,` with nothing after it, no member without `:`.
+    match separators.len() {
+        0 => span(bytes, 1, close).is_empty().then_some(()),
+        n => (n % 2 == 1).then_some(()),
     }
 }
 
@@ -478,44 +452,6 @@ mod tests {
         );
         assert_eq!(object.get("a\"b"), Some(r#"{"c":1}"#));
         assert_eq!(object.get("n"), None);
-    }
-
-    #[test]
-    fn an_outlined_object_indexed_as_it_is_read_finds_what_an_index_finds() {
-        use crate::format::cloudtrail::split::OwnedRecord;
-        use crate::format::ecs::known::plain;
-        static KNOWN: Known = Known::new(&plain(["eventName", "a\"b", "n", "absent"]));
-        let text = r#"{"even\u0074Name":"E", "a\"b":1,"eventName":"again","n":null,"x":2}"#;
-        let record = OwnedRecord::parse(text.as_bytes()).unwrap();
-        let separators = record.as_record().separators().to_vec();
-        let read = Object::outlined_by(text, &separators, &KNOWN).unwrap();
-        let indexed = Object::parse(text).unwrap().index(&KNOWN);
-        for key in ["eventName", "a\"b", "n", "absent"] {
-            let member = KNOWN.member(key);
-            assert_eq!(read.get(member), indexed.get(member), "{key}");
-        }
-        assert_eq!(read.get(KNOWN.member("eventName")), Some("\"E\""));
-        assert_eq!(read.rest(), indexed.rest());
-    }
-
-    #[test]
-    fn members_of_an_indexed_object_read_as_their_keys() {
-        use crate::format::ecs::known::plain;
-        static KNOWN: Known = Known::new(&plain(["a", "bA", "absent", "n"]));
-        let text = r#"{"a":"x","b\u0041":{"c":1},"n":null,"k":5,"a":"again"}"#;
-        let mut indexed = Object::parse(text).unwrap().index(&KNOWN);
-        let mut plain_object = Object::parse(text).unwrap();
-        for key in ["a", "bA", "absent", "n"] {
-            let member = KNOWN.member(key);
-            assert_eq!(indexed.get(member), plain_object.get(key), "{key}");
-        }
-        assert_eq!(indexed.text(KNOWN.member("a")).as_deref(), Some("x"));
-        plain_object.text("a");
-        assert_eq!(indexed.rest(), plain_object.rest(), "the first is taken");
-        // Past 254 members, no index: a search still finds them.
-        let wide = format!("{{{},\"a\":1}}", members(300));
-        let wide = Object::parse(&wide).unwrap().index(&KNOWN);
-        assert_eq!(wide.get(KNOWN.member("a")), Some("1"));
     }
 
     #[test]

@@ -164,7 +164,8 @@ use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
 use crate::format::ecs::{
-    self, known, text, Cursor, Few, Fields, Known, Layout, Member, Object, Paths, Stream, Value,
+    self, known, text, Cursor, Few, Fields, Known, Layout, Member, Object, Paths, Stream, Take,
+    Top, Value,
 };
 use crate::format::FreeForm;
 use identity::Related;
@@ -271,9 +272,9 @@ pub fn write(
     // instructions for most records), its slices are text.
     let document = simdutf8::basic::from_utf8(document).map_err(|_| EcsError::Malformed)?;
     let mut record = if outline.is_empty() {
-        Object::parse(document).map(|record| record.index(&TOP))
+        Top::parse(document, &TOP)
     } else {
-        Object::outlined_by(document, outline, &TOP)
+        Top::outlined(document, outline, &TOP)
     }
     .ok_or(EcsError::Malformed)?;
     let mut fields = Fields::read_from(layout(), document);
@@ -333,7 +334,7 @@ pub fn write(
 
 /// `event.*` and `cloud.*` of the record's own fields.
 /// Returns whether the event is an Identity Center sign-in (`UserAuthentication`).
-fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
+fn event<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>) -> bool {
     let action = record.text(top!("eventName"));
     let provider = record.text(top!("eventSource"));
     let service = match &provider {
@@ -382,7 +383,7 @@ fn event<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) -> bool {
 
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
 /// answer, `Success` or `Failure`, in lower case) when it has one.
-fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
+fn console_login<'a>(record: &Top<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
     if let Some(data) = record
         .get(top!("additionalEventData"))
         .and_then(Object::scan)
@@ -418,7 +419,7 @@ fn console_login<'a>(record: &Object<'a>, fields: &mut Fields<'a>) -> Option<&'s
 }
 
 /// `source.*` and `user_agent.original`.
-fn source<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
+fn source<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
     if let Some(address) = record.text(top!("sourceIPAddress")) {
         ecs::source(address, geoip, fields);
     }
@@ -430,7 +431,7 @@ static RESOURCE: Known<usize> = Known::new(&[("ARN", 0), ("accountId", 1), ("typ
 
 /// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
 /// `account_id` and `type`, each resource once, written straight into the document.
-fn resources<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>) {
+fn resources<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>) {
     let Some(raw) = record.get(top!("resources")) else {
         return;
     };
@@ -525,7 +526,7 @@ fn names_a_user_or_group(raw: &[u8]) -> bool {
 /// The free-form objects, as text and as objects, and what the integration reads from them
 /// (`group.*`, `user.target.*`, `user.changes.name`, the names `related.user` gets).
 fn free_form<'a>(
-    record: &mut Object<'a>,
+    record: &mut Top<'a>,
     fields: &mut Fields<'a>,
     related: &mut Related<'a>,
     kind: FreeForm,
@@ -581,7 +582,7 @@ fn free_form<'a>(
 }
 
 /// `tls.*`, `addendum`, and the objects of Insights events and CloudTrail Lake.
-fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm) {
+fn details<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>, kind: FreeForm) {
     if let Some(mut tls) = record.object(top!("tlsDetails")) {
         match tls.text("tlsVersion") {
             Some(version) if version == "tlsVersion" => {}
@@ -643,12 +644,7 @@ fn details<'a>(record: &mut Object<'a>, fields: &mut Fields<'a>, kind: FreeForm)
 /// `user.id`, `user.name` (and `user.email` when it is an e-mail address), and
 /// `related.user`: the names of the request (the new name of a renamed user among them), then
 /// the user's; an Identity Center sign-in (`signs_in`) names its user in its own data.
-fn users<'a>(
-    record: &Object<'a>,
-    fields: &mut Fields<'a>,
-    mut related: Related<'a>,
-    signs_in: bool,
-) {
+fn users<'a>(record: &Top<'a>, fields: &mut Fields<'a>, mut related: Related<'a>, signs_in: bool) {
     let (id, mut name) = (related.id.take(), related.name.take());
     if name.is_none() && signs_in {
         // An Identity Center sign-in names its user only here.
