@@ -98,10 +98,8 @@ pub struct Layout {
 /// taken in the order of their numbers, open and close as they nest.
 #[derive(Debug)]
 struct Node {
-    /// `,"name":` (empty for the document).
+    /// `"name":{` (`{` for the document).
     key: Vec<u8>,
-    /// The object that holds it (the document holds itself).
-    parent: u8,
     /// Its bit and those of the objects that hold it.
     lineage: u64,
 }
@@ -126,7 +124,7 @@ impl Layout {
         // The objects as met, each with its key and the objects it holds; the document is
         // object 0, its prefix empty.
         let mut prefixes = vec![String::new()];
-        let mut met: Vec<(Vec<u8>, Vec<usize>)> = vec![(Vec::new(), Vec::new())];
+        let mut met: Vec<(Vec<u8>, Vec<usize>)> = vec![(b"{".to_vec(), Vec::new())];
         let mut places = Vec::with_capacity(paths.len());
         for path in paths {
             let (parents, leaf) = path.rsplit_once('.').map_or(("", path), |(p, l)| (p, l));
@@ -143,7 +141,7 @@ impl Layout {
                     Some(found) => found,
                     None => {
                         let id = met.len();
-                        met.push((format!(",\"{step}\":").into_bytes(), Vec::new()));
+                        met.push((format!("\"{step}\":{{").into_bytes(), Vec::new()));
                         met[node].1.push(id);
                         prefixes.push(prefix.clone());
                         id
@@ -166,7 +164,6 @@ impl Layout {
             let lineage = objects.get(usize::from(parent)).map_or(0, |p| p.lineage) | 1 << id;
             objects.push(Node {
                 key: std::mem::take(&mut met[n].0),
-                parent,
                 lineage,
             });
             stack.extend(met[n].1.iter().rev().map(|&child| (child, id)));
@@ -408,8 +405,9 @@ impl<'a> Fields<'a> {
 
     /// Appends the document: one JSON object, the paths nested. The objects that have
     /// something are written in the order of their numbers, which is the order they nest in:
-    /// each opens after its key, its members and objects each after a `,`, the first of
-    /// which becomes its `{`.
+    /// before each, the objects open that do not hold it close. How many close, and whether a
+    /// `,` goes before the next key, are counted rather than branched on: the objects a
+    /// document uses vary from one document to the next.
     pub fn write(self, out: &mut Vec<u8>) {
         let objects = &self.layout.objects;
         let used = self.used | 1;
@@ -418,46 +416,46 @@ impl<'a> Fields<'a> {
         while rest != 0 {
             let id = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            size += objects[id].key.len() + self.buffers[id].len() + 1;
+            size += objects[id].key.len() + self.buffers[id].len() + 2;
         }
-        out.reserve(size);
-        // The objects open, each with where its first `,` goes, the document first.
-        let mut open = [(0u8, 0usize); DEEPEST];
-        let mut depth = 0;
-        open[0] = (0, out.len());
-        put(out, &self.buffers[0]);
-        let mut rest = used & !1;
+        out.reserve(size + DEEPEST);
+        // The objects open, by their bits; whether the innermost has nothing written yet.
+        let mut open = 1u64;
+        let mut first = true;
+        let mut rest = used;
         while rest != 0 {
             let id = rest.trailing_zeros() as usize;
             rest &= rest - 1;
             let node = &objects[id];
-            while open[depth].0 != node.parent {
-                close(out, open[depth].1);
-                depth -= 1;
-            }
+            let closing = (open & !node.lineage).count_ones() as usize;
+            close(out, closing);
+            first &= closing == 0;
+            // A `,` unless it is the first thing in its object.
+            out.push(b',');
+            out.truncate(out.len() - usize::from(first));
             put(out, &node.key);
-            depth += 1;
-            open[depth] = (id as u8, out.len());
-            put(out, &self.buffers[id]);
+            let own = &self.buffers[id];
+            // Each member is after a `,`: the first one's is not written.
+            put(out, own.get(1..).unwrap_or_default());
+            first = own.is_empty();
+            open = node.lineage;
         }
-        while depth > 0 {
-            close(out, open[depth].1);
-            depth -= 1;
-        }
-        if out.len() == open[0].1 {
-            out.push(b'{');
-        } else {
-            out[open[0].1] = b'{';
-        }
-        out.push(b'}');
+        close(out, open.count_ones() as usize);
     }
 }
 
-/// Closes the object whose members start at `at` (after a `,`, which becomes its `{`).
+/// Appends `n` `}` (at most [`DEEPEST`]) in one copy of a fixed size, with no branch on `n`.
 #[inline(always)]
-fn close(out: &mut Vec<u8>, at: usize) {
-    out[at] = b'{';
-    out.push(b'}');
+fn close(out: &mut Vec<u8>, n: usize) {
+    debug_assert!(n <= DEEPEST);
+    out.reserve(DEEPEST);
+    let len = out.len();
+    // SAFETY: the spare capacity holds `DEEPEST` bytes (reserved above), all written; the
+    // first `n` of them are counted in.
+    unsafe {
+        std::ptr::copy_nonoverlapping([b'}'; DEEPEST].as_ptr(), out.as_mut_ptr().add(len), DEEPEST);
+        out.set_len(len + n.min(DEEPEST));
+    }
 }
 
 impl Drop for Fields<'_> {
