@@ -20,7 +20,11 @@ pub fn date(raw: &str) -> Option<Stamp> {
 /// the years 0 to 9999 (every date CloudTrail writes), so a document's dates cost no
 /// allocation. Its text needs no JSON escape.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stamp {
+pub struct Stamp(Written);
+
+/// How a [`Stamp`] is kept (private: a short one holds only what this module writes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Written {
     Short([u8; 24]),
     /// Any other year (written with `format!`).
     Long(String),
@@ -30,9 +34,12 @@ impl std::ops::Deref for Stamp {
     type Target = str;
 
     fn deref(&self) -> &str {
-        match self {
-            Stamp::Short(bytes) => std::str::from_utf8(bytes).expect("ASCII digits"),
-            Stamp::Long(text) => text,
+        match &self.0 {
+            // SAFETY: a short stamp is ASCII, digits and `-T:.Z`, as `stamp` and `plain_utc`
+            // write it (nothing else makes one), so UTF-8; this runs for every date of every
+            // document.
+            Written::Short(bytes) => unsafe { std::str::from_utf8_unchecked(bytes) },
+            Written::Long(text) => text,
         }
     }
 }
@@ -65,7 +72,7 @@ fn plain_utc(text: &str) -> Option<Stamp> {
     valid.then(|| {
         let mut written = *b"0000-00-00T00:00:00.000Z";
         written[..19].copy_from_slice(&b[..19]);
-        Stamp::Short(written)
+        Stamp(Written::Short(written))
     })
 }
 
@@ -99,10 +106,10 @@ pub fn stamp(time: OffsetDateTime) -> Stamp {
     let (year, month, day) = t.to_calendar_date();
     let (hour, minute, second, milli) = t.to_hms_milli();
     if !(0..=9999).contains(&year) {
-        return Stamp::Long(format!(
+        return Stamp(Written::Long(format!(
             "{year:04}-{:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z",
             u8::from(month),
-        ));
+        )));
     }
     let mut out = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: usize, mut n: u32| {
@@ -118,7 +125,7 @@ pub fn stamp(time: OffsetDateTime) -> Stamp {
     put(14, 2, u32::from(minute));
     put(17, 2, u32::from(second));
     put(20, 3, u32::from(milli));
-    Stamp::Short(out)
+    Stamp(Written::Short(out))
 }
 
 /// The time now, as `event.created` is written for the events read now: to the millisecond,
