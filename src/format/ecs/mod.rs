@@ -33,7 +33,7 @@ pub use cursor::{text, Cursor};
 pub use few::Few;
 pub use fields::{slot, Fields, Layout, Paths};
 pub use known::{Known, Member};
-pub use object::{Key, Object, Take};
+pub use object::{Object, Take};
 pub use top::Top;
 pub use value::Value;
 

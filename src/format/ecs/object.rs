@@ -50,19 +50,6 @@ pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
 }
 
-/// A key to look up in an [`Object`]: its text.
-pub trait Key: Copy {
-    /// The entry of the key in `object`: the first one.
-    fn find(self, object: &Object<'_>) -> Option<usize>;
-}
-
-impl Key for &str {
-    #[inline]
-    fn find(self, object: &Object<'_>) -> Option<usize> {
-        object.position(self)
-    }
-}
-
 /// A JSON object whose members a mapping takes by key `K` ([`Object`], [`super::Top`]).
 pub trait Take<'a, K> {
     /// The value of `key` when it is a string with text and no escape, as written (quotes
@@ -78,20 +65,20 @@ pub trait Take<'a, K> {
     fn leave(&mut self, key: K, rest: Option<Vec<u8>>);
 }
 
-impl<'a, K: Key> Take<'a, K> for Object<'a> {
-    fn plain(&mut self, key: K) -> Option<&'a str> {
+impl<'a> Take<'a, &str> for Object<'a> {
+    fn plain(&mut self, key: &str) -> Option<&'a str> {
         Object::plain(self, key)
     }
 
-    fn value(&mut self, key: K) -> Option<Value<'a>> {
+    fn value(&mut self, key: &str) -> Option<Value<'a>> {
         Object::value(self, key)
     }
 
-    fn object(&mut self, key: K) -> Option<Object<'a>> {
+    fn object(&mut self, key: &str) -> Option<Object<'a>> {
         Object::object(self, key)
     }
 
-    fn leave(&mut self, key: K, rest: Option<Vec<u8>>) {
+    fn leave(&mut self, key: &str, rest: Option<Vec<u8>>) {
         Object::leave(self, key, rest)
     }
 }
@@ -170,8 +157,8 @@ impl<'a> Object<'a> {
     }
 
     /// The raw value of `key` (not `null`), marked as taken.
-    pub fn take(&mut self, key: impl Key) -> Option<&'a str> {
-        let at = key.find(self)?;
+    pub fn take(&mut self, key: &str) -> Option<&'a str> {
+        let at = self.position(key)?;
         self.taken(at)
     }
 
@@ -185,16 +172,16 @@ impl<'a> Object<'a> {
     }
 
     /// The raw value of `key` (not `null`), left where it is.
-    pub fn get(&self, key: impl Key) -> Option<&'a str> {
-        let entry = &self.entries[key.find(self)?];
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        let entry = &self.entries[self.position(key)?];
         (entry.value != "null").then_some(entry.value)
     }
 
     /// The value of `key` as text (a string's text, a number's or a boolean's as written),
     /// marked as taken; an empty string counts as absent (and taken); an object or an array
     /// is not text, and is left.
-    pub fn text(&mut self, key: impl Key) -> Option<Cow<'a, str>> {
-        let at = key.find(self)?;
+    pub fn text(&mut self, key: &str) -> Option<Cow<'a, str>> {
+        let at = self.position(key)?;
         let text = text(self.entries[at].value)?;
         self.taken(at);
         (!text.is_empty()).then_some(text)
@@ -204,8 +191,8 @@ impl<'a> Object<'a> {
     /// included), marked as taken; `None`, and nothing taken, for any other value (read it
     /// with [`Object::value`]).
     #[inline]
-    pub fn plain(&mut self, key: impl Key) -> Option<&'a str> {
-        let at = key.find(self)?;
+    pub fn plain(&mut self, key: &str) -> Option<&'a str> {
+        let at = self.position(key)?;
         let value = self.entries[at].value;
         let inner = value.strip_prefix('"')?.strip_suffix('"')?;
         if inner.is_empty() || has_backslash(inner.as_bytes()) {
@@ -217,22 +204,22 @@ impl<'a> Object<'a> {
 
     /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
     /// string without one, a number, a boolean).
-    pub fn value(&mut self, key: impl Key) -> Option<Value<'a>> {
+    pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
         self.text(key).map(Value::read)
     }
 
     /// The object at `key`, marked as taken: give back what is left of it with
     /// [`Object::leave`]. `None` (and left) when it is no JSON object.
-    pub fn object(&mut self, key: impl Key) -> Option<Object<'a>> {
-        let at = key.find(self)?;
+    pub fn object(&mut self, key: &str) -> Option<Object<'a>> {
+        let at = self.position(key)?;
         let object = Object::scan(self.entries[at].value)?;
         self.taken(at);
         Some(object)
     }
 
     /// Records what is left of the nested object at `key` (its [`Object::rest`]).
-    pub fn leave(&mut self, key: impl Key, rest: Option<Vec<u8>>) {
-        if let Some(at) = key.find(self) {
+    pub fn leave(&mut self, key: &str, rest: Option<Vec<u8>>) {
+        if let Some(at) = self.position(key) {
             self.entries[at].left = rest.map_or(Left::Nothing, Left::Part);
         }
     }

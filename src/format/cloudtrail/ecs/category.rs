@@ -2,6 +2,9 @@
 //! Elastic's AWS integration assigns them. A name it does not list has no category and the
 //! type `info`. The match is exact (case included).
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 /// `(category, types, event names)`, as the integration groups them.
 const TABLE: &[(&[&str], &[&str], &[&str])] = &[
     (
@@ -163,55 +166,18 @@ const TABLE: &[(&[&str], &[&str], &[&str])] = &[
 
 /// The category and types of `event_name`, when the integration lists it.
 pub fn of(event_name: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    let key = event_name.as_bytes();
-    let slots = slots();
-    let mut slot = slot_of(key);
-    loop {
-        let (name, row) = slots[slot]?;
-        if name.as_bytes() == key {
-            let (category, types, _) = TABLE[usize::from(row)];
-            return Some((category, types));
-        }
-        slot = (slot + 1) % SLOTS;
-    }
+    let (category, types, _) = TABLE[*rows().get(event_name)?];
+    Some((category, types))
 }
 
-/// Slots of the table [`of`] looks names up in: a power of two, under half full.
-const SLOTS: usize = 256;
-
-/// The first slot to look at for `name`: a hash of its length and of its first, middle and
-/// last bytes (names that differ mostly differ there).
-#[inline]
-fn slot_of(name: &[u8]) -> usize {
-    let n = name.len();
-    let key = match name {
-        [] => 0,
-        _ => {
-            n as u32
-                | u32::from(name[0]) << 8
-                | u32::from(name[n / 2]) << 16
-                | u32::from(name[n - 1]) << 24
-        }
-    };
-    (key.wrapping_mul(0x9E37_79B1) >> 24) as usize % SLOTS
-}
-
-/// Each listed name with its row of [`TABLE`], in open-addressed slots, made once.
-fn slots() -> &'static [Option<(&'static str, u8)>; SLOTS] {
-    static SLOTTED: std::sync::OnceLock<[Option<(&'static str, u8)>; SLOTS]> =
-        std::sync::OnceLock::new();
-    SLOTTED.get_or_init(|| {
-        let mut slots = [None; SLOTS];
-        for (row, (_, _, names)) in TABLE.iter().enumerate() {
-            for &name in *names {
-                let mut slot = slot_of(name.as_bytes());
-                while slots[slot].is_some() {
-                    slot = (slot + 1) % SLOTS;
-                }
-                slots[slot] = Some((name, row as u8));
-            }
-        }
-        slots
+/// Each listed name with its row of [`TABLE`], made once: a lookup by hash, not a search of
+/// every name, which ran for every event.
+fn rows() -> &'static HashMap<&'static str, usize> {
+    static ROWS: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+    ROWS.get_or_init(|| {
+        let rows = TABLE.iter().enumerate();
+        rows.flat_map(|(row, (_, _, names))| names.iter().map(move |&name| (name, row)))
+            .collect()
     })
 }
 
