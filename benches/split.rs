@@ -65,6 +65,16 @@ fn main() {
         println!("ECS split path: {:?} per run", start.elapsed() / 5);
         return;
     }
+    if std::env::var_os("BENCH_PROFILE").is_some_and(|v| v == "shape") {
+        // Only the ECS step, over events split beforehand, against the raw split path.
+        shape_only(&gz, events);
+        return;
+    }
+    if std::env::var_os("BENCH_PROFILE").is_some_and(|v| v == "ratio") {
+        // Only the ECS split path against the raw one.
+        ecs_against_raw(&gz, raw_len, events, RUNS);
+        return;
+    }
     if std::env::var_os("BENCH_PROFILE").is_some() {
         // Only the split path, 20 times: for `perf record` (see docs/performance.md).
         let start = Instant::now();
@@ -185,21 +195,69 @@ fn ecs_against_raw(gz: &[u8], raw_len: usize, events: u64, runs: usize) {
     );
 }
 
-/// [`split_path_shaped`]'s shaper: ECS documents with MaxMind's test City and ASN databases.
-fn ecs_shaper() -> Shaper {
+/// The ECS step alone (the record's ECS document written, as the shaper does), over events
+/// split beforehand, against the raw split path, in alternating runs.
+fn shape_only(gz: &[u8], events: u64) {
+    let mut split = Vec::new();
+    events_as(gz, FreeForm::AsWritten, |event| split.push(event));
+    let ecs = cloudtrail::ecs::Ecs::new("default", FreeForm::Objects, Some(geoip()));
+    let created = cloudtrail::ecs::dates::created_now();
+    let mut raw_runs = Vec::new();
+    let mut shape_runs = Vec::new();
+    let mut out = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    for _ in 0..RUNS {
+        raw_runs.push(best(1, || split_path(gz)));
+        shape_runs.push(best(1, || {
+            let mut total = 0u64;
+            for event in &split {
+                let timestamp = cloudtrail::ecs::dates::millis(event.time);
+                cloudtrail::ecs::write(
+                    &event.source,
+                    &event.outline,
+                    &timestamp,
+                    &created,
+                    &ecs,
+                    &mut out,
+                )
+                .expect("an ECS document");
+                if out.len() >= BULK_BYTES {
+                    total += out.len() as u64;
+                    out.clear();
+                }
+            }
+            total + out.len() as u64
+        }));
+    }
+    let (raw, _) = raw_runs.into_iter().min().expect("at least one run");
+    let (shape, _) = shape_runs.into_iter().min().expect("at least one run");
+    println!(
+        "raw split path {:.3} s; ECS step alone {:.3} s ({:.0} ns per event), {:.2}x the raw split path",
+        raw.as_secs_f64(),
+        shape.as_secs_f64(),
+        shape.as_secs_f64() * 1e9 / events as f64,
+        shape.as_secs_f64() / raw.as_secs_f64()
+    );
+}
+
+/// MaxMind's test City and ASN databases.
+fn geoip() -> GeoIp {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/geoip/");
-    let geoip = GeoIp::open(&[
+    GeoIp::open(&[
         format!("{dir}GeoLite2-City-Test.mmdb").into(),
         format!("{dir}GeoLite2-ASN-Test.mmdb").into(),
     ])
-    .expect("MaxMind's test databases");
+    .expect("MaxMind's test databases")
+}
+
+/// [`split_path_shaped`]'s shaper: ECS documents with MaxMind's test City and ASN databases.
+fn ecs_shaper() -> Shaper {
     let config = SchemaConfig {
         schema: Schema::Ecs,
         data_stream_namespace: "default".into(),
         ingest_pipeline: None,
         geoip_databases: Vec::new(),
     };
-    Shaper::new(&config, FreeForm::Objects, Some(geoip)).expect("a shaper")
+    Shaper::new(&config, FreeForm::Objects, Some(geoip())).expect("a shaper")
 }
 
 /// [`split_path`] with each event shaped by `shaper` before it is written.

@@ -7,4 +7,4 @@
 
 pub mod geoip;
 
-pub use geoip::GeoIp;
+pub use geoip::{Answer, GeoIp};

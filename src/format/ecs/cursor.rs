@@ -20,7 +20,6 @@
 use std::borrow::Cow;
 
 use super::known::{tag, Known};
-use super::value::Value;
 use crate::format::escape::{has_backslash, string_end};
 
 /// An object that is not `{"key": value, ...}`.
@@ -254,29 +253,6 @@ impl<'a> Cursor<'a> {
         (!text.is_empty()).then_some(text)
     }
 
-    /// The current member's value when it is a string with text and no escape, as written
-    /// (quotes included), taken; `None`, and the value not read yet, for any other value (read
-    /// it with [`Cursor::value`]).
-    #[inline]
-    pub fn plain(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        (bytes.get(self.at) == Some(&b'"')).then_some(())?;
-        let (end, escaped) = string_end(bytes, self.at + 1)?;
-        if escaped || end == self.at + 1 {
-            return None;
-        }
-        // SAFETY: as in `member`: both bounds are at quotes.
-        let string = unsafe { self.text.get_unchecked(self.at..=end) };
-        self.at = end + 1;
-        self.space();
-        Some(string)
-    }
-
-    /// [`Cursor::text`] as a document value: as written when it needs no escape.
-    pub fn value(&mut self) -> Option<Value<'a>> {
-        self.text().map(Value::read)
-    }
-
     /// A cursor inside the current member's value when it is an object (give it back with
     /// [`Cursor::close`]); `None`, and the value left, when it is not.
     pub fn object(&mut self) -> Option<Cursor<'a>> {
@@ -505,26 +481,25 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_string_is_handed_as_written_and_any_other_value_is_read_as_text() {
+    fn text_is_borrowed_without_an_escape_and_other_values_are_left() {
         let mut cursor =
             Cursor::new(r#"{"p":"plain" ,"e":"a\"b","z":"","n":1,"o":{"x":1}}"#).unwrap();
         let mut read = Vec::new();
         while cursor.key().unwrap().is_some() {
-            match cursor.plain() {
-                Some(string) => read.push(format!("plain {string}")),
-                None => read.push(format!("value {:?}", cursor.value())),
-            }
+            read.push(cursor.text());
         }
         assert_eq!(
             read,
             [
-                r#"plain "plain""#,
-                r#"value Some(Text("a\"b"))"#,
-                "value None",
-                r#"value Some(Clean("1"))"#,
-                "value None",
+                Some(Cow::Borrowed("plain")),
+                Some(Cow::Owned("a\"b".into())),
+                None,
+                Some(Cow::Borrowed("1")),
+                None,
             ]
         );
+        assert!(matches!(read[0], Some(Cow::Borrowed(_))));
+        assert!(matches!(read[1], Some(Cow::Owned(_))));
         let (_, rest) = cursor.finish().unwrap();
         assert_eq!(rest.as_deref(), Some(&br#"{"o":{"x":1}}"#[..]));
     }
@@ -536,14 +511,14 @@ mod tests {
         let mut cursor = Cursor::new(r#"{"s":"plain","e":"a\nb","n":-1.5e3}"#).unwrap();
         let mut values = Vec::new();
         while cursor.key().unwrap().is_some() {
-            values.push(cursor.value());
+            values.push(cursor.text());
         }
         assert_eq!(
             values,
             [
-                Some(Value::Clean("plain")),
-                Some(Value::Text("a\nb".into())),
-                Some(Value::Clean("-1.5e3"))
+                Some(Cow::Borrowed("plain")),
+                Some(Cow::Owned("a\nb".into())),
+                Some(Cow::Borrowed("-1.5e3"))
             ]
         );
     }

@@ -16,9 +16,9 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::cursor::Cursor;
-use super::known::{same, Known};
-use super::object::{Object, Take};
+use super::known::same;
+use super::object::Object;
+
 use super::value::Value;
 use crate::format::document::write_str;
 use crate::format::escape;
@@ -279,61 +279,6 @@ impl<'a> Fields<'a> {
         self.used |= self.layout.objects[object].lineage;
     }
 
-    /// Sets the path at `slot` to the text of `cursor`'s current value ([`Cursor::value`]):
-    /// a string without an escape, the most common, is copied as written, quotes and all.
-    #[inline]
-    pub fn copy(&mut self, slot: usize, cursor: &mut Cursor<'a>) {
-        match cursor.plain() {
-            Some(string) => self.set_string(slot, string),
-            None => self.set_some(slot, cursor.value()),
-        }
-    }
-
-    /// Sets the path at `slot` to the text of `key` in `object` ([`Object::value`]), a string
-    /// without an escape copied as written.
-    #[inline]
-    pub fn copy_of<K: Copy>(&mut self, slot: usize, object: &mut impl Take<'a, K>, key: K) {
-        match object.plain(key) {
-            Some(string) => self.set_string(slot, string),
-            None => self.set_some(slot, object.value(key)),
-        }
-    }
-
-    /// Sets the path at `slot` to `string`, a JSON string that needs no escape, quotes
-    /// included.
-    #[inline]
-    fn set_string(&mut self, slot: usize, string: &str) {
-        let Some((object, key)) = self.claim(slot) else {
-            return;
-        };
-        let buffer = &mut self.buffers[object];
-        buffer.reserve(key.len() + string.len());
-        put(buffer, key);
-        put(buffer, string.as_bytes());
-        self.used |= self.layout.objects[object].lineage;
-    }
-
-    /// Sets the path at `slot` to the JSON value that `write` appends to the buffer it is
-    /// given (on one line), unless the path is set already. When `write` gives back `false`,
-    /// the path is not set and what it appended is dropped.
-    pub fn set_with(&mut self, slot: usize, write: impl FnOnce(&mut Vec<u8>) -> bool) {
-        if self.has(slot) {
-            return;
-        }
-        let (object, key) = &self.layout.places[slot];
-        let object = usize::from(*object);
-        let buffer = &mut self.buffers[object];
-        let before = buffer.len();
-        put(buffer, key);
-        if write(buffer) {
-            let (word, bit) = Self::bit(slot);
-            self.set[word] |= bit;
-            self.used |= self.layout.objects[object].lineage;
-        } else {
-            buffer.truncate(before);
-        }
-    }
-
     /// Marks the paths at `slots` set without writing them: [`Value::Members`] written under
     /// another slot of their object hold them, and a later [`Fields::set`] must not write
     /// them again.
@@ -351,49 +296,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Sets each slot to the text of its key in `object` (see
-    /// [`Object::text`]), where it has one.
+    /// Sets each slot to the text of its key in `object` (see [`Object::text`]), where it
+    /// has one.
     pub fn texts(&mut self, object: &mut Object<'a>, pairs: &[(&str, usize)]) {
         for &(key, slot) in pairs {
-            self.copy_of(slot, object, key);
+            self.set_some(slot, object.text(key).map(Value::read));
         }
-    }
-
-    /// [`Fields::texts`] of the object at `key` of `object`, whose members not in `pairs`
-    /// stay in `object`'s rest.
-    pub fn texts_of<K: Copy>(
-        &mut self,
-        object: &mut impl Take<'a, K>,
-        key: K,
-        pairs: &[(&str, usize)],
-    ) {
-        if let Some(mut inner) = object.object(key) {
-            self.texts(&mut inner, pairs);
-            object.leave(key, inner.rest());
-        }
-    }
-
-    /// Sets each slot of `known` to the text of its key among the members of `cursor`'s
-    /// object (see [`Cursor::value`]), where it has one, and leaves the other members; `None`
-    /// when the object cannot be read.
-    pub fn read_texts(&mut self, cursor: &mut Cursor<'a>, known: &Known<usize>) -> Option<()> {
-        while let Some(member) = cursor.next(known).ok()? {
-            match member {
-                Some(slot) => self.copy(slot, cursor),
-                None => cursor.leave(),
-            }
-        }
-        Some(())
-    }
-
-    /// [`Fields::read_texts`] of the object that is `cursor`'s current member's value (left
-    /// when it is not an object).
-    pub fn read_texts_of(&mut self, cursor: &mut Cursor<'a>, known: &Known<usize>) -> Option<()> {
-        if let Some(mut inner) = cursor.object() {
-            self.read_texts(&mut inner, known)?;
-            cursor.close(inner)?;
-        }
-        Some(())
     }
 
     /// Whether the path at `slot` is set.
@@ -466,50 +374,16 @@ impl Drop for Fields<'_> {
     }
 }
 
-/// Appends `bytes` to `buffer`: a short run (most keys and values) in two overlapping
-/// copies of a fixed size, which compile to a few moves, where `memcpy` would be a call.
+/// Appends `bytes` to `buffer` (see [`super::nested::put`]: a short run in a few moves).
 #[inline(always)]
 fn put(buffer: &mut Vec<u8>, bytes: &[u8]) {
-    let n = bytes.len();
-    if n > 32 || buffer.capacity() - buffer.len() < n {
-        buffer.extend_from_slice(bytes);
-        return;
-    }
-    /// Copies `N` bytes from `at` of `from` to `at` of `to`.
-    ///
-    /// SAFETY: `from` and `to` hold `at + N` bytes and do not overlap.
-    #[inline(always)]
-    unsafe fn piece<const N: usize>(from: *const u8, to: *mut u8, at: usize) {
-        // SAFETY: as the caller promised.
-        unsafe { std::ptr::copy_nonoverlapping(from.add(at), to.add(at), N) }
-    }
+    buffer.reserve(bytes.len());
     let len = buffer.len();
-    let (from, to) = (bytes.as_ptr(), buffer.as_mut_ptr().wrapping_add(len));
-    // SAFETY: the spare capacity holds `n` bytes (checked above), `bytes` holds `n`, each
-    // piece lies within both, and a borrowed slice cannot overlap the buffer's spare room;
-    // the `n` bytes after the length are then written.
+    // SAFETY: the spare capacity holds `bytes` (reserved above), which a borrowed slice
+    // cannot overlap; they are then written.
     unsafe {
-        match n {
-            16..=32 => {
-                piece::<16>(from, to, 0);
-                piece::<16>(from, to, n - 16);
-            }
-            8..=15 => {
-                piece::<8>(from, to, 0);
-                piece::<8>(from, to, n - 8);
-            }
-            4..=7 => {
-                piece::<4>(from, to, 0);
-                piece::<4>(from, to, n - 4);
-            }
-            1..=3 => {
-                piece::<1>(from, to, 0);
-                piece::<1>(from, to, n / 2);
-                piece::<1>(from, to, n - 1);
-            }
-            _ => {}
-        }
-        buffer.set_len(len + n);
+        super::nested::put(buffer.as_mut_ptr().add(len), bytes);
+        buffer.set_len(len + bytes.len());
     }
 }
 

@@ -1,7 +1,9 @@
 //! ECS: what every format's Elastic Common Schema document shares.
 //!
 //! A format that writes ECS documents gathers its fields as [`Fields`] ([`fields`]: the dotted
-//! paths its documents may have, each named by its slot, written as nested JSON) from the
+//! paths its documents may have, each named by its slot, written as nested JSON), or, where
+//! one record type is hot enough to have its mapping compiled (CloudTrail's), into its own
+//! structure that writes the document in one pass with [`Nested`] ([`nested`]), from the
 //! record's objects, read as [`Object`]s ([`object`]: members found without a tree, looked up
 //! by key) or member by member with a [`Cursor`] ([`cursor`]: one pass, each member handed to
 //! the mapping as it comes), both keeping what the mapping leaves, so nothing is lost. The
@@ -19,6 +21,7 @@ pub mod cursor;
 pub mod few;
 pub mod fields;
 pub mod known;
+pub mod nested;
 pub mod object;
 pub mod top;
 pub mod value;
@@ -33,7 +36,8 @@ pub use cursor::{text, Cursor};
 pub use few::Few;
 pub use fields::{slot, Fields, Layout, Paths};
 pub use known::{Known, Member};
-pub use object::{Object, Take};
+pub use nested::Nested;
+pub use object::Object;
 pub use top::Top;
 pub use value::Value;
 
@@ -128,6 +132,8 @@ pub struct Stream {
     /// What every document of the stream carries, written once: the members of
     /// `data_stream`, of `ecs` and of `event`.
     members: [Box<[u8]>; 3],
+    /// `data_stream` and `ecs` as members of a document.
+    objects: Box<[u8]>,
 }
 
 impl Stream {
@@ -142,11 +148,30 @@ impl Stream {
         let mut event = b"\"kind\":\"event\",\"dataset\":".to_vec();
         write_str(&mut event, dataset);
         let ecs = format!("\"version\":\"{ECS_VERSION}\"").into_bytes();
+        let objects = [
+            &b"\"data_stream\":{"[..],
+            &data_stream,
+            b"},\"ecs\":{",
+            &ecs,
+            b"}",
+        ]
+        .concat();
         Stream {
             dataset,
             namespace,
             members: [data_stream.into(), ecs.into(), event.into()],
+            objects: objects.into(),
         }
+    }
+
+    /// The members `data_stream` and `ecs`, whole (`"data_stream":{...},"ecs":{...}`).
+    pub fn objects(&self) -> &[u8] {
+        &self.objects
+    }
+
+    /// The members of `event` the stream gives (`"kind":"event","dataset":...`).
+    pub fn event_members(&self) -> &[u8] {
+        &self.members[2]
     }
 
     /// `logs-<dataset>-<namespace>`.

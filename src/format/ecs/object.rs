@@ -22,7 +22,6 @@ use serde_json::value::RawValue;
 
 use super::cursor::{text, Cursor};
 use super::known::tag;
-use super::Value;
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
 
@@ -48,39 +47,6 @@ enum Left {
 #[derive(Debug)]
 pub struct Object<'a> {
     entries: Vec<Entry<'a>>,
-}
-
-/// A JSON object whose members a mapping takes by key `K` ([`Object`], [`super::Top`]).
-pub trait Take<'a, K> {
-    /// The value of `key` when it is a string with text and no escape, as written (quotes
-    /// included), marked as taken; `None`, and nothing taken, for any other value.
-    fn plain(&mut self, key: K) -> Option<&'a str>;
-    /// The value of `key` as text, taken, as a document value: as written when it needs no
-    /// escape.
-    fn value(&mut self, key: K) -> Option<Value<'a>>;
-    /// The object at `key`, marked as taken: give back what is left of it with
-    /// [`Take::leave`]. `None` (and left) when it is no JSON object.
-    fn object(&mut self, key: K) -> Option<Object<'a>>;
-    /// Records what is left of the nested object at `key` (its [`Object::rest`]).
-    fn leave(&mut self, key: K, rest: Option<Vec<u8>>);
-}
-
-impl<'a> Take<'a, &str> for Object<'a> {
-    fn plain(&mut self, key: &str) -> Option<&'a str> {
-        Object::plain(self, key)
-    }
-
-    fn value(&mut self, key: &str) -> Option<Value<'a>> {
-        Object::value(self, key)
-    }
-
-    fn object(&mut self, key: &str) -> Option<Object<'a>> {
-        Object::object(self, key)
-    }
-
-    fn leave(&mut self, key: &str, rest: Option<Vec<u8>>) {
-        Object::leave(self, key, rest)
-    }
 }
 
 impl<'a> Object<'a> {
@@ -185,27 +151,6 @@ impl<'a> Object<'a> {
         let text = text(self.entries[at].value)?;
         self.taken(at);
         (!text.is_empty()).then_some(text)
-    }
-
-    /// The value of `key` when it is a string with text and no escape, as written (quotes
-    /// included), marked as taken; `None`, and nothing taken, for any other value (read it
-    /// with [`Object::value`]).
-    #[inline]
-    pub fn plain(&mut self, key: &str) -> Option<&'a str> {
-        let at = self.position(key)?;
-        let value = self.entries[at].value;
-        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-        if inner.is_empty() || has_backslash(inner.as_bytes()) {
-            return None;
-        }
-        self.taken(at);
-        Some(value)
-    }
-
-    /// [`Object::text`] as a document value: copied as it is when it needs no escape (a
-    /// string without one, a number, a boolean).
-    pub fn value(&mut self, key: &str) -> Option<Value<'a>> {
-        self.text(key).map(Value::read)
     }
 
     /// The object at `key`, marked as taken: give back what is left of it with

@@ -19,8 +19,7 @@ use std::borrow::Cow;
 
 use super::cursor::text;
 use super::known::{tag, Known, Member, MOST};
-use super::object::{outlined_members, Object, Take};
-use super::value::Value;
+use super::object::{outlined_members, Object};
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
 
@@ -40,6 +39,9 @@ pub struct Top<'a, T: 'static = ()> {
     parts: Vec<(u8, Vec<u8>)>,
     /// The members whose keys the list lacks or repeat one of it, in the record's order.
     others: Vec<(Cow<'a, str>, &'a str)>,
+    /// Whether the text has no backslash: then none of its strings has an escape to look
+    /// for (one search of the record, where each string would be searched).
+    plain: bool,
 }
 
 impl<'a, T> Top<'a, T> {
@@ -77,6 +79,7 @@ impl<'a, T> Top<'a, T> {
             taken: 0,
             parts: Vec::new(),
             others: Vec::new(),
+            plain: memchr::memchr(b'\\', text.as_bytes()).is_none(),
         }
     }
 
@@ -93,7 +96,7 @@ impl<'a, T> Top<'a, T> {
         // A known key has no escape: looked up first, it needs no look for one.
         if let Some(place) = self.known.find(inner.as_bytes(), tag(inner.as_bytes())) {
             self.note(place, value);
-        } else if has_backslash(inner.as_bytes()) {
+        } else if !self.plain && has_backslash(inner.as_bytes()) {
             let decoded: String = serde_json::from_str(quoted()?).ok()?;
             self.place(decoded.into(), value);
         } else {
@@ -159,7 +162,12 @@ impl<'a, T> Top<'a, T> {
     /// The value of `key` as text (see [`Object::text`]), marked as taken; an empty string
     /// counts as absent (and taken); an object or an array is not text, and is left.
     pub fn text(&mut self, key: Member) -> Option<Cow<'a, str>> {
-        let text = text(self.raw(key)?)?;
+        let raw = self.raw(key)?;
+        let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
+        let text = match string {
+            Some(inner) if self.plain => Cow::Borrowed(inner),
+            _ => text(raw)?,
+        };
         self.mark(key);
         (!text.is_empty()).then_some(text)
     }
@@ -218,34 +226,17 @@ impl<'a, T> Top<'a, T> {
     }
 }
 
-impl<'a, T> Take<'a, Member> for Top<'a, T> {
-    /// The value of `key` when it is a string with text and no escape, as written (quotes
-    /// included), marked as taken; `None`, and nothing taken, for any other value.
-    #[inline]
-    fn plain(&mut self, key: Member) -> Option<&'a str> {
-        let value = self.raw(key)?;
-        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
-        if inner.is_empty() || has_backslash(inner.as_bytes()) {
-            return None;
-        }
-        self.mark(key);
-        Some(value)
-    }
-
-    fn value(&mut self, key: Member) -> Option<Value<'a>> {
-        self.text(key).map(Value::read)
-    }
-
+impl<'a, T> Top<'a, T> {
     /// The object at `key`, marked as taken: give back what is left of it with
-    /// [`Take::leave`]. `None` (and left) when it is no JSON object.
-    fn object(&mut self, key: Member) -> Option<Object<'a>> {
+    /// [`Top::leave`]. `None` (and left) when it is no JSON object.
+    pub fn object(&mut self, key: Member) -> Option<Object<'a>> {
         let object = Object::scan(self.raw(key)?)?;
         self.mark(key);
         Some(object)
     }
 
     /// Records what is left of the member at `key` read into: marked taken, with its rest.
-    fn leave(&mut self, key: Member, rest: Option<Vec<u8>>) {
+    pub fn leave(&mut self, key: Member, rest: Option<Vec<u8>>) {
         if self.raw(key).is_none() {
             return;
         }
@@ -333,12 +324,10 @@ mod tests {
     }
 
     #[test]
-    fn plain_text_is_taken_as_written_and_other_values_are_not() {
+    fn text_is_taken_borrowed_when_it_has_no_escape_and_other_values_are_not() {
         for mut top in both(r#"{"a":"plain","b":"esc\"aped","n":"","obj":{"x":1}}"#) {
-            assert_eq!(top.plain(A), Some("\"plain\""));
-            assert_eq!(top.plain(B), None);
-            assert_eq!(top.value(B), Some(Value::Text("esc\"aped".into())));
-            assert_eq!(top.plain(N), None);
+            assert!(matches!(top.text(A), Some(Cow::Borrowed("plain"))));
+            assert!(matches!(top.text(B), Some(Cow::Owned(b)) if b == "esc\"aped"));
             assert_eq!(top.text(N), None, "an empty string is absent");
             assert_eq!(top.text(OBJ), None, "an object is not text");
             assert_eq!(rest(&top), Some(serde_json::json!({"obj": {"x": 1}})));

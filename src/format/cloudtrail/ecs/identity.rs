@@ -15,8 +15,8 @@
 
 use std::borrow::Cow;
 
-use super::dates::date;
-use crate::format::ecs::{Cursor, Few, Fields, Known, Value};
+use super::dates::{date, Stamp};
+use crate::format::ecs::{Cursor, Few, Known, Nested};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
@@ -43,93 +43,121 @@ impl<'a> Related<'a> {
     }
 }
 
+/// A text of the record, or none: borrowed when it needs no escape (see
+/// [`crate::format::ecs::Nested::text`]).
+pub type Text<'a> = Option<Cow<'a, str>>;
+
+/// What `userIdentity` gives the document, gathered as it is read; [`Identity::write`] writes
+/// the members of `aws.cloudtrail.user_identity`.
+#[derive(Debug, Default)]
+pub struct Identity<'a> {
+    /// `type`, `arn`, `access_key_id`, `invoked_by`, `credential_id`, `identity_provider`.
+    own: [Text<'a>; 6],
+    /// `in_scope_of.*`: `issuer_type`, `credentials_issued_to`, `source_arn`,
+    /// `source_account`.
+    in_scope_of: [Text<'a>; 4],
+    /// `invoked_by_delegate.account_id`.
+    delegate: [Text<'a>; 1],
+    /// `on_behalf_of.*`: `user_id`, `identity_store_arn`.
+    on_behalf_of: [Text<'a>; 2],
+    /// `session_context.*`: `ec2_role_delivery`, `source_identity`, `assumed_root`,
+    /// `sign_in_session_arn`, `mfa_authenticated`.
+    session: [Text<'a>; 5],
+    /// `session_context.creation_date`.
+    created: Option<Stamp>,
+    /// `session_context.session_issuer.*`: `type`, `principal_id`, `arn`, `account_id`.
+    issuer: [Text<'a>; 4],
+    /// `session_context.web_id_federation_data.federated_provider`.
+    federation: [Text<'a>; 1],
+    /// `cloud.account.id`.
+    pub account_id: Text<'a>,
+    /// `user.email`: the session's name, when it is an e-mail address.
+    pub email: Text<'a>,
+}
+
+/// The places of `own`.
+const TYPE: usize = 0;
+const ARN: usize = 1;
+
 /// What a member of `userIdentity` is to the mapping.
 #[derive(Debug, Clone, Copy)]
-enum Identity {
-    Type,
+enum Member {
     UserName,
     PrincipalId,
-    Arn,
     SessionContext,
     OnBehalfOf,
-    /// An object whose members are copied as text ([`Fields::read_texts_of`]).
-    Texts(&'static Known<usize>),
-    /// Copied as text to this slot.
-    Text(usize),
+    /// Copied as text to this place of `own`.
+    Own(usize),
+    AccountId,
+    InScopeOf,
+    InvokedByDelegate,
 }
 
 /// The members of `userIdentity` the mapping reads.
-static IDENTITY: Known<Identity> = Known::new(&[
-    ("type", Identity::Type),
-    ("userName", Identity::UserName),
-    ("principalId", Identity::PrincipalId),
-    ("arn", Identity::Arn),
-    ("sessionContext", Identity::SessionContext),
-    ("onBehalfOf", Identity::OnBehalfOf),
-    ("invokedByDelegate", Identity::Texts(&INVOKED_BY_DELEGATE)),
-    ("inScopeOf", Identity::Texts(&IN_SCOPE_OF)),
-    ("accountId", Identity::Text(slot!("cloud.account.id"))),
-    (
-        "accessKeyId",
-        Identity::Text(slot!("aws.cloudtrail.user_identity.access_key_id")),
-    ),
-    (
-        "invokedBy",
-        Identity::Text(slot!("aws.cloudtrail.user_identity.invoked_by")),
-    ),
-    (
-        "credentialId",
-        Identity::Text(slot!("aws.cloudtrail.user_identity.credential_id")),
-    ),
-    (
-        "identityProvider",
-        Identity::Text(slot!("aws.cloudtrail.user_identity.identity_provider")),
-    ),
+static IDENTITY: Known<Member> = Known::new(&[
+    ("type", Member::Own(TYPE)),
+    ("userName", Member::UserName),
+    ("principalId", Member::PrincipalId),
+    ("arn", Member::Own(ARN)),
+    ("sessionContext", Member::SessionContext),
+    ("onBehalfOf", Member::OnBehalfOf),
+    ("invokedByDelegate", Member::InvokedByDelegate),
+    ("inScopeOf", Member::InScopeOf),
+    ("accountId", Member::AccountId),
+    ("accessKeyId", Member::Own(2)),
+    ("invokedBy", Member::Own(3)),
+    ("credentialId", Member::Own(4)),
+    ("identityProvider", Member::Own(5)),
 ]);
 
-/// Maps `identity` (the raw `userIdentity` object) into `fields`, reading it once; returns
+/// Maps `identity` (the raw `userIdentity` object) into `into`, reading it once; returns
 /// what it did not map (`None` inside: nothing), or `None` when it is not a JSON object of
 /// members (the caller then keeps it whole).
 pub fn map<'a>(
     identity: &'a str,
-    fields: &mut Fields<'a>,
+    into: &mut Identity<'a>,
     related: &mut Related<'a>,
 ) -> Option<Option<Vec<u8>>> {
     let mut cursor = Cursor::new(identity)?;
-    let (mut kind, mut name, mut id, mut arn) = (None, None, None, None);
+    let (mut name, mut id) = (None, None);
     let (mut issuer_name, mut on_behalf_of) = (None, None);
     let mut typed = false;
     while let Some(member) = cursor.next(&IDENTITY).ok()? {
         match member {
-            Some(Identity::Type) => {
-                typed = true;
-                kind = cursor.text();
+            Some(Member::Own(place)) => {
+                typed |= place == TYPE;
+                into.own[place] = cursor.text();
             }
-            Some(Identity::UserName) => name = cursor.text(),
-            Some(Identity::PrincipalId) => id = cursor.text(),
-            Some(Identity::Arn) => arn = cursor.text(),
-            Some(Identity::SessionContext) => {
+            Some(Member::UserName) => name = cursor.text(),
+            Some(Member::PrincipalId) => id = cursor.text(),
+            Some(Member::AccountId) => into.account_id = cursor.text(),
+            Some(Member::SessionContext) => {
                 // The issuer names the user of an assumed role or a federated user. CloudTrail
                 // writes `type` first; read ahead for it when it does not.
-                let kind = match &kind {
+                let kind = match &into.own[TYPE] {
                     Some(kind) => Some(kind.clone()),
                     None if !typed => kind_ahead(identity),
                     None => None,
                 };
                 let assumed = matches!(kind.as_deref(), Some("AssumedRole" | "FederatedUser"));
                 if let Some(mut session) = cursor.object() {
-                    issuer_name = session_context(&mut session, fields, assumed)?;
+                    issuer_name = session_context(&mut session, into, assumed)?;
                     cursor.close(session)?;
                 }
             }
-            Some(Identity::OnBehalfOf) => {
+            Some(Member::OnBehalfOf) => {
                 if let Some(mut inner) = cursor.object() {
-                    on_behalf_of = self::on_behalf_of(&mut inner, fields)?;
+                    read_texts(&mut inner, &ON_BEHALF_OF, &mut into.on_behalf_of)?;
                     cursor.close(inner)?;
+                    on_behalf_of = into.on_behalf_of[0].clone();
                 }
             }
-            Some(Identity::Texts(known)) => fields.read_texts_of(&mut cursor, known)?,
-            Some(Identity::Text(slot)) => fields.copy(slot, &mut cursor),
+            Some(Member::InScopeOf) => {
+                read_texts_of(&mut cursor, &IN_SCOPE_OF, &mut into.in_scope_of)?
+            }
+            Some(Member::InvokedByDelegate) => {
+                read_texts_of(&mut cursor, &INVOKED_BY_DELEGATE, &mut into.delegate)?
+            }
             None => cursor.leave(),
         }
     }
@@ -137,23 +165,102 @@ pub fn map<'a>(
     if issuer_name.is_some() {
         name = issuer_name;
     }
-    if kind.as_deref() == Some("IdentityCenterUser") && id.is_none() {
+    let kind = into.own[TYPE].as_deref();
+    if kind == Some("IdentityCenterUser") && id.is_none() {
         id = on_behalf_of.clone();
     }
-    let session_name = session_name(kind.as_deref(), arn.as_ref());
-    fields.set_some(slot!("aws.cloudtrail.user_identity.type"), kind);
-    fields.set_some(slot!("aws.cloudtrail.user_identity.arn"), arn);
-    if let Some(session) = session_name {
+    if let Some(session) = session_name(kind, into.own[ARN].as_ref()) {
         related.user(session.clone());
         if let Some(at) = session.find('@').filter(|&at| at > 0) {
             related.user(part(&session, ..at));
-            fields.set(slot!("user.email"), session);
+            into.email = Some(session);
         }
     }
     related.id = id;
     related.name = name;
     related.on_behalf_of = on_behalf_of;
     Some(rest)
+}
+
+impl Identity<'_> {
+    /// Writes the members of `aws.cloudtrail.user_identity` (into the object open in `w`).
+    #[inline(always)]
+    pub fn write(&self, w: &mut Nested<'_>) {
+        let [kind, arn, access_key_id, invoked_by, credential_id, identity_provider] = &self.own;
+        w.text(b"\"type\":", kind);
+        w.text(b"\"arn\":", arn);
+        w.text(b"\"access_key_id\":", access_key_id);
+        w.text(b"\"invoked_by\":", invoked_by);
+        w.text(b"\"credential_id\":", credential_id);
+        w.text(b"\"identity_provider\":", identity_provider);
+        w.open(b"\"in_scope_of\":{");
+        let [issuer_type, issued_to, source_arn, source_account] = &self.in_scope_of;
+        w.text(b"\"issuer_type\":", issuer_type);
+        w.text(b"\"credentials_issued_to\":", issued_to);
+        w.text(b"\"source_arn\":", source_arn);
+        w.text(b"\"source_account\":", source_account);
+        w.close();
+        w.open(b"\"invoked_by_delegate\":{");
+        w.text(b"\"account_id\":", &self.delegate[0]);
+        w.close();
+        w.open(b"\"on_behalf_of\":{");
+        let [user_id, identity_store_arn] = &self.on_behalf_of;
+        w.text(b"\"user_id\":", user_id);
+        w.text(b"\"identity_store_arn\":", identity_store_arn);
+        w.close();
+        w.open(b"\"session_context\":{");
+        let [ec2_role_delivery, source_identity, assumed_root, sign_in_session_arn, mfa] =
+            &self.session;
+        w.text(b"\"mfa_authenticated\":", mfa);
+        if let Some(created) = &self.created {
+            w.clean(b"\"creation_date\":", created);
+        }
+        w.text(b"\"ec2_role_delivery\":", ec2_role_delivery);
+        w.text(b"\"source_identity\":", source_identity);
+        w.text(b"\"assumed_root\":", assumed_root);
+        w.text(b"\"sign_in_session_arn\":", sign_in_session_arn);
+        w.open(b"\"session_issuer\":{");
+        let [issuer_kind, principal_id, issuer_arn, account_id] = &self.issuer;
+        w.text(b"\"type\":", issuer_kind);
+        w.text(b"\"principal_id\":", principal_id);
+        w.text(b"\"arn\":", issuer_arn);
+        w.text(b"\"account_id\":", account_id);
+        w.close();
+        w.open(b"\"web_id_federation_data\":{");
+        w.text(b"\"federated_provider\":", &self.federation[0]);
+        w.close();
+        w.close();
+    }
+}
+
+/// Reads the text of each member of `known` in the object at `cursor` into its place of
+/// `into`, and leaves the other members; `None` when the object cannot be read.
+fn read_texts<'a>(
+    cursor: &mut Cursor<'a>,
+    known: &Known<usize>,
+    into: &mut [Text<'a>],
+) -> Option<()> {
+    while let Some(member) = cursor.next(known).ok()? {
+        match member {
+            Some(place) => into[place] = cursor.text(),
+            None => cursor.leave(),
+        }
+    }
+    Some(())
+}
+
+/// [`read_texts`] of the object that is `cursor`'s current member's value (left when it is
+/// not an object).
+fn read_texts_of<'a>(
+    cursor: &mut Cursor<'a>,
+    known: &Known<usize>,
+    into: &mut [Text<'a>],
+) -> Option<()> {
+    if let Some(mut inner) = cursor.object() {
+        read_texts(&mut inner, known, into)?;
+        cursor.close(inner)?;
+    }
+    Some(())
 }
 
 /// The `type` of `identity`, read ahead of the member being read.
@@ -169,100 +276,38 @@ fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
 }
 
 /// `invokedByDelegate`.
-static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&[(
-    "accountId",
-    slot!("aws.cloudtrail.user_identity.invoked_by_delegate.account_id"),
-)]);
+static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&[("accountId", 0)]);
 
-/// What a member of `onBehalfOf` is to the mapping.
-#[derive(Debug, Clone, Copy)]
-enum OnBehalfOf {
-    UserId,
-    IdentityStoreArn,
-}
-
-static ON_BEHALF_OF: Known<OnBehalfOf> = Known::new(&[
-    ("userId", OnBehalfOf::UserId),
-    ("identityStoreArn", OnBehalfOf::IdentityStoreArn),
-]);
-
-/// Maps `onBehalfOf`; returns its `userId`.
-fn on_behalf_of<'a>(
-    cursor: &mut Cursor<'a>,
-    fields: &mut Fields<'a>,
-) -> Option<Option<Cow<'a, str>>> {
-    let mut user_id = None;
-    while let Some(member) = cursor.next(&ON_BEHALF_OF).ok()? {
-        match member {
-            Some(OnBehalfOf::UserId) => {
-                user_id = cursor.text();
-                fields.set_some(
-                    slot!("aws.cloudtrail.user_identity.on_behalf_of.user_id"),
-                    user_id.clone(),
-                );
-            }
-            Some(OnBehalfOf::IdentityStoreArn) => fields.copy(
-                slot!("aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn"),
-                cursor,
-            ),
-            None => cursor.leave(),
-        }
-    }
-    Some(user_id)
-}
+/// `onBehalfOf`.
+static ON_BEHALF_OF: Known<usize> = Known::new(&[("userId", 0), ("identityStoreArn", 1)]);
 
 /// What a member of `sessionContext` is to the mapping.
 #[derive(Debug, Clone, Copy)]
 enum Session {
     Attributes,
     Issuer,
-    Texts(&'static Known<usize>),
+    WebIdFederationData,
+    /// Copied as text to this place of `session`.
     Text(usize),
 }
 
 static SESSION: Known<Session> = Known::new(&[
     ("attributes", Session::Attributes),
     ("sessionIssuer", Session::Issuer),
-    (
-        "webIdFederationData",
-        Session::Texts(&WEB_ID_FEDERATION_DATA),
-    ),
-    (
-        "ec2RoleDelivery",
-        Session::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.ec2_role_delivery"
-        )),
-    ),
-    (
-        "sourceIdentity",
-        Session::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.source_identity"
-        )),
-    ),
-    (
-        "assumedRoot",
-        Session::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.assumed_root"
-        )),
-    ),
-    (
-        "signInSessionArn",
-        Session::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.sign_in_session_arn"
-        )),
-    ),
+    ("webIdFederationData", Session::WebIdFederationData),
+    ("ec2RoleDelivery", Session::Text(0)),
+    ("sourceIdentity", Session::Text(1)),
+    ("assumedRoot", Session::Text(2)),
+    ("signInSessionArn", Session::Text(3)),
 ]);
 
-static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&[(
-    "federatedProvider",
-    slot!("aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider"),
-)]);
+static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&[("federatedProvider", 0)]);
 
 /// Maps `sessionContext`; returns the session issuer's name when it names the user (an
 /// assumed role, a federated user).
 fn session_context<'a>(
     session: &mut Cursor<'a>,
-    fields: &mut Fields<'a>,
+    into: &mut Identity<'a>,
     assumed: bool,
 ) -> Option<Option<Cow<'a, str>>> {
     let mut issuer_name = None;
@@ -270,18 +315,20 @@ fn session_context<'a>(
         match member {
             Some(Session::Attributes) => {
                 if let Some(mut attributes) = session.object() {
-                    self::attributes(&mut attributes, fields)?;
+                    self::attributes(&mut attributes, into)?;
                     session.close(attributes)?;
                 }
             }
             Some(Session::Issuer) => {
                 if let Some(mut inner) = session.object() {
-                    issuer_name = issuer(&mut inner, fields, assumed)?;
+                    issuer_name = issuer(&mut inner, &mut into.issuer, assumed)?;
                     session.close(inner)?;
                 }
             }
-            Some(Session::Texts(known)) => fields.read_texts_of(session, known)?,
-            Some(Session::Text(slot)) => fields.copy(slot, session),
+            Some(Session::WebIdFederationData) => {
+                read_texts_of(session, &WEB_ID_FEDERATION_DATA, &mut into.federation)?
+            }
+            Some(Session::Text(place)) => into.session[place] = session.text(),
             None => session.leave(),
         }
     }
@@ -302,20 +349,14 @@ static ATTRIBUTES: Known<Attribute> = Known::new(&[
 
 /// Maps the session's `attributes`: `mfaAuthenticated`, and `creationDate` when it is a date
 /// (left otherwise).
-fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Option<()> {
+fn attributes<'a>(attributes: &mut Cursor<'a>, into: &mut Identity<'a>) -> Option<()> {
     while let Some(member) = attributes.next(&ATTRIBUTES).ok()? {
         match member {
-            Some(Attribute::MfaAuthenticated) => fields.copy(
-                slot!("aws.cloudtrail.user_identity.session_context.mfa_authenticated"),
-                attributes,
-            ),
+            Some(Attribute::MfaAuthenticated) => into.session[4] = attributes.text(),
             Some(Attribute::CreationDate) => {
                 if let Some(raw) = attributes.take() {
                     match date(raw) {
-                        Some(created) => fields.set(
-                            slot!("aws.cloudtrail.user_identity.session_context.creation_date"),
-                            Value::Clean(&created),
-                        ),
+                        Some(created) => into.created = Some(created),
                         None => attributes.put_back(raw),
                     }
                 }
@@ -331,47 +372,29 @@ fn attributes<'a>(attributes: &mut Cursor<'a>, fields: &mut Fields<'a>) -> Optio
 enum Issuer {
     /// The user's name, when the issuer names the user.
     UserName,
+    /// Copied as text to this place of `issuer`.
     Text(usize),
 }
 
 static ISSUER: Known<Issuer> = Known::new(&[
     ("userName", Issuer::UserName),
-    (
-        "type",
-        Issuer::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.session_issuer.type"
-        )),
-    ),
-    (
-        "principalId",
-        Issuer::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id"
-        )),
-    ),
-    (
-        "arn",
-        Issuer::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.session_issuer.arn"
-        )),
-    ),
-    (
-        "accountId",
-        Issuer::Text(slot!(
-            "aws.cloudtrail.user_identity.session_context.session_issuer.account_id"
-        )),
-    ),
+    ("type", Issuer::Text(0)),
+    ("principalId", Issuer::Text(1)),
+    ("arn", Issuer::Text(2)),
+    ("accountId", Issuer::Text(3)),
 ]);
 
-/// Maps `sessionIssuer`; returns its `userName` when it names the user (`assumed`).
+/// Maps `sessionIssuer` into `into`; returns its `userName` when it names the user
+/// (`assumed`).
 fn issuer<'a>(
     issuer: &mut Cursor<'a>,
-    fields: &mut Fields<'a>,
+    into: &mut [Text<'a>; 4],
     assumed: bool,
 ) -> Option<Option<Cow<'a, str>>> {
     let mut name = None;
     while let Some(member) = issuer.next(&ISSUER).ok()? {
         match member {
-            Some(Issuer::Text(slot)) => fields.copy(slot, issuer),
+            Some(Issuer::Text(place)) => into[place] = issuer.text(),
             Some(Issuer::UserName) if assumed => name = issuer.text(),
             _ => issuer.leave(),
         }
@@ -381,22 +404,10 @@ fn issuer<'a>(
 
 /// `inScopeOf` (root sessions that a service assumed).
 static IN_SCOPE_OF: Known<usize> = Known::new(&[
-    (
-        "issuerType",
-        slot!("aws.cloudtrail.user_identity.in_scope_of.issuer_type"),
-    ),
-    (
-        "credentialsIssuedTo",
-        slot!("aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to"),
-    ),
-    (
-        "sourceArn",
-        slot!("aws.cloudtrail.user_identity.in_scope_of.source_arn"),
-    ),
-    (
-        "sourceAccount",
-        slot!("aws.cloudtrail.user_identity.in_scope_of.source_account"),
-    ),
+    ("issuerType", 0),
+    ("credentialsIssuedTo", 1),
+    ("sourceArn", 2),
+    ("sourceAccount", 3),
 ]);
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the

@@ -23,13 +23,6 @@
 //! into are not valid JSON, is an [`EcsError`] (permanent): the sink dead-letters its raw
 //! document with the reason.
 
-/// The slot of a path of [`PATHS`], at compile time: `slot!("event.action")`.
-macro_rules! slot {
-    ($path:literal) => {
-        const { $crate::format::ecs::slot($crate::format::cloudtrail::ecs::PATHS, $path) }
-    };
-}
-
 /// The [`Member`] of a top-level key of [`TOP`], at compile time: `top!("eventName")`.
 macro_rules! top {
     ($key:literal) => {
@@ -39,83 +32,9 @@ macro_rules! top {
 
 pub mod category;
 pub mod dates;
+pub mod doc;
 pub mod identity;
 pub mod mapping;
-
-/// Every field of CloudTrail's ECS documents.
-pub const PATHS: Paths = &[
-    "aws.cloudtrail.addendum.original_event_id",
-    "aws.cloudtrail.addendum.original_request_id",
-    "aws.cloudtrail.addendum.reason",
-    "aws.cloudtrail.addendum.updated_fields",
-    "aws.cloudtrail.additional_eventdata",
-    "aws.cloudtrail.api_version",
-    "aws.cloudtrail.console_login.additional_eventdata.login_to",
-    "aws.cloudtrail.console_login.additional_eventdata.mfa_used",
-    "aws.cloudtrail.console_login.additional_eventdata.mobile_version",
-    "aws.cloudtrail.error_code",
-    "aws.cloudtrail.error_message",
-    "aws.cloudtrail.event_category",
-    "aws.cloudtrail.event_type",
-    "aws.cloudtrail.event_version",
-    "aws.cloudtrail.flattened.additional_eventdata",
-    "aws.cloudtrail.flattened.insight_details",
-    "aws.cloudtrail.flattened.request_parameters",
-    "aws.cloudtrail.flattened.response_elements",
-    "aws.cloudtrail.flattened.service_event_details",
-    "aws.cloudtrail.management_event",
-    "aws.cloudtrail.read_only",
-    "aws.cloudtrail.recipient_account_id",
-    "aws.cloudtrail.request_id",
-    "aws.cloudtrail.request_parameters",
-    "aws.cloudtrail.resources",
-    "aws.cloudtrail.response_elements",
-    "aws.cloudtrail.service_event_details",
-    "aws.cloudtrail.session_credential_from_console",
-    "aws.cloudtrail.shared_event_id",
-    "aws.cloudtrail.tls_details.key_exchange",
-    "aws.cloudtrail.unmapped",
-    "aws.cloudtrail.user_identity.access_key_id",
-    "aws.cloudtrail.user_identity.arn",
-    "aws.cloudtrail.user_identity.credential_id",
-    "aws.cloudtrail.user_identity.identity_provider",
-    "aws.cloudtrail.user_identity.in_scope_of.credentials_issued_to",
-    "aws.cloudtrail.user_identity.in_scope_of.issuer_type",
-    "aws.cloudtrail.user_identity.in_scope_of.source_account",
-    "aws.cloudtrail.user_identity.in_scope_of.source_arn",
-    "aws.cloudtrail.user_identity.invoked_by",
-    "aws.cloudtrail.user_identity.invoked_by_delegate.account_id",
-    "aws.cloudtrail.user_identity.on_behalf_of.identity_store_arn",
-    "aws.cloudtrail.user_identity.on_behalf_of.user_id",
-    "aws.cloudtrail.user_identity.session_context.assumed_root",
-    "aws.cloudtrail.user_identity.session_context.creation_date",
-    "aws.cloudtrail.user_identity.session_context.ec2_role_delivery",
-    "aws.cloudtrail.user_identity.session_context.mfa_authenticated",
-    "aws.cloudtrail.user_identity.session_context.session_issuer.account_id",
-    "aws.cloudtrail.user_identity.session_context.session_issuer.arn",
-    "aws.cloudtrail.user_identity.session_context.session_issuer.principal_id",
-    "aws.cloudtrail.user_identity.session_context.session_issuer.type",
-    "aws.cloudtrail.user_identity.session_context.sign_in_session_arn",
-    "aws.cloudtrail.user_identity.session_context.source_identity",
-    "aws.cloudtrail.user_identity.session_context.web_id_federation_data.federated_provider",
-    "aws.cloudtrail.user_identity.type",
-    "aws.cloudtrail.vpc_endpoint_account_id",
-    "aws.cloudtrail.vpc_endpoint_id",
-    "cloud.account.id",
-    "cloud.provider",
-    "cloud.region",
-    "cloud.service.name",
-    "group.id",
-    "group.name",
-    "related.hosts",
-    "tls.cipher",
-    "tls.client.server_name",
-    "tls.version",
-    "tls.version_protocol",
-    "user.changes.name",
-    "user.target.id",
-    "user.target.name",
-];
 
 /// The top-level keys of a record the mapping reads: each is found once, as the record's
 /// members are read, and looked up by its place.
@@ -154,75 +73,37 @@ pub static TOP: Known = Known::new(&known::plain([
     "sessionCredentialFromConsole",
 ]));
 
-/// The layout of [`PATHS`], made once.
-fn layout() -> &'static Layout {
-    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
-    LAYOUT.get_or_init(|| Layout::new(PATHS))
-}
-
 use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
-use crate::format::ecs::{
-    self, known, text, Cursor, Few, Fields, Known, Layout, Member, Object, Paths, Stream, Take,
-    Top, Value,
-};
+use crate::format::ecs::{self, known, text, Cursor, Few, Known, Member, Object, Stream, Top};
 use crate::format::FreeForm;
-use identity::Related;
+use doc::{Doc, Kept};
 
 /// The dataset Elastic's integration writes CloudTrail to.
 pub const STREAM_DATASET: &str = "aws.cloudtrail";
 
-/// The record's free-form members and their names under `aws.cloudtrail`.
-const FREE_FORM: [(Member, usize, usize); 4] = [
-    (
-        top!("requestParameters"),
-        slot!("aws.cloudtrail.request_parameters"),
-        slot!("aws.cloudtrail.flattened.request_parameters"),
-    ),
-    (
-        top!("responseElements"),
-        slot!("aws.cloudtrail.response_elements"),
-        slot!("aws.cloudtrail.flattened.response_elements"),
-    ),
-    (
-        top!("additionalEventData"),
-        slot!("aws.cloudtrail.additional_eventdata"),
-        slot!("aws.cloudtrail.flattened.additional_eventdata"),
-    ),
-    (
-        top!("serviceEventDetails"),
-        slot!("aws.cloudtrail.service_event_details"),
-        slot!("aws.cloudtrail.flattened.service_event_details"),
-    ),
+/// The record's free-form members, in the order of [`Doc::free_form`]: each is written under
+/// `aws.cloudtrail` in snake case, as JSON text and as an object under `flattened`.
+const FREE_FORM: [Member; 4] = [
+    top!("requestParameters"),
+    top!("responseElements"),
+    top!("additionalEventData"),
+    top!("serviceEventDetails"),
 ];
 
-/// Top-level members copied as text to their `aws.cloudtrail` names.
-const TEXT: [(Member, usize); 9] = [
-    (top!("eventVersion"), slot!("aws.cloudtrail.event_version")),
-    (top!("requestID"), slot!("aws.cloudtrail.request_id")),
-    (top!("eventType"), slot!("aws.cloudtrail.event_type")),
-    (top!("apiVersion"), slot!("aws.cloudtrail.api_version")),
-    (
-        top!("managementEvent"),
-        slot!("aws.cloudtrail.management_event"),
-    ),
-    (
-        top!("eventCategory"),
-        slot!("aws.cloudtrail.event_category"),
-    ),
-    (
-        top!("vpcEndpointId"),
-        slot!("aws.cloudtrail.vpc_endpoint_id"),
-    ),
-    (
-        top!("vpcEndpointAccountId"),
-        slot!("aws.cloudtrail.vpc_endpoint_account_id"),
-    ),
-    (
-        top!("sessionCredentialFromConsole"),
-        slot!("aws.cloudtrail.session_credential_from_console"),
-    ),
+/// Top-level members copied as text to their `aws.cloudtrail` names, in the order of
+/// [`Doc::texts`].
+const TEXT: [Member; 9] = [
+    top!("eventVersion"),
+    top!("requestID"),
+    top!("eventType"),
+    top!("apiVersion"),
+    top!("managementEvent"),
+    top!("eventCategory"),
+    top!("vpcEndpointId"),
+    top!("vpcEndpointAccountId"),
+    top!("sessionCredentialFromConsole"),
 ];
 
 /// How CloudTrail documents are written in ECS.
@@ -277,134 +158,98 @@ pub fn write(
         Top::outlined(document, outline, &TOP)
     }
     .ok_or(EcsError::Malformed)?;
-    let mut fields = Fields::read_from(layout(), document);
-    let mut related = Related::default();
+    let mut resources = Resources::take();
+    let mut doc = Doc::new(&ecs.stream, timestamp, created);
     record.take(top!("@timestamp"));
     record.take(top!("eventTime"));
-    ecs.stream.common(&mut fields, timestamp, created);
-    fields.set(slot!("cloud.provider"), Value::Clean("aws"));
     // Read once, its session context and the objects in that with it.
     if let Some(raw) = record
         .get(top!("userIdentity"))
         .filter(|raw| raw.starts_with('{'))
     {
-        if let Some(rest) = identity::map(raw, &mut fields, &mut related) {
+        if let Some(rest) = identity::map(raw, &mut doc.identity, &mut doc.related) {
             record.take(top!("userIdentity"));
             record.leave(top!("userIdentity"), rest);
         }
     }
-    let signs_in = event(&mut record, &mut fields);
-    source(&mut record, &mut fields, ecs.geoip.as_ref());
-    for (key, path) in TEXT {
-        fields.copy_of(path, &mut record, key);
+    let signs_in = event(&mut record, &mut doc);
+    source(&mut record, &mut doc, ecs.geoip.as_ref());
+    for (key, text) in TEXT.into_iter().zip(&mut doc.texts) {
+        *text = record.text(key);
     }
     if let Some(read_only) = record
         .get(top!("readOnly"))
         .filter(|v| *v == "true" || *v == "false")
     {
         record.take(top!("readOnly"));
-        fields.set(
-            slot!("aws.cloudtrail.read_only"),
-            Value::Bool(read_only == "true"),
-        );
+        doc.read_only = Some(read_only == "true");
     }
-    let recipient = record.text(top!("recipientAccountId"));
-    if !fields.has(slot!("cloud.account.id")) {
-        fields.set_some(slot!("cloud.account.id"), recipient.clone());
-    }
-    fields.set_some(slot!("aws.cloudtrail.recipient_account_id"), recipient);
+    doc.recipient = record.text(top!("recipientAccountId"));
+    // The identity's account first.
+    doc.account_id = doc.identity.account_id.take().or(doc.recipient.clone());
     let shared = record.text(top!("sharedEventID"));
-    fields.set_some(
-        slot!("aws.cloudtrail.shared_event_id"),
-        shared.or_else(|| record.text(top!("sharedEventId"))),
-    );
-    resources(&mut record, &mut fields);
-    free_form(&mut record, &mut fields, &mut related, ecs.free_form);
-    details(&mut record, &mut fields, ecs.free_form);
-    users(&record, &mut fields, related, signs_in);
-    if let Some(rest) = record.rest() {
-        fields.set(
-            slot!("aws.cloudtrail.unmapped"),
-            ecs::kept(rest, ecs.free_form),
-        );
+    doc.shared_event_id = shared.or_else(|| record.text(top!("sharedEventId")));
+    if let Some(written) = resources.read(&mut record) {
+        doc.resources = Some(written);
     }
-    fields.write(out);
+    free_form(&mut record, &mut doc, ecs.free_form);
+    details(&mut record, &mut doc, ecs.free_form);
+    users(&record, &mut doc, signs_in);
+    if let Some(rest) = record.rest() {
+        doc.unmapped = Some(Kept::new(rest, ecs.free_form));
+    }
+    doc.write(out);
     Ok(())
 }
 
 /// `event.*` and `cloud.*` of the record's own fields.
 /// Returns whether the event is an Identity Center sign-in (`UserAuthentication`).
-fn event<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>) -> bool {
+fn event<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>) -> bool {
     let action = record.text(top!("eventName"));
     let provider = record.text(top!("eventSource"));
-    let service = match &provider {
+    doc.service = match &provider {
         Some(Cow::Borrowed(p)) => p.strip_suffix(".amazonaws.com").map(Cow::Borrowed),
         Some(Cow::Owned(p)) => p
             .strip_suffix(".amazonaws.com")
             .map(|s| Cow::Owned(s.to_string())),
         None => None,
     };
-    fields.set_some(slot!("cloud.service.name"), service);
-    fields.set_some(slot!("event.provider"), provider);
-    fields.copy_of(slot!("cloud.region"), record, top!("awsRegion"));
-    fields.copy_of(slot!("event.id"), record, top!("eventID"));
-    let error_code = record.text(top!("errorCode"));
-    let error_message = record.text(top!("errorMessage"));
-    let mut outcome = if error_code.is_some() || error_message.is_some() {
-        "failure"
-    } else {
-        "success"
-    };
-    fields.set_some(slot!("aws.cloudtrail.error_code"), error_code);
-    fields.set_some(slot!("aws.cloudtrail.error_message"), error_message);
-    if let Some(action) = action {
-        if action == "ConsoleLogin" {
-            if let Some(answer) = console_login(record, fields) {
-                outcome = answer;
-            }
-        }
-        match category::of(&action) {
-            Some((category, types)) => {
-                fields.set(slot!("event.category"), Value::Names(category));
-                fields.set(slot!("event.type"), Value::Names(types));
-            }
-            None => fields.set(slot!("event.type"), Value::Names(&["info"])),
-        }
-        fields.set(slot!("event.outcome"), outcome);
-        let signs_in = action == "UserAuthentication";
-        fields.set(slot!("event.action"), action);
-        signs_in
-    } else {
-        fields.set(slot!("event.type"), Value::Names(&["info"]));
-        fields.set(slot!("event.outcome"), outcome);
-        false
+    doc.provider = provider;
+    doc.region = record.text(top!("awsRegion"));
+    doc.id = record.text(top!("eventID"));
+    doc.error_code = record.text(top!("errorCode"));
+    doc.error_message = record.text(top!("errorMessage"));
+    if doc.error_code.is_some() || doc.error_message.is_some() {
+        doc.outcome = "failure";
     }
+    let Some(action) = action else {
+        return false;
+    };
+    if action == "ConsoleLogin" {
+        if let Some(answer) = console_login(record, doc) {
+            doc.outcome = answer;
+        }
+    }
+    if let Some((category, types)) = category::of(&action) {
+        doc.category = Some(category);
+        doc.types = types;
+    }
+    let signs_in = action == "UserAuthentication";
+    doc.action = Some(action);
+    signs_in
 }
 
 /// A `ConsoleLogin`'s `aws.cloudtrail.console_login.*`; returns its outcome (its own
 /// answer, `Success` or `Failure`, in lower case) when it has one.
-fn console_login<'a>(record: &Top<'a>, fields: &mut Fields<'a>) -> Option<&'static str> {
+fn console_login<'a>(record: &Top<'a>, doc: &mut Doc<'a>) -> Option<&'static str> {
     if let Some(data) = record
         .get(top!("additionalEventData"))
         .and_then(Object::scan)
     {
         let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
-        if let Some(used) = flag("MFAUsed") {
-            fields.set(
-                slot!("aws.cloudtrail.console_login.additional_eventdata.mfa_used"),
-                Value::Bool(used),
-            );
-        }
-        if let Some(mobile) = flag("MobileVersion") {
-            fields.set(
-                slot!("aws.cloudtrail.console_login.additional_eventdata.mobile_version"),
-                Value::Bool(mobile),
-            );
-        }
-        fields.set_some(
-            slot!("aws.cloudtrail.console_login.additional_eventdata.login_to"),
-            data.get("LoginTo").and_then(text),
-        );
+        doc.mfa_used = flag("MFAUsed");
+        doc.mobile_version = flag("MobileVersion");
+        doc.login_to = data.get("LoginTo").and_then(text);
     }
     let answer = record
         .get(top!("responseElements"))
@@ -418,41 +263,71 @@ fn console_login<'a>(record: &Top<'a>, fields: &mut Fields<'a>) -> Option<&'stat
     }
 }
 
-/// `source.*` and `user_agent.original`.
-fn source<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>, geoip: Option<&GeoIp>) {
+/// `source.*` and `user_agent.original`: the address as written, and when it is an IP the
+/// cluster takes (never `AWS Internal` or a service name), `source.ip`, `related.ip` and the
+/// GeoIP answer for it.
+fn source<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, geoip: Option<&GeoIp>) {
     if let Some(address) = record.text(top!("sourceIPAddress")) {
-        ecs::source(address, geoip, fields);
+        if let Some(found) = ecs::ip(&address) {
+            doc.is_ip = true;
+            doc.geo = geoip.and_then(|g| g.lookup(found));
+        }
+        doc.address = Some(address);
     }
-    fields.copy_of(slot!("user_agent.original"), record, top!("userAgent"));
+    doc.user_agent = record.text(top!("userAgent"));
 }
 
 /// The members of a resource the mapping reads, each with its place in what it writes.
 static RESOURCE: Known<usize> = Known::new(&[("ARN", 0), ("accountId", 1), ("type", 2)]);
 
-/// `aws.cloudtrail.resources`: each resource's `ARN`, `accountId` and `type` as `arn`,
-/// `account_id` and `type`, each resource once, written straight into the document.
-fn resources<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>) {
-    let Some(raw) = record.get(top!("resources")) else {
-        return;
-    };
-    let mut read = false;
-    fields.set_with(slot!("aws.cloudtrail.resources"), |out| {
-        let list = out.len();
+thread_local! {
+    /// Each thread's buffer for `aws.cloudtrail.resources`, kept between documents.
+    static RESOURCES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A buffer grown past this by one large record is not kept for the next.
+const KEPT_CAPACITY: usize = 64 * 1024;
+
+/// `aws.cloudtrail.resources` of one document, written in the thread's buffer.
+struct Resources(Vec<u8>);
+
+impl Resources {
+    fn take() -> Self {
+        let mut buffer = RESOURCES.try_with(|kept| kept.take()).unwrap_or_default();
+        buffer.clear();
+        Resources(buffer)
+    }
+
+    /// Writes each resource's `ARN`, `accountId` and `type` as `arn`, `account_id` and `type`,
+    /// each resource once, and takes `resources` from the record; `None` (and nothing taken)
+    /// when there is nothing to write or the list cannot be read.
+    fn read<'r>(&'r mut self, record: &mut Top<'_>) -> Option<&'r [u8]> {
+        let raw = record.get(top!("resources"))?;
+        let out = &mut self.0;
         // Where each resource written starts and ends in `out`.
         let mut written = Spans::default();
-        read = Cursor::each_object(raw, |resource| {
-            resource_into(resource, list, &mut written, out)
+        let read = Cursor::each_object(raw, |resource| {
+            resource_into(resource, 0, &mut written, out)
         })
         .is_some();
-        if !read || out.len() == list {
-            out.truncate(list);
-            return false;
+        if !read {
+            return None;
+        }
+        record.take(top!("resources"));
+        if out.is_empty() {
+            return None;
         }
         out.push(b']');
-        true
-    });
-    if read {
-        record.take(top!("resources"));
+        Some(&self.0)
+    }
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        if self.0.capacity() <= KEPT_CAPACITY {
+            let buffer = std::mem::take(&mut self.0);
+            let _ = RESOURCES.try_with(|kept| kept.set(buffer));
+        }
     }
 }
 
@@ -525,12 +400,7 @@ fn names_a_user_or_group(raw: &[u8]) -> bool {
 
 /// The free-form objects, as text and as objects, and what the integration reads from them
 /// (`group.*`, `user.target.*`, `user.changes.name`, the names `related.user` gets).
-fn free_form<'a>(
-    record: &mut Top<'a>,
-    fields: &mut Fields<'a>,
-    related: &mut Related<'a>,
-    kind: FreeForm,
-) {
+fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
     // Read only when they may hold what is looked for: most are large and hold none of it.
     let request = record
         .get(top!("requestParameters"))
@@ -551,100 +421,85 @@ fn free_form<'a>(
             .and_then(|o| o.get(key))
             .and_then(text)
     };
-    let user_name = named(&request, "userName");
-    let new_user_name = named(&request, "newUserName");
-    let target_id = nested(&response, "user", "userId");
-    for name in [&user_name, &new_user_name, &target_id]
+    doc.target_name = named(&request, "userName");
+    doc.changed_name = named(&request, "newUserName");
+    doc.target_id = nested(&response, "user", "userId");
+    for name in [&doc.target_name, &doc.changed_name, &doc.target_id]
         .into_iter()
         .flatten()
     {
-        related.user(name.clone());
+        doc.related.user(name.clone());
     }
-    fields.set_some(slot!("group.id"), nested(&response, "group", "groupId"));
-    fields.set_some(slot!("group.name"), named(&request, "groupName"));
-    fields.set_some(slot!("user.target.id"), target_id);
-    fields.set_some(slot!("user.target.name"), user_name);
-    fields.set_some(slot!("user.changes.name"), new_user_name);
-    for (key, text_path, object_path) in FREE_FORM {
-        let Some(raw) = record.take(key) else {
+    doc.group = [
+        nested(&response, "group", "groupId"),
+        named(&request, "groupName"),
+    ];
+    for ((key, raw), flattened) in FREE_FORM
+        .into_iter()
+        .zip(&mut doc.free_form)
+        .zip(&mut doc.flattened)
+    {
+        let Some(taken) = record.take(key) else {
             continue;
         };
-        fields.set(text_path, Value::JsonText(raw.as_bytes().into()));
+        *raw = Some(taken);
         if kind != FreeForm::Strings {
-            let value = if raw.starts_with('{') {
-                Cow::Borrowed(raw.as_bytes())
+            *flattened = Some(if taken.starts_with('{') {
+                Cow::Borrowed(taken.as_bytes())
             } else {
-                Cow::Owned([&b"{\"value\":"[..], raw.as_bytes(), b"}"].concat())
-            };
-            fields.set(object_path, Value::Json(value));
+                Cow::Owned([&b"{\"value\":"[..], taken.as_bytes(), b"}"].concat())
+            });
         }
     }
 }
 
 /// `tls.*`, `addendum`, and the objects of Insights events and CloudTrail Lake.
-fn details<'a>(record: &mut Top<'a>, fields: &mut Fields<'a>, kind: FreeForm) {
+fn details<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
     if let Some(mut tls) = record.object(top!("tlsDetails")) {
+        let [protocol, version, cipher, server_name] = &mut doc.tls;
         match tls.text("tlsVersion") {
-            Some(version) if version == "tlsVersion" => {}
-            Some(version) => match version.find('v') {
+            Some(text) if text == "tlsVersion" => {}
+            Some(text) => match text.find('v') {
                 Some(v) => {
-                    fields.set(
-                        slot!("tls.version_protocol"),
-                        version[..v].to_ascii_lowercase(),
-                    );
-                    fields.set(slot!("tls.version"), version[v + 1..].to_string());
+                    *protocol = Some(Cow::Owned(text[..v].to_ascii_lowercase()));
+                    *version = Some(Cow::Owned(text[v + 1..].to_string()));
                 }
-                None => fields.set(slot!("tls.version"), version),
+                None => *version = Some(text),
             },
             None => {}
         }
-        fields.copy_of(slot!("tls.cipher"), &mut tls, "cipherSuite");
-        let host = tls.text("clientProvidedHostHeader");
-        if let Some(host) = host.as_ref().filter(|h| !h.ends_with(".amazonaws.com")) {
-            fields.set(
-                slot!("related.hosts"),
-                Value::List(std::slice::from_ref(host).into()),
-            );
-        }
-        fields.set_some(slot!("tls.client.server_name"), host);
-        fields.copy_of(
-            slot!("aws.cloudtrail.tls_details.key_exchange"),
-            &mut tls,
-            "keyExchange",
-        );
+        *cipher = tls.text("cipherSuite");
+        *server_name = tls.text("clientProvidedHostHeader");
+        doc.host = server_name
+            .clone()
+            .filter(|host| !host.ends_with(".amazonaws.com"));
+        doc.key_exchange = tls.text("keyExchange");
         record.leave(top!("tlsDetails"), tls.rest());
     }
-    fields.texts_of(
-        record,
-        top!("addendum"),
-        &[
-            ("reason", slot!("aws.cloudtrail.addendum.reason")),
-            (
-                "updatedFields",
-                slot!("aws.cloudtrail.addendum.updated_fields"),
-            ),
-            (
-                "originalRequestID",
-                slot!("aws.cloudtrail.addendum.original_request_id"),
-            ),
-            (
-                "originalEventID",
-                slot!("aws.cloudtrail.addendum.original_event_id"),
-            ),
-        ],
-    );
+    if let Some(mut addendum) = record.object(top!("addendum")) {
+        for (key, text) in [
+            "reason",
+            "updatedFields",
+            "originalRequestID",
+            "originalEventID",
+        ]
+        .into_iter()
+        .zip(&mut doc.addendum)
+        {
+            *text = addendum.text(key);
+        }
+        record.leave(top!("addendum"), addendum.rest());
+    }
     if let Some(insight) = record.take(top!("insightDetails")) {
-        fields.set(
-            slot!("aws.cloudtrail.flattened.insight_details"),
-            ecs::kept(insight.as_bytes(), kind),
-        );
+        doc.insight = Some(Kept::new(insight.as_bytes(), kind));
     }
 }
 
 /// `user.id`, `user.name` (and `user.email` when it is an e-mail address), and
 /// `related.user`: the names of the request (the new name of a renamed user among them), then
 /// the user's; an Identity Center sign-in (`signs_in`) names its user in its own data.
-fn users<'a>(record: &Top<'a>, fields: &mut Fields<'a>, mut related: Related<'a>, signs_in: bool) {
+fn users<'a>(record: &Top<'a>, doc: &mut Doc<'a>, signs_in: bool) {
+    let related = &mut doc.related;
     let (id, mut name) = (related.id.take(), related.name.take());
     if name.is_none() && signs_in {
         // An Identity Center sign-in names its user only here.
@@ -655,20 +510,20 @@ fn users<'a>(record: &Top<'a>, fields: &mut Fields<'a>, mut related: Related<'a>
             .and_then(text)
             .filter(|n| !n.is_empty());
     }
-    if let Some(name) = &name {
-        if !fields.has(slot!("user.email")) && name.find('@').is_some_and(|at| at > 0) {
-            fields.set(slot!("user.email"), name.clone());
-        }
-    }
-    fields.set_some(slot!("user.id"), id.clone());
-    fields.set_some(slot!("user.name"), name.clone());
-    for user in [name, related.on_behalf_of.take()].into_iter().flatten() {
+    // The session's name first (see `identity`).
+    doc.email = doc.identity.email.take().or_else(|| {
+        name.as_ref()
+            .filter(|name| name.find('@').is_some_and(|at| at > 0))
+            .cloned()
+    });
+    for user in [name.clone(), related.on_behalf_of.take()]
+        .into_iter()
+        .flatten()
+    {
         related.user(user);
     }
-    let users = related.users();
-    if !users.is_empty() {
-        fields.set(slot!("related.user"), Value::List(users));
-    }
+    doc.user_id = id;
+    doc.user_name = name;
 }
 
 #[cfg(test)]
