@@ -180,8 +180,12 @@ mod shuffled {
     pub(super) unsafe fn write(out: &mut Vec<u8>, text: &[u8]) {
         // Quotes and backslashes double at most, and a block's stores reach at most 32 bytes
         // past the length: this room stays reserved from block to block (a block written a
-        // byte at a time reserves it again).
+        // byte at a time reserves it again). The length is kept here while blocks are
+        // written, and given to `out` at the end (or before a block written a byte at a
+        // time): read back from `out` after every block's stores, it would chain each block
+        // to the one before.
         out.reserve(text.len() * 2 + 32);
+        let mut len = out.len();
         let mut at = 0;
         while at < text.len() {
             let n = (text.len() - at).min(16);
@@ -195,6 +199,8 @@ mod shuffled {
             let below = _mm_set1_epi8(0x1f);
             let control = _mm_cmpeq_epi8(_mm_max_epu8(block, below), below);
             if _mm_movemask_epi8(control) != 0 {
+                // SAFETY: the bytes up to `len` are written (below).
+                unsafe { out.set_len(len) };
                 for &b in &text[at..at + n] {
                     if special(b) {
                         escape(out, b);
@@ -204,10 +210,10 @@ mod shuffled {
                 }
                 at += n;
                 out.reserve((text.len() - at) * 2 + 32);
+                len = out.len();
                 continue;
             }
             let marks = _mm_movemask_epi8(_mm_or_si128(quote, backslash)) as u32;
-            let len = out.len();
             // A block with no quote or backslash goes the same way (its shuffles keep every
             // byte where it is): whether a block has one follows the text, and a branch on it
             // would be mispredicted often.
@@ -223,10 +229,12 @@ mod shuffled {
                 let second = _mm_shuffle_epi8(_mm_unpackhi_epi64(block, fill), shuffle(high));
                 let after = 8 + low.count_ones() as usize;
                 _mm_storeu_si128(to.add(after).cast::<__m128i>(), second);
-                out.set_len(len + n + marks.count_ones() as usize);
             }
+            len += n + marks.count_ones() as usize;
             at += n;
         }
+        // SAFETY: the bytes up to `len` are written, within the capacity reserved.
+        unsafe { out.set_len(len) };
     }
 
     #[inline(always)]

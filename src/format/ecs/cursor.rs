@@ -240,6 +240,7 @@ impl<'a> Cursor<'a> {
     /// The current member's value as text (see [`text`]), taken; an empty string is absent
     /// and taken; an object or an array is left. `None` also when the value cannot be read
     /// (the object then fails at [`Cursor::key`] or [`Cursor::finish`]).
+    #[inline(always)]
     pub fn text(&mut self) -> Option<Cow<'a, str>> {
         let raw = self.raw()?;
         let text = match raw.as_bytes()[0] {

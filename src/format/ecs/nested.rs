@@ -38,8 +38,10 @@ pub struct Nested<'o> {
     keys: [&'static [u8]; DEEPEST],
     /// How many objects are open, the document's own not counted.
     depth: usize,
-    /// How many of the innermost open objects have nothing written yet.
-    waiting: usize,
+    /// How many of the innermost open objects have nothing written yet. (Of another width
+    /// than `depth`: the two, added to together, were read back as one vector of both just
+    /// after being stored one at a time, which the processor cannot forward.)
+    waiting: u32,
     /// Whether the innermost written object has no member yet.
     first: bool,
 }
@@ -151,7 +153,7 @@ impl<'o> Nested<'o> {
     /// Writes the objects waiting for their first member.
     #[inline(never)]
     fn write_waiting(&mut self) {
-        for n in self.depth - self.waiting..self.depth {
+        for n in self.depth - self.waiting as usize..self.depth {
             let key = self.keys[n];
             self.room(key.len() + 1);
             self.comma();

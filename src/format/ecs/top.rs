@@ -161,6 +161,7 @@ impl<'a, T> Top<'a, T> {
 
     /// The value of `key` as text (see [`Object::text`]), marked as taken; an empty string
     /// counts as absent (and taken); an object or an array is not text, and is left.
+    #[inline(always)]
     pub fn text(&mut self, key: Member) -> Option<Cow<'a, str>> {
         let raw = self.raw(key)?;
         let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
@@ -170,6 +171,24 @@ impl<'a, T> Top<'a, T> {
         };
         self.mark(key);
         (!text.is_empty()).then_some(text)
+    }
+
+    /// [`Top::text`] of each of `keys`, all marked taken at once (marked one by one, each
+    /// mark would wait for the one before it to be stored).
+    pub fn texts<const N: usize>(&mut self, keys: [Member; N]) -> [Option<Cow<'a, str>>; N] {
+        let mut taken = 0u64;
+        let texts = keys.map(|key| {
+            let raw = self.raw(key)?;
+            let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
+            let text = match string {
+                Some(inner) if self.plain => Cow::Borrowed(inner),
+                _ => text(raw)?,
+            };
+            taken |= 1 << key.id;
+            (!text.is_empty()).then_some(text)
+        });
+        self.taken |= taken;
+        texts
     }
 
     /// Every member not taken, as one JSON object; `None` when nothing is left.

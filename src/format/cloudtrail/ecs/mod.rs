@@ -174,9 +174,7 @@ pub fn write(
     }
     let signs_in = event(&mut record, &mut doc);
     source(&mut record, &mut doc, ecs.geoip.as_ref());
-    for (key, text) in TEXT.into_iter().zip(&mut doc.texts) {
-        *text = record.text(key);
-    }
+    doc.texts = record.texts(TEXT);
     if let Some(read_only) = record
         .get(top!("readOnly"))
         .filter(|v| *v == "true" || *v == "false")
