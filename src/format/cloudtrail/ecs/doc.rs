@@ -65,9 +65,9 @@ pub struct Doc<'a> {
     pub region: Text<'a>,
     pub service: Text<'a>,
 
-    /// `source.address`, and whether it is an IP (`source.ip`, `related.ip`).
+    /// `source.address`, and the same when it is an IP (`source.ip`, `related.ip`).
     pub address: Text<'a>,
-    pub is_ip: bool,
+    pub ip: Text<'a>,
     /// `source.geo` and `source.as`.
     pub geo: Option<Answer>,
     pub user_agent: Text<'a>,
@@ -132,7 +132,7 @@ impl<'a> Doc<'a> {
             region: None,
             service: None,
             address: None,
-            is_ip: false,
+            ip: None,
             geo: None,
             user_agent: None,
             user_id: None,
@@ -198,11 +198,8 @@ impl<'a> Doc<'a> {
         w.close();
         w.open(b"\"related\":{");
         w.texts(b"\"user\":", &self.related.users());
-        if self.is_ip {
-            w.texts(
-                b"\"ip\":",
-                std::slice::from_ref(self.address.as_ref().unwrap()),
-            );
+        if let Some(ip) = &self.ip {
+            w.texts(b"\"ip\":", std::slice::from_ref(ip));
         }
         if let Some(host) = &self.host {
             w.texts(b"\"hosts\":", std::slice::from_ref(host));
@@ -235,9 +232,7 @@ impl<'a> Doc<'a> {
     fn write_source(&self, w: &mut Nested<'_>) {
         w.open(b"\"source\":{");
         w.text(b"\"address\":", &self.address);
-        if self.is_ip {
-            w.text(b"\"ip\":", &self.address);
-        }
+        w.text(b"\"ip\":", &self.ip);
         if let Some(answer) = &self.geo {
             w.members(answer.members());
         }

@@ -267,7 +267,7 @@ fn console_login<'a>(record: &Top<'a>, doc: &mut Doc<'a>) -> Option<&'static str
 fn source<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, geoip: Option<&GeoIp>) {
     if let Some(address) = record.text(top!("sourceIPAddress")) {
         if let Some(found) = ecs::ip(&address) {
-            doc.is_ip = true;
+            doc.ip = Some(address.clone());
             doc.geo = geoip.and_then(|g| g.lookup(found));
         }
         doc.address = Some(address);
