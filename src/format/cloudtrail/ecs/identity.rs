@@ -75,9 +75,82 @@ pub struct Identity<'a> {
     pub email: Text<'a>,
 }
 
-/// The places of `own`.
+/// Members of one object copied as text: each key in the record, with its key in the
+/// document. A place of an array of [`Identity`] is the place of its pair here.
+type Pairs<const N: usize> = [(&'static str, &'static [u8]); N];
+
+/// `userIdentity`'s own texts, in the order of [`Identity::own`].
+const OWN: Pairs<6> = [
+    ("type", b"\"type\":"),
+    ("arn", b"\"arn\":"),
+    ("accessKeyId", b"\"access_key_id\":"),
+    ("invokedBy", b"\"invoked_by\":"),
+    ("credentialId", b"\"credential_id\":"),
+    ("identityProvider", b"\"identity_provider\":"),
+];
+
+/// The places of `own` the mapping reads again.
 const TYPE: usize = 0;
 const ARN: usize = 1;
+
+/// `inScopeOf` (root sessions that a service assumed).
+const IN_SCOPE_OF_TEXTS: Pairs<4> = [
+    ("issuerType", b"\"issuer_type\":"),
+    ("credentialsIssuedTo", b"\"credentials_issued_to\":"),
+    ("sourceArn", b"\"source_arn\":"),
+    ("sourceAccount", b"\"source_account\":"),
+];
+
+/// `invokedByDelegate`.
+const DELEGATE_TEXTS: Pairs<1> = [("accountId", b"\"account_id\":")];
+
+/// `onBehalfOf`.
+const ON_BEHALF_OF_TEXTS: Pairs<2> = [
+    ("userId", b"\"user_id\":"),
+    ("identityStoreArn", b"\"identity_store_arn\":"),
+];
+
+/// `sessionContext`'s texts, then its `attributes.mfaAuthenticated`.
+const SESSION_TEXTS: Pairs<5> = [
+    ("ec2RoleDelivery", b"\"ec2_role_delivery\":"),
+    ("sourceIdentity", b"\"source_identity\":"),
+    ("assumedRoot", b"\"assumed_root\":"),
+    ("signInSessionArn", b"\"sign_in_session_arn\":"),
+    ("mfaAuthenticated", b"\"mfa_authenticated\":"),
+];
+
+/// The place of `attributes.mfaAuthenticated` in `session`.
+const MFA: usize = 4;
+
+/// `sessionIssuer`'s texts.
+const ISSUER_TEXTS: Pairs<4> = [
+    ("type", b"\"type\":"),
+    ("principalId", b"\"principal_id\":"),
+    ("arn", b"\"arn\":"),
+    ("accountId", b"\"account_id\":"),
+];
+
+/// `webIdFederationData`.
+const FEDERATION_TEXTS: Pairs<1> = [("federatedProvider", b"\"federated_provider\":")];
+
+/// The record keys of `pairs`, each with its place: a list for [`Known::new`].
+const fn places<const N: usize>(pairs: &Pairs<N>) -> [(&'static str, usize); N] {
+    let mut places = [("", 0); N];
+    let mut n = 0;
+    while n < N {
+        places[n] = (pairs[n].0, n);
+        n += 1;
+    }
+    places
+}
+
+/// Writes each text of `values` under its document key in `pairs`.
+#[inline(always)]
+fn write_texts<const N: usize>(w: &mut Nested<'_>, pairs: &Pairs<N>, values: &[Text<'_>; N]) {
+    for ((_, key), value) in pairs.iter().zip(values) {
+        w.text(key, value);
+    }
+}
 
 /// What a member of `userIdentity` is to the mapping.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +181,7 @@ static IDENTITY: Known<Member> = Known::new(&[
     ("invokedBy", Member::Own(3)),
     ("credentialId", Member::Own(4)),
     ("identityProvider", Member::Own(5)),
+    // (each `Own` place is that of its key in `OWN`: a test checks it)
 ]);
 
 /// Maps `identity` (the raw `userIdentity` object) into `into`, reading it once; returns
@@ -186,48 +260,26 @@ impl Identity<'_> {
     /// Writes the members of `aws.cloudtrail.user_identity` (into the object open in `w`).
     #[inline(always)]
     pub fn write(&self, w: &mut Nested<'_>) {
-        let [kind, arn, access_key_id, invoked_by, credential_id, identity_provider] = &self.own;
-        w.text(b"\"type\":", kind);
-        w.text(b"\"arn\":", arn);
-        w.text(b"\"access_key_id\":", access_key_id);
-        w.text(b"\"invoked_by\":", invoked_by);
-        w.text(b"\"credential_id\":", credential_id);
-        w.text(b"\"identity_provider\":", identity_provider);
+        write_texts(w, &OWN, &self.own);
         w.open(b"\"in_scope_of\":{");
-        let [issuer_type, issued_to, source_arn, source_account] = &self.in_scope_of;
-        w.text(b"\"issuer_type\":", issuer_type);
-        w.text(b"\"credentials_issued_to\":", issued_to);
-        w.text(b"\"source_arn\":", source_arn);
-        w.text(b"\"source_account\":", source_account);
+        write_texts(w, &IN_SCOPE_OF_TEXTS, &self.in_scope_of);
         w.close();
         w.open(b"\"invoked_by_delegate\":{");
-        w.text(b"\"account_id\":", &self.delegate[0]);
+        write_texts(w, &DELEGATE_TEXTS, &self.delegate);
         w.close();
         w.open(b"\"on_behalf_of\":{");
-        let [user_id, identity_store_arn] = &self.on_behalf_of;
-        w.text(b"\"user_id\":", user_id);
-        w.text(b"\"identity_store_arn\":", identity_store_arn);
+        write_texts(w, &ON_BEHALF_OF_TEXTS, &self.on_behalf_of);
         w.close();
         w.open(b"\"session_context\":{");
-        let [ec2_role_delivery, source_identity, assumed_root, sign_in_session_arn, mfa] =
-            &self.session;
-        w.text(b"\"mfa_authenticated\":", mfa);
+        write_texts(w, &SESSION_TEXTS, &self.session);
         if let Some(created) = &self.created {
             w.clean(b"\"creation_date\":", created);
         }
-        w.text(b"\"ec2_role_delivery\":", ec2_role_delivery);
-        w.text(b"\"source_identity\":", source_identity);
-        w.text(b"\"assumed_root\":", assumed_root);
-        w.text(b"\"sign_in_session_arn\":", sign_in_session_arn);
         w.open(b"\"session_issuer\":{");
-        let [issuer_kind, principal_id, issuer_arn, account_id] = &self.issuer;
-        w.text(b"\"type\":", issuer_kind);
-        w.text(b"\"principal_id\":", principal_id);
-        w.text(b"\"arn\":", issuer_arn);
-        w.text(b"\"account_id\":", account_id);
+        write_texts(w, &ISSUER_TEXTS, &self.issuer);
         w.close();
         w.open(b"\"web_id_federation_data\":{");
-        w.text(b"\"federated_provider\":", &self.federation[0]);
+        write_texts(w, &FEDERATION_TEXTS, &self.federation);
         w.close();
         w.close();
     }
@@ -275,11 +327,9 @@ fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
     None
 }
 
-/// `invokedByDelegate`.
-static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&[("accountId", 0)]);
+static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&places(&DELEGATE_TEXTS));
 
-/// `onBehalfOf`.
-static ON_BEHALF_OF: Known<usize> = Known::new(&[("userId", 0), ("identityStoreArn", 1)]);
+static ON_BEHALF_OF: Known<usize> = Known::new(&places(&ON_BEHALF_OF_TEXTS));
 
 /// What a member of `sessionContext` is to the mapping.
 #[derive(Debug, Clone, Copy)]
@@ -299,9 +349,10 @@ static SESSION: Known<Session> = Known::new(&[
     ("sourceIdentity", Session::Text(1)),
     ("assumedRoot", Session::Text(2)),
     ("signInSessionArn", Session::Text(3)),
+    // (each `Text` place is that of its key in `SESSION_TEXTS`: a test checks it)
 ]);
 
-static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&[("federatedProvider", 0)]);
+static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&places(&FEDERATION_TEXTS));
 
 /// Maps `sessionContext`; returns the session issuer's name when it names the user (an
 /// assumed role, a federated user).
@@ -352,7 +403,7 @@ static ATTRIBUTES: Known<Attribute> = Known::new(&[
 fn attributes<'a>(attributes: &mut Cursor<'a>, into: &mut Identity<'a>) -> Option<()> {
     while let Some(member) = attributes.next(&ATTRIBUTES).ok()? {
         match member {
-            Some(Attribute::MfaAuthenticated) => into.session[4] = attributes.text(),
+            Some(Attribute::MfaAuthenticated) => into.session[MFA] = attributes.text(),
             Some(Attribute::CreationDate) => {
                 if let Some(raw) = attributes.take() {
                     match date(raw) {
@@ -382,6 +433,7 @@ static ISSUER: Known<Issuer> = Known::new(&[
     ("principalId", Issuer::Text(1)),
     ("arn", Issuer::Text(2)),
     ("accountId", Issuer::Text(3)),
+    // (each `Text` place is that of its key in `ISSUER_TEXTS`: a test checks it)
 ]);
 
 /// Maps `sessionIssuer` into `into`; returns its `userName` when it names the user
@@ -402,13 +454,7 @@ fn issuer<'a>(
     Some(name)
 }
 
-/// `inScopeOf` (root sessions that a service assumed).
-static IN_SCOPE_OF: Known<usize> = Known::new(&[
-    ("issuerType", 0),
-    ("credentialsIssuedTo", 1),
-    ("sourceArn", 2),
-    ("sourceAccount", 3),
-]);
+static IN_SCOPE_OF: Known<usize> = Known::new(&places(&IN_SCOPE_OF_TEXTS));
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the
 /// part of its `sts` ARN after the last `/`.
@@ -441,6 +487,7 @@ fn part<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::ecs::known::tag;
 
     #[test]
     fn related_names_are_kept_once_in_order_past_the_fixed_places() {
@@ -451,6 +498,37 @@ mod tests {
         }
         related.user(Cow::Borrowed(""));
         assert_eq!(*related.users(), names[..]);
+    }
+
+    #[test]
+    fn each_text_read_goes_to_the_place_of_its_document_key() {
+        fn check<T: Copy>(
+            known: &Known<T>,
+            pairs: &[(&str, &[u8])],
+            place: impl Fn(T) -> Option<usize>,
+        ) {
+            for (n, (key, _)) in pairs.iter().enumerate() {
+                let at = known.find(key.as_bytes(), tag(key.as_bytes()));
+                let at = at.unwrap_or_else(|| panic!("{key} is not read"));
+                assert_eq!(place(known.meaning(at)), Some(n), "{key}");
+            }
+        }
+        check(&IDENTITY, &OWN, |m| match m {
+            Member::Own(n) => Some(n),
+            _ => None,
+        });
+        check(&SESSION, &SESSION_TEXTS[..MFA], |m| match m {
+            Session::Text(n) => Some(n),
+            _ => None,
+        });
+        check(&ATTRIBUTES, &SESSION_TEXTS[MFA..], |m| match m {
+            Attribute::MfaAuthenticated => Some(0),
+            Attribute::CreationDate => None,
+        });
+        check(&ISSUER, &ISSUER_TEXTS, |m| match m {
+            Issuer::Text(n) => Some(n),
+            Issuer::UserName => None,
+        });
     }
 
     #[test]
