@@ -27,9 +27,9 @@
 //! AS databases, or no path at all. A lookup never fails: a record that does not decode counts
 //! as unknown. A database file replaced on disk (`geoipupdate` renames a new file over the old
 //! one, weekly) is picked up without a restart: lookups compare the clock with the next check
-//! time (an atomic load; each thread reads the clock every 32 cached lookups and after every
-//! miss) and, once a minute, the one thread that wins the compare-exchange stats the files and
-//! reopens those whose modification time, length or inode changed; [`GeoIp::refresh`] does the
+//! time (an atomic load; each thread reads the clock once every 32 lookups) and, once a
+//! minute, the one thread that wins the compare-exchange stats the files and reopens those
+//! whose modification time, length or inode changed; [`GeoIp::refresh`] does the
 //! same at once. A replacement that cannot be opened is logged (`warn`, once per version of
 //! the file) and the database already open stays in use.
 //!
@@ -69,8 +69,8 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// How many addresses each thread's cache holds before it is emptied.
 const CACHE_CAPACITY: usize = 4096;
 
-/// How many cached lookups a thread makes between two readings of the clock (a miss reads
-/// it at the next lookup): the clock costs more than a cached lookup.
+/// How many lookups a thread makes between two readings of the clock: the clock costs more
+/// than a cached lookup, and a third of a database's search.
 const CLOCK_EVERY: u32 = 32;
 
 /// Databases opened from `--geoip-database` paths. Cheap to clone (the clones share the
@@ -688,7 +688,7 @@ impl Cache {
 
     fn lookup(&mut self, geoip: &GeoIp, ip: IpAddr) -> Option<Answer> {
         let shared = &*geoip.shared;
-        // The clock is read every CLOCK_EVERY lookups, and after every miss.
+        // The clock is read every CLOCK_EVERY lookups.
         if self.countdown == 0 || shared.interval.load(Ordering::Relaxed) == 0 {
             self.countdown = CLOCK_EVERY;
             geoip.check();
@@ -704,7 +704,6 @@ impl Cache {
         if let Some(answer) = self.answers.get(&ip) {
             return answer.clone();
         }
-        self.countdown = 0;
         let answer = self.databases.answer(ip, &mut self.scratch);
         if self.answers.len() >= CACHE_CAPACITY {
             self.answers.clear();

@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 
-use super::known::{tag, Known};
+use super::known::{tag, Known, FIRST};
 use crate::format::escape::{has_backslash, string_end};
 
 /// An object that is not `{"key": value, ...}`.
@@ -44,6 +44,9 @@ pub struct Cursor<'a> {
     escaped: bool,
     /// The places of the known keys handed out ([`Cursor::next`]), one bit each.
     taken: u64,
+    /// The place of the last known key read ([`FIRST`] before the first): the next one is
+    /// guessed from it ([`Known::find_after`]).
+    last: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -103,6 +106,7 @@ impl<'a> Cursor<'a> {
             broken: false,
             escaped: false,
             taken: 0,
+            last: FIRST,
         }
     }
 
@@ -141,15 +145,27 @@ impl<'a> Cursor<'a> {
     /// member, `Err` as [`Cursor::key`].
     #[inline]
     pub fn next<T: Copy>(&mut self, known: &Known<T>) -> Result<Option<Option<T>>, Broken> {
-        let Some(escaped) = self.next_key()? else {
+        if !self.before_key()? {
             return Ok(None);
-        };
-        let place = if escaped {
-            let key = self.decoded(true).ok_or(Broken)?;
-            known.find(key.as_bytes(), tag(key.as_bytes()))
-        } else {
-            let key = &self.key.as_bytes()[1..self.key.len() - 1];
-            known.find(key, tag(key))
+        }
+        // The key that followed the last one in the objects read before: when it is the one
+        // here, its text is compared where it stands, and no string is scanned for its end.
+        let place = match self.guessed(known)? {
+            Some(place) => Some(place),
+            None => {
+                let escaped = self.member().ok_or(Broken)?;
+                if escaped {
+                    let key = self.decoded(true).ok_or(Broken)?;
+                    known.find(key.as_bytes(), tag(key.as_bytes()))
+                } else {
+                    let key = &self.key.as_bytes()[1..self.key.len() - 1];
+                    let place = known.find_after(self.last, key);
+                    if let Some(place) = place {
+                        self.last = place;
+                    }
+                    place
+                }
+            }
         };
         let fresh = place.filter(|&place| self.taken & 1 << place == 0);
         Ok(Some(fresh.map(|place| {
@@ -158,15 +174,48 @@ impl<'a> Cursor<'a> {
         })))
     }
 
+    /// The place of the key at the cursor when it is the one [`Known::guess`] gives after
+    /// the last, read with the `:` after it; `None`, the cursor unmoved, when it is not;
+    /// `Err` when no `:` follows it.
+    #[inline]
+    fn guessed<T>(&mut self, known: &Known<T>) -> Result<Option<usize>, Broken> {
+        let Some(place) = known.guess(self.last) else {
+            return Ok(None);
+        };
+        let name = known.name(place).as_bytes();
+        let bytes = self.text.as_bytes();
+        let end = self.at + name.len() + 1;
+        let quoted = bytes.get(self.at) == Some(&b'"') && bytes.get(end) == Some(&b'"');
+        if !quoted || bytes.get(self.at + 1..end) != Some(name) {
+            return Ok(None);
+        }
+        // SAFETY: `self.at` and `end` are at quotes (checked above), ASCII bytes, so the
+        // key's bounds are character boundaries within the text.
+        self.key = unsafe { self.text.get_unchecked(self.at..=end) };
+        self.at = end + 1;
+        self.colon().ok_or(Broken)?;
+        self.last = place;
+        Ok(Some(place))
+    }
+
     /// Passes the `,` before the next member and reads its key ([`Cursor::key`] has it as
     /// written): whether it has an escape; `Ok(None)` at the `}`.
     #[inline]
     fn next_key(&mut self) -> Result<Option<bool>, Broken> {
+        if !self.before_key()? {
+            return Ok(None);
+        }
+        self.member().ok_or(Broken).map(Some)
+    }
+
+    /// Passes the `,` before the next member: whether there is one (`false` at the `}`).
+    #[inline]
+    fn before_key(&mut self) -> Result<bool, Broken> {
         if self.broken {
             return Err(Broken);
         }
         match self.byte() {
-            Some(b'}') => return Ok(None),
+            Some(b'}') => return Ok(false),
             Some(b',') if !self.key.is_empty() => {
                 self.at += 1;
                 self.space();
@@ -174,7 +223,7 @@ impl<'a> Cursor<'a> {
             Some(b'"') if self.key.is_empty() => {}
             _ => return Err(Broken),
         }
-        self.member().ok_or(Broken).map(Some)
+        Ok(true)
     }
 
     /// Reads the key at the cursor and the `:` after it; returns whether the key has an
@@ -188,6 +237,14 @@ impl<'a> Cursor<'a> {
         // ASCII bytes, so the key's bounds are character boundaries within the text.
         self.key = unsafe { self.text.get_unchecked(self.at..=end) };
         self.at = end + 1;
+        self.colon()?;
+        Some(escaped)
+    }
+
+    /// Passes the `:` after a key, and the whitespace around it.
+    #[inline]
+    fn colon(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
         if bytes.get(self.at) != Some(&b':') {
             self.space();
             (self.byte()? == b':').then_some(())?;
@@ -196,7 +253,7 @@ impl<'a> Cursor<'a> {
         if bytes.get(self.at).is_some_and(|b| b.is_ascii_whitespace()) {
             self.space();
         }
-        Some(escaped)
+        Some(())
     }
 
     /// The current key's text (decoded when it has an escape).
@@ -378,6 +435,7 @@ fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::ecs::known::known;
 
     #[test]
     fn text_of_raw_values() {
@@ -453,7 +511,7 @@ mod tests {
 
     #[test]
     fn known_keys_are_handed_out_once_escaped_or_not() {
-        static KNOWN: Known<char> = Known::new(&[("type", 't'), ("arn", 'a'), ("userName", 'u')]);
+        static KNOWN: Known<char> = known!(&[("type", 't'), ("arn", 'a'), ("userName", 'u')]);
         let mut cursor = Cursor::new(
             r#"{"type":"A","x":1,"t\u0079pe":"B","arn" : "c","userName":{"o":1},"arn":"d"}"#,
         )
@@ -651,5 +709,31 @@ mod tests {
             assert!(read(bad, &["a"], "o").is_none(), "{bad}");
         }
         assert_eq!(read("{}", &[], "o"), Some((Vec::new(), None)));
+    }
+
+    #[test]
+    fn a_guessed_key_is_read_as_any_other() {
+        static GUESSED: Known<u8> = known!(&[("type", 0), ("arn", 1)]);
+        let read = |text: &str| -> Result<Vec<Option<u8>>, Broken> {
+            let mut cursor = Cursor::new(text).ok_or(Broken)?;
+            let mut found = Vec::new();
+            while let Some(member) = cursor.next(&GUESSED)? {
+                found.push(member);
+                cursor.leave();
+            }
+            cursor.finish().ok_or(Broken)?;
+            Ok(found)
+        };
+        // The first object teaches the order; the next ones are read with guesses.
+        for _ in 0..2 {
+            assert_eq!(read(r#"{"type":1,"arn":2}"#), Ok(vec![Some(0), Some(1)]));
+        }
+        assert_eq!(read(r#"{"typeX":1,"arn":2}"#), Ok(vec![None, Some(1)]));
+        assert_eq!(read(r#"{"type" : 1 , "type":2}"#), Ok(vec![Some(0), None]));
+        assert_eq!(read(r#"{"arn":1,"type":2}"#), Ok(vec![Some(1), Some(0)]));
+        assert_eq!(read(r#"{"type":1,"arn":2}"#), Ok(vec![Some(0), Some(1)]));
+        // A guessed key with no `:` after it breaks the object, as any key would.
+        assert_eq!(read(r#"{"type""x":1}"#), Err(Broken));
+        assert_eq!(read(r#"{"type":1,"arn""x":2}"#), Err(Broken));
     }
 }

@@ -1,17 +1,21 @@
 //! Known: the keys a mapping looks up in an object, each given its place once, so that a
 //! lookup is an index instead of a search.
 //!
-//! A mapping lists the keys it reads from an object as a `static` [`Known`], built at compile
-//! time (a small open-addressing table keyed by each key's length and first and last bytes),
-//! each key with what it means to the mapping (an enum of its own, or `()`). A record's top
+//! A mapping lists the keys it reads from an object as a `static` [`Known`] (`known!`), built
+//! at compile time (a small open-addressing table keyed by each key's length and first and
+//! last bytes), each key with what it means to the mapping (an enum of its own, or `()`). A record's top
 //! level read whole ([`super::Top`]) keeps each known key's value at its place, and the
 //! mapping names a key by its [`Member`], found at compile time (`KNOWN.member("eventName")` in a
 //! `const { }` block, a compile error for a key the list lacks). A [`super::Cursor`] reading
 //! member by member hands each known key's meaning to the mapping as it meets it, the first
 //! time only ([`super::Cursor::next`]): a repeated key is left, in one place for every
-//! mapping.
+//! mapping. Each list also learns which of its keys follows which ([`Guesses`]): a reader
+//! compares the key it guesses first, where the key stands, and looks in the table only when
+//! the guess is wrong.
 //!
 //! Pure: no I/O.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The most keys a list may have.
 pub const MOST: usize = 64;
@@ -33,7 +37,49 @@ pub struct Known<T: 'static = ()> {
     keys: &'static [(&'static str, T)],
     /// Per slot, a key's place plus one (0: empty).
     table: [u8; SLOTS],
+    /// The list's guesses of which key follows which ([`Known::find_after`]).
+    after: &'static Guesses,
 }
+
+/// Per place of a [`Known`] list (and [`FIRST`], for an object's first member), the place of
+/// the key that followed it the last time it did not follow as guessed: a guess checked
+/// before the table. Records of one producer write their keys in one order, so most guesses
+/// hold, and a key then costs one comparison and no probe; a wrong guess costs only the
+/// look-up it would have cost anyway. Guesses are hints shared by every thread, stored only
+/// when one fails. (A static of its own, which [`known!`] declares: a list is read at compile
+/// time, and a static read there may not hold anything that changes.)
+#[derive(Debug)]
+pub struct Guesses([AtomicU8; MOST + 1]);
+
+impl Guesses {
+    pub const fn new() -> Self {
+        Guesses([const { AtomicU8::new(NO_GUESS) }; MOST + 1])
+    }
+}
+
+impl Default for Guesses {
+    fn default() -> Self {
+        Guesses::new()
+    }
+}
+
+/// A [`Known`] list of `keys` with guesses of its own: `known!(&[("key", meaning), ...])`.
+macro_rules! known {
+    ($keys:expr) => {
+        $crate::format::ecs::known::Known::new($keys, {
+            static GUESSES: $crate::format::ecs::known::Guesses =
+                $crate::format::ecs::known::Guesses::new();
+            &GUESSES
+        })
+    };
+}
+pub(crate) use known;
+
+/// The place in [`Known`]'s guesses for the key before an object's first member.
+pub const FIRST: usize = MOST;
+
+/// No guess.
+const NO_GUESS: u8 = u8::MAX;
 
 /// A key's length and its first and last bytes: keys that differ mostly differ here.
 #[inline]
@@ -97,7 +143,7 @@ pub const fn plain<const N: usize>(keys: [&'static str; N]) -> [(&'static str, (
 impl<T> Known<T> {
     /// The table of `keys`; a compile error (a panic in const evaluation) when a key is
     /// listed twice or there are more than [`MOST`].
-    pub const fn new(keys: &'static [(&'static str, T)]) -> Known<T> {
+    pub const fn new(keys: &'static [(&'static str, T)], after: &'static Guesses) -> Known<T> {
         assert!(keys.len() <= MOST, "too many known keys");
         let mut table = [0u8; SLOTS];
         let mut n = 0;
@@ -114,7 +160,7 @@ impl<T> Known<T> {
             table[slot] = n as u8 + 1;
             n += 1;
         }
-        Known { keys, table }
+        Known { keys, table, after }
     }
 
     /// The member `key`; a compile error when the list lacks it. Use it in a `const { }`
@@ -146,6 +192,35 @@ impl<T> Known<T> {
         }
     }
 
+    /// [`Known::find`] of `key`, the member after the one at `before` (a place, or
+    /// [`FIRST`]): the key that followed it last time is compared first.
+    #[inline]
+    pub fn find_after(&self, before: usize, key: &[u8]) -> Option<usize> {
+        let guess = &self.after.0[before];
+        let place = usize::from(guess.load(Ordering::Relaxed));
+        if self
+            .keys
+            .get(place)
+            .is_some_and(|(k, _)| equal(k.as_bytes(), key))
+        {
+            return Some(place);
+        }
+        let found = self.find(key, tag(key));
+        if let Some(place) = found {
+            // Fits: a list has at most MOST places.
+            guess.store(place as u8, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// The place of the key that followed the one at `before` (a place, or [`FIRST`]) last
+    /// time, when there is one.
+    #[inline]
+    pub fn guess(&self, before: usize) -> Option<usize> {
+        let place = usize::from(self.after.0[before].load(Ordering::Relaxed));
+        (place < self.keys.len()).then_some(place)
+    }
+
     /// The key at `place`.
     #[inline]
     pub fn name(&self, place: usize) -> &'static str {
@@ -166,7 +241,7 @@ impl<T> Known<T> {
 mod tests {
     use super::*;
 
-    static KEYS: Known = Known::new(&plain(["eventName", "eventSource", "a", "", "eventTime"]));
+    static KEYS: Known = known!(&plain(["eventName", "eventSource", "a", "", "eventTime"]));
 
     #[test]
     fn every_key_is_found_at_its_place_and_no_other_is() {
@@ -191,11 +266,28 @@ mod tests {
 
     #[test]
     fn keys_with_one_tag_share_the_table() {
-        static SAME: Known<u8> = Known::new(&[("axb", 7), ("ayb", 8), ("azb", 9)]);
+        static SAME: Known<u8> = known!(&[("axb", 7), ("ayb", 8), ("azb", 9)]);
         for (n, key) in ["axb", "ayb", "azb"].iter().enumerate() {
             assert_eq!(SAME.find(key.as_bytes(), tag(key.as_bytes())), Some(n));
             assert_eq!(SAME.meaning(n), 7 + n as u8);
         }
         assert_eq!(SAME.find(b"awb", tag(b"awb")), None);
+    }
+
+    #[test]
+    fn a_guess_is_only_a_hint() {
+        static ORDER: Known = known!(&plain(["type", "arn", "accountId"]));
+        // Learnt: `arn` after `type`.
+        assert_eq!(ORDER.find_after(0, b"arn"), Some(1));
+        assert_eq!(ORDER.guess(0), Some(1));
+        // Another key after `type`: found all the same, and guessed next time.
+        assert_eq!(ORDER.find_after(0, b"accountId"), Some(2));
+        assert_eq!(ORDER.guess(0), Some(2));
+        assert_eq!(ORDER.find_after(0, b"arn"), Some(1));
+        // A key the list lacks is not found, and leaves the guess.
+        assert_eq!(ORDER.find_after(0, b"other"), None);
+        assert_eq!(ORDER.find_after(0, b"ar"), None);
+        assert_eq!(ORDER.guess(0), Some(1));
+        assert_eq!(ORDER.guess(FIRST), None, "nothing learnt yet");
     }
 }

@@ -35,6 +35,7 @@ use crate::enrich::GeoIp;
 pub use cursor::{text, Cursor};
 pub use few::Few;
 pub use fields::{slot, Fields, Layout, Paths};
+pub(crate) use known::known;
 pub use known::{Known, Member};
 pub use nested::Nested;
 pub use object::Object;
@@ -43,6 +44,38 @@ pub use value::Value;
 
 /// The ECS version the documents follow (that of Elastic's AWS integration).
 pub const ECS_VERSION: &str = "8.11.0";
+
+/// A text searched for in a record's values, its searcher built once (for each search,
+/// building one costs more than the search in a value of a few hundred bytes).
+#[derive(Debug)]
+pub struct Needle {
+    text: &'static str,
+    finder: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
+}
+
+impl Needle {
+    pub const fn new(text: &'static str) -> Self {
+        Needle {
+            text,
+            finder: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where the text is in `haystack`, each place found.
+    pub fn find_iter<'h>(&'static self, haystack: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
+        self.finder().find_iter(haystack)
+    }
+
+    /// Whether `haystack` holds the text.
+    pub fn in_(&'static self, haystack: &str) -> bool {
+        self.finder().find(haystack.as_bytes()).is_some()
+    }
+
+    fn finder(&'static self) -> &'static memchr::memmem::Finder<'static> {
+        self.finder
+            .get_or_init(|| memchr::memmem::Finder::new(self.text))
+    }
+}
 
 /// `address` as an IP the cluster's `ip` type accepts: IPv4 in dotted decimal without
 /// leading zeros, or IPv6; `None` for anything else (`AWS Internal`, a host name).

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use super::cursor::text;
-use super::known::{tag, Known, Member, MOST};
+use super::known::{tag, Known, Member, FIRST, MOST};
 use super::object::{outlined_members, Object};
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
@@ -42,6 +42,9 @@ pub struct Top<'a, T: 'static = ()> {
     /// Whether the text has no backslash: then none of its strings has an escape to look
     /// for (one search of the record, where each string would be searched).
     plain: bool,
+    /// The place of the last member of the list read ([`FIRST`] before the first): the
+    /// next key is guessed from it ([`Known::find_after`]).
+    last: usize,
 }
 
 impl<'a, T> Top<'a, T> {
@@ -80,6 +83,7 @@ impl<'a, T> Top<'a, T> {
             parts: Vec::new(),
             others: Vec::new(),
             plain: memchr::memchr(b'\\', text.as_bytes()).is_none(),
+            last: FIRST,
         }
     }
 
@@ -94,7 +98,8 @@ impl<'a, T> Top<'a, T> {
         value: &'a str,
     ) -> Option<()> {
         // A known key has no escape: looked up first, it needs no look for one.
-        if let Some(place) = self.known.find(inner.as_bytes(), tag(inner.as_bytes())) {
+        if let Some(place) = self.known.find_after(self.last, inner.as_bytes()) {
+            self.last = place;
             self.note(place, value);
         } else if !self.plain && has_backslash(inner.as_bytes()) {
             let decoded: String = serde_json::from_str(quoted()?).ok()?;
@@ -271,9 +276,9 @@ impl<'a, T> Top<'a, T> {
 mod tests {
     use super::*;
     use crate::format::cloudtrail::split::OwnedRecord;
-    use crate::format::ecs::known::plain;
+    use crate::format::ecs::known::{known, plain};
 
-    static KNOWN: Known = Known::new(&plain(["a", "b", "n", "absent", "obj"]));
+    static KNOWN: Known = known!(&plain(["a", "b", "n", "absent", "obj"]));
 
     /// The top-level `:` and `,` of `text`, as the CloudTrail format notes them.
     fn outline(text: &str) -> Vec<u32> {

@@ -129,18 +129,23 @@ pub fn stamp(time: OffsetDateTime) -> Stamp {
 }
 
 /// The time now, as `event.created` is written for the events read now: to the millisecond,
-/// formatted once per millisecond and thread (the events of one parcel share it).
+/// formatted once per millisecond and thread (the events of one parcel share it). Per event,
+/// only the clock is read: the date is worked out when the millisecond changes.
 pub fn created_now() -> std::rc::Rc<str> {
     use std::cell::RefCell;
     use std::rc::Rc;
+    use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {
-        static NOW: RefCell<(i128, Rc<str>)> = RefCell::new((i128::MIN, Rc::from("")));
+        static NOW: RefCell<(u128, Rc<str>)> = RefCell::new((u128::MAX, Rc::from("")));
     }
-    let now = OffsetDateTime::now_utc();
-    let ms = now.unix_timestamp_nanos() / 1_000_000;
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = since.as_millis();
     NOW.with_borrow_mut(|(last, text)| {
         if *last != ms {
             *last = ms;
+            let now = OffsetDateTime::UNIX_EPOCH + since;
             *text = Rc::from(&*stamp(now));
         }
         text.clone()

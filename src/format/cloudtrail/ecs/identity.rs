@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::dates::{date, Stamp};
-use crate::format::ecs::{Cursor, Few, Known, Nested};
+use crate::format::ecs::{known, Cursor, Few, Known, Needle, Nested};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
@@ -167,7 +167,7 @@ enum Member {
 }
 
 /// The members of `userIdentity` the mapping reads.
-static IDENTITY: Known<Member> = Known::new(&[
+static IDENTITY: Known<Member> = known!(&[
     ("type", Member::Own(TYPE)),
     ("userName", Member::UserName),
     ("principalId", Member::PrincipalId),
@@ -245,7 +245,7 @@ pub fn map<'a>(
     }
     if let Some(session) = session_name(kind, into.own[ARN].as_ref()) {
         related.user(session.clone());
-        if let Some(at) = session.find('@').filter(|&at| at > 0) {
+        if let Some(at) = memchr::memchr(b'@', session.as_bytes()).filter(|&at| at > 0) {
             related.user(part(&session, ..at));
             into.email = Some(session);
         }
@@ -327,9 +327,9 @@ fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
     None
 }
 
-static INVOKED_BY_DELEGATE: Known<usize> = Known::new(&places(&DELEGATE_TEXTS));
+static INVOKED_BY_DELEGATE: Known<usize> = known!(&places(&DELEGATE_TEXTS));
 
-static ON_BEHALF_OF: Known<usize> = Known::new(&places(&ON_BEHALF_OF_TEXTS));
+static ON_BEHALF_OF: Known<usize> = known!(&places(&ON_BEHALF_OF_TEXTS));
 
 /// What a member of `sessionContext` is to the mapping.
 #[derive(Debug, Clone, Copy)]
@@ -341,7 +341,7 @@ enum Session {
     Text(usize),
 }
 
-static SESSION: Known<Session> = Known::new(&[
+static SESSION: Known<Session> = known!(&[
     ("attributes", Session::Attributes),
     ("sessionIssuer", Session::Issuer),
     ("webIdFederationData", Session::WebIdFederationData),
@@ -352,7 +352,7 @@ static SESSION: Known<Session> = Known::new(&[
     // (each `Text` place is that of its key in `SESSION_TEXTS`: a test checks it)
 ]);
 
-static WEB_ID_FEDERATION_DATA: Known<usize> = Known::new(&places(&FEDERATION_TEXTS));
+static WEB_ID_FEDERATION_DATA: Known<usize> = known!(&places(&FEDERATION_TEXTS));
 
 /// Maps `sessionContext`; returns the session issuer's name when it names the user (an
 /// assumed role, a federated user).
@@ -393,7 +393,7 @@ enum Attribute {
     CreationDate,
 }
 
-static ATTRIBUTES: Known<Attribute> = Known::new(&[
+static ATTRIBUTES: Known<Attribute> = known!(&[
     ("mfaAuthenticated", Attribute::MfaAuthenticated),
     ("creationDate", Attribute::CreationDate),
 ]);
@@ -427,7 +427,7 @@ enum Issuer {
     Text(usize),
 }
 
-static ISSUER: Known<Issuer> = Known::new(&[
+static ISSUER: Known<Issuer> = known!(&[
     ("userName", Issuer::UserName),
     ("type", Issuer::Text(0)),
     ("principalId", Issuer::Text(1)),
@@ -454,7 +454,7 @@ fn issuer<'a>(
     Some(name)
 }
 
-static IN_SCOPE_OF: Known<usize> = Known::new(&places(&IN_SCOPE_OF_TEXTS));
+static IN_SCOPE_OF: Known<usize> = known!(&places(&IN_SCOPE_OF_TEXTS));
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the
 /// part of its `sts` ARN after the last `/`.
@@ -466,10 +466,11 @@ fn session_name<'a>(kind: Option<&str>, arn: Option<&Cow<'a, str>>) -> Option<Co
         return None;
     }
     let arn = arn?;
-    if !arn.starts_with("arn:") || !arn.contains(":sts:") {
+    static STS: Needle = Needle::new(":sts:");
+    if !arn.starts_with("arn:") || !STS.in_(arn) {
         return None;
     }
-    let after = arn.rfind('/')? + 1;
+    let after = memchr::memrchr(b'/', arn.as_bytes())? + 1;
     (after < arn.len()).then(|| part(arn, after..))
 }
 

@@ -38,7 +38,7 @@ pub mod mapping;
 
 /// The top-level keys of a record the mapping reads: each is found once, as the record's
 /// members are read, and looked up by its place.
-pub static TOP: Known = Known::new(&known::plain([
+pub static TOP: Known = known!(&known::plain([
     "@timestamp",
     "eventTime",
     "userIdentity",
@@ -76,7 +76,9 @@ pub static TOP: Known = Known::new(&known::plain([
 use std::borrow::Cow;
 
 use crate::enrich::GeoIp;
-use crate::format::ecs::{self, known, text, Cursor, Few, Known, Member, Object, Stream, Top};
+use crate::format::ecs::{
+    self, known, text, Cursor, Few, Known, Member, Needle, Object, Stream, Top,
+};
 use crate::format::FreeForm;
 use doc::{Doc, Kept};
 
@@ -276,7 +278,7 @@ fn source<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, geoip: Option<&GeoIp>) {
 }
 
 /// The members of a resource the mapping reads, each with its place in what it writes.
-static RESOURCE: Known<usize> = Known::new(&[("ARN", 0), ("accountId", 1), ("type", 2)]);
+static RESOURCE: Known<usize> = known!(&[("ARN", 0), ("accountId", 1), ("type", 2)]);
 
 thread_local! {
     /// Each thread's buffer for `aws.cloudtrail.resources`, kept between documents.
@@ -388,17 +390,16 @@ type Spans = Few<(usize, usize), 4>;
 /// search for `Name"`, each find checked against the keys.
 fn names_a_user_or_group(raw: &[u8]) -> bool {
     const KEYS: [&[u8]; 3] = [b"\"userName\"", b"\"newUserName\"", b"\"groupName\""];
-    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
-        std::sync::OnceLock::new();
-    let finder = FINDER.get_or_init(|| memchr::memmem::Finder::new("Name\""));
-    finder
-        .find_iter(raw)
+    static NAME: Needle = Needle::new("Name\"");
+    NAME.find_iter(raw)
         .any(|at| KEYS.iter().any(|key| raw[..at + 5].ends_with(key)))
 }
 
 /// The free-form objects, as text and as objects, and what the integration reads from them
 /// (`group.*`, `user.target.*`, `user.changes.name`, the names `related.user` gets).
 fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
+    static USER: Needle = Needle::new("\"user\"");
+    static GROUP: Needle = Needle::new("\"group\"");
     // Read only when they may hold what is looked for: most are large and hold none of it.
     let request = record
         .get(top!("requestParameters"))
@@ -406,7 +407,7 @@ fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
         .and_then(Object::scan);
     let response = record
         .get(top!("responseElements"))
-        .filter(|raw| raw.contains("\"user\"") || raw.contains("\"group\""))
+        .filter(|raw| USER.in_(raw) || GROUP.in_(raw))
         .and_then(Object::scan);
     let named = |object: &Option<Object<'a>>, key: &str| {
         object.as_ref().and_then(|o| o.get(key)).and_then(text)
@@ -457,7 +458,7 @@ fn details<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
         let [protocol, version, cipher, server_name] = &mut doc.tls;
         match tls.text("tlsVersion") {
             Some(text) if text == "tlsVersion" => {}
-            Some(text) => match text.find('v') {
+            Some(text) => match memchr::memchr(b'v', text.as_bytes()) {
                 Some(v) => {
                     *protocol = Some(Cow::Owned(text[..v].to_ascii_lowercase()));
                     *version = Some(Cow::Owned(text[v + 1..].to_string()));
@@ -511,7 +512,7 @@ fn users<'a>(record: &Top<'a>, doc: &mut Doc<'a>, signs_in: bool) {
     // The session's name first (see `identity`).
     doc.email = doc.identity.email.take().or_else(|| {
         name.as_ref()
-            .filter(|name| name.find('@').is_some_and(|at| at > 0))
+            .filter(|name| memchr::memchr(b'@', name.as_bytes()).is_some_and(|at| at > 0))
             .cloned()
     });
     for user in [name.clone(), related.on_behalf_of.take()]
