@@ -206,7 +206,7 @@ fn shape_only(gz: &[u8], events: u64) {
     let created = cloudtrail::ecs::dates::created_now();
     let mut raw_runs = Vec::new();
     let mut shape_runs = Vec::new();
-    let mut out = Vec::with_capacity(BULK_BYTES + 64 * 1024);
+    let mut out = bytes::BytesMut::with_capacity(BULK_BYTES + 64 * 1024);
     for _ in 0..RUNS {
         raw_runs.push(best(1, || split_path(gz)));
         // Each parcel of events is read once before it is timed: in the split path a record

@@ -178,7 +178,7 @@ fn every_elastic_case_agrees_field_by_field_but_for_the_readme_list() {
             let ingest = time::OffsetDateTime::parse(CREATED, &Rfc3339).unwrap();
             let event =
                 record_event(original.as_bytes(), &options, Some(ingest)).expect("an event");
-            let mut out = Vec::new();
+            let mut out = bytes::BytesMut::new();
             ecs::write(
                 &event.source,
                 &event.outline,

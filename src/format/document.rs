@@ -279,6 +279,25 @@ pub mod chunks {
         })
     }
 
+    /// [`write`], for a writer that writes into the shared buffer itself: the document needs
+    /// no copy.
+    pub fn write_bytes<T>(size: usize, build: impl FnOnce(&mut BytesMut) -> T) -> (Bytes, T) {
+        if size > CHUNK_BYTES / 8 {
+            let mut own = BytesMut::with_capacity(size);
+            let made = build(&mut own);
+            return (own.freeze(), made);
+        }
+        WRITER.with_borrow_mut(|(_, chunk)| {
+            // Empty, unless a build before panicked.
+            chunk.clear();
+            if chunk.capacity() < size {
+                *chunk = BytesMut::with_capacity(CHUNK_BYTES);
+            }
+            let made = build(chunk);
+            (chunk.split().freeze(), made)
+        })
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -300,6 +319,25 @@ pub mod chunks {
                 assert!(document.len() == 1000 && document.iter().all(|&b| b == n as u8));
             }
             let large = write(CHUNK_BYTES, |out| out.extend_from_slice(b"{}")).0;
+            assert_eq!(&large[..], b"{}");
+        }
+
+        #[test]
+        fn documents_written_in_place_share_a_buffer_and_outlive_it() {
+            let small = |byte: u8| write_bytes(100, |out| out.extend_from_slice(&[byte; 1000])).0;
+            let first = small(b'a');
+            let second = small(b'b');
+            assert_eq!(distance(&first, &second), 1000);
+            // One that outgrows the room left moves, whole, to a buffer of its own.
+            let many: Vec<Bytes> = (0..200).map(|n| small(n as u8)).collect();
+            let grown = write_bytes(100, |out| out.extend_from_slice(&[b'g'; 9000])).0;
+            drop(first);
+            assert!(second.iter().all(|&b| b == b'b'));
+            for (n, document) in many.iter().enumerate() {
+                assert!(document.len() == 1000 && document.iter().all(|&b| b == n as u8));
+            }
+            assert!(grown.len() == 9000 && grown.iter().all(|&b| b == b'g'));
+            let large = write_bytes(CHUNK_BYTES, |out| out.extend_from_slice(b"{}")).0;
             assert_eq!(&large[..], b"{}");
         }
 

@@ -141,7 +141,7 @@ impl Shaper {
             written.ok_or_else(not_json).map(|()| source)
         };
         let source = if event.dataset == cloudtrail::DATASET {
-            let (source, written) = super::document::chunks::write(size, |out| {
+            let (source, written) = super::document::chunks::write_bytes(size, |out| {
                 cloudtrail::ecs::write(
                     &event.source,
                     &event.outline,

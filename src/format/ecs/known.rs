@@ -194,21 +194,21 @@ impl<T> Known<T> {
 
     /// [`Known::find`] of `key`, the member after the one at `before` (a place, or
     /// [`FIRST`]): the key that followed it last time is compared first.
-    #[inline]
+    #[inline(always)]
     pub fn find_after(&self, before: usize, key: &[u8]) -> Option<usize> {
-        let guess = &self.after.0[before];
-        let place = usize::from(guess.load(Ordering::Relaxed));
-        if self
-            .keys
-            .get(place)
-            .is_some_and(|(k, _)| equal(k.as_bytes(), key))
-        {
-            return Some(place);
+        match self.guess(before) {
+            Some(place) if equal(self.keys[place].0.as_bytes(), key) => Some(place),
+            _ => self.find_learning(before, key),
         }
+    }
+
+    /// [`Known::find`] of `key`, kept as the guess after `before` when it is found.
+    #[inline(never)]
+    fn find_learning(&self, before: usize, key: &[u8]) -> Option<usize> {
         let found = self.find(key, tag(key));
         if let Some(place) = found {
             // Fits: a list has at most MOST places.
-            guess.store(place as u8, Ordering::Relaxed);
+            self.after.0[before].store(place as u8, Ordering::Relaxed);
         }
         found
     }

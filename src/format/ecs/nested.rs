@@ -9,10 +9,16 @@
 //! searched for. [`super::Fields`] is the general way, for mappings whose fields come in any
 //! order.
 //!
+//! The output is a [`BytesMut`]: a document written into the thread's shared buffer needs no
+//! copy to become an event's bytes ([`crate::format::document::chunks::write_bytes`]).
+//!
 //! Pure: no I/O. Keys are given as written (`"name":`, `"name":{` for an object) and must
 //! need no escape; values are written as their kind says.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+
+use bytes::BytesMut;
 
 use crate::format::escape;
 
@@ -21,15 +27,18 @@ const DEEPEST: usize = 16;
 
 /// One document being written.
 ///
-/// The place of the next byte is kept here (`at`), not in the vector's length, which is
-/// brought up to date only where the vector itself is used (to grow, to escape text, at the
-/// end): a byte written through a pointer may be any byte, so a length read back from memory
-/// after each store would chain every write to the one before it. Between those points the
-/// bytes from the length to `at` are written and not yet counted, so a document left half
-/// written (a panic) leaves the vector as it was.
+/// The place of the next byte is kept here (`at`), not in the buffer's length, which is
+/// brought up to date only where the buffer itself is used (to grow, at the end): a byte
+/// written through a pointer may be any byte, so a length read back from memory after each
+/// store would chain every write to the one before it. Between those points the bytes from
+/// the length to `at` are written and not yet counted, so a document left half written (a
+/// panic) leaves the buffer as it was.
 #[derive(Debug)]
 pub struct Nested<'o> {
-    out: &'o mut Vec<u8>,
+    out: &'o mut BytesMut,
+    /// Where the buffer's room started when `at` and `end` were taken, and its length then.
+    base: *mut u8,
+    base_len: usize,
     /// Where the next byte goes, and the end of the vector's room.
     at: *mut u8,
     end: *mut u8,
@@ -48,12 +57,14 @@ pub struct Nested<'o> {
 
 impl<'o> Nested<'o> {
     /// Starts a document at the end of `out`.
-    pub fn new(out: &'o mut Vec<u8>) -> Self {
-        out.reserve(4096);
-        out.push(b'{');
+    pub fn new(out: &'o mut BytesMut) -> Self {
+        out.reserve(1);
+        out.extend_from_slice(b"{");
         let (at, end) = room(out);
         Nested {
+            base_len: out.len(),
             out,
+            base: at,
             at,
             end,
             keys: [b""; DEEPEST],
@@ -76,14 +87,20 @@ impl<'o> Nested<'o> {
     fn grow(&mut self, n: usize) {
         self.count();
         self.out.reserve(n.max(4096));
-        (self.at, self.end) = room(self.out);
+        self.take_room();
     }
 
-    /// Brings the vector's length up to `at`.
+    /// Takes the buffer's room as it is now.
+    fn take_room(&mut self) {
+        (self.at, self.end) = room(self.out);
+        (self.base, self.base_len) = (self.at, self.out.len());
+    }
+
+    /// Brings the buffer's length up to `at`.
     #[inline(always)]
     fn count(&mut self) {
-        let len = self.at as usize - self.out.as_ptr() as usize;
-        // SAFETY: the bytes up to `at` are written, and `at` is within the capacity.
+        let len = self.base_len + (self.at as usize - self.base as usize);
+        // SAFETY: the bytes up to `at` are written, and `at` is within the room taken.
         unsafe { self.out.set_len(len) }
     }
 
@@ -106,12 +123,17 @@ impl<'o> Nested<'o> {
         unsafe { self.at = put(self.at, bytes) }
     }
 
-    /// Runs `write` on the vector itself, its length up to date.
-    #[inline(always)]
-    fn with_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        self.count();
-        write(self.out);
-        (self.at, self.end) = room(self.out);
+    /// Appends what `write` writes into a vector (the thread's, kept for its capacity).
+    fn through_vec(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        thread_local! {
+            static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+        }
+        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
+        scratch.clear();
+        write(&mut scratch);
+        self.room(scratch.len());
+        self.bytes(&scratch);
+        let _ = SCRATCH.try_with(|kept| kept.set(scratch));
     }
 
     /// Opens the object `key` (`"name":{`) inside the current one: written with its first
@@ -207,7 +229,7 @@ impl<'o> Nested<'o> {
     /// The member `key` with `text` as a JSON string, escaped.
     pub fn escaped(&mut self, key: &'static [u8], text: &[u8]) {
         self.key(key, 0);
-        self.with_vec(|out| escape::write_str(out, text));
+        self.through_vec(|out| escape::write_str(out, text));
     }
 
     /// The member `key` with `json`, one JSON value on one line, as it is.
@@ -243,7 +265,7 @@ impl<'o> Nested<'o> {
                     self.bytes(text.as_bytes());
                     self.byte(b'"');
                 }
-                Cow::Owned(text) => self.with_vec(|out| escape::write_str(out, text.as_bytes())),
+                Cow::Owned(text) => self.through_vec(|out| escape::write_str(out, text.as_bytes())),
             }
         }
         self.room(1);
@@ -294,11 +316,10 @@ impl<'o> Nested<'o> {
 }
 
 /// Where the next byte of `out` goes, and the end of its room.
-fn room(out: &mut Vec<u8>) -> (*mut u8, *mut u8) {
-    let len = out.len();
-    let spare = out.capacity() - len;
-    let at = out.as_mut_ptr().wrapping_add(len);
-    (at, at.wrapping_add(spare))
+fn room(out: &mut BytesMut) -> (*mut u8, *mut u8) {
+    let spare = out.spare_capacity_mut();
+    let at = spare.as_mut_ptr().cast::<u8>();
+    (at, at.wrapping_add(spare.len()))
 }
 
 /// Writes `bytes` at `to` and gives back the place after them: a short run (most keys and
@@ -353,7 +374,7 @@ mod tests {
     use serde_json::json;
 
     fn written(write: impl FnOnce(&mut Nested<'_>)) -> serde_json::Value {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let mut nested = Nested::new(&mut out);
         write(&mut nested);
         nested.finish();

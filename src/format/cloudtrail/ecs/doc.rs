@@ -11,6 +11,8 @@
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
+
 use super::identity::{Identity, Related, Text};
 use crate::enrich::Answer;
 use crate::format::ecs::{Nested, Stream};
@@ -166,7 +168,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Appends the document.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn write(&self, out: &mut BytesMut) {
         let mut w = Nested::new(out);
         w.clean(b"\"@timestamp\":", self.timestamp);
         w.object(b"\"event\":{");

@@ -75,6 +75,8 @@ pub static TOP: Known = known!(&known::plain([
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
+
 use crate::enrich::GeoIp;
 use crate::format::ecs::{
     self, known, text, Cursor, Few, Known, Member, Needle, Object, Stream, Top,
@@ -149,7 +151,7 @@ pub fn write(
     timestamp: &str,
     created: &str,
     ecs: &Ecs,
-    out: &mut Vec<u8>,
+    out: &mut BytesMut,
 ) -> Result<(), EcsError> {
     // The format checked the record's UTF-8; checked again here (a SIMD pass, a few hundred
     // instructions for most records), its slices are text.
@@ -543,7 +545,7 @@ mod tests {
             Some(datetime!(2024-01-01 00:00:00 UTC)),
         )
         .expect("an event");
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let ecs = Ecs::new("prod", free_form, None);
         write(
             &event.source,
@@ -753,7 +755,7 @@ mod tests {
     #[test]
     fn a_broken_top_level_is_an_error() {
         let ecs = Ecs::new("default", FreeForm::Objects, None);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let result = write(
             b"{\"a\" 1}",
             &[],
