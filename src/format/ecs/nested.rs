@@ -58,7 +58,6 @@ pub struct Nested<'o> {
 impl<'o> Nested<'o> {
     /// Starts a document at the end of `out`.
     pub fn new(out: &'o mut BytesMut) -> Self {
-        out.reserve(1);
         out.extend_from_slice(b"{");
         let (at, end) = room(out);
         Nested {
