@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 
-use super::known::{tag, Known, FIRST};
+use super::known::{equal, tag, Known, FIRST};
 use crate::format::escape::{has_backslash, string_end};
 
 /// An object that is not `{"key": value, ...}`.
@@ -186,7 +186,7 @@ impl<'a> Cursor<'a> {
         let bytes = self.text.as_bytes();
         let end = self.at + name.len() + 1;
         let quoted = bytes.get(self.at) == Some(&b'"') && bytes.get(end) == Some(&b'"');
-        if !quoted || bytes.get(self.at + 1..end) != Some(name) {
+        if !quoted || !equal(&bytes[self.at + 1..end], name) {
             return Ok(None);
         }
         // SAFETY: `self.at` and `end` are at quotes (checked above), ASCII bytes, so the

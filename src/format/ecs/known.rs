@@ -97,19 +97,22 @@ const fn slot_of(tag: u32) -> usize {
     (tag.wrapping_mul(0x9E37_79B1) >> 25) as usize % SLOTS
 }
 
-/// Whether `a` and `b` are the same bytes: keys of up to 16 bytes in two overlapping words,
-/// with no call.
+/// Whether `a` and `b` are the same bytes: keys of up to 32 bytes in two overlapping loads of
+/// each, with no call.
 #[inline]
-fn equal(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn equal(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
     }
+    let wide = |s: &[u8], at: usize| u128::from_le_bytes(s[at..at + 16].try_into().expect("16"));
     let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
     let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
     match n {
+        17..=32 => wide(a, 0) == wide(b, 0) && wide(a, n - 16) == wide(b, n - 16),
         8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
         4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         _ => a == b,
     }
 }
@@ -242,6 +245,22 @@ mod tests {
     use super::*;
 
     static KEYS: Known = known!(&plain(["eventName", "eventSource", "a", "", "eventTime"]));
+
+    #[test]
+    fn keys_of_every_length_compare_as_their_bytes() {
+        let text: Vec<u8> = (0..40u8).map(|n| b'a' + n % 26).collect();
+        for n in 0..=40 {
+            let key = &text[..n];
+            let copy = key.to_vec();
+            assert!(equal(key, &copy), "{n}");
+            for at in 0..n {
+                let mut other = key.to_vec();
+                other[at] ^= 1;
+                assert!(!equal(key, &other), "{n} {at}");
+            }
+            assert!(!equal(key, &text[..(n + 1).min(40)]) || n == 40);
+        }
+    }
 
     #[test]
     fn every_key_is_found_at_its_place_and_no_other_is() {
