@@ -62,6 +62,72 @@ pub fn has_backslash(bytes: &[u8]) -> bool {
         .fold(false, |found, &b| found | (b == b'\\'))
 }
 
+/// What one pass over a record finds: whether it is all ASCII (then it is UTF-8, with no
+/// further check), and whether it holds a backslash (else none of its strings has an escape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Survey {
+    pub ascii: bool,
+    pub backslash: bool,
+}
+
+/// [`Survey`] of `bytes`, 32 bytes at a time with AVX2 where the processor has it, else eight
+/// in a `u64`: one pass where a UTF-8 check and a search for a backslash would be two.
+pub fn survey(bytes: &[u8]) -> Survey {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor has AVX2 (checked just above).
+            return unsafe { survey_avx2(bytes) };
+        }
+    }
+    survey_words(bytes)
+}
+
+/// [`survey`] with AVX2: every block ORed together (a high bit anywhere: not ASCII) and its
+/// backslashes marked, with no branch per block.
+///
+/// # Safety
+/// The processor must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn survey_avx2(bytes: &[u8]) -> Survey {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8, _mm256_setzero_si256,
+    };
+    let mut any = _mm256_setzero_si256();
+    let mut marks = _mm256_setzero_si256();
+    let backslash = _mm256_set1_epi8(b'\\' as i8);
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        // SAFETY: the block holds 32 bytes, and the load is an unaligned one.
+        let block = unsafe { _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()) };
+        any = _mm256_or_si256(any, block);
+        marks = _mm256_or_si256(marks, _mm256_cmpeq_epi8(block, backslash));
+    }
+    let rest = survey_words(blocks.remainder());
+    Survey {
+        ascii: _mm256_movemask_epi8(any) == 0 && rest.ascii,
+        backslash: _mm256_movemask_epi8(marks) != 0 || rest.backslash,
+    }
+}
+
+/// [`survey`] eight bytes at a time.
+fn survey_words(bytes: &[u8]) -> Survey {
+    let (mut any, mut marks) = (0u64, 0u64);
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        any |= word;
+        marks |= zeros(word ^ (ONES * u64::from(b'\\')));
+    }
+    let rest = words.remainder();
+    Survey {
+        ascii: any & HIGHS == 0 && rest.is_ascii(),
+        backslash: marks != 0 || rest.iter().fold(false, |found, &b| found | (b == b'\\')),
+    }
+}
+
 /// Where the string whose text starts at `from` of `bytes` ends: the place of its closing
 /// quote, and whether it holds a backslash (an escape); `None` when it does not end. A block
 /// at a time (16 bytes with SSE2 on x86-64, 8 in a `u64` elsewhere): a record's strings are
@@ -432,6 +498,28 @@ fn escape(out: &mut Vec<u8>, b: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_survey_finds_what_a_byte_by_byte_look_finds() {
+        let text: Vec<u8> = (0..100u8).map(|n| b'a' + n % 26).collect();
+        for n in 0..text.len() {
+            let plain = &text[..n];
+            let expected = |bytes: &[u8]| Survey {
+                ascii: bytes.is_ascii(),
+                backslash: bytes.contains(&b'\\'),
+            };
+            assert_eq!(survey(plain), expected(plain));
+            assert_eq!(survey_words(plain), expected(plain));
+            for at in 0..n {
+                for odd in [b'\\', 0xc3] {
+                    let mut bytes = plain.to_vec();
+                    bytes[at] = odd;
+                    assert_eq!(survey(&bytes), expected(&bytes), "{n} {at} {odd}");
+                    assert_eq!(survey_words(&bytes), expected(&bytes), "{n} {at} {odd}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn strings_end_at_their_first_unescaped_quote() {

@@ -52,8 +52,20 @@ impl<'a, T> Top<'a, T> {
     /// values are not checked. `None` when its top level is not `{"key": value, ...}`, or
     /// when it is longer than a `u32` counts.
     pub fn outlined(text: &'a str, separators: &[u32], known: &'static Known<T>) -> Option<Self> {
+        let backslash = memchr::memchr(b'\\', text.as_bytes()).is_some();
+        Top::outlined_surveyed(text, separators, known, backslash)
+    }
+
+    /// [`Top::outlined`] of a record already searched for a backslash (`backslash`: whether
+    /// it holds one; see [`crate::format::escape::survey`]).
+    pub fn outlined_surveyed(
+        text: &'a str,
+        separators: &[u32],
+        known: &'static Known<T>,
+        backslash: bool,
+    ) -> Option<Self> {
         u32::try_from(text.len()).ok()?;
-        let mut top = Top::new(text, known);
+        let mut top = Top::new(text, known, backslash);
         outlined_members(text, separators, |inner, quoted, value| {
             top.member(inner, || Some(quoted), value)
         })?;
@@ -63,7 +75,8 @@ impl<'a, T> Top<'a, T> {
     /// The record `text`, checked whole by `serde_json`; `None` when it is not one object.
     pub fn parse(text: &'a str, known: &'static Known<T>) -> Option<Self> {
         u32::try_from(text.len()).ok()?;
-        let mut top = Top::new(text, known);
+        let backslash = memchr::memchr(b'\\', text.as_bytes()).is_some();
+        let mut top = Top::new(text, known, backslash);
         for (key, value) in Object::parse(text)?.into_members() {
             match key {
                 Cow::Borrowed(key) => top.member(key, || None, value)?,
@@ -73,7 +86,7 @@ impl<'a, T> Top<'a, T> {
         Some(top)
     }
 
-    fn new(text: &'a str, known: &'static Known<T>) -> Self {
+    fn new(text: &'a str, known: &'static Known<T>, backslash: bool) -> Self {
         Top {
             text,
             known,
@@ -82,7 +95,7 @@ impl<'a, T> Top<'a, T> {
             taken: 0,
             parts: Vec::new(),
             others: Vec::new(),
-            plain: memchr::memchr(b'\\', text.as_bytes()).is_none(),
+            plain: !backslash,
             last: FIRST,
         }
     }

@@ -81,7 +81,7 @@ use crate::enrich::GeoIp;
 use crate::format::ecs::{
     self, known, text, Cursor, Few, Known, Member, Needle, Object, Stream, Top,
 };
-use crate::format::FreeForm;
+use crate::format::{escape, FreeForm};
 use doc::{Doc, Kept};
 
 /// The dataset Elastic's integration writes CloudTrail to.
@@ -153,13 +153,20 @@ pub fn write(
     ecs: &Ecs,
     out: &mut BytesMut,
 ) -> Result<(), EcsError> {
-    // The format checked the record's UTF-8; checked again here (a SIMD pass, a few hundred
-    // instructions for most records), its slices are text.
-    let document = simdutf8::basic::from_utf8(document).map_err(|_| EcsError::Malformed)?;
+    // The format checked the record's UTF-8; checked again here, its slices are text. One
+    // pass finds whether it is ASCII (most records are: nothing more to check) and whether it
+    // holds a backslash (most do not: no string in it has an escape to look for).
+    let survey = escape::survey(document);
+    let document = if survey.ascii {
+        // SAFETY: ASCII bytes (surveyed just above) are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(document) }
+    } else {
+        simdutf8::basic::from_utf8(document).map_err(|_| EcsError::Malformed)?
+    };
     let mut record = if outline.is_empty() {
         Top::parse(document, &TOP)
     } else {
-        Top::outlined(document, outline, &TOP)
+        Top::outlined_surveyed(document, outline, &TOP, survey.backslash)
     }
     .ok_or(EcsError::Malformed)?;
     let mut resources = Resources::take();
