@@ -6,7 +6,8 @@
 //! the bytes that need an escape and stored whole: plain text costs a store per block, a
 //! JSON object's text a store per quote.
 //!
-//! The same blocks find where a JSON string ends ([`string_end`]) for the readers of records.
+//! The same blocks find where a JSON string ends ([`string_end`]) for the readers of records,
+//! and one pass over a record says whether it is ASCII and holds a backslash ([`survey`]).
 //!
 //! Pure: no I/O, no allocation beyond `out`'s growth.
 

@@ -3,10 +3,11 @@
 //!
 //! A mapping lists the keys it reads from an object as a `static` [`Known`] (`known!`), built
 //! at compile time (a small open-addressing table keyed by each key's length and first and
-//! last bytes), each key with what it means to the mapping (an enum of its own, or `()`). A record's top
-//! level read whole ([`super::Top`]) keeps each known key's value at its place, and the
-//! mapping names a key by its [`Member`], found at compile time (`KNOWN.member("eventName")` in a
-//! `const { }` block, a compile error for a key the list lacks). A [`super::Cursor`] reading
+//! last bytes), each key with what it means to the mapping (an enum of its own, or `()`). A
+//! record's top level read whole ([`super::Top`]) keeps each known key's value at its place,
+//! and the mapping names a key by its [`Member`], found at compile time
+//! (`KNOWN.member("eventName")` in a `const { }` block, a compile error for a key the list
+//! lacks). A [`super::Cursor`] reading
 //! member by member hands each known key's meaning to the mapping as it meets it, the first
 //! time only ([`super::Cursor::next`]): a repeated key is left, in one place for every
 //! mapping. Each list also learns which of its keys follows which ([`Guesses`]): a reader

@@ -39,7 +39,7 @@ pub struct Nested<'o> {
     /// Where the buffer's room started when `at` and `end` were taken, and its length then.
     base: *mut u8,
     base_len: usize,
-    /// Where the next byte goes, and the end of the vector's room.
+    /// Where the next byte goes, and the end of the buffer's room.
     at: *mut u8,
     end: *mut u8,
     /// The keys (`"name":{`) of the objects open, innermost last: the last `waiting` of them
