@@ -125,7 +125,7 @@ fn survey_words(bytes: &[u8]) -> Survey {
     let rest = words.remainder();
     Survey {
         ascii: any & HIGHS == 0 && rest.is_ascii(),
-        backslash: marks != 0 || rest.iter().fold(false, |found, &b| found | (b == b'\\')),
+        backslash: marks != 0 || has_backslash(rest),
     }
 }
 

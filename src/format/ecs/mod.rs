@@ -67,7 +67,7 @@ impl Needle {
     }
 
     /// Whether `haystack` holds the text.
-    pub fn in_(&'static self, haystack: &str) -> bool {
+    pub fn found_in(&'static self, haystack: &str) -> bool {
         self.finder().find(haystack.as_bytes()).is_some()
     }
 

@@ -48,17 +48,11 @@ pub struct Top<'a, T: 'static = ()> {
 }
 
 impl<'a, T> Top<'a, T> {
-    /// The record `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`;
+    /// The record `text` (from `{` to `}`) whose top-level `:` and `,` are at `separators`
+    /// (`backslash`: whether it holds one, as [`crate::format::escape::survey`] finds);
     /// values are not checked. `None` when its top level is not `{"key": value, ...}`, or
     /// when it is longer than a `u32` counts.
-    pub fn outlined(text: &'a str, separators: &[u32], known: &'static Known<T>) -> Option<Self> {
-        let backslash = memchr::memchr(b'\\', text.as_bytes()).is_some();
-        Top::outlined_surveyed(text, separators, known, backslash)
-    }
-
-    /// [`Top::outlined`] of a record already searched for a backslash (`backslash`: whether
-    /// it holds one; see [`crate::format::escape::survey`]).
-    pub fn outlined_surveyed(
+    pub fn outlined(
         text: &'a str,
         separators: &[u32],
         known: &'static Known<T>,
@@ -72,10 +66,10 @@ impl<'a, T> Top<'a, T> {
         Some(top)
     }
 
-    /// The record `text`, checked whole by `serde_json`; `None` when it is not one object.
-    pub fn parse(text: &'a str, known: &'static Known<T>) -> Option<Self> {
+    /// The record `text` (`backslash` as for [`Top::outlined`]), checked whole by
+    /// `serde_json`; `None` when it is not one object.
+    pub fn parse(text: &'a str, known: &'static Known<T>, backslash: bool) -> Option<Self> {
         u32::try_from(text.len()).ok()?;
-        let backslash = memchr::memchr(b'\\', text.as_bytes()).is_some();
         let mut top = Top::new(text, known, backslash);
         for (key, value) in Object::parse(text)?.into_members() {
             match key {
@@ -181,12 +175,7 @@ impl<'a, T> Top<'a, T> {
     /// counts as absent (and taken); an object or an array is not text, and is left.
     #[inline(always)]
     pub fn text(&mut self, key: Member) -> Option<Cow<'a, str>> {
-        let raw = self.raw(key)?;
-        let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
-        let text = match string {
-            Some(inner) if self.plain => Cow::Borrowed(inner),
-            _ => text(raw)?,
-        };
+        let text = self.text_of(self.raw(key)?)?;
         self.mark(key);
         (!text.is_empty()).then_some(text)
     }
@@ -196,17 +185,22 @@ impl<'a, T> Top<'a, T> {
     pub fn texts<const N: usize>(&mut self, keys: [Member; N]) -> [Option<Cow<'a, str>>; N] {
         let mut taken = 0u64;
         let texts = keys.map(|key| {
-            let raw = self.raw(key)?;
-            let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
-            let text = match string {
-                Some(inner) if self.plain => Cow::Borrowed(inner),
-                _ => text(raw)?,
-            };
+            let text = self.text_of(self.raw(key)?)?;
             taken |= 1 << key.id;
             (!text.is_empty()).then_some(text)
         });
         self.taken |= taken;
         texts
+    }
+
+    /// The raw value `raw` as text: a string as it is where the record has no escape.
+    #[inline(always)]
+    fn text_of(&self, raw: &'a str) -> Option<Cow<'a, str>> {
+        let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
+        match string {
+            Some(inner) if self.plain => Some(Cow::Borrowed(inner)),
+            _ => text(raw),
+        }
     }
 
     /// Every member not taken, as one JSON object; `None` when nothing is left.
@@ -299,10 +293,14 @@ mod tests {
         record.as_record().separators().to_vec()
     }
 
+    fn backslash(text: &str) -> bool {
+        crate::format::escape::survey(text.as_bytes()).backslash
+    }
+
     fn both(text: &str) -> [Top<'_>; 2] {
         [
-            Top::outlined(text, &outline(text), &KNOWN).expect("an outlined top"),
-            Top::parse(text, &KNOWN).expect("a parsed top"),
+            Top::outlined(text, &outline(text), &KNOWN, backslash(text)).expect("an outlined top"),
+            Top::parse(text, &KNOWN, backslash(text)).expect("a parsed top"),
         ]
     }
 
@@ -376,11 +374,11 @@ mod tests {
     #[test]
     fn a_broken_top_level_is_refused() {
         for broken in [r#"{"a" 1}"#, r#"{"a":1,}"#, "[1]", r#"{1:2}"#] {
-            assert!(Top::parse(broken, &KNOWN).is_none(), "{broken}");
+            assert!(Top::parse(broken, &KNOWN, false).is_none(), "{broken}");
         }
         let text = r#"{"a":1,"b":2}"#;
         let mut separators = outline(text);
         separators.pop();
-        assert!(Top::outlined(text, &separators, &KNOWN).is_none());
+        assert!(Top::outlined(text, &separators, &KNOWN, false).is_none());
     }
 }

@@ -133,7 +133,7 @@ const ISSUER_TEXTS: Pairs<4> = [
 /// `webIdFederationData`.
 const FEDERATION_TEXTS: Pairs<1> = [("federatedProvider", b"\"federated_provider\":")];
 
-/// The record keys of `pairs`, each with its place: a list for [`Known::new`].
+/// The record keys of `pairs`, each with its place: a list for `known!`.
 const fn places<const N: usize>(pairs: &Pairs<N>) -> [(&'static str, usize); N] {
     let mut places = [("", 0); N];
     let mut n = 0;
@@ -467,7 +467,7 @@ fn session_name<'a>(kind: Option<&str>, arn: Option<&Cow<'a, str>>) -> Option<Co
     }
     let arn = arn?;
     static STS: Needle = Needle::new(":sts:");
-    if !arn.starts_with("arn:") || !STS.in_(arn) {
+    if !arn.starts_with("arn:") || !STS.found_in(arn) {
         return None;
     }
     let after = memchr::memrchr(b'/', arn.as_bytes())? + 1;

@@ -164,9 +164,9 @@ pub fn write(
         simdutf8::basic::from_utf8(document).map_err(|_| EcsError::Malformed)?
     };
     let mut record = if outline.is_empty() {
-        Top::parse(document, &TOP)
+        Top::parse(document, &TOP, survey.backslash)
     } else {
-        Top::outlined_surveyed(document, outline, &TOP, survey.backslash)
+        Top::outlined(document, outline, &TOP, survey.backslash)
     }
     .ok_or(EcsError::Malformed)?;
     let mut resources = Resources::take();
@@ -416,7 +416,7 @@ fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
         .and_then(Object::scan);
     let response = record
         .get(top!("responseElements"))
-        .filter(|raw| USER.in_(raw) || GROUP.in_(raw))
+        .filter(|raw| USER.found_in(raw) || GROUP.found_in(raw))
         .and_then(Object::scan);
     let named = |object: &Option<Object<'a>>, key: &str| {
         object.as_ref().and_then(|o| o.get(key)).and_then(text)
