@@ -5,7 +5,8 @@
 //! does), then measures in the same run:
 //! - gunzip alone (the physical limit of this path),
 //! - gunzip + the CloudTrail format (split, events) + the sink's bulk lines, into 5 MiB
-//!   bulk bodies,
+//!   bulk bodies; events pass in parcels, as the worker's sources hand them over, so that the
+//!   rules and the ECS step see a parcel at a time, before the sink writes it,
 //! - gzip compression of the resulting bulk bodies (`--bulk-compression gzip`): its cost and
 //!   the bytes it saves,
 //! - the same split path writing ECS documents (`--schema ecs`) with MaxMind's test City and
@@ -29,7 +30,7 @@ use cloudtrail_ingest::format::cloudtrail;
 use cloudtrail_ingest::format::cloudtrail::{CloudTrail, FreeForm, Options};
 use cloudtrail_ingest::format::schema::Shaper;
 use cloudtrail_ingest::format::{Format, Item, PayloadContext};
-use cloudtrail_ingest::pipeline::{index_name, Event, Indices, Shape};
+use cloudtrail_ingest::pipeline::{index_name, Event, Indices, Outbox, Shape};
 use cloudtrail_ingest::sink::elasticsearch::request;
 use flate2::bufread::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -267,20 +268,46 @@ fn ecs_shaper() -> Shaper {
     Shaper::new(&config, FreeForm::Objects, Some(geoip())).expect("a shaper")
 }
 
-/// [`split_path`] with each event shaped by `shaper` before it is written.
+/// [`split_path`] with each event shaped by `shaper` before it is written: a parcel's events
+/// are all shaped, then written, as the worker's sender shapes a parcel before the sink
+/// takes it.
 fn split_path_shaped(gz: &[u8], shaper: &Shaper) -> u64 {
     let mut total = 0u64;
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
-    events_as(gz, FreeForm::AsWritten, |mut event| {
-        shaper.shape(&mut event).expect("an ECS document");
-        let index = index_name("cloudtrail", event.time);
-        request::append_create(&mut body, &index, &event.id, None, &event.source);
-        if body.len() >= BULK_BYTES {
-            total += body.len() as u64;
-            body.clear();
+    parcels_as(gz, FreeForm::AsWritten, |parcel| {
+        for event in parcel.iter_mut() {
+            shaper.shape(event).expect("an ECS document");
+        }
+        for event in parcel.drain(..) {
+            let index = index_name("cloudtrail", event.time);
+            request::append_create(&mut body, &index, &event.id, None, &event.source);
+            if body.len() >= BULK_BYTES {
+                total += body.len() as u64;
+                body.clear();
+            }
         }
     });
     total + body.len() as u64
+}
+
+/// [`events_as`], gathered into parcels as the worker's [`Outbox`] gathers an object's
+/// events (at most [`Outbox::PARCEL_EVENTS`] events or [`Outbox::PARCEL_BYTES`] bytes):
+/// stages and shape see a parcel at a time, and the sink writes it after them.
+fn parcels_as(gz: &[u8], free_form: FreeForm, mut each: impl FnMut(&mut Vec<Event>)) {
+    let mut parcel = Vec::with_capacity(Outbox::PARCEL_EVENTS);
+    let mut bytes = 0;
+    events_as(gz, free_form, |event| {
+        bytes += event.source.len() + event.id.len();
+        parcel.push(event);
+        if parcel.len() >= Outbox::PARCEL_EVENTS || bytes >= Outbox::PARCEL_BYTES {
+            each(&mut parcel);
+            parcel.clear();
+            bytes = 0;
+        }
+    });
+    if !parcel.is_empty() {
+        each(&mut parcel);
+    }
 }
 
 /// The bulk bodies of the corpus, kept for the compression measurement.
@@ -303,16 +330,18 @@ fn drop_pack() -> Detector {
 fn split_path_dropping(gz: &[u8], drops: &Detector) -> u64 {
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     let mut dropped = 0;
-    events_of(gz, |event| {
-        if !drops.examine(&event).is_empty() {
-            dropped += 1;
-            return;
-        }
-        let index = index_name("cloudtrail", event.time);
-        request::append_create(&mut body, &index, &event.id, None, &event.source);
-        if body.len() >= BULK_BYTES {
-            std::hint::black_box(&body);
-            body.clear();
+    parcels_as(gz, FreeForm::Objects, |parcel| {
+        for event in parcel.drain(..) {
+            if !drops.examine(&event).is_empty() {
+                dropped += 1;
+                continue;
+            }
+            let index = index_name("cloudtrail", event.time);
+            request::append_create(&mut body, &index, &event.id, None, &event.source);
+            if body.len() >= BULK_BYTES {
+                std::hint::black_box(&body);
+                body.clear();
+            }
         }
     });
     dropped
@@ -435,21 +464,23 @@ fn split_path(gz: &[u8]) -> u64 {
     total
 }
 
-/// Gunzips, reads events with the CloudTrail format (and, with an `alerter`, runs the rules
-/// on each, adding the alerts) and writes them as the sink does into bulk bodies of 5 MiB,
-/// handing each to `flush`.
+/// Gunzips, reads events with the CloudTrail format in parcels (and, with an `alerter`,
+/// runs the rules on each event, adding the alerts) and writes them as the sink does into
+/// bulk bodies of 5 MiB, handing each to `flush`.
 fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u8>)) {
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
-    events_of(gz, |event| {
-        let index = index_name("cloudtrail", event.time);
-        request::append_create(&mut body, &index, &event.id, None, &event.source);
-        for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
-            let index = index_name("cloudtrail-alerts", alert.time);
-            request::append_create(&mut body, &index, &alert.id, None, &alert.source);
-        }
-        if body.len() >= BULK_BYTES {
-            flush(&body);
-            body.clear();
+    parcels_as(gz, FreeForm::Objects, |parcel| {
+        for event in parcel.drain(..) {
+            let index = index_name("cloudtrail", event.time);
+            request::append_create(&mut body, &index, &event.id, None, &event.source);
+            for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
+                let index = index_name("cloudtrail-alerts", alert.time);
+                request::append_create(&mut body, &index, &alert.id, None, &alert.source);
+            }
+            if body.len() >= BULK_BYTES {
+                flush(&body);
+                body.clear();
+            }
         }
     });
     flush(&body);
