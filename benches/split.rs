@@ -204,7 +204,7 @@ fn shape_only(gz: &[u8], events: u64) {
     let mut split = Vec::new();
     events_as(gz, FreeForm::AsWritten, |event| split.push(event));
     let ecs = cloudtrail::ecs::Ecs::new("default", FreeForm::Objects, Some(geoip()));
-    let created = cloudtrail::ecs::dates::created_now();
+    let created = cloudtrail::ecs::dates::created_at(std::time::SystemTime::now());
     let mut raw_runs = Vec::new();
     let mut shape_runs = Vec::new();
     let mut out = bytes::BytesMut::with_capacity(BULK_BYTES + 64 * 1024);
@@ -275,8 +275,9 @@ fn split_path_shaped(gz: &[u8], shaper: &Shaper) -> u64 {
     let mut total = 0u64;
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     parcels_as(gz, FreeForm::AsWritten, |parcel| {
+        let now = std::time::SystemTime::now();
         for event in parcel.iter_mut() {
-            shaper.shape(event).expect("an ECS document");
+            shaper.shape(event, now).expect("an ECS document");
         }
         for event in parcel.drain(..) {
             let index = index_name("cloudtrail", event.time);

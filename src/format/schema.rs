@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::cloudtrail::{self, ecs::Ecs};
 use super::document::write_str;
@@ -94,7 +95,7 @@ impl Shaper {
 }
 
 impl Shape for Shaper {
-    fn shape(&self, event: &mut Event) -> Result<(), String> {
+    fn shape(&self, event: &mut Event, now: SystemTime) -> Result<(), String> {
         let trail = event.dataset == cloudtrail::DATASET;
         if let (Some(stream), true) = (&self.agent, trail) {
             let (source, ()) =
@@ -104,7 +105,7 @@ impl Shape for Shaper {
             event.source = source;
             event.outline = Vec::new();
         } else if let Some(ecs) = &self.ecs {
-            self.ecs_document(event, ecs)?;
+            self.ecs_document(event, ecs, now)?;
         } else if let (Some(geoip), true) = (&self.geoip, trail) {
             if let Some(members) = raw_source(event, geoip) {
                 let (source, ()) = super::document::chunks::write(
@@ -121,8 +122,8 @@ impl Shape for Shaper {
 
 impl Shaper {
     /// `event` as its dataset's ECS document; events of other datasets pass unchanged.
-    fn ecs_document(&self, event: &mut Event, ecs: &Ecs) -> Result<(), String> {
-        let created = cloudtrail::ecs::dates::created_now();
+    fn ecs_document(&self, event: &mut Event, ecs: &Ecs, now: SystemTime) -> Result<(), String> {
+        let created = cloudtrail::ecs::dates::created_at(now);
         let timestamp = cloudtrail::ecs::dates::millis(event.time);
         let size = event.source.len() * 2 + 512;
         let not_json = || format!("{} record is not one JSON object", event.dataset);
@@ -335,7 +336,7 @@ mod tests {
             r#"{"eventTime":"2024-05-01T12:00:00Z","sourceIPAddress":"89.160.20.156"}"#,
             FreeForm::Objects,
         );
-        shaper.shape(&mut found).unwrap();
+        shaper.shape(&mut found, SystemTime::now()).unwrap();
         let doc = json(&found);
         assert_eq!(doc["source"]["geo"]["country_iso_code"], "SE");
         assert_eq!(doc["source"]["as"]["number"], 29518);
@@ -345,7 +346,7 @@ mod tests {
                 format!(r#"{{"eventTime":"2024-05-01T12:00:00Z","sourceIPAddress":"{unknown}"}}"#);
             let mut unchanged = event(&record, FreeForm::Objects);
             let before = unchanged.source.clone();
-            shaper.shape(&mut unchanged).unwrap();
+            shaper.shape(&mut unchanged, SystemTime::now()).unwrap();
             assert_eq!(unchanged.source, before, "{unknown}");
         }
         assert!(Shaper::new(&config(Schema::Raw), FreeForm::Objects, None).is_none());
@@ -358,7 +359,7 @@ mod tests {
             r#"{"eventTime":"2024-05-01T12:00:00Z","eventID":"e","sourceIPAddress":"89.160.20.156"}"#,
             FreeForm::AsWritten,
         );
-        shaper.shape(&mut found).unwrap();
+        shaper.shape(&mut found, SystemTime::now()).unwrap();
         let doc = json(&found);
         assert_eq!(doc["event"]["id"], "e");
         assert_eq!(doc["source"]["geo"]["city_name"], "Link\u{f6}ping");
@@ -367,7 +368,7 @@ mod tests {
         let mut other = found.clone();
         other.dataset = crate::format::json::DATASET;
         other.source = bytes::Bytes::from_static(b"{\"a\":1}");
-        shaper.shape(&mut other).unwrap();
+        shaper.shape(&mut other, SystemTime::now()).unwrap();
         assert_eq!(&other.source[..], b"{\"a\":1}");
     }
 
@@ -378,7 +379,7 @@ mod tests {
         let shaper = Shaper::new(&config, FreeForm::Objects, None).unwrap();
         let record = r#"{"eventTime":"2024-05-01T12:00:00Z","eventID":"e","x":"a\"b"}"#;
         let mut found = event(record, FreeForm::AsWritten);
-        shaper.shape(&mut found).unwrap();
+        shaper.shape(&mut found, SystemTime::now()).unwrap();
         let doc = json(&found);
         assert_eq!(doc["@timestamp"], "2024-05-01T12:00:00Z");
         assert_eq!(doc["data_stream"]["dataset"], "aws.cloudtrail");

@@ -11,6 +11,7 @@
 //! shape; a source only sends.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::channel::{self, Closed, EventReceiver, Inlet};
 use super::event::{Event, Pending};
@@ -46,8 +47,9 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
 pub trait Shape: Send + Sync + std::fmt::Debug {
     /// Rewrites `event` (whatever rewrites its `source` clears its `outline`); `Err` with the
     /// reason when its record cannot be rewritten, and the sink dead-letters it as it came.
-    /// Events of datasets it does not know pass unchanged.
-    fn shape(&self, event: &mut Event) -> Result<(), String>;
+    /// Events of datasets it does not know pass unchanged. `now` is when the event's parcel
+    /// is shaped: the events of a parcel share it, so the clock is read once per parcel.
+    fn shape(&self, event: &mut Event, now: SystemTime) -> Result<(), String>;
 }
 
 /// Where a source sends its events: through the stages and the shape, into the sink's
@@ -122,8 +124,9 @@ impl EventSender {
             all.extend(added);
         }
         if let Some(shape) = &self.shape {
+            let now = SystemTime::now();
             for pending in all.iter_mut().filter(|p| p.refusal.is_none()) {
-                if let Err(reason) = shape.shape(&mut pending.event) {
+                if let Err(reason) = shape.shape(&mut pending.event, now) {
                     pending.refusal = Some(reason.into());
                 }
             }

@@ -128,19 +128,16 @@ pub fn stamp(time: OffsetDateTime) -> Stamp {
     Stamp(Written::Short(out))
 }
 
-/// The time now, as `event.created` is written for the events read now: to the millisecond,
-/// formatted once per millisecond and thread (the events of one parcel share it). Per event,
-/// only the clock is read: the date is worked out when the millisecond changes.
-pub fn created_now() -> std::rc::Rc<str> {
+/// `now` as `event.created` is written: to the millisecond, formatted once per millisecond
+/// and thread (the events of one parcel share their `now`, and so the text).
+pub fn created_at(now: std::time::SystemTime) -> std::rc::Rc<str> {
     use std::cell::RefCell;
     use std::rc::Rc;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
     thread_local! {
         static NOW: RefCell<(u128, Rc<str>)> = RefCell::new((u128::MAX, Rc::from("")));
     }
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let ms = since.as_millis();
     NOW.with_borrow_mut(|(last, text)| {
         if *last != ms {
@@ -216,5 +213,18 @@ mod tests {
         ] {
             assert_eq!(millis(time), text);
         }
+    }
+
+    #[test]
+    fn created_is_the_given_moment_to_the_millisecond() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |ms: u64, us: u64| {
+            UNIX_EPOCH + Duration::from_millis(1_714_564_800_000 + ms) + Duration::from_micros(us)
+        };
+        assert_eq!(&*created_at(at(5, 0)), "2024-05-01T12:00:00.005Z");
+        // Within the same millisecond, the same text; the next one is written anew.
+        assert_eq!(&*created_at(at(5, 999)), "2024-05-01T12:00:00.005Z");
+        assert_eq!(&*created_at(at(6, 0)), "2024-05-01T12:00:00.006Z");
+        assert_eq!(&*created_at(at(5, 1)), "2024-05-01T12:00:00.005Z");
     }
 }
