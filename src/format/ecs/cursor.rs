@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 
 use super::known::{equal, tag, Known, FIRST};
+use super::{Str, Strings};
 use crate::format::escape::{has_backslash, string_end};
 
 /// An object that is not `{"key": value, ...}`.
@@ -294,19 +295,19 @@ impl<'a> Cursor<'a> {
         self.raw().filter(|raw| *raw != "null")
     }
 
-    /// The current member's value as text (see [`text`]), taken; an empty string is absent
-    /// and taken; an object or an array is left. `None` also when the value cannot be read
+    /// The current member's value as text (see [`text`]; one decoded is held in `strings`),
+    /// taken; an empty string is absent and taken; an object or an array is left. `None` also when the value cannot be read
     /// (the object then fails at [`Cursor::key`] or [`Cursor::finish`]).
     #[inline(always)]
-    pub fn text(&mut self) -> Option<Cow<'a, str>> {
+    pub fn text(&mut self, strings: &'a Strings) -> Option<Str<'a>> {
         let raw = self.raw()?;
         let text = match raw.as_bytes()[0] {
-            b'"' if !self.escaped => Cow::Borrowed(&raw[1..raw.len() - 1]),
+            b'"' if !self.escaped => Str::plain(&raw[1..raw.len() - 1]),
             b'{' | b'[' => {
                 self.keep(raw.as_bytes());
                 return None;
             }
-            _ => text(raw)?,
+            _ => strings.keep(text(raw)?),
         };
         (!text.is_empty()).then_some(text)
     }
@@ -451,16 +452,17 @@ mod tests {
     /// Reads `text` taking the keys of `take` as text, reading into `into` as an object
     /// (taking its `x`), leaving the rest; returns what was taken and what was left.
     fn read(text: &str, take: &[&str], into: &str) -> Option<(Vec<String>, Option<String>)> {
+        let strings = Strings::new();
         let mut cursor = Cursor::new(text)?;
         let mut taken = Vec::new();
         while let Some(key) = cursor.key().ok()? {
             if take.contains(&key.as_ref()) {
-                taken.push(format!("{key}={:?}", cursor.text()));
+                taken.push(format!("{key}={:?}", cursor.text(&strings).as_deref()));
             } else if key == into {
                 if let Some(mut inner) = cursor.object() {
                     while let Some(inner_key) = inner.key().ok()? {
                         if inner_key == "x" {
-                            taken.push(format!("{key}.x={:?}", inner.text()));
+                            taken.push(format!("{key}.x={:?}", inner.text(&strings).as_deref()));
                         } else {
                             inner.leave();
                         }
@@ -512,6 +514,7 @@ mod tests {
     #[test]
     fn known_keys_are_handed_out_once_escaped_or_not() {
         static KNOWN: Known<char> = known!(&[("type", 't'), ("arn", 'a'), ("userName", 'u')]);
+        let strings = Strings::new();
         let mut cursor = Cursor::new(
             r#"{"type":"A","x":1,"t\u0079pe":"B","arn" : "c","userName":{"o":1},"arn":"d"}"#,
         )
@@ -523,7 +526,7 @@ mod tests {
                     seen.push("u".to_string());
                     cursor.leave();
                 }
-                Some(m) => seen.push(format!("{m}={}", cursor.text().unwrap())),
+                Some(m) => seen.push(format!("{m}={}", &*cursor.text(&strings).unwrap())),
                 None => cursor.leave(),
             }
         }
@@ -541,24 +544,28 @@ mod tests {
 
     #[test]
     fn text_is_borrowed_without_an_escape_and_other_values_are_left() {
+        let strings = Strings::new();
         let mut cursor =
             Cursor::new(r#"{"p":"plain" ,"e":"a\"b","z":"","n":1,"o":{"x":1}}"#).unwrap();
         let mut read = Vec::new();
         while cursor.key().unwrap().is_some() {
-            read.push(cursor.text());
+            read.push(
+                cursor
+                    .text(&strings)
+                    .map(|t| (t.as_str(), t.needs_escape())),
+            );
         }
         assert_eq!(
             read,
             [
-                Some(Cow::Borrowed("plain")),
-                Some(Cow::Owned("a\"b".into())),
+                Some(("plain", false)),
+                Some(("a\"b", true)),
                 None,
-                Some(Cow::Borrowed("1")),
+                Some(("1", false)),
                 None,
-            ]
+            ],
+            "a decoded text is escaped when written"
         );
-        assert!(matches!(read[0], Some(Cow::Borrowed(_))));
-        assert!(matches!(read[1], Some(Cow::Owned(_))));
         let (_, rest) = cursor.finish().unwrap();
         assert_eq!(rest.as_deref(), Some(&br#"{"o":{"x":1}}"#[..]));
     }
@@ -567,17 +574,22 @@ mod tests {
     fn an_object_all_taken_leaves_nothing_and_values_stay_as_written() {
         let (_, rest) = read(r#"{"o":{"x":"a\"b"},"a":1}"#, &["a"], "o").unwrap();
         assert_eq!(rest, None);
+        let strings = Strings::new();
         let mut cursor = Cursor::new(r#"{"s":"plain","e":"a\nb","n":-1.5e3}"#).unwrap();
         let mut values = Vec::new();
         while cursor.key().unwrap().is_some() {
-            values.push(cursor.text());
+            values.push(
+                cursor
+                    .text(&strings)
+                    .map(|t| (t.as_str(), t.needs_escape())),
+            );
         }
         assert_eq!(
             values,
             [
-                Some(Cow::Borrowed("plain")),
-                Some(Cow::Owned("a\nb".into())),
-                Some(Cow::Borrowed("-1.5e3"))
+                Some(("plain", false)),
+                Some(("a\nb", true)),
+                Some(("-1.5e3", false))
             ]
         );
     }
@@ -617,20 +629,26 @@ mod tests {
     /// reading into every object the same way; returns the texts taken (`key=text`, nested
     /// keys joined by `.`) and what was left.
     fn take_texts(text: &str) -> (Vec<String>, Option<serde_json::Value>) {
-        fn read(cursor: &mut Cursor<'_>, prefix: &str, taken: &mut Vec<String>) {
+        fn read<'a>(
+            cursor: &mut Cursor<'a>,
+            prefix: &str,
+            taken: &mut Vec<String>,
+            strings: &'a Strings,
+        ) {
             while let Some(key) = cursor.key().expect("a JSON object") {
                 if cursor.byte() == Some(b'{') {
                     let mut inner = cursor.object().expect("an object");
-                    read(&mut inner, &format!("{prefix}{key}."), taken);
+                    read(&mut inner, &format!("{prefix}{key}."), taken, strings);
                     cursor.close(inner).expect("read to its end");
-                } else if let Some(text) = cursor.text() {
-                    taken.push(format!("{prefix}{key}={text}"));
+                } else if let Some(text) = cursor.text(strings) {
+                    taken.push(format!("{prefix}{key}={}", &*text));
                 }
             }
         }
+        let strings = Strings::new();
         let mut cursor = Cursor::new(text).expect("an object");
         let mut taken = Vec::new();
-        read(&mut cursor, "", &mut taken);
+        read(&mut cursor, "", &mut taken, &strings);
         let (end, rest) = cursor.finish().expect("read to its end");
         assert_eq!(end, text.len());
         let rest = rest.map(|r| serde_json::from_slice(&r).expect("what is left is JSON"));

@@ -11,7 +11,7 @@
 //! and a key repeated in an object is left by the cursor itself. Values
 //! are text, numbers, booleans, lists of text, or
 //! JSON written as it came (a record's own object). Short lists a mapping gathers per document
-//! are [`Few`] ([`few`]). Also here: what makes an address an IP
+//! are [`Few`] ([`few`]); its texts are [`Str`]s, which need no drop ([`strings`]). Also here: what makes an address an IP
 //! the cluster accepts ([`ip`]), and the `ecs`, `data_stream` and `event.dataset` fields every
 //! document carries ([`Stream`]).
 //!
@@ -23,6 +23,7 @@ pub mod fields;
 pub mod known;
 pub mod nested;
 pub mod object;
+pub mod strings;
 pub mod top;
 pub mod value;
 
@@ -39,6 +40,7 @@ pub(crate) use known::known;
 pub use known::{Known, Member};
 pub use nested::Nested;
 pub use object::Object;
+pub use strings::{Str, Strings};
 pub use top::Top;
 pub use value::Value;
 

@@ -15,11 +15,11 @@
 //! Pure: no I/O. Keys are given as written (`"name":`, `"name":{` for an object) and must
 //! need no escape; values are written as their kind says.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 
 use bytes::BytesMut;
 
+use super::Str;
 use crate::format::escape;
 
 /// The most objects open at once, the document's own among them.
@@ -204,14 +204,13 @@ impl<'o> Nested<'o> {
         self.first = false;
     }
 
-    /// The member `key` with `text` as a JSON string, when there is text: a borrowed text
-    /// needs no escape (a record's string that had none, or a constant) and is copied as it
-    /// is; an owned one (decoded, or made) is escaped.
+    /// The member `key` with `text` as a JSON string, when there is text: a record's string
+    /// that had no escape is copied as it is; one decoded or made is escaped.
     #[inline(always)]
-    pub fn text(&mut self, key: &'static [u8], text: &Option<Cow<'_, str>>) {
+    pub fn text(&mut self, key: &'static [u8], text: &Option<Str<'_>>) {
         match text {
-            Some(Cow::Borrowed(text)) => self.clean(key, text),
-            Some(Cow::Owned(text)) => self.escaped(key, text.as_bytes()),
+            Some(text) if text.needs_escape() => self.escaped(key, text.as_bytes()),
+            Some(text) => self.clean(key, text),
             None => {}
         }
     }
@@ -248,7 +247,7 @@ impl<'o> Nested<'o> {
 
     /// The member `key` with a list of texts, each written as [`Nested::text`] does; nothing
     /// when it is empty.
-    pub fn texts(&mut self, key: &'static [u8], texts: &[Cow<'_, str>]) {
+    pub fn texts(&mut self, key: &'static [u8], texts: &[Str<'_>]) {
         if texts.is_empty() {
             return;
         }
@@ -258,13 +257,12 @@ impl<'o> Nested<'o> {
             self.room(text.len() + 3);
             self.byte(comma);
             comma = b',';
-            match text {
-                Cow::Borrowed(text) => {
-                    self.byte(b'"');
-                    self.bytes(text.as_bytes());
-                    self.byte(b'"');
-                }
-                Cow::Owned(text) => self.through_vec(|out| escape::write_str(out, text.as_bytes())),
+            if text.needs_escape() {
+                self.through_vec(|out| escape::write_str(out, text.as_bytes()));
+            } else {
+                self.byte(b'"');
+                self.bytes(text.as_bytes());
+                self.byte(b'"');
             }
         }
         self.room(1);
@@ -370,7 +368,9 @@ pub(super) unsafe fn put(to: *mut u8, bytes: &[u8]) -> *mut u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::ecs::Strings;
     use serde_json::json;
+    use std::borrow::Cow;
 
     fn written(write: impl FnOnce(&mut Nested<'_>)) -> serde_json::Value {
         let mut out = BytesMut::new();
@@ -400,7 +400,8 @@ mod tests {
             w.close();
             w.members(br#""geo":{"city_name":"y"},"as":{"number":2}"#);
             w.close();
-            w.text(b"\"e\":", &Some(Cow::Owned("q\"uote".into())));
+            let strings = Strings::new();
+            w.text(b"\"e\":", &strings.text(Some(Cow::Owned("q\"uote".into()))));
         });
         assert_eq!(
             doc,
@@ -416,12 +417,13 @@ mod tests {
 
     #[test]
     fn lists_are_written_whole_and_empty_ones_not_at_all() {
+        let strings = Strings::new();
         let doc = written(|w| {
             w.texts(b"\"none\":", &[]);
             w.open(b"\"related\":{");
             w.texts(
                 b"\"user\":",
-                &[Cow::Borrowed("ann"), Cow::Owned("b\\ob".into())],
+                &[Str::plain("ann"), strings.keep(Cow::Owned("b\\ob".into()))],
             );
             w.close();
             w.names(b"\"type\":", &["info", "access"]);

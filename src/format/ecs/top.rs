@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use super::cursor::text;
 use super::known::{tag, Known, Member, FIRST, MOST};
 use super::object::{outlined_members, Object};
+use super::{Str, Strings};
 use crate::format::document::write_str;
 use crate::format::escape::has_backslash;
 
@@ -171,21 +172,26 @@ impl<'a, T> Top<'a, T> {
         self.raw(key).filter(|raw| *raw != "null")
     }
 
-    /// The value of `key` as text (see [`Object::text`]), marked as taken; an empty string
-    /// counts as absent (and taken); an object or an array is not text, and is left.
+    /// The value of `key` as text (see [`Object::text`]; one decoded is held in `strings`),
+    /// marked as taken; an empty string counts as absent (and taken); an object or an array
+    /// is not text, and is left.
     #[inline(always)]
-    pub fn text(&mut self, key: Member) -> Option<Cow<'a, str>> {
-        let text = self.text_of(self.raw(key)?)?;
+    pub fn text(&mut self, key: Member, strings: &'a Strings) -> Option<Str<'a>> {
+        let text = self.text_of(self.raw(key)?, strings)?;
         self.mark(key);
         (!text.is_empty()).then_some(text)
     }
 
     /// [`Top::text`] of each of `keys`, all marked taken at once (marked one by one, each
     /// mark would wait for the one before it to be stored).
-    pub fn texts<const N: usize>(&mut self, keys: [Member; N]) -> [Option<Cow<'a, str>>; N] {
+    pub fn texts<const N: usize>(
+        &mut self,
+        keys: [Member; N],
+        strings: &'a Strings,
+    ) -> [Option<Str<'a>>; N] {
         let mut taken = 0u64;
         let texts = keys.map(|key| {
-            let text = self.text_of(self.raw(key)?)?;
+            let text = self.text_of(self.raw(key)?, strings)?;
             taken |= 1 << key.id;
             (!text.is_empty()).then_some(text)
         });
@@ -195,11 +201,11 @@ impl<'a, T> Top<'a, T> {
 
     /// The raw value `raw` as text: a string as it is where the record has no escape.
     #[inline(always)]
-    fn text_of(&self, raw: &'a str) -> Option<Cow<'a, str>> {
+    fn text_of(&self, raw: &'a str, strings: &'a Strings) -> Option<Str<'a>> {
         let string = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"'));
         match string {
-            Some(inner) if self.plain => Some(Cow::Borrowed(inner)),
-            _ => text(raw),
+            Some(inner) if self.plain => Some(Str::plain(inner)),
+            _ => text(raw).map(|text| strings.keep(text)),
         }
     }
 
@@ -318,8 +324,9 @@ mod tests {
     #[test]
     fn what_is_not_taken_is_the_rest() {
         let text = r#"{"a":"x","other":[1],"b":5,"n":null,"a":"again","obj":{"c":1,"d":2},"other":2,"b\u0041":3}"#;
+        let strings = Strings::new();
         for mut top in both(text) {
-            assert_eq!(top.text(A).as_deref(), Some("x"));
+            assert_eq!(top.text(A, &strings).as_deref(), Some("x"));
             assert_eq!(top.get(B), Some("5"));
             assert_eq!(top.take(N), None, "null is absent");
             assert_eq!(top.take(ABSENT), None);
@@ -339,8 +346,9 @@ mod tests {
     #[test]
     fn an_escaped_key_is_read_as_its_text() {
         let text = r#"{"\u0061":"E", "b" : 1 ,"a":"again","n":null,"x\"y":2}"#;
+        let strings = Strings::new();
         for mut top in both(text) {
-            assert_eq!(top.text(A).as_deref(), Some("E"));
+            assert_eq!(top.text(A, &strings).as_deref(), Some("E"));
             assert_eq!(top.get(N), None);
             assert_eq!(
                 rest(&top),
@@ -358,13 +366,19 @@ mod tests {
         }
     }
 
+    /// A text read, and whether it is to be escaped when written.
+    fn as_read(text: Option<Str<'_>>) -> Option<(&str, bool)> {
+        text.map(|t| (t.as_str(), t.needs_escape()))
+    }
+
     #[test]
     fn text_is_taken_borrowed_when_it_has_no_escape_and_other_values_are_not() {
+        let strings = Strings::new();
         for mut top in both(r#"{"a":"plain","b":"esc\"aped","n":"","obj":{"x":1}}"#) {
-            assert!(matches!(top.text(A), Some(Cow::Borrowed("plain"))));
-            assert!(matches!(top.text(B), Some(Cow::Owned(b)) if b == "esc\"aped"));
-            assert_eq!(top.text(N), None, "an empty string is absent");
-            assert_eq!(top.text(OBJ), None, "an object is not text");
+            assert_eq!(as_read(top.text(A, &strings)), Some(("plain", false)));
+            assert_eq!(as_read(top.text(B, &strings)), Some(("esc\"aped", true)));
+            assert_eq!(top.text(N, &strings), None, "an empty string is absent");
+            assert_eq!(top.text(OBJ, &strings), None, "an object is not text");
             assert_eq!(rest(&top), Some(serde_json::json!({"obj": {"x": 1}})));
             top.leave(OBJ, None);
             assert_eq!(rest(&top), None, "an emptied object leaves nothing");

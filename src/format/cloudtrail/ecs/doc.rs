@@ -15,7 +15,7 @@ use bytes::BytesMut;
 
 use super::identity::{Identity, Related, Text};
 use crate::enrich::Answer;
-use crate::format::ecs::{Nested, Stream};
+use crate::format::ecs::{Nested, Stream, Strings};
 use crate::format::FreeForm;
 
 /// The JSON of a record kept whole in a document (an object of the record, what the mapping
@@ -44,9 +44,12 @@ const FREE_FORM_KEYS: [&[u8]; 4] = [
     b"\"service_event_details\":",
 ];
 
-/// One document's values. `Text` is a record's text (borrowed: it needs no escape).
+/// One document's values. `Text` is a record's text, or one decoded or made and held in
+/// `strings`: copied, never dropped one by one.
 #[derive(Debug)]
 pub struct Doc<'a> {
+    /// Where the texts decoded or made for this document are held.
+    pub strings: &'a Strings,
     /// `@timestamp` and `event.created`: times this worker wrote, with no escape to make.
     pub timestamp: &'a str,
     pub created: &'a str,
@@ -119,8 +122,14 @@ pub struct Doc<'a> {
 }
 
 impl<'a> Doc<'a> {
-    pub fn new(stream: &'a Stream, timestamp: &'a str, created: &'a str) -> Self {
+    pub fn new(
+        stream: &'a Stream,
+        timestamp: &'a str,
+        created: &'a str,
+        strings: &'a Strings,
+    ) -> Self {
         Doc {
+            strings,
             timestamp,
             created,
             stream,

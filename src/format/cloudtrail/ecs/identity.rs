@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::dates::{date, Stamp};
-use crate::format::ecs::{known, Cursor, Few, Known, Needle, Nested};
+use crate::format::ecs::{known, Cursor, Few, Known, Needle, Nested, Str, Strings};
 
 /// The names `related.user` gathers, in the integration's order, each once, and the user's
 /// own id and name, which [`identity`] finds and the names of the request follow.
@@ -24,28 +24,27 @@ use crate::format::ecs::{known, Cursor, Few, Known, Needle, Nested};
 pub struct Related<'a> {
     /// The names so far (a document has at most seven: the session's name and its local
     /// part, three from the request, the user's own and the one it acts for).
-    users: Few<Cow<'a, str>, 8>,
-    pub id: Option<Cow<'a, str>>,
-    pub name: Option<Cow<'a, str>>,
-    pub on_behalf_of: Option<Cow<'a, str>>,
+    users: Few<Str<'a>, 8>,
+    pub id: Text<'a>,
+    pub name: Text<'a>,
+    pub on_behalf_of: Text<'a>,
 }
 
 impl<'a> Related<'a> {
-    pub fn user(&mut self, name: Cow<'a, str>) {
+    pub fn user(&mut self, name: Str<'a>) {
         if !name.is_empty() && !self.users.iter().any(|user| *user == name) {
             self.users.push(name);
         }
     }
 
     /// The names gathered, in order.
-    pub fn users(&self) -> Cow<'_, [Cow<'a, str>]> {
+    pub fn users(&self) -> Cow<'_, [Str<'a>]> {
         self.users.as_slice()
     }
 }
 
-/// A text of the record, or none: borrowed when it needs no escape (see
-/// [`crate::format::ecs::Nested::text`]).
-pub type Text<'a> = Option<Cow<'a, str>>;
+/// A text of the record, or none (see [`Str`]).
+pub type Text<'a> = Option<Str<'a>>;
 
 /// What `userIdentity` gives the document, gathered as it is read; [`Identity::write`] writes
 /// the members of `aws.cloudtrail.user_identity`.
@@ -184,13 +183,15 @@ static IDENTITY: Known<Member> = known!(&[
     // (each `Own` place is that of its key in `OWN`: a test checks it)
 ]);
 
-/// Maps `identity` (the raw `userIdentity` object) into `into`, reading it once; returns
-/// what it did not map (`None` inside: nothing), or `None` when it is not a JSON object of
-/// members (the caller then keeps it whole).
+/// Maps `identity` (the raw `userIdentity` object) into `into`, reading it once (texts it
+/// decodes or makes are held in `strings`); returns what it did not map (`None` inside:
+/// nothing), or `None` when it is not a JSON object of members (the caller then keeps it
+/// whole).
 pub fn map<'a>(
     identity: &'a str,
     into: &mut Identity<'a>,
     related: &mut Related<'a>,
+    strings: &'a Strings,
 ) -> Option<Option<Vec<u8>>> {
     let mut cursor = Cursor::new(identity)?;
     let (mut name, mut id) = (None, None);
@@ -200,38 +201,41 @@ pub fn map<'a>(
         match member {
             Some(Member::Own(place)) => {
                 typed |= place == TYPE;
-                into.own[place] = cursor.text();
+                into.own[place] = cursor.text(strings);
             }
-            Some(Member::UserName) => name = cursor.text(),
-            Some(Member::PrincipalId) => id = cursor.text(),
-            Some(Member::AccountId) => into.account_id = cursor.text(),
+            Some(Member::UserName) => name = cursor.text(strings),
+            Some(Member::PrincipalId) => id = cursor.text(strings),
+            Some(Member::AccountId) => into.account_id = cursor.text(strings),
             Some(Member::SessionContext) => {
                 // The issuer names the user of an assumed role or a federated user. CloudTrail
                 // writes `type` first; read ahead for it when it does not.
-                let kind = match &into.own[TYPE] {
-                    Some(kind) => Some(kind.clone()),
-                    None if !typed => kind_ahead(identity),
+                let kind = match into.own[TYPE] {
+                    Some(kind) => Some(kind),
+                    None if !typed => kind_ahead(identity, strings),
                     None => None,
                 };
                 let assumed = matches!(kind.as_deref(), Some("AssumedRole" | "FederatedUser"));
                 if let Some(mut session) = cursor.object() {
-                    issuer_name = session_context(&mut session, into, assumed)?;
+                    issuer_name = session_context(&mut session, into, assumed, strings)?;
                     cursor.close(session)?;
                 }
             }
             Some(Member::OnBehalfOf) => {
                 if let Some(mut inner) = cursor.object() {
-                    read_texts(&mut inner, &ON_BEHALF_OF, &mut into.on_behalf_of)?;
+                    read_texts(&mut inner, &ON_BEHALF_OF, &mut into.on_behalf_of, strings)?;
                     cursor.close(inner)?;
-                    on_behalf_of = into.on_behalf_of[0].clone();
+                    on_behalf_of = into.on_behalf_of[0];
                 }
             }
             Some(Member::InScopeOf) => {
-                read_texts_of(&mut cursor, &IN_SCOPE_OF, &mut into.in_scope_of)?
+                read_texts_of(&mut cursor, &IN_SCOPE_OF, &mut into.in_scope_of, strings)?
             }
-            Some(Member::InvokedByDelegate) => {
-                read_texts_of(&mut cursor, &INVOKED_BY_DELEGATE, &mut into.delegate)?
-            }
+            Some(Member::InvokedByDelegate) => read_texts_of(
+                &mut cursor,
+                &INVOKED_BY_DELEGATE,
+                &mut into.delegate,
+                strings,
+            )?,
             None => cursor.leave(),
         }
     }
@@ -241,12 +245,12 @@ pub fn map<'a>(
     }
     let kind = into.own[TYPE].as_deref();
     if kind == Some("IdentityCenterUser") && id.is_none() {
-        id = on_behalf_of.clone();
+        id = on_behalf_of;
     }
-    if let Some(session) = session_name(kind, into.own[ARN].as_ref()) {
-        related.user(session.clone());
+    if let Some(session) = session_name(kind, into.own[ARN]) {
+        related.user(session);
         if let Some(at) = memchr::memchr(b'@', session.as_bytes()).filter(|&at| at > 0) {
-            related.user(part(&session, ..at));
+            related.user(session.part(..at));
             into.email = Some(session);
         }
     }
@@ -291,10 +295,11 @@ fn read_texts<'a>(
     cursor: &mut Cursor<'a>,
     known: &Known<usize>,
     into: &mut [Text<'a>],
+    strings: &'a Strings,
 ) -> Option<()> {
     while let Some(member) = cursor.next(known).ok()? {
         match member {
-            Some(place) => into[place] = cursor.text(),
+            Some(place) => into[place] = cursor.text(strings),
             None => cursor.leave(),
         }
     }
@@ -307,20 +312,21 @@ fn read_texts_of<'a>(
     cursor: &mut Cursor<'a>,
     known: &Known<usize>,
     into: &mut [Text<'a>],
+    strings: &'a Strings,
 ) -> Option<()> {
     if let Some(mut inner) = cursor.object() {
-        read_texts(&mut inner, known, into)?;
+        read_texts(&mut inner, known, into, strings)?;
         cursor.close(inner)?;
     }
     Some(())
 }
 
 /// The `type` of `identity`, read ahead of the member being read.
-fn kind_ahead(identity: &str) -> Option<Cow<'_, str>> {
+fn kind_ahead<'a>(identity: &'a str, strings: &'a Strings) -> Text<'a> {
     let mut cursor = Cursor::new(identity)?;
     while let Some(key) = cursor.key().ok()? {
         if key == "type" {
-            return cursor.text();
+            return cursor.text(strings);
         }
         cursor.take();
     }
@@ -360,26 +366,30 @@ fn session_context<'a>(
     session: &mut Cursor<'a>,
     into: &mut Identity<'a>,
     assumed: bool,
-) -> Option<Option<Cow<'a, str>>> {
+    strings: &'a Strings,
+) -> Option<Text<'a>> {
     let mut issuer_name = None;
     while let Some(member) = session.next(&SESSION).ok()? {
         match member {
             Some(Session::Attributes) => {
                 if let Some(mut attributes) = session.object() {
-                    self::attributes(&mut attributes, into)?;
+                    self::attributes(&mut attributes, into, strings)?;
                     session.close(attributes)?;
                 }
             }
             Some(Session::Issuer) => {
                 if let Some(mut inner) = session.object() {
-                    issuer_name = issuer(&mut inner, &mut into.issuer, assumed)?;
+                    issuer_name = issuer(&mut inner, &mut into.issuer, assumed, strings)?;
                     session.close(inner)?;
                 }
             }
-            Some(Session::WebIdFederationData) => {
-                read_texts_of(session, &WEB_ID_FEDERATION_DATA, &mut into.federation)?
-            }
-            Some(Session::Text(place)) => into.session[place] = session.text(),
+            Some(Session::WebIdFederationData) => read_texts_of(
+                session,
+                &WEB_ID_FEDERATION_DATA,
+                &mut into.federation,
+                strings,
+            )?,
+            Some(Session::Text(place)) => into.session[place] = session.text(strings),
             None => session.leave(),
         }
     }
@@ -400,10 +410,16 @@ static ATTRIBUTES: Known<Attribute> = known!(&[
 
 /// Maps the session's `attributes`: `mfaAuthenticated`, and `creationDate` when it is a date
 /// (left otherwise).
-fn attributes<'a>(attributes: &mut Cursor<'a>, into: &mut Identity<'a>) -> Option<()> {
+fn attributes<'a>(
+    attributes: &mut Cursor<'a>,
+    into: &mut Identity<'a>,
+    strings: &'a Strings,
+) -> Option<()> {
     while let Some(member) = attributes.next(&ATTRIBUTES).ok()? {
         match member {
-            Some(Attribute::MfaAuthenticated) => into.session[MFA] = attributes.text(),
+            Some(Attribute::MfaAuthenticated) => {
+                into.session[MFA] = attributes.text(strings);
+            }
             Some(Attribute::CreationDate) => {
                 if let Some(raw) = attributes.take() {
                     match date(raw) {
@@ -442,12 +458,13 @@ fn issuer<'a>(
     issuer: &mut Cursor<'a>,
     into: &mut [Text<'a>; 4],
     assumed: bool,
-) -> Option<Option<Cow<'a, str>>> {
+    strings: &'a Strings,
+) -> Option<Text<'a>> {
     let mut name = None;
     while let Some(member) = issuer.next(&ISSUER).ok()? {
         match member {
-            Some(Issuer::Text(place)) => into[place] = issuer.text(),
-            Some(Issuer::UserName) if assumed => name = issuer.text(),
+            Some(Issuer::Text(place)) => into[place] = issuer.text(strings),
+            Some(Issuer::UserName) if assumed => name = issuer.text(strings),
             _ => issuer.leave(),
         }
     }
@@ -458,7 +475,7 @@ static IN_SCOPE_OF: Known<usize> = known!(&places(&IN_SCOPE_OF_TEXTS));
 
 /// The session name of an assumed role, a federated user or an Identity Center user: the
 /// part of its `sts` ARN after the last `/`.
-fn session_name<'a>(kind: Option<&str>, arn: Option<&Cow<'a, str>>) -> Option<Cow<'a, str>> {
+fn session_name<'a>(kind: Option<&str>, arn: Text<'a>) -> Text<'a> {
     if !matches!(
         kind,
         Some("AssumedRole" | "FederatedUser" | "IdentityCenterUser")
@@ -467,22 +484,11 @@ fn session_name<'a>(kind: Option<&str>, arn: Option<&Cow<'a, str>>) -> Option<Co
     }
     let arn = arn?;
     static STS: Needle = Needle::new(":sts:");
-    if !arn.starts_with("arn:") || !STS.found_in(arn) {
+    if !arn.starts_with("arn:") || !STS.found_in(&arn) {
         return None;
     }
     let after = memchr::memrchr(b'/', arn.as_bytes())? + 1;
-    (after < arn.len()).then(|| part(arn, after..))
-}
-
-/// The part `range` of `text`, borrowed where `text` is.
-fn part<'a>(
-    text: &Cow<'a, str>,
-    range: impl std::slice::SliceIndex<str, Output = str>,
-) -> Cow<'a, str> {
-    match text {
-        Cow::Borrowed(text) => Cow::Borrowed(&text[range]),
-        Cow::Owned(text) => Cow::Owned(text[range].to_string()),
-    }
+    (after < arn.len()).then(|| arn.part(after..))
 }
 
 #[cfg(test)]
@@ -495,10 +501,11 @@ mod tests {
         let mut related = Related::default();
         let names: Vec<String> = (0..12).map(|n| format!("user{n}")).collect();
         for name in names.iter().chain(&names) {
-            related.user(Cow::Borrowed(name));
+            related.user(Str::plain(name));
         }
-        related.user(Cow::Borrowed(""));
-        assert_eq!(*related.users(), names[..]);
+        related.user(Str::plain(""));
+        let users: Vec<&str> = related.users().iter().map(Str::as_str).collect();
+        assert_eq!(users, names);
     }
 
     #[test]
@@ -534,27 +541,27 @@ mod tests {
 
     #[test]
     fn session_names_come_from_sts_arns_only() {
-        let arn = |text: &'static str| Cow::Borrowed(text);
+        let arn = |text: &'static str| Some(Str::plain(text));
         let assumed = arn("arn:aws:sts::1:assumed-role/Role/jane@example.com");
         assert_eq!(
-            session_name(Some("AssumedRole"), Some(&assumed)).as_deref(),
+            session_name(Some("AssumedRole"), assumed).as_deref(),
             Some("jane@example.com")
         );
-        let owned = Cow::Owned(assumed.to_string());
-        assert_eq!(
-            session_name(Some("AssumedRole"), Some(&owned)).as_deref(),
-            Some("jane@example.com")
+        let strings = Strings::new();
+        let decoded = strings.text(Some(Cow::Owned(assumed.unwrap().to_string())));
+        let session = session_name(Some("AssumedRole"), decoded).expect("a session name");
+        assert_eq!(&*session, "jane@example.com");
+        assert!(
+            session.needs_escape(),
+            "a part of a decoded text is escaped"
         );
-        assert_eq!(session_name(Some("IAMUser"), Some(&assumed)), None);
+        assert_eq!(session_name(Some("IAMUser"), assumed), None);
         assert_eq!(
-            session_name(Some("AssumedRole"), Some(&arn("arn:aws:iam::1:role/R"))),
+            session_name(Some("AssumedRole"), arn("arn:aws:iam::1:role/R")),
             None
         );
         assert_eq!(
-            session_name(
-                Some("FederatedUser"),
-                Some(&arn("arn:aws:sts::1:federated-user/"))
-            ),
+            session_name(Some("FederatedUser"), arn("arn:aws:sts::1:federated-user/")),
             None
         );
     }

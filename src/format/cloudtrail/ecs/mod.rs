@@ -79,7 +79,7 @@ use bytes::BytesMut;
 
 use crate::enrich::GeoIp;
 use crate::format::ecs::{
-    self, known, text, Cursor, Few, Known, Member, Needle, Object, Stream, Top,
+    self, known, text, Cursor, Few, Known, Member, Needle, Object, Stream, Strings, Top,
 };
 use crate::format::{escape, FreeForm};
 use doc::{Doc, Kept};
@@ -170,7 +170,8 @@ pub fn write(
     }
     .ok_or(EcsError::Malformed)?;
     let mut resources = Resources::take();
-    let mut doc = Doc::new(&ecs.stream, timestamp, created);
+    let strings = &Strings::new();
+    let mut doc = Doc::new(&ecs.stream, timestamp, created, strings);
     record.take(top!("@timestamp"));
     record.take(top!("eventTime"));
     // Read once, its session context and the objects in that with it.
@@ -178,14 +179,14 @@ pub fn write(
         .get(top!("userIdentity"))
         .filter(|raw| raw.starts_with('{'))
     {
-        if let Some(rest) = identity::map(raw, &mut doc.identity, &mut doc.related) {
+        if let Some(rest) = identity::map(raw, &mut doc.identity, &mut doc.related, strings) {
             record.take(top!("userIdentity"));
             record.leave(top!("userIdentity"), rest);
         }
     }
     let signs_in = event(&mut record, &mut doc);
     source(&mut record, &mut doc, ecs.geoip.as_ref());
-    doc.texts = record.texts(TEXT);
+    doc.texts = record.texts(TEXT, strings);
     if let Some(read_only) = record
         .get(top!("readOnly"))
         .filter(|v| *v == "true" || *v == "false")
@@ -193,11 +194,11 @@ pub fn write(
         record.take(top!("readOnly"));
         doc.read_only = Some(read_only == "true");
     }
-    doc.recipient = record.text(top!("recipientAccountId"));
+    doc.recipient = record.text(top!("recipientAccountId"), strings);
     // The identity's account first.
-    doc.account_id = doc.identity.account_id.take().or(doc.recipient.clone());
-    let shared = record.text(top!("sharedEventID"));
-    doc.shared_event_id = shared.or_else(|| record.text(top!("sharedEventId")));
+    doc.account_id = doc.identity.account_id.or(doc.recipient);
+    let shared = record.text(top!("sharedEventID"), strings);
+    doc.shared_event_id = shared.or_else(|| record.text(top!("sharedEventId"), strings));
     if let Some(written) = resources.read(&mut record) {
         doc.resources = Some(written);
     }
@@ -214,20 +215,18 @@ pub fn write(
 /// `event.*` and `cloud.*` of the record's own fields.
 /// Returns whether the event is an Identity Center sign-in (`UserAuthentication`).
 fn event<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>) -> bool {
-    let action = record.text(top!("eventName"));
-    let provider = record.text(top!("eventSource"));
-    doc.service = match &provider {
-        Some(Cow::Borrowed(p)) => p.strip_suffix(".amazonaws.com").map(Cow::Borrowed),
-        Some(Cow::Owned(p)) => p
-            .strip_suffix(".amazonaws.com")
-            .map(|s| Cow::Owned(s.to_string())),
-        None => None,
-    };
+    let strings = doc.strings;
+    let action = record.text(top!("eventName"), strings);
+    let provider = record.text(top!("eventSource"), strings);
+    doc.service = provider.and_then(|p| {
+        let service = p.strip_suffix(".amazonaws.com")?;
+        Some(p.part(..service.len()))
+    });
     doc.provider = provider;
-    doc.region = record.text(top!("awsRegion"));
-    doc.id = record.text(top!("eventID"));
-    doc.error_code = record.text(top!("errorCode"));
-    doc.error_message = record.text(top!("errorMessage"));
+    doc.region = record.text(top!("awsRegion"), strings);
+    doc.id = record.text(top!("eventID"), strings);
+    doc.error_code = record.text(top!("errorCode"), strings);
+    doc.error_message = record.text(top!("errorMessage"), strings);
     if doc.error_code.is_some() || doc.error_message.is_some() {
         doc.outcome = "failure";
     }
@@ -239,7 +238,7 @@ fn event<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>) -> bool {
             doc.outcome = answer;
         }
     }
-    if let Some((category, types)) = category::of(&action) {
+    if let Some((category, types)) = category::of(action.as_str()) {
         doc.category = Some(category);
         doc.types = types;
     }
@@ -258,7 +257,7 @@ fn console_login<'a>(record: &Top<'a>, doc: &mut Doc<'a>) -> Option<&'static str
         let flag = |key: &str| data.get(key).and_then(text).map(|v| v != "No");
         doc.mfa_used = flag("MFAUsed");
         doc.mobile_version = flag("MobileVersion");
-        doc.login_to = data.get("LoginTo").and_then(text);
+        doc.login_to = doc.strings.text(data.get("LoginTo").and_then(text));
     }
     let answer = record
         .get(top!("responseElements"))
@@ -276,14 +275,15 @@ fn console_login<'a>(record: &Top<'a>, doc: &mut Doc<'a>) -> Option<&'static str
 /// cluster takes (never `AWS Internal` or a service name), `source.ip`, `related.ip` and the
 /// GeoIP answer for it.
 fn source<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, geoip: Option<&GeoIp>) {
-    if let Some(address) = record.text(top!("sourceIPAddress")) {
+    let strings = doc.strings;
+    if let Some(address) = record.text(top!("sourceIPAddress"), strings) {
         if let Some(found) = ecs::ip(&address) {
-            doc.ip = Some(address.clone());
+            doc.ip = Some(address);
             doc.geo = geoip.and_then(|g| g.lookup(found));
         }
         doc.address = Some(address);
     }
-    doc.user_agent = record.text(top!("userAgent"));
+    doc.user_agent = record.text(top!("userAgent"), strings);
 }
 
 /// The members of a resource the mapping reads, each with its place in what it writes.
@@ -418,25 +418,25 @@ fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
         .get(top!("responseElements"))
         .filter(|raw| USER.found_in(raw) || GROUP.found_in(raw))
         .and_then(Object::scan);
+    let strings = doc.strings;
     let named = |object: &Option<Object<'a>>, key: &str| {
-        object.as_ref().and_then(|o| o.get(key)).and_then(text)
+        strings.text(object.as_ref().and_then(|o| o.get(key)).and_then(text))
     };
     let nested = |object: &Option<Object<'a>>, outer: &str, key: &str| {
-        object
+        let inner = object
             .as_ref()
             .and_then(|o| o.get(outer))
-            .and_then(Object::scan)
-            .and_then(|o| o.get(key))
-            .and_then(text)
+            .and_then(Object::scan);
+        strings.text(inner.and_then(|o| o.get(key)).and_then(text))
     };
     doc.target_name = named(&request, "userName");
     doc.changed_name = named(&request, "newUserName");
     doc.target_id = nested(&response, "user", "userId");
-    for name in [&doc.target_name, &doc.changed_name, &doc.target_id]
+    for name in [doc.target_name, doc.changed_name, doc.target_id]
         .into_iter()
         .flatten()
     {
-        doc.related.user(name.clone());
+        doc.related.user(name);
     }
     doc.group = [
         nested(&response, "group", "groupId"),
@@ -463,25 +463,24 @@ fn free_form<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
 
 /// `tls.*`, `addendum`, and the objects of Insights events and CloudTrail Lake.
 fn details<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
+    let strings = doc.strings;
     if let Some(mut tls) = record.object(top!("tlsDetails")) {
         let [protocol, version, cipher, server_name] = &mut doc.tls;
-        match tls.text("tlsVersion") {
+        match strings.text(tls.text("tlsVersion")) {
             Some(text) if text == "tlsVersion" => {}
             Some(text) => match memchr::memchr(b'v', text.as_bytes()) {
                 Some(v) => {
-                    *protocol = Some(Cow::Owned(text[..v].to_ascii_lowercase()));
-                    *version = Some(Cow::Owned(text[v + 1..].to_string()));
+                    *protocol = Some(strings.keep(Cow::Owned(text[..v].to_ascii_lowercase())));
+                    *version = Some(text.part(v + 1..));
                 }
                 None => *version = Some(text),
             },
             None => {}
         }
-        *cipher = tls.text("cipherSuite");
-        *server_name = tls.text("clientProvidedHostHeader");
-        doc.host = server_name
-            .clone()
-            .filter(|host| !host.ends_with(".amazonaws.com"));
-        doc.key_exchange = tls.text("keyExchange");
+        *cipher = strings.text(tls.text("cipherSuite"));
+        *server_name = strings.text(tls.text("clientProvidedHostHeader"));
+        doc.host = server_name.filter(|host| !host.ends_with(".amazonaws.com"));
+        doc.key_exchange = strings.text(tls.text("keyExchange"));
         record.leave(top!("tlsDetails"), tls.rest());
     }
     if let Some(mut addendum) = record.object(top!("addendum")) {
@@ -494,7 +493,7 @@ fn details<'a>(record: &mut Top<'a>, doc: &mut Doc<'a>, kind: FreeForm) {
         .into_iter()
         .zip(&mut doc.addendum)
         {
-            *text = addendum.text(key);
+            *text = strings.text(addendum.text(key));
         }
         record.leave(top!("addendum"), addendum.rest());
     }
@@ -511,23 +510,19 @@ fn users<'a>(record: &Top<'a>, doc: &mut Doc<'a>, signs_in: bool) {
     let (id, mut name) = (related.id.take(), related.name.take());
     if name.is_none() && signs_in {
         // An Identity Center sign-in names its user only here.
-        name = record
+        let data = record
             .get(top!("additionalEventData"))
-            .and_then(Object::scan)
-            .and_then(|data| data.get("UserName"))
-            .and_then(text)
+            .and_then(Object::scan);
+        name = doc
+            .strings
+            .text(data.and_then(|data| data.get("UserName")).and_then(text))
             .filter(|n| !n.is_empty());
     }
     // The session's name first (see `identity`).
     doc.email = doc.identity.email.take().or_else(|| {
-        name.as_ref()
-            .filter(|name| memchr::memchr(b'@', name.as_bytes()).is_some_and(|at| at > 0))
-            .cloned()
+        name.filter(|name| memchr::memchr(b'@', name.as_bytes()).is_some_and(|at| at > 0))
     });
-    for user in [name.clone(), related.on_behalf_of.take()]
-        .into_iter()
-        .flatten()
-    {
+    for user in [name, related.on_behalf_of.take()].into_iter().flatten() {
         related.user(user);
     }
     doc.user_id = id;
