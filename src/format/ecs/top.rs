@@ -182,21 +182,24 @@ impl<'a, T> Top<'a, T> {
         (!text.is_empty()).then_some(text)
     }
 
-    /// [`Top::text`] of each of `keys`, all marked taken at once (marked one by one, each
-    /// mark would wait for the one before it to be stored).
+    /// [`Top::text`] of each of `keys`, into the same place of `into`, all marked taken at
+    /// once (marked one by one, each mark would wait for the one before it to be stored).
+    /// Written in place: an array made and returned (`map`) was written, then copied.
     pub fn texts<const N: usize>(
         &mut self,
         keys: [Member; N],
         strings: &'a Strings,
-    ) -> [Option<Str<'a>>; N] {
+        into: &mut [Option<Str<'a>>; N],
+    ) {
         let mut taken = 0u64;
-        let texts = keys.map(|key| {
-            let text = self.text_of(self.raw(key)?, strings)?;
-            taken |= 1 << key.id;
-            (!text.is_empty()).then_some(text)
-        });
+        for (key, text) in keys.into_iter().zip(into) {
+            *text = self.raw(key).and_then(|raw| {
+                let text = self.text_of(raw, strings)?;
+                taken |= 1 << key.id;
+                (!text.is_empty()).then_some(text)
+            });
+        }
         self.taken |= taken;
-        texts
     }
 
     /// The raw value `raw` as text: a string as it is where the record has no escape.

@@ -186,7 +186,7 @@ pub fn write(
     }
     let signs_in = event(&mut record, &mut doc);
     source(&mut record, &mut doc, ecs.geoip.as_ref());
-    doc.texts = record.texts(TEXT, strings);
+    record.texts(TEXT, strings, &mut doc.texts);
     if let Some(read_only) = record
         .get(top!("readOnly"))
         .filter(|v| *v == "true" || *v == "false")
