@@ -332,8 +332,9 @@ fn split_path_dropping(gz: &[u8], drops: &Detector) -> u64 {
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     let mut dropped = 0;
     parcels_as(gz, FreeForm::Objects, |parcel| {
-        for event in parcel.drain(..) {
-            if !drops.examine(&event).is_empty() {
+        let kept: Vec<bool> = parcel.iter().map(|e| drops.examine(e).is_empty()).collect();
+        for (event, kept) in parcel.drain(..).zip(kept) {
+            if !kept {
                 dropped += 1;
                 continue;
             }
@@ -466,15 +467,19 @@ fn split_path(gz: &[u8]) -> u64 {
 }
 
 /// Gunzips, reads events with the CloudTrail format in parcels (and, with an `alerter`,
-/// runs the rules on each event, adding the alerts) and writes them as the sink does into
-/// bulk bodies of 5 MiB, handing each to `flush`.
+/// runs the rules on each event of a parcel, then writes each event followed by its alerts)
+/// as the sink does into bulk bodies of 5 MiB, handing each to `flush`.
 fn split_into(gz: &[u8], alerter: Option<&Alerter>, mut flush: impl FnMut(&Vec<u8>)) {
     let mut body = Vec::with_capacity(BULK_BYTES + 64 * 1024);
     parcels_as(gz, FreeForm::Objects, |parcel| {
-        for event in parcel.drain(..) {
+        let alerts: Vec<Vec<Event>> = parcel
+            .iter()
+            .map(|event| alerter.map(|a| a.alerts(event)).unwrap_or_default())
+            .collect();
+        for (event, alerts) in parcel.drain(..).zip(alerts) {
             let index = index_name("cloudtrail", event.time);
             request::append_create(&mut body, &index, &event.id, None, &event.source);
-            for alert in alerter.map(|a| a.alerts(&event)).unwrap_or_default() {
+            for alert in alerts {
                 let index = index_name("cloudtrail-alerts", alert.time);
                 request::append_create(&mut body, &index, &alert.id, None, &alert.source);
             }
