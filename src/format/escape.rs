@@ -20,9 +20,14 @@ fn zeros(word: u64) -> u64 {
     !(((word & LOWS) + LOWS) | word | LOWS)
 }
 
+/// The high bit of each byte of `word` that is `\`.
+fn backslashes(word: u64) -> u64 {
+    zeros(word ^ (ONES * u64::from(b'\\')))
+}
+
 /// The high bit of each byte of `word` that is `"` or `\`.
 fn quotes(word: u64) -> u64 {
-    zeros(word ^ (ONES * u64::from(b'"'))) | zeros(word ^ (ONES * u64::from(b'\\')))
+    zeros(word ^ (ONES * u64::from(b'"'))) | backslashes(word)
 }
 
 /// The high bit of each byte of `word` below 0x20 (a control byte).
@@ -52,7 +57,7 @@ pub fn has_backslash(bytes: &[u8]) -> bool {
     let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        if zeros(word ^ (ONES * u64::from(b'\\'))) != 0 {
+        if backslashes(word) != 0 {
             return true;
         }
     }
@@ -120,7 +125,7 @@ fn survey_words(bytes: &[u8]) -> Survey {
     for chunk in &mut words {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         any |= word;
-        marks |= zeros(word ^ (ONES * u64::from(b'\\')));
+        marks |= backslashes(word);
     }
     let rest = words.remainder();
     Survey {

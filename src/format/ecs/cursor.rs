@@ -296,8 +296,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// The current member's value as text (see [`text`]; one decoded is held in `strings`),
-    /// taken; an empty string is absent and taken; an object or an array is left. `None` also when the value cannot be read
-    /// (the object then fails at [`Cursor::key`] or [`Cursor::finish`]).
+    /// taken; an empty string is absent and taken; an object or an array is left. `None`
+    /// also when the value cannot be read (the object then fails at [`Cursor::key`] or
+    /// [`Cursor::finish`]).
     #[inline(always)]
     pub fn text(&mut self, strings: &'a Strings) -> Option<Str<'a>> {
         let raw = self.raw()?;

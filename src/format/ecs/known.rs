@@ -7,12 +7,11 @@
 //! record's top level read whole ([`super::Top`]) keeps each known key's value at its place,
 //! and the mapping names a key by its [`Member`], found at compile time
 //! (`KNOWN.member("eventName")` in a `const { }` block, a compile error for a key the list
-//! lacks). A [`super::Cursor`] reading
-//! member by member hands each known key's meaning to the mapping as it meets it, the first
-//! time only ([`super::Cursor::next`]): a repeated key is left, in one place for every
-//! mapping. Each list also learns which of its keys follows which ([`Guesses`]): a reader
-//! compares the key it guesses first, where the key stands, and looks in the table only when
-//! the guess is wrong.
+//! lacks). A [`super::Cursor`] reading member by member hands each known key's meaning to the
+//! mapping as it meets it, the first time only ([`super::Cursor::next`]): a repeated key is
+//! left, in one place for every mapping. Each list also learns which of its keys follows
+//! which ([`Guesses`]): a reader compares the key it guesses first, where the key stands, and
+//! looks in the table only when the guess is wrong.
 //!
 //! Pure: no I/O.
 

@@ -8,12 +8,12 @@
 //! by key) or member by member with a [`Cursor`] ([`cursor`]: one pass, each member handed to
 //! the mapping as it comes), both keeping what the mapping leaves, so nothing is lost. The
 //! keys a mapping reads are listed once as [`Known`] ([`known`]): a lookup is then an index,
-//! and a key repeated in an object is left by the cursor itself. Values
-//! are text, numbers, booleans, lists of text, or
-//! JSON written as it came (a record's own object). Short lists a mapping gathers per document
-//! are [`Few`] ([`few`]); its texts are [`Str`]s, which need no drop ([`strings`]). Also here: what makes an address an IP
-//! the cluster accepts ([`ip`]), and the `ecs`, `data_stream` and `event.dataset` fields every
-//! document carries ([`Stream`]).
+//! and a key repeated in an object is left by the cursor itself. Values are text, numbers,
+//! booleans, lists of text, or JSON written as it came (a record's own object). Short lists a
+//! mapping gathers per document are [`Few`] ([`few`]); its texts are [`Str`]s, which need no
+//! drop ([`strings`]). Also here: what makes an address an IP the cluster accepts ([`ip`]),
+//! and the `ecs`, `data_stream` and `event.dataset` fields every document carries
+//! ([`Stream`]).
 //!
 //! Pure: no I/O.
 

@@ -65,12 +65,6 @@ impl PartialEq for Str<'_> {
     }
 }
 
-impl PartialEq<str> for Str<'_> {
-    fn eq(&self, other: &str) -> bool {
-        self.text == other
-    }
-}
-
 impl PartialEq<&str> for Str<'_> {
     fn eq(&self, other: &&str) -> bool {
         self.text == *other
